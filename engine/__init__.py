@@ -1,0 +1,1 @@
+"""tickwire engine: runtime, actors, strategy API."""

@@ -1,0 +1,209 @@
+"""Assemble an engine from a config and run it on the uvloop event loop.
+
+This is the layer that names concrete adapters (by ``kind`` in the config, imported only when
+used), loads strategies by import path, starts the feed, the metrics endpoint and the status
+line, and stops everything on SIGINT/SIGTERM or at the end of ``duration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from engine.clock import LiveClock
+from engine.config import Config, ConfigError, build
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.metrics import LatencySummary, MetricsServer
+from engine.runtime import Engine
+from engine.strategy import Strategy
+
+log = logging.getLogger(__name__)
+
+VENUE_ADAPTERS = {"sim": "adapters.sim.venue:SimVenue"}
+FEEDS = {"synthetic": "adapters.sim.feed:SyntheticFeed"}
+
+
+def load_object(path: str) -> Any:
+    """Import ``package.module:Name``."""
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+@dataclass
+class App:
+    config: Config
+    engine: Engine
+    clock: LiveClock
+    feed: Any = None
+    metrics: MetricsServer | None = None
+    status_lines: list[str] = field(default_factory=list)
+
+
+def build_app(config: Config, clock: LiveClock | None = None) -> App:
+    """Instruments, venues, engine, strategies and feed, as the config describes them."""
+    clock = clock or LiveClock()
+    file = config.source
+    registry = InstrumentRegistry()
+    for ic in config.instruments:
+        registry.add(
+            ic.symbol, ic.venue, AssetClass(ic.asset_class), ic.tick_size, ic.lot_size,
+            ic.multiplier, ic.currency,
+        )  # fmt: skip
+    venues = {}
+    for name, vc in config.venues.items():
+        venues[name] = load_object(VENUE_ADAPTERS[vc.kind])(name, vc)
+    engine = Engine(
+        registry, venues, clock, rings=config.rings, risk=config.risk, metrics=config.metrics,
+        name=config.engine.name,
+    )  # fmt: skip
+    for i, sc in enumerate(config.strategies):
+        key = f"strategies[{i}]"
+        try:
+            cls = load_object(sc.class_path)
+        except ImportError as e:
+            raise ConfigError(
+                file, f"{key}.class", f"cannot import {sc.class_path!r}: {e}"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise ConfigError(file, f"{key}.class", f"{sc.class_path!r} is not a Strategy subclass")
+        params = build(cls.Params, sc.params, file, f"{key}.params") if cls.Params else sc.params
+        engine.add_strategy(cls, sc.name, params, sc.instruments)
+    feed = None
+    if config.feed is not None:
+        missing = [ic.symbol for ic in config.instruments if ic.ref_price is None]
+        if missing:
+            raise ConfigError(
+                file, "instruments", f"the synthetic feed needs ref_price for: {', '.join(missing)}"
+            )
+        feed_cls = load_object(FEEDS[config.feed.kind])
+        feed = feed_cls(config.feed, list(registry), [ic.ref_price for ic in config.instruments])
+    return App(config, engine, clock, feed)
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    seconds: float
+    updates: int
+    orders: int
+    fills: int
+    rejects: int
+    pnl: float
+    latencies: list[LatencySummary]
+    state: str
+    metrics_port: int | None
+
+    def format(self) -> str:
+        lines = [
+            "",
+            f"tickwire summary: {self.seconds:.1f}s, {self.updates:,} book updates "
+            f"({self.updates / max(self.seconds, 1e-9):,.0f}/s), {self.orders:,} orders, "
+            f"{self.fills:,} fills, {self.rejects:,} rejects, P&L {self.pnl:+,.2f}, "
+            f"trading {self.state}",
+            "stage latency (ns stamps on every message):",
+        ]
+        lines += ["  " + s.format_us() for s in self.latencies]
+        ttl = next((s for s in self.latencies if s.stage == "tick_to_order"), None)
+        if ttl is not None and ttl.count:
+            lines.append(
+                f"tick-to-order: p50 {ttl.p50 / 1e3:.1f}µs  p99 {ttl.p99 / 1e3:.1f}µs  "
+                f"p99.9 {ttl.p999 / 1e3:.1f}µs  (n={ttl.count})"
+            )
+        return "\n".join(lines)
+
+
+def _status(engine: Engine, elapsed: float, last_updates: int, interval: float) -> str:
+    updates = engine.book_actor.updates
+    return (
+        f"[{elapsed:5.1f}s] updates/s {(updates - last_updates) / interval:>10,.0f}  "
+        f"orders {engine.router.orders:>7,}  fills {engine.fills:>7,}  "
+        f"rejects {sum(engine.risk.rejects):>5,}  P&L {engine.portfolio.total_pnl():>+12,.2f}  "
+        f"{engine.trading_state.value}"
+    )
+
+
+async def run_app(
+    app: App, duration_s: float | None = None, out: TextIO | None = None
+) -> RunReport:
+    """Run until ``duration_s`` passes or SIGINT/SIGTERM arrives; returns the end-of-run report."""
+    out = out or sys.stdout
+    loop = asyncio.get_running_loop()
+    app.clock.bind(loop)
+    engine = app.engine
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    cfg = app.config
+    if cfg.metrics.enabled:
+        app.metrics = MetricsServer(
+            engine.prometheus_registry(), cfg.metrics.host, cfg.metrics.port
+        )
+        await app.metrics.start()
+        print(f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics", file=out)
+    for venue in engine.venues.values():
+        await venue.start()
+    engine.start()
+    started = loop.time()
+    feed_task = loop.create_task(app.feed.run(engine, stop)) if app.feed is not None else None
+
+    interval = cfg.engine.status_interval_s
+    fold_s = cfg.metrics.fold_interval_ms / 1e3
+
+    async def every(period: float, fn) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(period)
+            fn()
+
+    last = [0]
+
+    def status() -> None:
+        line = _status(engine, loop.time() - started, last[0], interval)
+        last[0] = engine.book_actor.updates
+        app.status_lines.append(line)
+        print(line, file=out, flush=True)
+
+    helpers = [
+        loop.create_task(every(interval, status)),
+        loop.create_task(every(fold_s, engine.latency.fold)),
+    ]
+    try:
+        if duration_s is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration_s)
+    finally:
+        stop.set()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        for t in helpers:
+            t.cancel()
+        if feed_task is not None:
+            await feed_task
+        engine.stop()
+        for venue in engine.venues.values():
+            await venue.stop()
+        if app.metrics is not None:
+            await app.metrics.stop()
+    elapsed = loop.time() - started
+    return RunReport(
+        elapsed,
+        engine.book_actor.updates,
+        engine.router.orders,
+        engine.fills,
+        sum(engine.risk.rejects),
+        engine.portfolio.total_pnl(),
+        engine.latency.summaries(),
+        engine.trading_state.value,
+        app.metrics.port if app.metrics else None,
+    )

@@ -1,0 +1,370 @@
+"""Configuration: TOML files loaded into typed, validated, frozen dataclasses.
+
+Every mistake is reported as ``ConfigError`` naming the file, the key (as a dotted path such as
+``strategies[1].params.fast``) and what was expected, so an operator can fix it without reading
+code. Unknown keys are errors (with a "did you mean" hint): a misspelt risk limit must never be
+silently ignored. Secrets are given as ``"env:NAME"`` or ``"file:PATH"`` and become ``Secret``
+values whose repr never shows the content.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located by file and key."""
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {message}")
+
+
+class Secret:
+    """A credential read from the environment or a file; prints as ``Secret(<source>, ***)``."""
+
+    __slots__ = ("_source", "_value")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self._source = source
+
+    def reveal(self) -> str:
+        """The secret itself: pass it to the venue, never to a log or an exception."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self._source}, ***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _check(fn: Callable[[Any], str | None]) -> dict[str, Any]:
+    return {"check": fn}
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _power_of_two(v: int) -> str | None:
+    return None if v >= 2 and v & (v - 1) == 0 else "must be a power of two >= 2"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a TCP port 0..65535 (0 picks a free one)"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSection:
+    name: str = "tickwire"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    status_interval_s: float = field(default=1.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class RingsConfig:
+    market_data: int = field(default=65536, metadata=_check(_power_of_two))
+    quotes: int = field(default=4096, metadata=_check(_power_of_two))
+    trades: int = field(default=16384, metadata=_check(_power_of_two))
+    intents: int = field(default=4096, metadata=_check(_power_of_two))
+    order_events: int = field(default=4096, metadata=_check(_power_of_two))
+    md_batch: int = field(default=256, metadata=_check(_positive))
+    md_policy: Literal["conflate", "drop_oldest", "drop_newest"] = "conflate"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = field(default=9464, metadata=_check(_port))
+    fold_interval_ms: int = field(default=250, metadata=_check(_positive))
+    samples_per_stage: int = field(default=65536, metadata=_check(_power_of_two))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    kind: Literal["synthetic"] = "synthetic"
+    seed: int = 1
+    rate: float = field(default=100_000.0, metadata=_check(_positive))
+    interval_ms: float = field(default=1.0, metadata=_check(_positive))
+    depth: int = field(default=10, metadata=_check(_positive))
+    max_size: int = field(default=500, metadata=_check(_positive))
+    step_prob: float = field(default=0.05, metadata=_check(_fraction))
+    trade_ratio: float = field(default=0.02, metadata=_check(_fraction))
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentConfig:
+    symbol: str
+    venue: str
+    tick_size: float = field(metadata=_check(_positive))
+    asset_class: Literal["stock", "future", "option", "fx", "crypto"] = "stock"
+    lot_size: float = field(default=1.0, metadata=_check(_positive))
+    multiplier: float = field(default=1.0, metadata=_check(_positive))
+    currency: str = "USD"
+    ref_price: float | None = field(default=None, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    max_order_qty: float = field(default=math.inf, metadata=_check(_positive))
+    max_order_notional: float = field(default=math.inf, metadata=_check(_positive))
+    max_position: float = field(default=math.inf, metadata=_check(_positive))
+    max_open_orders: int = field(default=1000, metadata=_check(_positive))
+
+
+class VenueConfig:
+    """Base of the per-kind venue sections; ``kind`` picks the dataclass."""
+
+    KINDS: typing.ClassVar[dict[str, type]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class SimVenueConfig(VenueConfig):
+    kind: Literal["sim"] = "sim"
+    ack_latency_us: float = field(default=0.0, metadata=_check(_non_negative))
+    fill_latency_us: float = field(default=0.0, metadata=_check(_non_negative))
+    commission_per_lot: float = field(default=0.0, metadata=_check(_non_negative))
+    depth_levels: int = field(default=10, metadata=_check(_positive))
+
+
+VenueConfig.KINDS["sim"] = SimVenueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyConfig:
+    name: str
+    class_path: str = field(metadata={"key": "class"})
+    instruments: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str = field(metadata={"internal": True})
+    engine: EngineSection = field(default_factory=EngineSection)
+    rings: RingsConfig = field(default_factory=RingsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    feed: FeedConfig | None = None
+    instruments: list[InstrumentConfig] = field(default_factory=list)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    venues: dict[str, VenueConfig] = field(default_factory=dict)
+    strategies: list[StrategyConfig] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    file = str(p)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(file, "", "config file not found; pass an existing TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(file, "", f"not valid TOML: {e}") from None
+    return parse_config(data, file)
+
+
+def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
+    """Validate an already-parsed TOML document (``file`` names it in errors)."""
+    cfg = build(Config, {**data, "source": file}, file, "")
+    _cross_check(cfg, file)
+    return cfg
+
+
+def build(cls: type[T], data: Any, file: str, key: str) -> T:
+    """Turn a TOML table into dataclass ``cls``, checking keys, types and field checks."""
+    if not isinstance(data, dict):
+        raise ConfigError(file, key or "(top level)", f"expected a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    by_toml_key = {f.metadata.get("key", f.name): f for f in fields(cls)}
+    unknown = [k for k in data if k not in by_toml_key]
+    if unknown:
+        k = unknown[0]
+        public = [n for n, f in by_toml_key.items() if not f.metadata.get("internal")]
+        hint = difflib.get_close_matches(k, public, n=1)
+        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(
+            file,
+            _join(key, k),
+            f"unknown key{did_you_mean}; expected one of: {', '.join(sorted(public))}",
+        )
+    kwargs: dict[str, Any] = {}
+    for toml_key, f in by_toml_key.items():
+        sub = _join(key, toml_key)
+        if toml_key not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(
+                    file, sub, f"missing required value ({_type_name(hints[f.name])})"
+                )
+            continue
+        value = _coerce(hints[f.name], data[toml_key], file, sub)
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(file, sub, f"{problem}, got {value!r}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, file: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, file, key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(file, key, f"expected one of {choices}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(file, key, f"expected an array, got {_describe(value)}")
+        return [_coerce(args[0], v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(file, key, f"expected a table, got {_describe(value)}")
+        return {k: _coerce(args[1], v, file, _join(key, k)) for k, v in value.items()}
+    if tp is Secret:
+        return _secret(value, file, key)
+    if isinstance(tp, type) and issubclass(tp, VenueConfig) and tp is VenueConfig:
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind not in VenueConfig.KINDS:
+            kinds = ", ".join(repr(k) for k in sorted(VenueConfig.KINDS))
+            raise ConfigError(file, _join(key, "kind"), f"expected one of {kinds}, got {kind!r}")
+        return build(VenueConfig.KINDS[kind], value, file, key)
+    if is_dataclass(tp):
+        return build(tp, value, file, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(file, key, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(file, key, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(file, key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(file, key, f"expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"config field {key} has an unsupported type {tp!r}")
+
+
+def _secret(value: Any, file: str, key: str) -> Secret:
+    if not isinstance(value, str) or not value.startswith(("env:", "file:")):
+        raise ConfigError(
+            file,
+            key,
+            'expected a secret reference "env:VARIABLE" or "file:/path/to/file" '
+            "(secrets are never written in the config itself)",
+        )
+    scheme, _, ref = value.partition(":")
+    if scheme == "env":
+        if ref not in os.environ:
+            raise ConfigError(file, key, f"environment variable {ref} is not set")
+        return Secret(os.environ[ref], f"env:{ref}")
+    secret_path = Path(ref).expanduser()
+    if not secret_path.is_absolute():
+        secret_path = Path(file).parent / secret_path
+    try:
+        return Secret(secret_path.read_text().strip(), f"file:{secret_path}")
+    except FileNotFoundError:
+        raise ConfigError(file, key, f"secret file {secret_path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(file, key, f"secret file {secret_path} is not readable") from None
+
+
+def _cross_check(cfg: Config, file: str) -> None:
+    seen: set[str] = set()
+    for i, inst in enumerate(cfg.instruments):
+        k = f"{inst.symbol}.{inst.venue}"
+        if k in seen:
+            raise ConfigError(file, f"instruments[{i}]", f"instrument {k} is listed twice")
+        seen.add(k)
+        if inst.venue not in cfg.venues:
+            venues = ", ".join(sorted(cfg.venues)) or "none"
+            raise ConfigError(
+                file,
+                f"instruments[{i}].venue",
+                f"venue {inst.venue!r} has no [venues.{inst.venue}] section (defined: {venues})",
+            )
+    symbols = {i.symbol for i in cfg.instruments} | seen
+    names: set[str] = set()
+    for i, s in enumerate(cfg.strategies):
+        if s.name in names:
+            raise ConfigError(
+                file, f"strategies[{i}].name", f"strategy name {s.name!r} is used twice"
+            )
+        names.add(s.name)
+        if ":" not in s.class_path:
+            raise ConfigError(
+                file, f"strategies[{i}].class", "expected an import path 'package.module:Class'"
+            )
+        for j, ref in enumerate(s.instruments):
+            if ref not in symbols:
+                raise ConfigError(
+                    file,
+                    f"strategies[{i}].instruments[{j}]",
+                    f"instrument {ref!r} is not in [[instruments]]",
+                )
+
+
+def _join(key: str, sub: str) -> str:
+    return f"{key}.{sub}" if key else sub
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -1,0 +1,239 @@
+"""Message layouts for the hot path: what travels over the rings between actors.
+
+Two representations, chosen by measurement (CPython 3.11, numpy 2.4, 2-vCPU VM; the figures are
+per message, write plus batched drain, from ``../shared/reference/ccxt-and-python-latency.md``
+section 3.1 and re-measured for this module):
+
+* Market data (book deltas, quotes, trades) are **numpy structured arrays**. They are produced a
+  batch at a time (a socket read, a decoder kernel, the synthetic feed's vectorised step) and
+  consumed a batch at a time by Numba kernels (the book update). A slice copy costs ~28 ns per
+  48-byte row and a kernel reads the view with no conversion, whereas writing one row at a time
+  from Python costs 250-470 ns: so market data never goes through Python per message.
+* Order flow (intents, order events, fills) is **pooled ``__slots__`` objects**. It is produced
+  one message at a time by Python code (a strategy's ``buy``, a venue's acknowledgement) and
+  consumed by Python (risk gate, router, OMS, strategy callbacks). Setting six attributes on a
+  reused slot and draining it costs ~160 ns; a structured-array row costs 360 ns to write and
+  another ~100 ns per field to read back from Python.
+
+Prices inside the hot path are integer ticks of the instrument's tick size and sizes are integer
+lots of its lot size; floats exist only at the edges (a strategy's order intent, a venue's wire
+format). Every message carries ``ts_event`` (venue time), ``ts_recv`` (when it reached us) and one
+stamp per pipeline stage, all in nanoseconds of the engine clock (see ``engine.clock``).
+
+Slots are reused: a consumer that keeps a message beyond its callback copies what it needs.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+NO_PRICE = np.iinfo(np.int64).min
+"""Tick value meaning "no price" (a market order, an empty side of the book)."""
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = -1
+
+
+class BookSide(IntEnum):
+    BID = 0
+    ASK = 1
+
+
+class DeltaAction(IntEnum):
+    """How a book delta changes the book.
+
+    ``SET`` is the price-level form (set size at price, size 0 deletes: Binance/ccxt). ``INSERT``,
+    ``UPDATE`` and ``DELETE`` are IB's position-based market depth (row ``position`` per side).
+    ``CLEAR`` empties the instrument's book before a snapshot is loaded with ``SET``.
+    """
+
+    SET = 0
+    INSERT = 1
+    UPDATE = 2
+    DELETE = 3
+    CLEAR = 4
+
+
+# Layouts are packed in descending field size so every field is naturally aligned (Numba reads
+# aligned fields without copies) and padding is explicit.
+BOOK_DELTA = np.dtype(
+    [
+        ("price", "i8"),  # ticks
+        ("size", "i8"),  # lots; 0 deletes the level in the SET form
+        ("ts_event", "i8"),  # venue time
+        ("ts_recv", "i8"),  # reached the engine (before parsing)
+        ("ts_book", "i8"),  # applied to the book (stamped by the book kernel)
+        ("instrument_id", "i4"),
+        ("side", "i1"),  # BookSide
+        ("action", "i1"),  # DeltaAction
+        ("position", "i2"),  # row for IB position-based depth, else 0
+        ("mm_id", "i4"),  # market maker id for IB L2 depth, else 0
+        ("flags", "i4"),  # bit 0: last delta of a venue batch (IB: isSmartDepth in bit 1)
+    ],
+    align=True,
+)
+
+QUOTE = np.dtype(
+    [
+        ("bid_price", "i8"),
+        ("ask_price", "i8"),
+        ("bid_size", "i8"),
+        ("ask_size", "i8"),
+        ("ts_event", "i8"),
+        ("ts_recv", "i8"),
+        ("ts_book", "i8"),
+        ("instrument_id", "i4"),
+        ("flags", "i4"),
+    ],
+    align=True,
+)
+
+TRADE = np.dtype(
+    [
+        ("price", "i8"),
+        ("size", "i8"),
+        ("trade_id", "i8"),
+        ("ts_event", "i8"),
+        ("ts_recv", "i8"),
+        ("ts_book", "i8"),
+        ("instrument_id", "i4"),
+        ("aggressor", "i1"),  # Side of the taker, 0 if unknown
+        ("_pad", "V3"),
+    ],
+    align=True,
+)
+
+
+class OrderType(IntEnum):
+    MARKET = 0
+    LIMIT = 1
+
+
+class TimeInForce(IntEnum):
+    DAY = 0
+    GTC = 1
+    IOC = 2
+    FOK = 3
+
+
+class IntentKind(IntEnum):
+    NEW = 0
+    CANCEL = 1
+    MODIFY = 2
+    CANCEL_ALL = 3
+
+
+class OrderIntent:
+    """A strategy's request (new, cancel, modify, cancel-all) on its way to the risk gate.
+
+    ``qty`` and ``price`` are what the strategy asked for, in instrument units and currency, so
+    the risk gate can reject a NaN price or a fractional lot with the strategy's own numbers;
+    it fills ``qty_lots`` and ``price_ticks`` when the intent passes.
+    """
+
+    __slots__ = (
+        "client_order_id",
+        "instrument_id",
+        "kind",
+        "order_type",
+        "price",
+        "price_ticks",
+        "qty",
+        "qty_lots",
+        "side",
+        "strategy_id",
+        "tif",
+        "ts_created",
+        "ts_risk",
+        "ts_routed",
+        "ts_sent",
+        "ts_trigger",
+    )
+
+    def __init__(self) -> None:
+        self.kind = IntentKind.NEW
+        self.strategy_id = 0
+        self.instrument_id = 0
+        self.client_order_id = 0
+        self.side = Side.BUY
+        self.order_type = OrderType.LIMIT
+        self.tif = TimeInForce.DAY
+        self.qty = 0.0
+        self.price = 0.0
+        self.qty_lots = 0
+        self.price_ticks = NO_PRICE
+        self.ts_trigger = 0  # ts_recv of the market data the decision reacted to
+        self.ts_created = 0
+        self.ts_risk = 0
+        self.ts_routed = 0
+        self.ts_sent = 0
+
+
+class EventKind(IntEnum):
+    SUBMITTED = 0
+    ACCEPTED = 1
+    REJECTED = 2
+    CANCELLED = 3
+    EXPIRED = 4
+    MODIFIED = 5
+    FILL = 6
+    CANCEL_REJECTED = 7
+
+
+class OrderEvent:
+    """What happened to an order: acknowledgements, rejects, cancels and fills.
+
+    Fills are order events of kind ``FILL`` (``fill_lots`` at ``fill_price_ticks``, with the
+    venue's ``exec_id``) so that everything about one order travels in one ring, in the order the
+    venue reported it.
+    """
+
+    __slots__ = (
+        "client_order_id",
+        "commission",
+        "cum_lots",
+        "exec_id",
+        "fill_lots",
+        "fill_price_ticks",
+        "instrument_id",
+        "kind",
+        "leaves_lots",
+        "price_ticks",
+        "qty_lots",
+        "reason",
+        "reason_code",
+        "side",
+        "strategy_id",
+        "ts_event",
+        "ts_recv",
+        "venue_order_id",
+    )
+
+    def __init__(self) -> None:
+        self.kind = EventKind.ACCEPTED
+        self.strategy_id = 0
+        self.instrument_id = 0
+        self.client_order_id = 0
+        self.venue_order_id = 0
+        self.side = Side.BUY
+        self.fill_lots = 0
+        self.fill_price_ticks = NO_PRICE
+        self.cum_lots = 0
+        self.leaves_lots = 0
+        self.price_ticks = NO_PRICE  # the order's limit price (after a modify: the new one)
+        self.qty_lots = 0  # the order's total quantity (after a modify: the new one)
+        self.commission = 0.0
+        self.exec_id = ""
+        self.reason_code = 0
+        self.reason = ""
+        self.ts_event = 0
+        self.ts_recv = 0
+
+    def copy_from(self, other: OrderEvent) -> None:
+        """Overwrite every field with ``other``'s (used to move an event out of a reused slot)."""
+        for name in OrderEvent.__slots__:
+            setattr(self, name, getattr(other, name))

@@ -1,0 +1,98 @@
+"""Positions and P&L per strategy and instrument, from fills, marked to the book."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.instruments import InstrumentRegistry
+
+
+class Position:
+    """Net position in lots, average cost in ticks, realised P&L and fees in currency."""
+
+    __slots__ = ("avg_ticks", "commission", "fills", "instrument_id", "lots", "realised")
+
+    def __init__(self, instrument_id: int) -> None:
+        self.instrument_id = instrument_id
+        self.lots = 0
+        self.avg_ticks = 0.0
+        self.realised = 0.0
+        self.commission = 0.0
+        self.fills = 0
+
+    def apply_fill(self, side: int, lots: int, price_ticks: int, tick_value: float) -> None:
+        signed = lots * side
+        old = self.lots
+        new = old + signed
+        if old == 0 or (old > 0) == (signed > 0):
+            # Opening or adding: weighted average cost.
+            self.avg_ticks = (self.avg_ticks * abs(old) + price_ticks * lots) / abs(new)
+        else:
+            closed = min(abs(signed), abs(old))
+            direction = 1 if old > 0 else -1
+            self.realised += (price_ticks - self.avg_ticks) * closed * direction * tick_value
+            if new == 0:
+                self.avg_ticks = 0.0
+            elif (new > 0) != (old > 0):
+                # Flipped through zero: the remainder opens at the fill price.
+                self.avg_ticks = float(price_ticks)
+        self.lots = new
+        self.fills += 1
+
+    def unrealised(self, mark_ticks: float | None, tick_value: float) -> float:
+        if self.lots == 0 or mark_ticks is None:
+            return 0.0
+        return (mark_ticks - self.avg_ticks) * self.lots * tick_value
+
+
+class Portfolio:
+    """All positions, keyed by (strategy id, instrument id); ``mark`` gives a price in ticks."""
+
+    def __init__(self, registry: InstrumentRegistry, mark: Callable[[int], float | None]) -> None:
+        self._registry = registry
+        self._mark = mark
+        self._positions: dict[tuple[int, int], Position] = {}
+        self._tick_value = [i.tick_value for i in registry]
+
+    def position(self, strategy_id: int, instrument_id: int) -> Position:
+        key = (strategy_id, instrument_id)
+        pos = self._positions.get(key)
+        if pos is None:
+            pos = self._positions[key] = Position(instrument_id)
+        return pos
+
+    def apply_fill(
+        self,
+        strategy_id: int,
+        instrument_id: int,
+        side: int,
+        lots: int,
+        price_ticks: int,
+        commission: float,
+    ) -> Position:
+        pos = self.position(strategy_id, instrument_id)
+        pos.apply_fill(side, lots, price_ticks, self._tick_value[instrument_id])
+        pos.commission += commission
+        return pos
+
+    def net_lots(self, instrument_id: int) -> int:
+        """Position across all strategies."""
+        return sum(p.lots for (_, i), p in self._positions.items() if i == instrument_id)
+
+    def pnl(self, strategy_id: int | None = None) -> tuple[float, float, float]:
+        """(realised, unrealised, commission) for one strategy or for everything."""
+        realised = unrealised = fees = 0.0
+        for (sid, iid), pos in self._positions.items():
+            if strategy_id is not None and sid != strategy_id:
+                continue
+            realised += pos.realised
+            fees += pos.commission
+            unrealised += pos.unrealised(self._mark(iid), self._tick_value[iid])
+        return realised, unrealised, fees
+
+    def total_pnl(self, strategy_id: int | None = None) -> float:
+        realised, unrealised, fees = self.pnl(strategy_id)
+        return realised + unrealised - fees
+
+    def positions(self) -> dict[tuple[int, int], Position]:
+        return self._positions

@@ -1,0 +1,237 @@
+"""Preallocated single-producer / single-consumer ring buffers with batch drain.
+
+Two kinds, one per message representation (see ``engine.messages``):
+
+* ``ArrayRing`` holds a numpy structured array. Producers write whole batches (``write``) or
+  fill slots in place (``claim`` + ``commit``, for decoders that parse straight into the ring);
+  the consumer takes a contiguous view (``read``) and hands it to a kernel. Market-data rings
+  use it, and their overflow policy is explicit: ``DROP_NEWEST`` or ``DROP_OLDEST`` count what
+  they lose; ``CONFLATE`` first compacts the ring keeping only the newest message per key
+  (the latest size at a price level, the latest quote per instrument), which loses no
+  information a book needs, and counts what it folded.
+* ``ObjectRing`` holds pooled ``__slots__`` objects. The producer ``claim``s a slot and fills
+  it; the consumer ``drain``s with a per-message handler. Order rings use it, and they never
+  drop: a claim on a full ring spills into an overflow queue (allocated, since this is the error
+  path), tells its owner once through ``on_full`` (the engine halts trading), and the spilled
+  messages re-enter the ring, in order, as the consumer frees slots.
+
+Capacities are powers of two so that a sequence number maps to a slot with one mask; sequence
+numbers (``head``, ``tail``) only grow. Single-threaded by design: the producer and consumer run
+on the same event loop, so there are no atomics, and a consumer never holds a view across a
+producer's turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Generic, TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class OverflowPolicy(Enum):
+    DROP_NEWEST = "drop_newest"
+    DROP_OLDEST = "drop_oldest"
+    CONFLATE = "conflate"
+
+
+def _check_capacity(name: str, capacity: int) -> int:
+    if capacity < 2 or capacity & (capacity - 1):
+        raise ValueError(f"ring {name!r}: capacity must be a power of two >= 2, got {capacity}")
+    return capacity
+
+
+class ArrayRing:
+    """A ring of numpy structured rows for batch producers and kernel consumers."""
+
+    def __init__(
+        self,
+        name: str,
+        dtype: np.dtype,
+        capacity: int,
+        policy: OverflowPolicy = OverflowPolicy.DROP_NEWEST,
+        conflate_key: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.capacity = _check_capacity(name, capacity)
+        self.policy = policy
+        if policy is OverflowPolicy.CONFLATE and not conflate_key:
+            raise ValueError(f"ring {name!r}: CONFLATE needs the key fields that identify a value")
+        self.conflate_key = tuple(conflate_key)
+        self.buffer = np.zeros(capacity, dtype=dtype)
+        self._mask = capacity - 1
+        self.head = 0
+        self.tail = 0
+        self.dropped = 0
+        self.conflated = 0
+
+    def __len__(self) -> int:
+        return self.tail - self.head
+
+    @property
+    def free(self) -> int:
+        return self.capacity - (self.tail - self.head)
+
+    def write(self, batch: np.ndarray) -> int:
+        """Copy ``batch`` in, applying the overflow policy; returns how many rows were accepted."""
+        n = len(batch)
+        if n > self.capacity - (self.tail - self.head):
+            batch = self._make_room(batch)
+            n = len(batch)
+        start = self.tail & self._mask
+        first = min(n, self.capacity - start)
+        self.buffer[start : start + first] = batch[:first]
+        if first < n:
+            self.buffer[: n - first] = batch[first:]
+        self.tail += n
+        return n
+
+    def claim(self, n: int) -> np.ndarray:
+        """A writable contiguous view of up to ``n`` free slots (fewer at the wrap point)."""
+        start = self.tail & self._mask
+        k = min(n, self.capacity - (self.tail - self.head), self.capacity - start)
+        return self.buffer[start : start + k]
+
+    def commit(self, n: int) -> None:
+        """Publish ``n`` rows filled through ``claim``."""
+        self.tail += n
+
+    def read(self, max_n: int) -> np.ndarray:
+        """Take up to ``max_n`` rows as a contiguous view (fewer at the wrap point).
+
+        The slots are released at once: process the view before the producer runs again.
+        """
+        start = self.head & self._mask
+        k = min(max_n, self.tail - self.head, self.capacity - start)
+        self.head += k
+        return self.buffer[start : start + k]
+
+    def _make_room(self, batch: np.ndarray) -> np.ndarray:
+        if self.policy is OverflowPolicy.CONFLATE:
+            self._conflate()
+        free = self.capacity - (self.tail - self.head)
+        n = len(batch)
+        if n <= free:
+            return batch
+        if self.policy is OverflowPolicy.DROP_NEWEST:
+            self.dropped += n - free
+            return batch[:free]
+        # DROP_OLDEST (and CONFLATE when folding was not enough): the newest data wins.
+        if n >= self.capacity:
+            self.dropped += len(self) + n - self.capacity
+            self.head = self.tail
+            return batch[n - self.capacity :]
+        lose = n - free
+        self.dropped += lose
+        self.head += lose
+        return batch
+
+    def _conflate(self) -> None:
+        """Keep only the newest pending row per key, in arrival order."""
+        pending = self._pending_copy()
+        if not len(pending):
+            return
+        keys = np.rec.fromarrays([pending[k] for k in self.conflate_key])
+        # np.unique on the reversed rows finds each key's last occurrence.
+        _, last_from_end = np.unique(keys[::-1], return_index=True)
+        keep = np.sort(len(pending) - 1 - last_from_end)
+        self.conflated += len(pending) - len(keep)
+        kept = pending[keep]
+        self.head = 0
+        self.tail = 0
+        self.buffer[: len(kept)] = kept
+        self.tail = len(kept)
+
+    def _pending_copy(self) -> np.ndarray:
+        start = self.head & self._mask
+        n = self.tail - self.head
+        idx = (np.arange(n) + start) & self._mask
+        return self.buffer[idx]
+
+
+class ObjectRing(Generic[T]):
+    """A ring of pooled objects that never drops: overflow spills and reports once."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], T],
+        capacity: int,
+        on_full: Callable[[ObjectRing[T]], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.capacity = _check_capacity(name, capacity)
+        self._factory = factory
+        self._slots: list[T] = [factory() for _ in range(capacity)]
+        self._mask = capacity - 1
+        self._spill: deque[T] = deque()
+        self.on_full = on_full
+        self.head = 0
+        self.tail = 0
+        self.spilled = 0
+        self.errors = 0
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return self.tail - self.head + len(self._spill)
+
+    def claim(self) -> T:
+        """The next slot to fill; it is published at once (the consumer runs only in the pump).
+
+        Invariant: the spill queue is non-empty only while the ring is full, so one comparison
+        keeps arrival order.
+        """
+        t = self.tail
+        if t - self.head == self.capacity:
+            return self._overflow()
+        self.tail = t + 1
+        return self._slots[t & self._mask]
+
+    def drain(self, handler: Callable[[T], object], max_n: int) -> int:
+        """Call ``handler`` on up to ``max_n`` messages in order; returns how many were handled.
+
+        A handler that raises is logged with the ring's name and the message is counted in
+        ``errors``; the rest of the batch is still delivered.
+        """
+        h = self.head
+        end = min(self.tail, h + max_n)
+        slots = self._slots
+        mask = self._mask
+        for i in range(h, end):
+            try:
+                handler(slots[i & mask])
+            except Exception:
+                self.errors += 1
+                log.exception("ring %r: handler %r failed on a message", self.name, handler)
+        self.head = end
+        if self._spill:
+            self._refill()
+        return end - h
+
+    def _overflow(self) -> T:
+        obj = self._factory()
+        self._spill.append(obj)
+        self.spilled += 1
+        if not self.overflowed:
+            self.overflowed = True
+            if self.on_full is not None:
+                self.on_full(self)
+        return obj
+
+    def _refill(self) -> None:
+        spill = self._spill
+        slots = self._slots
+        while spill and self.tail - self.head < self.capacity:
+            # The spilled object takes the freed slot's place; the pooled one it displaces is
+            # garbage, which is acceptable on this error path.
+            slots[self.tail & self._mask] = spill.popleft()
+            self.tail += 1
+        if not spill:
+            self.overflowed = False

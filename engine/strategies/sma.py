@@ -1,0 +1,95 @@
+"""SMA crossover: long ``target`` when the fast average of the mid is above the slow one,
+short ``target`` when below, with market orders for the difference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.book import BookView
+from engine.messages import EventKind, OrderEvent
+from engine.strategy import Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class SmaParams:
+    fast: int = 20
+    slow: int = 100
+    target: float = 100.0
+    sample_every: int = 1  # use every Nth book update as a sample
+
+
+class _Window:
+    """A running mean over the last ``n`` samples, in a preallocated circular list."""
+
+    __slots__ = ("_buf", "_i", "count", "n", "total")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._buf = [0.0] * n
+        self._i = 0
+        self.count = 0
+        self.total = 0.0
+
+    def push(self, x: float) -> None:
+        i = self._i
+        self.total += x - self._buf[i]
+        self._buf[i] = x
+        self._i = (i + 1) % self.n
+        if self.count < self.n:
+            self.count += 1
+
+    @property
+    def full(self) -> bool:
+        return self.count == self.n
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count
+
+
+class SmaCrossover(Strategy):
+    Params = SmaParams
+
+    def on_start(self) -> None:
+        p: SmaParams = self.params
+        if not 0 < p.fast < p.slow:
+            raise ValueError(f"{self.name}: need 0 < fast < slow, got fast={p.fast} slow={p.slow}")
+        self._fast = {i.id: _Window(p.fast) for i in self.instruments}
+        self._slow = {i.id: _Window(p.slow) for i in self.instruments}
+        self._seen = dict.fromkeys(self._fast, 0)
+        self._pending: dict[int, int] = {}  # instrument id -> working client order id
+        self.signals = 0
+
+    def on_book(self, book: BookView) -> None:
+        mid = book.mid_ticks
+        if mid is None:
+            return
+        i = book.instrument.id
+        p: SmaParams = self.params
+        self._seen[i] += 1
+        if self._seen[i] % p.sample_every:
+            return
+        fast = self._fast[i]
+        slow = self._slow[i]
+        fast.push(mid)
+        slow.push(mid)
+        if not slow.full or i in self._pending:
+            return
+        want = p.target if fast.mean > slow.mean else -p.target
+        delta = want - self.position(book.instrument)
+        if delta:
+            self.signals += 1
+            send = self.buy if delta > 0 else self.sell
+            self._pending[i] = send(book.instrument, abs(delta))
+
+    def on_fill(self, fill: OrderEvent) -> None:
+        if fill.leaves_lots == 0 and self._pending.get(fill.instrument_id) == fill.client_order_id:
+            del self._pending[fill.instrument_id]
+
+    def on_order(self, event: OrderEvent) -> None:
+        # Rejected, cancelled or expired: the position target will be retried on the next signal.
+        if (
+            event.kind in (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)
+            and self._pending.get(event.instrument_id) == event.client_order_id
+        ):
+            del self._pending[event.instrument_id]

@@ -1,0 +1,215 @@
+"""The strategy API: an in-process actor that reacts to market data and order events.
+
+Subclass ``Strategy``, override the ``on_*`` callbacks you need, and act with ``buy``, ``sell``,
+``cancel``, ``cancel_all`` and ``modify``. Every action writes an intent into the engine's intent
+ring; the risk gate and the router decide what reaches a venue, and their answer (accepted,
+rejected with a code and reason, filled, cancelled) comes back through ``on_order`` and
+``on_fill``. The same class runs unchanged in replay, shadow, paper and live.
+
+Objects handed to callbacks (book views, events, trades) are reused by the engine: copy what you
+keep. Declare a ``Params`` dataclass to have the config's ``params`` table validated against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from engine.book import BookView
+from engine.instruments import Instrument
+from engine.messages import (
+    NO_PRICE,
+    IntentKind,
+    OrderEvent,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from engine.orders import Order
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+
+class Trade:
+    """A print on the tape (reused between callbacks)."""
+
+    __slots__ = ("aggressor", "instrument", "price", "size", "ts_event", "ts_recv")
+
+    def __init__(self) -> None:
+        self.instrument: Instrument | None = None
+        self.price = 0.0
+        self.size = 0.0
+        self.aggressor = 0
+        self.ts_event = 0
+        self.ts_recv = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PnL:
+    realised: float
+    unrealised: float
+    commission: float
+
+    @property
+    def total(self) -> float:
+        return self.realised + self.unrealised - self.commission
+
+
+class Strategy:
+    """Base class for strategies; see the module docstring."""
+
+    Params: ClassVar[type | None] = None
+
+    def __init__(self, name: str, params: Any, engine: Engine, strategy_id: int) -> None:
+        self.name = name
+        self.params = params
+        self.id = strategy_id
+        self._engine = engine
+        self.instruments: list[Instrument] = []
+
+    # ---- callbacks ---------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Called once before market data flows."""
+
+    def on_stop(self) -> None:
+        """Called once when the engine stops (orders may still be cancelled here)."""
+
+    def on_book(self, book: BookView) -> None:
+        """The top of book of a subscribed instrument changed (once per batch, not per delta)."""
+
+    def on_trade(self, trade: Trade) -> None:
+        """A trade printed on a subscribed instrument."""
+
+    def on_order(self, event: OrderEvent) -> None:
+        """An order was accepted, rejected (``reason_code``, ``reason``), cancelled, expired or
+        modified."""
+
+    def on_fill(self, fill: OrderEvent) -> None:
+        """An order filled (partly): ``fill_lots`` at ``fill_price_ticks``."""
+
+    def on_timer(self, name: str) -> None:
+        """A timer set with ``set_timer`` fired."""
+
+    # ---- actions -----------------------------------------------------------------------------
+
+    def buy(
+        self,
+        instrument: Instrument | str | int,
+        qty: float,
+        price: float | None = None,
+        tif: TimeInForce = TimeInForce.DAY,
+    ) -> int:
+        """Send a buy order (market if ``price`` is None); returns its client order id."""
+        return self._new(Side.BUY, instrument, qty, price, tif)
+
+    def sell(
+        self,
+        instrument: Instrument | str | int,
+        qty: float,
+        price: float | None = None,
+        tif: TimeInForce = TimeInForce.DAY,
+    ) -> int:
+        """Send a sell order (market if ``price`` is None); returns its client order id."""
+        return self._new(Side.SELL, instrument, qty, price, tif)
+
+    def cancel(self, client_order_id: int) -> None:
+        eng = self._engine
+        order = eng.tracker.get(client_order_id)
+        it = eng.intents.claim()
+        it.kind = IntentKind.CANCEL
+        it.strategy_id = self.id
+        it.client_order_id = client_order_id
+        it.instrument_id = order.instrument_id if order is not None else -1
+        it.ts_trigger = it.ts_created = eng.clock.now()
+
+    def cancel_all(self, instrument: Instrument | str | int | None = None) -> None:
+        eng = self._engine
+        it = eng.intents.claim()
+        it.kind = IntentKind.CANCEL_ALL
+        it.strategy_id = self.id
+        it.client_order_id = 0
+        it.instrument_id = -1 if instrument is None else eng.registry.resolve(instrument).id
+        it.ts_trigger = it.ts_created = eng.clock.now()
+
+    def modify(
+        self, client_order_id: int, qty: float | None = None, price: float | None = None
+    ) -> None:
+        """Change an open order's quantity and/or limit price (cancel/replace at the venue)."""
+        eng = self._engine
+        order = eng.tracker.get(client_order_id)
+        it = eng.intents.claim()
+        it.kind = IntentKind.MODIFY
+        it.strategy_id = self.id
+        it.client_order_id = client_order_id
+        it.instrument_id = order.instrument_id if order is not None else -1
+        it.qty = math.nan if qty is None else float(qty)
+        it.price = math.nan if price is None else float(price)
+        it.ts_trigger = it.ts_created = eng.clock.now()
+
+    # ---- reading state -----------------------------------------------------------------------
+
+    def instrument(self, ref: Instrument | str | int) -> Instrument:
+        return self._engine.registry.resolve(ref)
+
+    def book(self, instrument: Instrument | str | int) -> BookView:
+        return self._engine.book_views[self.instrument(instrument).id]
+
+    def position(self, instrument: Instrument | str | int) -> float:
+        """Net position of this strategy, in instrument units (negative when short)."""
+        inst = self.instrument(instrument)
+        return inst.from_lots(self._engine.portfolio.position(self.id, inst.id).lots)
+
+    def pnl(self) -> PnL:
+        """This strategy's realised and unrealised (marked to the mid) P&L and fees."""
+        return PnL(*self._engine.portfolio.pnl(self.id))
+
+    def open_orders(self, instrument: Instrument | str | int | None = None) -> list[Order]:
+        inst_id = None if instrument is None else self.instrument(instrument).id
+        return self._engine.tracker.open_for(self.id, inst_id)
+
+    def now(self) -> int:
+        """Engine time in nanoseconds since the epoch (simulated in replay)."""
+        return self._engine.clock.now()
+
+    def set_timer(self, name: str, interval_s: float, repeat: bool = True) -> None:
+        """Call ``on_timer(name)`` after ``interval_s`` seconds (and every interval if repeat)."""
+        self._engine.set_timer(self, name, interval_s, repeat)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _new(
+        self,
+        side: Side,
+        instrument: Instrument | str | int,
+        qty: float,
+        price: float | None,
+        tif: TimeInForce,
+    ) -> int:
+        eng = self._engine
+        now = eng.clock.now()
+        inst_id = instrument.id if isinstance(instrument, Instrument) else (
+            instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
+        )  # fmt: skip
+        coid = eng.tracker.next_id()
+        order_type = OrderType.MARKET if price is None else OrderType.LIMIT
+        it = eng.intents.claim()
+        it.kind = IntentKind.NEW
+        it.strategy_id = self.id
+        it.instrument_id = inst_id
+        it.client_order_id = coid
+        it.side = side
+        it.order_type = order_type
+        it.tif = tif
+        it.qty = float(qty)
+        it.price = math.nan if price is None else float(price)
+        it.qty_lots = 0
+        it.price_ticks = NO_PRICE
+        trigger = eng.trigger_ts
+        it.ts_trigger = trigger if trigger else now
+        it.ts_created = now
+        it.ts_risk = it.ts_routed = it.ts_sent = 0
+        eng.tracker.add(Order(coid, self.id, inst_id, side, order_type, tif, 0, NO_PRICE))
+        return coid
