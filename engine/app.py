@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from engine.clock import LiveClock
+from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.metrics import LatencySummary, MetricsServer
@@ -43,13 +43,13 @@ def load_object(path: str) -> Any:
 class App:
     config: Config
     engine: Engine
-    clock: LiveClock
+    clock: Clock
     feed: Any = None
     metrics: MetricsServer | None = None
     status_lines: list[str] = field(default_factory=list)
 
 
-def build_app(config: Config, clock: LiveClock | None = None) -> App:
+def build_app(config: Config, clock: Clock | None = None) -> App:
     """Instruments, venues, engine, strategies and feed, as the config describes them."""
     clock = clock or LiveClock()
     file = config.source
@@ -137,7 +137,8 @@ async def run_app(
     """Run until ``duration_s`` passes or SIGINT/SIGTERM arrives; returns the end-of-run report."""
     out = out or sys.stdout
     loop = asyncio.get_running_loop()
-    app.clock.bind(loop)
+    if isinstance(app.clock, LiveClock):
+        app.clock.bind(loop)
     engine = app.engine
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)

@@ -69,6 +69,7 @@ class Engine:
         metrics: MetricsConfig | None = None,
         name: str = "tickwire",
         book_window: int = 4096,
+        order_history: int = 10_000,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -102,7 +103,7 @@ class Engine:
         self.books = BookStore(len(registry), book_window)
         self.books.warm_up()
         self.book_views = [BookView(self.books, inst) for inst in registry]
-        self.tracker = OrderTracker()
+        self.tracker = OrderTracker(order_history)
         self.portfolio = Portfolio(registry, self.mark)
         self.router = Router(registry, venues, clock, self.latency)
         self.risk = RiskGate(
