@@ -1,0 +1,106 @@
+"""The ``tickwire`` command as an operator runs it: a real process, real signals, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKWIRE = [sys.executable, "-m", "engine.cli"]
+
+
+def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        TICKWIRE + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _summary_numbers(out: str) -> dict[str, int]:
+    m = re.search(r"tickwire summary: .*?, ([\d,]+) book updates .*?, ([\d,]+) orders, "
+                  r"([\d,]+) fills", out)  # fmt: skip
+    assert m, out
+    updates, orders, fills = (int(g.replace(",", "")) for g in m.groups())
+    return {"updates": updates, "orders": orders, "fills": fills}
+
+
+def test_demo_runs_the_pipeline_and_prints_a_summary():
+    proc = _run(["demo", "--duration", "2"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    numbers = _summary_numbers(out)
+    assert numbers["updates"] > 50_000
+    assert numbers["orders"] > 0 and numbers["fills"] > 0
+    assert re.search(r"^\[\s*1\.\ds\] updates/s", out, re.M), "one status line per second"
+    for stage in ("feed_to_book", "risk", "tick_to_order"):
+        assert re.search(rf"^\s+{stage}\s+n=\d+ .*p50=.*p99=.*p99\.9=", out, re.M), stage
+    assert "tick-to-order: p50" in out
+
+
+def _write_config(tmp_path: Path, port: int) -> Path:
+    text = (ROOT / "config" / "demo.toml").read_text()
+    text = re.sub(r"^port = 0.*$", f"port = {port}", text, flags=re.M)
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_run_stops_gracefully_on_sigterm_and_serves_metrics(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _write_config(tmp_path, port)
+    proc = subprocess.Popen(
+        [*TICKWIRE, "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+                if "tickwire_orders_total" in body and re.search(
+                    r"^tickwire_messages_total\{ring=\"book_deltas\"\} [1-9]", body, re.M
+                ):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert "tickwire_stage_latency_seconds_bucket" in body
+        assert 'tickwire_trading_state{state="active"} 1.0' in body
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert _summary_numbers(out)["updates"] > 0
+
+
+def test_config_errors_exit_2_naming_file_and_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        (ROOT / "config" / "demo.toml").read_text().replace("max_position", "max_postion")
+    )
+    proc = _run(["run", "--config", str(bad)])
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "risk.max_postion" in proc.stderr
+    assert "max_position" in proc.stderr
+
+    missing = tmp_path / "nope.toml"
+    proc = _run(["run", "--config", str(missing)])
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr and "not found" in proc.stderr
