@@ -53,9 +53,9 @@ class BookActor:
             return
         ids = self._books.apply(view, self._clock.now())
         self.updates += len(view)
-        ts_recv = view["ts_recv"]
-        self._feed_to_book.record_many(view["ts_book"] - ts_recv)
-        self._dispatch(ids, int(ts_recv[0]))
+        self._dispatch(ids, int(view[0]["ts_recv"]))
+        # Bookkeeping after the strategies had their turn: it is not on the order path.
+        self._feed_to_book.record_many(view["ts_book"] - view["ts_recv"])
 
     def drain_quotes(self, max_n: int) -> None:
         q = self._engine.quotes.read(max_n)
@@ -78,8 +78,8 @@ class BookActor:
         ids = self._books.apply(d, self._clock.now())
         q["ts_book"] = d["ts_book"][0::3]
         self.quotes += n
+        self._dispatch(ids, int(q[0]["ts_recv"]))
         self._feed_to_book.record_many(q["ts_book"] - q["ts_recv"])
-        self._dispatch(ids, int(q["ts_recv"][0]))
 
     def drain_trades(self, max_n: int) -> None:
         view = self._engine.trades.read(max_n)

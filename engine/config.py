@@ -199,6 +199,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(file, "", "config file not found; pass an existing TOML file") from None
+    except OSError as e:
+        raise ConfigError(file, "", f"cannot read the config file: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(file, "", f"not valid TOML: {e}") from None
     return parse_config(data, file)
@@ -319,8 +321,12 @@ def _secret(value: Any, file: str, key: str) -> Secret:
         return Secret(secret_path.read_text().strip(), f"file:{secret_path}")
     except FileNotFoundError:
         raise ConfigError(file, key, f"secret file {secret_path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(file, key, f"secret file {secret_path} is not readable") from None
+    except OSError as e:
+        raise ConfigError(
+            file, key, f"cannot read secret file {secret_path}: {e.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, key, f"secret file {secret_path} is not UTF-8 text") from None
 
 
 def _cross_check(cfg: Config, file: str) -> None:

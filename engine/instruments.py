@@ -46,7 +46,8 @@ class Instrument:
 
     def on_tick_grid(self, price: float) -> bool:
         ticks = price / self.tick_size
-        return math.isfinite(ticks) and abs(ticks - round(ticks)) <= 1e-6 * max(1.0, abs(ticks))
+        # The division is exact to about one part in 1e15: allow that, never a fraction of a tick.
+        return math.isfinite(ticks) and abs(ticks - round(ticks)) <= 1e-9 * (1.0 + abs(ticks))
 
     def to_lots(self, qty: float) -> int:
         return round(qty / self.lot_size)
@@ -56,7 +57,7 @@ class Instrument:
 
     def whole_lots(self, qty: float) -> bool:
         lots = qty / self.lot_size
-        return math.isfinite(lots) and abs(lots - round(lots)) <= 1e-9 * max(1.0, abs(lots))
+        return math.isfinite(lots) and abs(lots - round(lots)) <= 1e-9 * (1.0 + abs(lots))
 
     @property
     def tick_value(self) -> float:

@@ -233,7 +233,6 @@ class OrderEvent:
         self.ts_event = 0
         self.ts_recv = 0
 
-    def copy_from(self, other: OrderEvent) -> None:
-        """Overwrite every field with ``other``'s (used to move an event out of a reused slot)."""
-        for name in OrderEvent.__slots__:
-            setattr(self, name, getattr(other, name))
+    def clear(self) -> None:
+        """Reset every field: a reused slot must not carry the previous event's values."""
+        self.__init__()

@@ -80,10 +80,10 @@ class StageLatency:
 
     def record(self, delta_ns: int) -> None:
         n = self.count
+        if n - self._folded > self._mask:
+            self.fold()  # the ring is full of unbinned samples: bin them before overwriting
         self._buf[n & self._mask] = delta_ns
         self.count = n + 1
-        if n + 1 - self._folded > self._mask:
-            self.fold()
 
     def record_many(self, deltas: np.ndarray) -> None:
         k = len(deltas)
@@ -210,14 +210,15 @@ class EngineCollector(Collector):
 
 
 def _families(prefix: str, rows: Iterable[tuple[str, str, dict[str, str], float]], kind: type):
-    families: dict[str, object] = {}
+    families: dict[str, tuple[object, list[str]]] = {}
     for name, help_text, labels, value in rows:
-        fam = families.get(name)
-        if fam is None:
-            fam = kind(f"{prefix}_{name}", help_text, labels=list(labels))
-            families[name] = fam
-        fam.add_metric(list(labels.values()), value)
-    return families.values()
+        entry = families.get(name)
+        if entry is None:
+            names = sorted(labels)
+            entry = families[name] = (kind(f"{prefix}_{name}", help_text, labels=names), names)
+        fam, names = entry
+        fam.add_metric([labels[n] for n in names], value)
+    return [fam for fam, _ in families.values()]
 
 
 class MetricsServer:

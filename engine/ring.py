@@ -66,6 +66,10 @@ class ArrayRing:
             raise ValueError(f"ring {name!r}: CONFLATE needs the key fields that identify a value")
         self.conflate_key = tuple(conflate_key)
         self.buffer = np.zeros(capacity, dtype=dtype)
+        # numpy copies structured rows field by field (~65 ns a row); the same rows viewed as
+        # opaque void records copy at memcpy speed (~5 ns), so batches go through this view.
+        self._void = np.dtype((np.void, self.buffer.dtype.itemsize))
+        self._rows = self.buffer.view(self._void)
         self._mask = capacity - 1
         self.head = 0
         self.tail = 0
@@ -81,15 +85,20 @@ class ArrayRing:
 
     def write(self, batch: np.ndarray) -> int:
         """Copy ``batch`` in, applying the overflow policy; returns how many rows were accepted."""
+        if batch.dtype is not self.buffer.dtype and batch.dtype != self.buffer.dtype:
+            raise TypeError(
+                f"ring {self.name!r} holds {self.buffer.dtype}, cannot write {batch.dtype}"
+            )
         n = len(batch)
         if n > self.capacity - (self.tail - self.head):
             batch = self._make_room(batch)
             n = len(batch)
+        rows = np.ascontiguousarray(batch).view(self._void)
         start = self.tail & self._mask
         first = min(n, self.capacity - start)
-        self.buffer[start : start + first] = batch[:first]
+        self._rows[start : start + first] = rows[:first]
         if first < n:
-            self.buffer[: n - first] = batch[first:]
+            self._rows[: n - first] = rows[first:]
         self.tail += n
         return n
 
@@ -144,10 +153,9 @@ class ArrayRing:
         keep = np.sort(len(pending) - 1 - last_from_end)
         self.conflated += len(pending) - len(keep)
         kept = pending[keep]
-        self.head = 0
-        self.tail = 0
-        self.buffer[: len(kept)] = kept
-        self.tail = len(kept)
+        # Sequence numbers only grow: the kept rows end where the ring ended.
+        self.head = self.tail - len(kept)
+        self.buffer[(np.arange(self.head, self.tail)) & self._mask] = kept
 
     def _pending_copy(self) -> np.ndarray:
         start = self.head & self._mask
@@ -158,6 +166,21 @@ class ArrayRing:
 
 class ObjectRing(Generic[T]):
     """A ring of pooled objects that never drops: overflow spills and reports once."""
+
+    __slots__ = (
+        "_factory",
+        "_mask",
+        "_slots",
+        "_spill",
+        "capacity",
+        "errors",
+        "head",
+        "name",
+        "on_full",
+        "overflowed",
+        "spilled",
+        "tail",
+    )
 
     def __init__(
         self,
@@ -202,11 +225,18 @@ class ObjectRing(Generic[T]):
         """
         h = self.head
         end = min(self.tail, h + max_n)
-        slots = self._slots
-        mask = self._mask
-        for i in range(h, end):
+        if end == h:
+            return 0
+        start = h & self._mask
+        stop = start + (end - h)
+        # Iterating a list slice is cheaper than indexing with a mask per message.
+        if stop <= self.capacity:
+            batch = self._slots[start:stop]
+        else:
+            batch = self._slots[start:] + self._slots[: stop - self.capacity]
+        for msg in batch:
             try:
-                handler(slots[i & mask])
+                handler(msg)
             except Exception:
                 self.errors += 1
                 log.exception("ring %r: handler %r failed on a message", self.name, handler)

@@ -19,8 +19,8 @@ from enum import Enum, IntEnum
 from engine.clock import Clock
 from engine.config import RiskConfig
 from engine.instruments import InstrumentRegistry
-from engine.messages import EventKind, IntentKind, OrderEvent, OrderIntent, OrderType, Side
-from engine.orders import OrderState, OrderTracker
+from engine.messages import NO_PRICE, EventKind, IntentKind, OrderEvent, OrderIntent, OrderType
+from engine.orders import Order, OrderState, OrderTracker
 from engine.portfolio import Portfolio
 from engine.ring import ObjectRing
 
@@ -115,108 +115,117 @@ class RiskGate:
                 self._router.cancel(order)
 
     def _new(self, it: OrderIntent) -> None:
-        verdict, detail = self._check_new(it)
-        order = self._tracker.get(it.client_order_id)
+        verdict, detail, lots, ticks = self._check(
+            it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty, it.price, None
+        )
         if verdict:
             # The order record is finished when this event is applied, like a venue reject.
             self._reject(it, EventKind.REJECTED, verdict, detail)
             return
+        it.qty_lots = lots
+        it.price_ticks = ticks if it.order_type == OrderType.LIMIT else NO_PRICE
         it.ts_risk = self._clock.now()
         self.passed += 1
+        order = self._tracker.get(it.client_order_id)
         if order is not None:
-            order.qty_lots = it.qty_lots
+            order.qty_lots = lots
             order.price_ticks = it.price_ticks
-            order.state = OrderState.SUBMITTED
+            self._tracker.submitted(order)
         self._router.submit(it, order)
 
-    def _check_new(self, it: OrderIntent) -> tuple[Verdict, str]:
-        if not self._registry.known(it.instrument_id):
-            return Verdict.UNKNOWN_INSTRUMENT, f"instrument id {it.instrument_id}"
-        inst = self._registry[it.instrument_id]
-        limits = self._limits
-        qty = it.qty
-        if not (math.isfinite(qty) and qty > 0):
-            return Verdict.BAD_QUANTITY, f"qty={qty}"
-        if not inst.whole_lots(qty):
-            return Verdict.NOT_WHOLE_LOTS, f"qty={qty}, lot size {inst.lot_size}"
-        if qty > limits.max_order_qty:
-            return Verdict.MAX_ORDER_QTY, f"qty={qty} > {limits.max_order_qty}"
-        lots = inst.to_lots(qty)
-        signed = lots * it.side
-        pos = self._portfolio.position(it.strategy_id, it.instrument_id).lots
-        if self.state is TradingState.HALTED:
-            return Verdict.TRADING_HALTED, ""
-        if self.state is TradingState.REDUCING and not (pos * signed < 0 and lots <= abs(pos)):
-            return Verdict.REDUCING_ONLY, f"position {inst.from_lots(pos)}"
-        if it.order_type == OrderType.LIMIT:
-            price = it.price
-            if not (math.isfinite(price) and price > 0):
-                return Verdict.BAD_PRICE, f"price={price}"
-            if not inst.on_tick_grid(price):
-                return Verdict.OFF_TICK_GRID, f"price={price}, tick size {inst.tick_size}"
-            ticks = inst.to_ticks(price)
-        else:
-            mark = self._mark(it.instrument_id)
-            if mark is None:
-                return Verdict.NO_REFERENCE_PRICE, ""
-            ticks = round(mark)
-        notional = abs(lots) * ticks * inst.tick_value
-        if notional > limits.max_order_notional:
-            return Verdict.MAX_ORDER_NOTIONAL, f"{notional:.2f} > {limits.max_order_notional}"
-        side = Side.BUY if signed > 0 else Side.SELL
-        # This order's own record still holds 0 lots: it is sized only once it passes.
-        pending = self._tracker.open_lots(it.strategy_id, it.instrument_id, side)
-        worst = abs(pos + signed + pending * side)
-        if inst.from_lots(worst) > limits.max_position:
-            return Verdict.MAX_POSITION, f"{inst.from_lots(worst)} > {limits.max_position}"
-        if self._tracker.open_count(it.instrument_id) > limits.max_open_orders:
-            return Verdict.MAX_OPEN_ORDERS, f"limit {limits.max_open_orders}"
-        it.qty_lots = lots
-        it.price_ticks = ticks if it.order_type == OrderType.LIMIT else it.price_ticks
-        return Verdict.PASS, ""
-
     def _modify(self, it: OrderIntent) -> None:
+        """A modify is checked as the order it would become, replacing the working one."""
         order = self._tracker.get(it.client_order_id)
         if order is None:
             self._reject(it, EventKind.CANCEL_REJECTED, Verdict.UNKNOWN_ORDER, "")
             return
-        if self.state is TradingState.HALTED:
-            self._reject(it, EventKind.CANCEL_REJECTED, Verdict.TRADING_HALTED, "modify refused")
-            return
+        it.instrument_id = order.instrument_id
+        it.side = order.side
         inst = self._registry[order.instrument_id]
-        qty_lots = order.qty_lots
-        price_ticks = order.price_ticks
-        if not math.isnan(it.qty):
-            if not (math.isfinite(it.qty) and it.qty > 0):
-                self._reject(it, EventKind.CANCEL_REJECTED, Verdict.BAD_QUANTITY, f"qty={it.qty}")
-                return
-            if not inst.whole_lots(it.qty):
-                self._reject(it, EventKind.CANCEL_REJECTED, Verdict.NOT_WHOLE_LOTS, "")
-                return
-            qty_lots = inst.to_lots(it.qty)
-        if not math.isnan(it.price):
-            if not (math.isfinite(it.price) and it.price > 0):
-                self._reject(it, EventKind.CANCEL_REJECTED, Verdict.BAD_PRICE, "")
-                return
-            if not inst.on_tick_grid(it.price):
-                self._reject(it, EventKind.CANCEL_REJECTED, Verdict.OFF_TICK_GRID, "")
-                return
-            price_ticks = inst.to_ticks(it.price)
+        qty = inst.from_lots(order.qty_lots) if math.isnan(it.qty) else it.qty
+        if order.order_type == OrderType.LIMIT and math.isnan(it.price):
+            price = inst.from_ticks(order.price_ticks)
+        else:
+            price = it.price
+        verdict, detail, lots, ticks = self._check(
+            order.strategy_id, order.instrument_id, order.side, order.order_type, qty, price, order
+        )
+        if verdict:
+            self._reject(it, EventKind.CANCEL_REJECTED, verdict, f"modify refused; {detail}")
+            return
         order.state = OrderState.PENDING_MODIFY
-        self._router.modify(order, qty_lots, price_ticks)
+        self._router.modify(order, lots, ticks if order.order_type == OrderType.LIMIT else NO_PRICE)
+
+    def _check(
+        self,
+        strategy_id: int,
+        instrument_id: int,
+        side: int,
+        order_type: int,
+        qty: float,
+        price: float,
+        replacing: Order | None,
+    ) -> tuple[Verdict, str, int, int]:
+        """The first failed check for an order (or for ``replacing`` becoming this order),
+        with a detail for the reason; on a pass, the order's size in lots and price in ticks."""
+        if not self._registry.known(instrument_id):
+            return Verdict.UNKNOWN_INSTRUMENT, f"instrument id {instrument_id}", 0, 0
+        inst = self._registry[instrument_id]
+        limits = self._limits
+        if self.state is TradingState.HALTED:
+            return Verdict.TRADING_HALTED, "", 0, 0
+        if not (math.isfinite(qty) and qty > 0):
+            return Verdict.BAD_QUANTITY, f"qty={qty}", 0, 0
+        if not inst.whole_lots(qty):
+            return Verdict.NOT_WHOLE_LOTS, f"qty={qty}, lot size {inst.lot_size}", 0, 0
+        if qty > limits.max_order_qty:
+            return Verdict.MAX_ORDER_QTY, f"qty={qty} > {limits.max_order_qty}", 0, 0
+        lots = inst.to_lots(qty)
+        if order_type == OrderType.LIMIT:
+            if not (math.isfinite(price) and price > 0):
+                return Verdict.BAD_PRICE, f"price={price}", 0, 0
+            if not inst.on_tick_grid(price):
+                return Verdict.OFF_TICK_GRID, f"price={price}, tick size {inst.tick_size}", 0, 0
+            ticks = inst.to_ticks(price)
+        else:
+            mark = self._mark(instrument_id)
+            if mark is None:
+                return Verdict.NO_REFERENCE_PRICE, "", 0, 0
+            ticks = round(mark)
+        # Working orders on the same side, without the one this order replaces.
+        pending = self._tracker.open_lots(strategy_id, instrument_id, side)
+        if replacing is not None:
+            pending -= replacing.leaves_lots
+            lots_new = lots - replacing.filled_lots  # what would still work after the modify
+        else:
+            lots_new = lots
+        pos = self._portfolio.position(strategy_id, instrument_id).lots
+        if self.state is TradingState.REDUCING:
+            # Everything working on this side must fit inside the position it reduces.
+            reduces = pos * side < 0 and pending + lots_new <= abs(pos)
+            if not reduces:
+                return Verdict.REDUCING_ONLY, f"position {inst.from_lots(pos)}", 0, 0
+        notional = lots * ticks * inst.tick_value
+        if notional > limits.max_order_notional:
+            detail = f"{notional:.2f} > {limits.max_order_notional}"
+            return Verdict.MAX_ORDER_NOTIONAL, detail, 0, 0
+        worst = abs(pos + (pending + lots_new) * side)
+        if inst.from_lots(worst) > limits.max_position:
+            detail = f"{inst.from_lots(worst)} > {limits.max_position}"
+            return Verdict.MAX_POSITION, detail, 0, 0
+        if replacing is None and self._tracker.open_count(instrument_id) >= limits.max_open_orders:
+            return Verdict.MAX_OPEN_ORDERS, f"limit {limits.max_open_orders}", 0, 0
+        return Verdict.PASS, "", lots, ticks
 
     def _reject(self, it: OrderIntent, kind: EventKind, verdict: Verdict, detail: str) -> None:
         self.rejects[verdict] += 1
         ev = self._events.claim()
+        ev.clear()
         ev.kind = kind
         ev.strategy_id = it.strategy_id
         ev.instrument_id = it.instrument_id
         ev.client_order_id = it.client_order_id
-        ev.venue_order_id = 0
         ev.side = it.side
-        ev.fill_lots = 0
-        ev.cum_lots = 0
-        ev.leaves_lots = 0
         ev.reason_code = int(verdict)
         ev.reason = f"{verdict.name}: {REASONS[verdict]}" + (f" ({detail})" if detail else "")
         ev.ts_event = ev.ts_recv = self._clock.now()

@@ -97,6 +97,7 @@ class Engine:
             "order_events", OrderEvent, rings.order_events, on_full=self._order_ring_full
         )
         self.halt_reason = ""
+        self._flushing = False
         self.scheduler = Scheduler()
         self.pump = self.scheduler.pump
 
@@ -141,10 +142,16 @@ class Engine:
         self.intents.drain(self.risk.on_intent, max_n)
 
     def flush_intents(self) -> None:
-        """Send every pending intent through the risk gate now (called between callbacks)."""
+        """Send every pending intent through the risk gate now (a strategy action calls it)."""
         intents = self.intents
-        while intents.tail != intents.head:
-            intents.drain(self.risk.on_intent, ORDER_BATCH)
+        if self._flushing:
+            return  # a venue answering inline made a strategy act: the outer loop drains it
+        self._flushing = True
+        try:
+            while intents.tail != intents.head:
+                intents.drain(self.risk.on_intent, ORDER_BATCH)
+        finally:
+            self._flushing = False
 
     # ---- strategies ------------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 Subclass ``Strategy``, override the ``on_*`` callbacks you need, and act with ``buy``, ``sell``,
 ``cancel``, ``cancel_all`` and ``modify``. Every action writes an intent into the engine's intent
-ring; the risk gate and the router decide what reaches a venue, and their answer (accepted,
-rejected with a code and reason, filled, cancelled) comes back through ``on_order`` and
-``on_fill``. The same class runs unchanged in replay, shadow, paper and live.
+ring, which the risk gate drains at once (run to completion: the order is on its way before the
+action returns); the risk gate and the router decide what reaches a venue, and their answer
+(accepted, rejected with a code and reason, filled, cancelled) comes back through ``on_order``
+and ``on_fill``. The same class runs unchanged in replay, shadow, paper and live.
 
 Objects handed to callbacks (book views, events, trades) are reused by the engine: copy what you
 keep. Declare a ``Params`` dataclass to have the config's ``params`` table validated against it.
@@ -123,7 +124,9 @@ class Strategy:
         it.strategy_id = self.id
         it.client_order_id = client_order_id
         it.instrument_id = order.instrument_id if order is not None else -1
+        it.side = order.side if order is not None else Side.BUY
         it.ts_trigger = it.ts_created = eng.clock.now()
+        eng.flush_intents()
 
     def cancel_all(self, instrument: Instrument | str | int | None = None) -> None:
         eng = self._engine
@@ -133,6 +136,7 @@ class Strategy:
         it.client_order_id = 0
         it.instrument_id = -1 if instrument is None else eng.registry.resolve(instrument).id
         it.ts_trigger = it.ts_created = eng.clock.now()
+        eng.flush_intents()
 
     def modify(
         self, client_order_id: int, qty: float | None = None, price: float | None = None
@@ -145,9 +149,11 @@ class Strategy:
         it.strategy_id = self.id
         it.client_order_id = client_order_id
         it.instrument_id = order.instrument_id if order is not None else -1
+        it.side = order.side if order is not None else Side.BUY
         it.qty = math.nan if qty is None else float(qty)
         it.price = math.nan if price is None else float(price)
         it.ts_trigger = it.ts_created = eng.clock.now()
+        eng.flush_intents()
 
     # ---- reading state -----------------------------------------------------------------------
 
@@ -212,4 +218,5 @@ class Strategy:
         it.ts_created = now
         it.ts_risk = it.ts_routed = it.ts_sent = 0
         eng.tracker.add(Order(coid, self.id, inst_id, side, order_type, tif, 0, NO_PRICE))
+        eng.flush_intents()
         return coid

@@ -126,10 +126,18 @@ class SimVenue:
     def on_book(self, instrument_ids: np.ndarray) -> None:
         if not self._resting:
             return
+        books = self.ports.books
         for i in instrument_ids.tolist():
             working = self._resting.get(i)
-            if working:
-                for so in list(working.values()):
+            if not working:
+                continue
+            # Most updates cross nothing: compare the touch with the most aggressive working
+            # prices before looking at any single order.
+            ask = books.best_ask_ticks(i)
+            bid = books.best_bid_ticks(i)
+            for so in list(working.values()):
+                best = ask if so.side == Side.BUY else bid
+                if best != NO_PRICE and so.crosses(best):
                     self._match_book(so)
 
     def on_trades(self, trades: np.ndarray) -> None:
@@ -286,17 +294,11 @@ class SimVenue:
 
     def _emit_unknown(self, coid: int, strategy_id: int, instrument_id: int, side: int, what: str):
         ev = self.ports.events.claim()
+        ev.clear()
         ev.kind = EventKind.CANCEL_REJECTED
         ev.strategy_id = strategy_id
         ev.instrument_id = instrument_id
         ev.client_order_id = coid
-        ev.venue_order_id = 0
         ev.side = side
-        ev.fill_lots = ev.cum_lots = ev.leaves_lots = 0
-        ev.fill_price_ticks = ev.price_ticks = NO_PRICE
-        ev.qty_lots = 0
-        ev.commission = 0.0
-        ev.exec_id = ""
-        ev.reason_code = 0
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()

@@ -1,0 +1,478 @@
+"""Tests for engine.config: loading, validation errors, secrets, and strategy params."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine.app import build_app
+from engine.config import (
+    Config,
+    ConfigError,
+    InstrumentConfig,
+    Secret,
+    SimVenueConfig,
+    StrategyConfig,
+    build,
+    load_config,
+    parse_config,
+)
+from engine.strategies.market_maker import MarketMakerParams
+from engine.strategies.sma import SmaParams
+
+DEMO = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
+DEMO_TEXT = DEMO.read_text()
+
+MINIMAL = """\
+[[instruments]]
+symbol = "AAPL"
+venue = "SIM"
+tick_size = 0.01
+
+[venues.SIM]
+kind = "sim"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "tickwire.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def demo_with(tmp_path: Path, pattern: str, replacement: str, count: int = 1) -> Path:
+    """The demo config with ``pattern`` (a regex, multi-line) replaced ``count`` times."""
+    text, n = re.subn(pattern, replacement, DEMO_TEXT, count=count, flags=re.MULTILINE)
+    assert n == count, f"pattern {pattern!r} not found in demo.toml"
+    return write(tmp_path, text)
+
+
+def config_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo config
+
+
+def test_demo_config_loads() -> None:
+    cfg = load_config(DEMO)
+    assert isinstance(cfg, Config)
+    assert cfg.source == str(DEMO)
+    assert cfg.engine.name == "demo"
+    assert [i.symbol for i in cfg.instruments] == ["AAPL", "MSFT", "ES", "BTC/USDT"]
+    assert all(isinstance(i, InstrumentConfig) for i in cfg.instruments)
+    es = cfg.instruments[2]
+    assert es.tick_size == 0.25
+    assert es.multiplier == 50.0
+    assert isinstance(es.multiplier, float)
+    assert es.asset_class == "future"
+    assert cfg.instruments[3].lot_size == 0.001
+    assert cfg.instruments[3].currency == "USDT"
+    assert set(cfg.venues) == {"SIM"}
+    assert isinstance(cfg.venues["SIM"], SimVenueConfig)
+    assert cfg.venues["SIM"].commission_per_lot == 0.005
+    assert [s.name for s in cfg.strategies] == ["sma", "mm"]
+    assert all(isinstance(s, StrategyConfig) for s in cfg.strategies)
+    assert cfg.strategies[0].class_path == "engine.strategies.sma:SmaCrossover"
+    assert cfg.strategies[1].instruments == ["AAPL", "ES", "BTC/USDT"]
+    assert cfg.strategies[0].params == {"fast": 20, "slow": 100, "target": 100, "sample_every": 4}
+    assert cfg.risk.max_position == 2000.0
+    assert cfg.rings.md_policy == "conflate"
+    assert cfg.metrics.port == 0
+    assert cfg.feed is not None
+    assert cfg.feed.seed == 7
+
+
+def test_minimal_config_uses_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.feed is None
+    assert cfg.strategies == []
+    assert cfg.rings.market_data == 65536
+    assert cfg.metrics.port == 9464
+    assert cfg.instruments[0].asset_class == "stock"
+    assert cfg.instruments[0].ref_price is None
+
+
+def test_config_is_frozen() -> None:
+    cfg = load_config(DEMO)
+    with pytest.raises(AttributeError):
+        cfg.risk.max_position = 1.0  # type: ignore[misc]
+
+
+def test_demo_builds_an_app_with_validated_params() -> None:
+    app = build_app(load_config(DEMO))
+    strategies = app.engine.strategies
+    assert [s.name for s in strategies] == ["sma", "mm"]
+    assert strategies[0].params == SmaParams(fast=20, slow=100, target=100.0, sample_every=4)
+    assert isinstance(strategies[1].params, MarketMakerParams)
+    assert strategies[1].params.size == 2.0
+    assert [i.symbol for i in strategies[1].instruments] == ["AAPL", "ES", "BTC/USDT"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors name the file, the key and what was expected
+
+
+def test_unknown_key_has_file_key_and_hint(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r"^max_position = 2000$", "max_postion = 2000")
+    err = config_error(path)
+    msg = str(err)
+    assert str(path) in msg
+    assert "risk.max_postion" in msg
+    assert "did you mean 'max_position'" in msg
+    assert err.file == str(path)
+    assert err.key == "risk.max_postion"
+
+
+def test_unknown_top_level_section(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "\n[riks]\nmax_position = 10\n")
+    err = config_error(path)
+    assert err.key == "riks"
+    assert "did you mean 'risk'" in str(err)
+    # Internal fields are not offered as valid keys.
+    assert "source" not in err.message
+
+
+def test_wrong_type_names_file_key_and_expectation(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r"^port = 0\b", 'port = "abc"')
+    err = config_error(path)
+    msg = str(err)
+    assert str(path) in msg
+    assert "metrics.port" in msg
+    assert "expected an integer" in msg
+    assert "'abc'" in msg
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "key", "expected"),
+    [
+        (r"^log_json = false$", 'log_json = "no"', "engine.log_json", "expected true or false"),
+        (r"^md_batch = 256$", "md_batch = 2.5", "rings.md_batch", "expected an integer"),
+        (r"^seed = 7$", "seed = true", "feed.seed", "expected an integer"),
+        (r"^max_order_qty = 1000$", 'max_order_qty = "1k"', "risk.max_order_qty", "number"),
+        (r'^name = "demo"$', "name = 5", "engine.name", "expected a string"),
+        (r'^instruments = \["AAPL", "MSFT"\]$', 'instruments = "AAPL"', "strategies[0].instruments",
+         "expected an array"),
+    ],
+)  # fmt: skip
+def test_wrong_types(
+    tmp_path: Path, pattern: str, replacement: str, key: str, expected: str
+) -> None:
+    err = config_error(demo_with(tmp_path, pattern, replacement))
+    assert err.key == key
+    assert expected in err.message
+
+
+def test_scalar_where_a_table_is_expected(tmp_path: Path) -> None:
+    err = config_error(write(tmp_path, "metrics = 3\n" + MINIMAL))
+    assert err.key == "metrics"
+    assert "expected a table" in err.message
+
+
+def test_missing_required_value(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("tick_size = 0.01\n", ""))
+    err = config_error(path)
+    msg = str(err)
+    assert str(path) in msg
+    assert "instruments[0].tick_size" in msg
+    assert "missing required value" in msg
+
+
+def test_missing_required_value_in_second_entry(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[instruments]]\nsymbol = "MSFT"\ntick_size = 0.01\n'
+    err = config_error(write(tmp_path, text))
+    assert err.key == "instruments[1].venue"
+
+
+def test_missing_config_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "missing.toml"
+    err = config_error(path)
+    assert str(path) in str(err)
+    assert "not found" in str(err)
+
+
+def test_config_path_is_a_directory(tmp_path: Path) -> None:
+    """Passing a directory (e.g. ``--config config/``) is an operator mistake like any other."""
+    err = config_error(tmp_path)
+    assert str(tmp_path) in str(err)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[engine\nname = 'x'\n")
+    err = config_error(path)
+    assert str(path) in str(err)
+    assert "not valid TOML" in str(err)
+
+
+def test_literal_outside_choices(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r'^md_policy = "conflate"$', 'md_policy = "drop_all"')
+    err = config_error(path)
+    assert err.key == "rings.md_policy"
+    assert "'conflate'" in err.message
+    assert "'drop_oldest'" in err.message
+    assert "'drop_newest'" in err.message
+    assert "'drop_all'" in err.message
+
+
+def test_asset_class_outside_choices(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r'^asset_class = "future"$', 'asset_class = "futures"')
+    err = config_error(path)
+    assert err.key == "instruments[2].asset_class"
+    assert "'future'" in err.message
+
+
+@pytest.mark.parametrize("value", [1000, 0, 1, 3, -4])
+def test_ring_capacity_must_be_power_of_two(tmp_path: Path, value: int) -> None:
+    path = demo_with(tmp_path, r"^market_data = 65536$", f"market_data = {value}")
+    err = config_error(path)
+    assert str(path) in str(err)
+    assert err.key == "rings.market_data"
+    assert "power of two" in err.message
+    assert str(value) in err.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "key"),
+    [
+        (r"^status_interval_s = 1.0$", "status_interval_s = 0", "engine.status_interval_s"),
+        (r"^ack_latency_us = 50$", "ack_latency_us = -1", "venues.SIM.ack_latency_us"),
+        (r"^step_prob = 0.02$", "step_prob = 1.5", "feed.step_prob"),
+        (r"^max_position = 2000$", "max_position = nan", "risk.max_position"),
+        (r"^tick_size = 0.25$", "tick_size = -0.25", "instruments[2].tick_size"),
+        (r"^ref_price = 410.0$", "ref_price = 0", "instruments[1].ref_price"),
+        (r"^port = 0\b", "port = 70000", "metrics.port"),
+    ],
+)
+def test_value_checks(tmp_path: Path, pattern: str, replacement: str, key: str) -> None:
+    err = config_error(demo_with(tmp_path, pattern, replacement))
+    assert err.key == key
+
+
+def test_instrument_venue_without_section(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('venue = "SIM"', 'venue = "IBKR"'))
+    err = config_error(path)
+    assert str(path) in str(err)
+    assert err.key == "instruments[0].venue"
+    assert "[venues.IBKR]" in err.message
+    assert "SIM" in err.message
+
+
+def test_unknown_venue_kind(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('kind = "sim"', 'kind = "ib"'))
+    err = config_error(path)
+    assert err.key == "venues.SIM.kind"
+    assert "'sim'" in err.message
+
+
+def test_unknown_key_in_venue_section(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "ack_latency = 5\n")
+    err = config_error(path)
+    assert err.key == "venues.SIM.ack_latency"
+    assert "did you mean 'ack_latency_us'" in err.message
+
+
+def test_strategy_with_unknown_instrument(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r'^instruments = \["AAPL", "MSFT"\]$', 'instruments = ["AAPL", "TSLA"]'
+    )
+    err = config_error(path)
+    assert str(path) in str(err)
+    assert err.key == "strategies[0].instruments[1]"
+    assert "'TSLA'" in err.message
+
+
+def test_strategy_may_name_instrument_with_venue(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r'^instruments = \["AAPL", "MSFT"\]$', 'instruments = ["AAPL.SIM", "MSFT"]'
+    )
+    cfg = load_config(path)
+    assert cfg.strategies[0].instruments == ["AAPL.SIM", "MSFT"]
+
+
+def test_duplicate_instrument_and_strategy_names(tmp_path: Path) -> None:
+    dup_inst = MINIMAL + '\n[[instruments]]\nsymbol = "AAPL"\nvenue = "SIM"\ntick_size = 0.01\n'
+    assert config_error(write(tmp_path, dup_inst, "a.toml")).key == "instruments[1]"
+    dup_strat = demo_with(tmp_path, r'^name = "mm"$', 'name = "sma"')
+    assert config_error(dup_strat).key == "strategies[1].name"
+
+
+def test_class_path_without_colon(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r'^class = "engine.strategies.sma:SmaCrossover"$',
+        'class = "engine.strategies.sma.SmaCrossover"',
+    )  # fmt: skip
+    err = config_error(path)
+    assert err.key == "strategies[0].class"
+
+
+def test_parse_config_uses_given_file_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"risk": {"max_postion": 1}}, "inline.toml")
+    assert str(info.value).startswith("inline.toml: risk.max_postion:")
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+
+
+@dataclass(frozen=True, slots=True)
+class Creds:
+    api_key: Secret
+    account: str = "DU123"
+
+
+ENV = "TICKWIRE_TEST_API_KEY"
+VALUE = "s3cr3t-V4lue-xyz"
+
+
+def test_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, VALUE)
+    creds = build(Creds, {"api_key": f"env:{ENV}"}, "venue.toml", "venues.IB")
+    assert isinstance(creds.api_key, Secret)
+    assert creds.api_key.reveal() == VALUE
+    assert creds.account == "DU123"
+
+
+def test_secret_missing_env_names_file_key_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": f"env:{ENV}"}, "venue.toml", "venues.IB")
+    msg = str(info.value)
+    assert "venue.toml" in msg
+    assert "venues.IB.api_key" in msg
+    assert ENV in msg
+
+
+def test_secret_from_absolute_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key.txt"
+    secret_file.write_text(VALUE + "\n")
+    creds = build(Creds, {"api_key": f"file:{secret_file}"}, "venue.toml", "")
+    assert creds.api_key.reveal() == VALUE
+
+
+def test_secret_from_file_relative_to_config(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "key").write_text(f"  {VALUE}\n")
+    config_file = str(tmp_path / "live.toml")
+    creds = build(Creds, {"api_key": "file:secrets/key"}, config_file, "venues.IB")
+    assert creds.api_key.reveal() == VALUE
+
+
+def test_missing_secret_file_names_config_file_and_key(tmp_path: Path) -> None:
+    config_file = str(tmp_path / "live.toml")
+    missing = tmp_path / "no-such-key"
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": f"file:{missing}"}, config_file, "venues.IB")
+    msg = str(info.value)
+    assert config_file in msg
+    assert "venues.IB.api_key" in msg
+    assert str(missing) in msg
+
+
+def test_secret_file_that_is_a_directory(tmp_path: Path) -> None:
+    """A secret path that cannot be read is a config mistake, reported as ConfigError."""
+    config_file = str(tmp_path / "live.toml")
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": f"file:{tmp_path}"}, config_file, "venues.IB")
+    assert "venues.IB.api_key" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [VALUE, "ENV:X", "path/to/key", "", 12345, ["env:X"]])
+def test_plain_secret_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": value}, "venue.toml", "venues.IB")
+    msg = str(info.value)
+    assert "venue.toml" in msg
+    assert "venues.IB.api_key" in msg
+    assert "env:" in msg
+    # A secret written inline is never echoed back.
+    assert VALUE not in msg
+
+
+def test_secret_repr_never_shows_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV, VALUE)
+    from_env = build(Creds, {"api_key": f"env:{ENV}"}, "venue.toml", "").api_key
+    secret_file = tmp_path / "key.txt"
+    secret_file.write_text(VALUE)
+    creds = build(Creds, {"api_key": f"file:{secret_file}"}, "venue.toml", "")
+    for secret in (from_env, creds.api_key):
+        texts = (repr(secret), str(secret), f"{secret}", f"{secret!r}", format(secret, ""))
+        for text in texts:
+            assert VALUE not in text
+            assert "***" in text
+    assert ENV in repr(from_env)
+    assert VALUE not in repr(creds)
+    assert VALUE not in str(creds)
+
+
+def test_secret_equality() -> None:
+    assert Secret("a", "env:A") == Secret("a", "env:B")
+    assert Secret("a", "env:A") != Secret("b", "env:A")
+    assert Secret("a", "env:A") != "a"
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategy params and classes, validated when the app is built
+
+
+def test_unknown_strategy_param(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r"^fast = 20$", "fsat = 20")
+    cfg = load_config(path)  # params are only checked against the class in build_app
+    with pytest.raises(ConfigError) as info:
+        build_app(cfg)
+    err = info.value
+    assert str(path) in str(err)
+    assert err.key == "strategies[0].params.fsat"
+    assert "did you mean 'fast'" in err.message
+
+
+def test_strategy_param_in_second_strategy(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r"^size = 2$", "sise = 2")
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    assert info.value.key == "strategies[1].params.sise"
+
+
+def test_strategy_param_wrong_type(tmp_path: Path) -> None:
+    path = demo_with(tmp_path, r"^slow = 100$", 'slow = "100"')
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    assert info.value.key == "strategies[0].params.slow"
+    assert "expected an integer" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "class_path",
+    [
+        "engine.strategies.no_such_module:SmaCrossover",
+        "no_such_package.strategies:Thing",
+        "engine.strategies.sma:NoSuchClass",
+    ],
+)
+def test_unimportable_strategy_class(tmp_path: Path, class_path: str) -> None:
+    path = demo_with(
+        tmp_path, r'^class = "engine.strategies.sma:SmaCrossover"$', f'class = "{class_path}"'
+    )
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    err = info.value
+    assert str(path) in str(err)
+    assert err.key == "strategies[0].class"
+    assert class_path in err.message
+
+
+def test_strategy_class_that_is_not_a_strategy(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r'^class = "engine.strategies.sma:SmaCrossover"$',
+        'class = "engine.config:Config"',
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    assert info.value.key == "strategies[0].class"
+    assert "not a Strategy subclass" in info.value.message

@@ -1,0 +1,604 @@
+"""The risk gate (engine/risk_gate.py) through the engine: strategy actions -> intents -> gate.
+
+A rejected intent must come back to the strategy as an order event with the check's code and a
+reason that starts with the check's name, and must never reach the venue.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from adapters.sim.venue import SimVenue
+from engine.book import BookView
+from engine.clock import SimClock
+from engine.config import RingsConfig, RiskConfig, SimVenueConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind, OrderEvent
+from engine.orders import OrderState
+from engine.risk_gate import TradingState, Verdict
+from engine.runtime import Engine
+from engine.strategy import Strategy
+
+START_NS = 1_000_000_000
+BID, ASK = int(BookSide.BID), int(BookSide.ASK)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ev:
+    """A copy of one OrderEvent (the engine reuses event slots)."""
+
+    kind: EventKind
+    client_order_id: int
+    instrument_id: int
+    fill_lots: int
+    fill_price_ticks: int
+    cum_lots: int
+    leaves_lots: int
+    price_ticks: int
+    qty_lots: int
+    commission: float
+    exec_id: str
+    reason_code: int
+    reason: str
+
+
+def snap(ev: OrderEvent) -> Ev:
+    return Ev(
+        EventKind(ev.kind), ev.client_order_id, ev.instrument_id, ev.fill_lots,
+        ev.fill_price_ticks, ev.cum_lots, ev.leaves_lots, ev.price_ticks, ev.qty_lots,
+        ev.commission, ev.exec_id, ev.reason_code, ev.reason,
+    )  # fmt: skip
+
+
+class Recorder(Strategy):
+    """Records every order event and fill; ``on_book_action`` runs inside ``on_book`` once."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.events: list[Ev] = []
+        self.on_book_action = None
+
+    def on_order(self, event: OrderEvent) -> None:
+        self.events.append(snap(event))
+
+    def on_fill(self, fill: OrderEvent) -> None:
+        self.events.append(snap(fill))
+
+    def on_book(self, book: BookView) -> None:
+        action, self.on_book_action = self.on_book_action, None
+        if action is not None:
+            action(self)
+
+    def of(self, coid: int) -> list[Ev]:
+        return [e for e in self.events if e.client_order_id == coid]
+
+    def kinds(self, coid: int) -> list[EventKind]:
+        return [e.kind for e in self.of(coid)]
+
+
+class Harness:
+    """Engine with ES (future, tick 0.25, lot 1, x50) and BTC (crypto, tick 0.01, lot 0.001)."""
+
+    def __init__(
+        self,
+        risk: RiskConfig | None = None,
+        venue_config: SimVenueConfig | None = None,
+        rings: RingsConfig | None = None,
+    ) -> None:
+        self.registry = InstrumentRegistry()
+        self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
+        self.btc = self.registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.001, 1.0)
+        self.clock = SimClock(START_NS)
+        self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
+        self.engine = Engine(
+            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(), rings=rings
+        )
+        self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES", "BTC"])
+        self.engine.start()
+
+    def book(self, inst_id: int, *levels: tuple[int, int, int]) -> None:
+        d = np.zeros(len(levels), dtype=BOOK_DELTA)
+        d["instrument_id"] = inst_id
+        d["action"] = DeltaAction.SET
+        d["side"] = [lv[0] for lv in levels]
+        d["price"] = [lv[1] for lv in levels]
+        d["size"] = [lv[2] for lv in levels]
+        d["ts_recv"] = self.clock.now()
+        self.engine.deltas.write(d)
+        self.engine.pump()
+
+    def es_book(self) -> None:
+        """ES bid 99.75 (399 ticks) x 100, ask 100.00 (400 ticks) x 100."""
+        self.book(self.es.id, (BID, 399, 100), (ASK, 400, 100))
+
+    def buy(self, inst, qty, price=None, **kw) -> int:
+        coid = self.strat.buy(inst, qty, price, **kw)
+        self.engine.pump()
+        return coid
+
+    def sell(self, inst, qty, price=None, **kw) -> int:
+        coid = self.strat.sell(inst, qty, price, **kw)
+        self.engine.pump()
+        return coid
+
+    def cancel(self, coid: int) -> None:
+        self.strat.cancel(coid)
+        self.engine.pump()
+
+    def modify(self, coid: int, qty=None, price=None) -> None:
+        self.strat.modify(coid, qty, price)
+        self.engine.pump()
+
+    def lots(self, inst) -> int:
+        return self.engine.portfolio.position(self.strat.id, inst.id).lots
+
+    def order(self, coid: int):
+        tr = self.engine.tracker
+        return tr.get(coid) or tr.finished.get(coid)
+
+    def total_rejects(self) -> int:
+        return sum(self.engine.risk.rejects)
+
+
+def assert_rejected(h: Harness, coid: int, verdict: Verdict, kind=EventKind.REJECTED) -> Ev:
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [kind], evs
+    ev = evs[0]
+    assert ev.reason_code == int(verdict)
+    assert ev.reason.startswith(f"{verdict.name}:"), ev.reason
+    assert ev.fill_lots == 0 and ev.cum_lots == 0
+    if kind == EventKind.REJECTED:
+        order = h.order(coid)
+        assert order is not None and order.state is OrderState.REJECTED
+        assert not order.is_open
+        assert order.reason == ev.reason
+    return ev
+
+
+# ---- bad new orders -------------------------------------------------------------------------
+
+ES, BTC = "ES", "BTC"
+NAN, INF = math.nan, math.inf
+
+BAD_NEW_ORDERS = [
+    # id, instrument, side, qty, price, risk limits, verdict
+    ("nan-price", ES, 1, 1, NAN, {}, Verdict.BAD_PRICE),
+    ("negative-price", ES, 1, 1, -100.0, {}, Verdict.BAD_PRICE),
+    ("zero-price", ES, -1, 1, 0.0, {}, Verdict.BAD_PRICE),
+    ("inf-price", ES, 1, 1, INF, {}, Verdict.BAD_PRICE),
+    ("zero-qty", ES, 1, 0, 100.0, {}, Verdict.BAD_QUANTITY),
+    ("negative-qty", ES, 1, -3, 100.0, {}, Verdict.BAD_QUANTITY),
+    ("negative-qty-sell", ES, -1, -3, 100.0, {}, Verdict.BAD_QUANTITY),
+    ("nan-qty", ES, 1, NAN, 100.0, {}, Verdict.BAD_QUANTITY),
+    ("inf-qty", ES, 1, INF, 100.0, {}, Verdict.BAD_QUANTITY),
+    ("fractional-whole-lot", ES, 1, 1.5, 100.0, {}, Verdict.NOT_WHOLE_LOTS),
+    ("almost-whole-lot", ES, -1, 0.999, 100.0, {}, Verdict.NOT_WHOLE_LOTS),
+    ("crypto-half-lot", BTC, 1, 0.0015, 60000.0, {}, Verdict.NOT_WHOLE_LOTS),
+    ("crypto-off-lot", BTC, -1, 1.0001, 60000.0, {}, Verdict.NOT_WHOLE_LOTS),
+    ("unknown-instrument", 99, 1, 1, 100.0, {}, Verdict.UNKNOWN_INSTRUMENT),
+    ("unknown-instrument-2", 2, -1, 1, 100.0, {}, Verdict.UNKNOWN_INSTRUMENT),
+    ("negative-instrument-id", -1, 1, 1, 100.0, {}, Verdict.UNKNOWN_INSTRUMENT),
+    ("off-tick", ES, 1, 1, 100.1, {}, Verdict.OFF_TICK_GRID),
+    ("off-tick-half", ES, -1, 1, 100.125, {}, Verdict.OFF_TICK_GRID),
+    ("crypto-off-tick", BTC, 1, 0.001, 100.005, {}, Verdict.OFF_TICK_GRID),
+    ("max-order-qty", ES, 1, 11, 100.0, {"max_order_qty": 10}, Verdict.MAX_ORDER_QTY),
+    ("max-order-qty-sell", ES, -1, 11, 100.0, {"max_order_qty": 10}, Verdict.MAX_ORDER_QTY),
+    # 21 lots x 100.00 x multiplier 50 = 105,000
+    ("notional", ES, 1, 21, 100.0, {"max_order_notional": 100_000}, Verdict.MAX_ORDER_NOTIONAL),
+    ("notional-sell", ES, -1, 21, 100.0, {"max_order_notional": 1e5}, Verdict.MAX_ORDER_NOTIONAL),
+    # 0.5 BTC x 60,000 = 30,000
+    (
+        "crypto-notional",
+        BTC,
+        1,
+        0.5,
+        60000.0,
+        {"max_order_notional": 29_999},
+        Verdict.MAX_ORDER_NOTIONAL,
+    ),
+    ("max-position", ES, 1, 11, 100.0, {"max_position": 10}, Verdict.MAX_POSITION),
+    ("max-position-short", ES, -1, 11, 100.0, {"max_position": 10}, Verdict.MAX_POSITION),
+]
+
+
+@pytest.mark.parametrize(
+    ("inst", "side", "qty", "price", "limits", "verdict"),
+    [c[1:] for c in BAD_NEW_ORDERS],
+    ids=[c[0] for c in BAD_NEW_ORDERS],
+)
+def test_bad_new_order_is_rejected_and_never_reaches_the_venue(
+    inst, side, qty, price, limits, verdict
+) -> None:
+    verdict = Verdict(verdict)
+    h = Harness(RiskConfig(**limits))
+    h.es_book()
+    send = h.buy if side == 1 else h.sell
+    coid = send(inst, qty, price)
+
+    assert_rejected(h, coid, verdict)
+    assert h.venue.received == 0
+    assert h.engine.router.orders == 0
+    assert h.engine.risk.rejects[verdict] == 1
+    assert h.total_rejects() == 1
+    assert h.engine.risk.passed == 0
+    assert h.engine.tracker.open == {}
+
+
+@pytest.mark.parametrize(
+    ("inst", "side", "qty", "price", "limits"),
+    [
+        (ES, 1, 10, 100.0, {"max_order_qty": 10}),
+        (ES, 1, 20, 100.0, {"max_order_notional": 100_000}),
+        (ES, -1, 10, 100.0, {"max_position": 10}),
+        (ES, 1, 2, 100.25, {}),
+        (BTC, 1, 0.003, 60000.01, {}),
+        (BTC, -1, 1.234, 59999.99, {}),
+    ],
+)
+def test_orders_at_the_limits_pass(inst, side, qty, price, limits) -> None:
+    h = Harness(RiskConfig(**limits))
+    send = h.buy if side == 1 else h.sell
+    coid = send(inst, qty, price)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    assert h.venue.received == 1
+    assert h.total_rejects() == 0
+    order = h.order(coid)
+    i = h.registry.get(inst)
+    assert order.qty_lots == round(qty / i.lot_size)
+    assert order.price_ticks == round(price / i.tick_size)
+
+
+def test_off_tick_price_on_a_large_tick_count_is_rejected() -> None:
+    # BTC at 60,000 with a 0.01 tick is 6,000,000 ticks: a half-tick price must still be refused
+    # (it would otherwise be silently rounded to a price the strategy did not ask for).
+    h = Harness()
+    coid = h.buy(BTC, 0.001, 60000.005)
+    assert_rejected(h, coid, Verdict.OFF_TICK_GRID)
+    assert h.venue.received == 0
+
+
+def test_market_order_without_a_book_has_no_reference_price() -> None:
+    h = Harness()
+    coid = h.buy(ES, 1)
+    assert_rejected(h, coid, Verdict.NO_REFERENCE_PRICE)
+    assert h.venue.received == 0
+
+
+def test_market_order_notional_is_valued_at_the_mid() -> None:
+    h = Harness(RiskConfig(max_order_notional=100_000))
+    h.es_book()  # mid 399.5 ticks = 99.875: 20 lots x 99.875 x 50 = 99,875
+    ok = h.buy(ES, 20)
+    assert EventKind.REJECTED not in h.strat.kinds(ok)
+    h.es_book()
+    bad = h.buy(ES, 21)  # 104,868.75
+    assert_rejected(h, bad, Verdict.MAX_ORDER_NOTIONAL)
+    assert h.venue.received == 1
+
+
+# ---- position and open-order limits ---------------------------------------------------------
+
+
+def test_max_position_counts_the_position_from_fills() -> None:
+    h = Harness(RiskConfig(max_position=10))
+    h.es_book()
+    h.buy(ES, 8)
+    assert h.lots(h.es) == 8
+    bad = h.buy(ES, 3, 99.0)
+    assert_rejected(h, bad, Verdict.MAX_POSITION)
+    ok = h.buy(ES, 2, 99.0)
+    assert h.strat.kinds(ok) == [EventKind.ACCEPTED]
+    # Selling back is fine, selling through to -10 too, but not beyond.
+    assert h.strat.kinds(h.sell(ES, 18, 101.0)) == [EventKind.ACCEPTED]
+    bad_short = h.sell(ES, 1, 101.0)
+    assert_rejected(h, bad_short, Verdict.MAX_POSITION)
+    assert h.venue.received == 3
+
+
+def test_max_position_counts_open_orders_on_the_same_side() -> None:
+    h = Harness(RiskConfig(max_position=10))
+    h.es_book()
+    first = h.buy(ES, 6, 99.0)  # rests below the ask
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED]
+    second = h.buy(ES, 5, 98.0)  # 6 open + 5 = 11
+    assert_rejected(h, second, Verdict.MAX_POSITION)
+    # Open sell orders do not offset open buys.
+    assert h.strat.kinds(h.sell(ES, 6, 101.0)) == [EventKind.ACCEPTED]
+    again = h.buy(ES, 5, 98.0)
+    assert_rejected(h, again, Verdict.MAX_POSITION)
+    exact = h.buy(ES, 4, 98.0)  # 6 + 4 = 10
+    assert h.strat.kinds(exact) == [EventKind.ACCEPTED]
+    assert h.venue.received == 3
+    # Cancelling the first buy frees its share of the limit.
+    h.cancel(first)
+    assert h.strat.kinds(h.buy(ES, 6, 98.0)) == [EventKind.ACCEPTED]
+
+
+def test_max_position_counts_open_orders_sent_in_the_same_callback() -> None:
+    h = Harness(RiskConfig(max_position=10))
+    coids = []
+
+    def act(s: Strategy) -> None:
+        coids.append(s.buy(ES, 6, 99.0))
+        coids.append(s.buy(ES, 6, 98.0))
+
+    h.strat.on_book_action = act
+    h.es_book()
+    assert h.strat.kinds(coids[0]) == [EventKind.ACCEPTED]
+    assert_rejected(h, coids[1], Verdict.MAX_POSITION)
+
+
+def test_too_many_open_orders() -> None:
+    h = Harness(RiskConfig(max_open_orders=3))
+    h.es_book()
+    working = [h.buy(ES, 1, p) for p in (99.0, 98.75, 98.5)]
+    assert all(h.strat.kinds(c) == [EventKind.ACCEPTED] for c in working)
+    bad = h.sell(ES, 1, 101.0)
+    assert_rejected(h, bad, Verdict.MAX_OPEN_ORDERS)
+    assert h.venue.received == 3
+    # The limit is per instrument.
+    other = h.buy(BTC, 0.001, 60000.0)
+    assert h.strat.kinds(other) == [EventKind.ACCEPTED]
+    # A cancel frees a slot.
+    h.cancel(working[0])
+    ok = h.sell(ES, 1, 101.0)
+    assert h.strat.kinds(ok) == [EventKind.ACCEPTED]
+    assert h.engine.risk.rejects[Verdict.MAX_OPEN_ORDERS] == 1
+
+
+def test_open_order_limit_with_orders_sent_in_one_callback() -> None:
+    # A two-sided quote from one on_book (the MarketMaker pattern) with room for one open order:
+    # the first order must pass and only the second be refused. Intents still queued behind
+    # the one being checked are not open orders yet.
+    h = Harness(RiskConfig(max_open_orders=1))
+    coids = []
+
+    def act(s: Strategy) -> None:
+        coids.append(s.buy(ES, 1, 99.0))
+        coids.append(s.sell(ES, 1, 101.0))
+
+    h.strat.on_book_action = act
+    h.es_book()
+    assert h.strat.kinds(coids[0]) == [EventKind.ACCEPTED]
+    assert_rejected(h, coids[1], Verdict.MAX_OPEN_ORDERS)
+    assert h.venue.received == 1
+
+
+# ---- trading states -------------------------------------------------------------------------
+
+
+def test_halted_rejects_new_orders_but_cancels_reach_the_venue() -> None:
+    h = Harness()
+    h.es_book()
+    working = h.buy(ES, 2, 99.0)
+    assert h.venue.received == 1
+
+    h.engine.halt("test")
+    assert h.engine.trading_state is TradingState.HALTED
+    assert h.engine.halt_reason == "test"
+
+    for coid in (h.buy(ES, 1, 99.0), h.sell(ES, 1, 101.0), h.buy(ES, 1), h.sell(BTC, 0.001)):
+        assert_rejected(h, coid, Verdict.TRADING_HALTED)
+    assert h.engine.risk.rejects[Verdict.TRADING_HALTED] == 4
+    assert h.venue.received == 1
+    assert h.engine.router.orders == 1
+
+    h.cancel(working)
+    assert h.engine.router.cancels == 1
+    assert h.strat.kinds(working) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.order(working).state is OrderState.CANCELLED
+
+
+def test_halted_rejects_modifies() -> None:
+    h = Harness()
+    working = h.buy(ES, 2, 99.0)
+    h.engine.halt("test")
+    h.modify(working, price=99.25)
+    ev = h.strat.of(working)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED
+    assert ev.reason_code == Verdict.TRADING_HALTED
+    assert ev.reason.startswith("TRADING_HALTED:")
+    assert h.engine.router.modifies == 0
+    assert h.order(working).price_ticks == 396
+
+
+def test_halted_cancel_all_reaches_the_venue() -> None:
+    h = Harness()
+    a = h.buy(ES, 1, 99.0)
+    b = h.sell(BTC, 0.002, 60000.0)
+    h.engine.halt("test")
+    h.strat.cancel_all()
+    h.engine.pump()
+    assert h.engine.router.cancels == 2
+    assert h.strat.kinds(a)[-1] == EventKind.CANCELLED
+    assert h.strat.kinds(b)[-1] == EventKind.CANCELLED
+    assert h.engine.tracker.open == {}
+
+
+def test_reducing_allows_only_orders_that_reduce_the_position() -> None:
+    h = Harness()
+    h.es_book()
+    h.buy(ES, 5)
+    assert h.lots(h.es) == 5
+    h.engine.risk.set_state(TradingState.REDUCING, "test")
+    assert h.engine.trading_state is TradingState.REDUCING
+
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.REDUCING_ONLY)  # adds
+    assert_rejected(h, h.sell(ES, 6, 101.0), Verdict.REDUCING_ONLY)  # flips to short
+    assert_rejected(h, h.buy(BTC, 0.001, 60000.0), Verdict.REDUCING_ONLY)  # flat instrument
+    assert h.venue.received == 1
+
+    ok = h.sell(ES, 3)  # reduces: market sell fills at the bid
+    assert EventKind.FILL in h.strat.kinds(ok)
+    assert h.lots(h.es) == 2
+    ok2 = h.sell(ES, 2, 99.75)
+    assert EventKind.FILL in h.strat.kinds(ok2)
+    assert h.lots(h.es) == 0
+    assert_rejected(h, h.sell(ES, 1, 101.0), Verdict.REDUCING_ONLY)
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.REDUCING_ONLY)
+    assert h.engine.risk.rejects[Verdict.REDUCING_ONLY] == 5
+
+    h.engine.risk.set_state(TradingState.ACTIVE, "test")
+    assert h.strat.kinds(h.buy(ES, 1, 99.0)) == [EventKind.ACCEPTED]
+
+
+def test_reducing_allows_buys_that_reduce_a_short() -> None:
+    h = Harness()
+    h.es_book()
+    h.sell(ES, 4)
+    h.engine.risk.set_state(TradingState.REDUCING, "test")
+    assert_rejected(h, h.sell(ES, 1, 101.0), Verdict.REDUCING_ONLY)
+    assert_rejected(h, h.buy(ES, 5, 99.0), Verdict.REDUCING_ONLY)
+    assert h.strat.kinds(h.buy(ES, 4, 99.0)) == [EventKind.ACCEPTED]
+
+
+def test_reducing_counts_open_reducing_orders() -> None:
+    # Long 5 with a resting sell for 5 already covering it: a second sell for 5 would take the
+    # position to -5 if both fill, so it does not reduce anything.
+    h = Harness()
+    h.es_book()
+    h.buy(ES, 5)
+    h.engine.risk.set_state(TradingState.REDUCING, "test")
+    first = h.sell(ES, 5, 101.0)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED]
+    second = h.sell(ES, 5, 101.0)
+    assert_rejected(h, second, Verdict.REDUCING_ONLY)
+    assert h.venue.received == 2
+
+
+# ---- counters -------------------------------------------------------------------------------
+
+
+def test_reject_counters_by_verdict() -> None:
+    h = Harness(RiskConfig(max_order_qty=10))
+    h.buy(ES, 0, 100.0)
+    h.buy(ES, NAN, 100.0)
+    h.buy(ES, 1, NAN)
+    h.buy(ES, 11, 100.0)
+    h.buy(ES, 1, 100.1)
+    h.buy(ES, 1, 100.1)
+    h.buy(ES, 1, 100.1)
+    h.buy(ES, 2, 100.0)  # passes
+    r = h.engine.risk.rejects
+    assert r[Verdict.BAD_QUANTITY] == 2
+    assert r[Verdict.BAD_PRICE] == 1
+    assert r[Verdict.MAX_ORDER_QTY] == 1
+    assert r[Verdict.OFF_TICK_GRID] == 3
+    assert r[Verdict.PASS] == 0
+    assert sum(r) == 7
+    assert h.engine.risk.passed == 1
+    assert h.venue.received == 1
+    rows = {
+        labels["reason"]: value
+        for name, _, labels, value in h.engine.counters()
+        if name == "rejects_total"
+    }
+    assert rows["OFF_TICK_GRID"] == 3 and rows["BAD_QUANTITY"] == 2 and rows["MAX_POSITION"] == 0
+
+
+# ---- modify and cancel ----------------------------------------------------------------------
+
+
+def test_modify_with_an_off_tick_price_is_cancel_rejected() -> None:
+    h = Harness()
+    h.es_book()
+    coid = h.buy(ES, 2, 99.0)
+    h.modify(coid, price=99.1)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.CANCEL_REJECTED]
+    assert evs[-1].reason_code == Verdict.OFF_TICK_GRID
+    assert evs[-1].reason.startswith("OFF_TICK_GRID:")
+    assert h.engine.router.modifies == 0
+    assert h.engine.risk.rejects[Verdict.OFF_TICK_GRID] == 1
+    order = h.order(coid)
+    assert order.is_open and order.state is OrderState.ACCEPTED
+    assert order.price_ticks == 396 and order.qty_lots == 2
+    # Still working at its old price at the venue.
+    h.book(h.es.id, (ASK, 396, 10))
+    assert h.strat.kinds(coid)[-1] == EventKind.FILL
+
+
+@pytest.mark.parametrize(
+    ("qty", "price", "verdict"),
+    [
+        (None, -1.0, Verdict.BAD_PRICE),
+        (None, 0.0, Verdict.BAD_PRICE),
+        (None, INF, Verdict.BAD_PRICE),
+        (0, None, Verdict.BAD_QUANTITY),
+        (-2, None, Verdict.BAD_QUANTITY),
+        (INF, None, Verdict.BAD_QUANTITY),
+        (2.5, None, Verdict.NOT_WHOLE_LOTS),
+    ],
+)
+def test_bad_modify_is_cancel_rejected(qty, price, verdict) -> None:
+    h = Harness()
+    coid = h.buy(ES, 2, 99.0)
+    h.modify(coid, qty=qty, price=price)
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED
+    assert ev.reason_code == verdict
+    assert ev.reason.startswith(f"{verdict.name}:")
+    assert h.engine.router.modifies == 0
+    assert h.order(coid).is_open
+
+
+def test_modify_and_cancel_of_unknown_orders() -> None:
+    h = Harness()
+    h.modify(777, price=100.0)
+    h.cancel(778)
+    for coid in (777, 778):
+        ev = assert_rejected(h, coid, Verdict.UNKNOWN_ORDER, kind=EventKind.CANCEL_REJECTED)
+        assert ev.reason_code == Verdict.UNKNOWN_ORDER
+    assert h.engine.router.modifies == 0 and h.engine.router.cancels == 0
+
+
+def test_modify_cannot_raise_quantity_past_max_order_qty() -> None:
+    # The gate is the only way to the venue: a modify must not carry an order past the limits a
+    # new order of that size would be refused for.
+    h = Harness(RiskConfig(max_order_qty=10))
+    coid = h.buy(ES, 5, 99.0)
+    h.modify(coid, qty=1000)
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED
+    assert ev.reason_code == Verdict.MAX_ORDER_QTY
+    assert h.engine.router.modifies == 0
+    assert h.order(coid).qty_lots == 5
+
+
+def test_valid_modify_passes_the_gate() -> None:
+    h = Harness(RiskConfig(max_order_qty=10))
+    coid = h.buy(ES, 5, 99.0)
+    h.modify(coid, qty=7, price=99.5)
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.MODIFIED
+    assert (ev.qty_lots, ev.price_ticks) == (7, 398)
+    assert h.engine.router.modifies == 1
+
+
+# ---- the reject event itself ----------------------------------------------------------------
+
+
+def test_reject_event_carries_no_stale_fill_fields() -> None:
+    # Event slots are reused: a reject written into a slot that last held a fill must not
+    # inherit that fill's exec id, price or commission. A 2-slot ring reuses slots at once;
+    # the default ring does the same after 4096 events.
+    h = Harness(
+        venue_config=SimVenueConfig(commission_per_lot=1.25), rings=RingsConfig(order_events=2)
+    )
+    h.es_book()
+    h.buy(ES, 3)
+    h.buy(ES, 2)
+    assert [e.kind for e in h.strat.events].count(EventKind.FILL) == 2
+    assert h.engine.trading_state is TradingState.ACTIVE
+    bad = [h.buy(ES, -1, 100.0), h.buy(ES, -1, 100.0)]
+    for coid in bad:
+        ev = assert_rejected(h, coid, Verdict.BAD_QUANTITY)
+        assert ev.exec_id == ""
+        assert ev.fill_price_ticks == NO_PRICE
+        assert ev.commission == 0.0

@@ -1,0 +1,724 @@
+"""The simulated venue (adapters/sim/venue.py) driven through a real Engine on a SimClock.
+
+Books are built from BOOK_DELTA rows (SET, side 0 bid / 1 ask, price in ticks, size in lots);
+orders go through a recording strategy, the risk gate and the router like any strategy's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from adapters.sim.venue import SimVenue
+from engine.clock import SimClock
+from engine.config import RiskConfig, SimVenueConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import (
+    BOOK_DELTA,
+    NO_PRICE,
+    TRADE,
+    BookSide,
+    DeltaAction,
+    EventKind,
+    OrderEvent,
+    TimeInForce,
+)
+from engine.orders import Order, OrderState
+from engine.risk_gate import Verdict
+from engine.runtime import Engine
+from engine.strategy import Strategy
+
+START_NS = 1_000_000_000
+TICK = 0.25  # ES tick size
+BID, ASK = int(BookSide.BID), int(BookSide.ASK)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ev:
+    """A copy of one OrderEvent (the engine reuses event slots)."""
+
+    kind: EventKind
+    client_order_id: int
+    venue_order_id: int
+    instrument_id: int
+    side: int
+    fill_lots: int
+    fill_price_ticks: int
+    cum_lots: int
+    leaves_lots: int
+    price_ticks: int
+    qty_lots: int
+    commission: float
+    exec_id: str
+    reason_code: int
+    reason: str
+    ts_recv: int
+
+
+def snap(ev: OrderEvent) -> Ev:
+    return Ev(
+        kind=EventKind(ev.kind),
+        client_order_id=ev.client_order_id,
+        venue_order_id=ev.venue_order_id,
+        instrument_id=ev.instrument_id,
+        side=int(ev.side),
+        fill_lots=ev.fill_lots,
+        fill_price_ticks=ev.fill_price_ticks,
+        cum_lots=ev.cum_lots,
+        leaves_lots=ev.leaves_lots,
+        price_ticks=ev.price_ticks,
+        qty_lots=ev.qty_lots,
+        commission=ev.commission,
+        exec_id=ev.exec_id,
+        reason_code=ev.reason_code,
+        reason=ev.reason,
+        ts_recv=ev.ts_recv,
+    )
+
+
+class Recorder(Strategy):
+    """Records every order event and fill, in arrival order, as immutable copies."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.events: list[Ev] = []
+
+    def on_order(self, event: OrderEvent) -> None:
+        assert event.kind != EventKind.FILL
+        self.events.append(snap(event))
+
+    def on_fill(self, fill: OrderEvent) -> None:
+        assert fill.kind == EventKind.FILL
+        self.events.append(snap(fill))
+
+    def of(self, coid: int) -> list[Ev]:
+        return [e for e in self.events if e.client_order_id == coid]
+
+    def kinds(self, coid: int) -> list[EventKind]:
+        return [e.kind for e in self.of(coid)]
+
+    def fills(self, coid: int | None = None) -> list[Ev]:
+        return [
+            e
+            for e in self.events
+            if e.kind == EventKind.FILL and (coid is None or e.client_order_id == coid)
+        ]
+
+
+class Harness:
+    """One engine, one SimVenue "SIM", one instrument ES (tick 0.25, lot 1, multiplier 50)."""
+
+    def __init__(self, venue_config: SimVenueConfig | None = None) -> None:
+        self.registry = InstrumentRegistry()
+        self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, TICK, 1.0, 50.0)
+        self.clock = SimClock(START_NS)
+        self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
+        self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig())
+        self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES"])
+        self.engine.start()
+
+    # market data
+    def book(self, *levels: tuple[int, int, int]) -> None:
+        """SET deltas ``(side, ticks, lots)`` in one batch, then pump."""
+        d = np.zeros(len(levels), dtype=BOOK_DELTA)
+        d["instrument_id"] = self.es.id
+        d["action"] = DeltaAction.SET
+        d["side"] = [lv[0] for lv in levels]
+        d["price"] = [lv[1] for lv in levels]
+        d["size"] = [lv[2] for lv in levels]
+        d["ts_event"] = d["ts_recv"] = self.clock.now()
+        self.engine.deltas.write(d)
+        self.engine.pump()
+
+    def trade(self, ticks: int, lots: int) -> None:
+        t = np.zeros(1, dtype=TRADE)
+        t["instrument_id"] = self.es.id
+        t["price"] = ticks
+        t["size"] = lots
+        t["trade_id"] = 1
+        t["ts_event"] = t["ts_recv"] = self.clock.now()
+        self.engine.trades.write(t)
+        self.engine.pump()
+
+    # orders (prices given in ticks)
+    def buy(self, qty: float, ticks: int | None = None, tif=TimeInForce.DAY) -> int:
+        coid = self.strat.buy("ES", qty, None if ticks is None else ticks * TICK, tif)
+        self.engine.pump()
+        return coid
+
+    def sell(self, qty: float, ticks: int | None = None, tif=TimeInForce.DAY) -> int:
+        coid = self.strat.sell("ES", qty, None if ticks is None else ticks * TICK, tif)
+        self.engine.pump()
+        return coid
+
+    def cancel(self, coid: int) -> None:
+        self.strat.cancel(coid)
+        self.engine.pump()
+
+    def modify(self, coid: int, qty: float | None = None, ticks: int | None = None) -> None:
+        self.strat.modify(coid, qty, None if ticks is None else ticks * TICK)
+        self.engine.pump()
+
+    # state
+    def position(self):
+        return self.engine.portfolio.position(self.strat.id, self.es.id)
+
+    def order(self, coid: int) -> Order:
+        tr = self.engine.tracker
+        found = tr.get(coid) or tr.finished.get(coid)
+        assert found is not None
+        return found
+
+
+def standard_book(h: Harness) -> None:
+    """Bids 399x5, 398x5; asks 400x5, 401x3, 402x10."""
+    h.book((BID, 399, 5), (BID, 398, 5), (ASK, 400, 5), (ASK, 401, 3), (ASK, 402, 10))
+
+
+def assert_fill_sequence(fills: list[Ev], qty: int) -> None:
+    """Cumulative and leaves quantities add up fill by fill."""
+    cum = 0
+    for f in fills:
+        assert f.fill_lots > 0
+        cum += f.fill_lots
+        assert f.cum_lots == cum
+        assert f.leaves_lots == qty - cum
+    assert len({f.exec_id for f in fills}) == len(fills)
+    assert all(f.exec_id for f in fills)
+
+
+# ---- market orders --------------------------------------------------------------------------
+
+
+def test_market_buy_walks_the_ask_levels() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(12)
+
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED] + [EventKind.FILL] * 3
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (3, 401), (4, 402)]
+    assert [(f.cum_lots, f.leaves_lots) for f in fills] == [(5, 7), (8, 4), (12, 0)]
+    assert_fill_sequence(fills, 12)
+    assert all(f.side == 1 and f.instrument_id == h.es.id for f in fills)
+    assert h.venue.received == 1
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.order(coid).filled_lots == 12
+
+    pos = h.position()
+    assert pos.lots == 12
+    assert pos.avg_ticks == pytest.approx((5 * 400 + 3 * 401 + 4 * 402) / 12)
+
+
+def test_market_sell_walks_the_bid_levels() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.sell(7)
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 399), (2, 398)]
+    assert_fill_sequence(fills, 7)
+    assert all(f.side == -1 for f in fills)
+    assert h.position().lots == -7
+
+
+def test_market_order_exactly_the_top_level_fills_at_one_price() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(5)
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks, f.leaves_lots) for f in fills] == [(5, 400, 0)]
+
+
+def test_exec_ids_unique_across_orders() -> None:
+    h = Harness()
+    standard_book(h)
+    a = h.buy(12)
+    b = h.sell(7)
+    c = h.buy(3)
+    ids = [f.exec_id for f in h.strat.fills()]
+    assert len(h.strat.fills(a)) == 3 and len(h.strat.fills(b)) == 2 and h.strat.fills(c)
+    assert len(ids) == len(set(ids)) == h.venue.fills
+
+
+def test_market_order_larger_than_depth_keeps_working_until_the_book_refills() -> None:
+    h = Harness()
+    h.book((BID, 399, 5), (ASK, 400, 5), (ASK, 401, 5))
+    coid = h.buy(15)
+
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (5, 401)]
+    assert fills[-1].leaves_lots == 5
+    assert EventKind.CANCELLED not in h.strat.kinds(coid)
+    assert h.order(coid).state is OrderState.PARTIALLY_FILLED
+    assert h.order(coid).is_open
+
+    # The ask side is emptied: still working, nothing to fill against.
+    h.book((ASK, 400, 0), (ASK, 401, 0))
+    assert len(h.strat.fills(coid)) == 2
+    assert h.order(coid).is_open
+
+    # The book refills: the rest fills at the new price.
+    h.book((ASK, 403, 20))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (5, 401), (5, 403)]
+    assert_fill_sequence(fills, 15)
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 15
+
+    # Finished: a further book change does not fill it again.
+    h.book((ASK, 402, 50))
+    assert len(h.strat.fills(coid)) == 3
+    assert h.position().lots == 15
+
+
+def test_market_order_walks_at_most_depth_levels() -> None:
+    h = Harness(SimVenueConfig(depth_levels=2))
+    standard_book(h)
+    coid = h.buy(12)
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (3, 401)]
+    assert h.order(coid).is_open
+
+
+# ---- limit orders ---------------------------------------------------------------------------
+
+
+def test_limit_buy_below_the_ask_rests_then_fills_when_the_ask_comes_down() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    acc = h.strat.of(coid)[0]
+    assert acc.price_ticks == 399 and acc.qty_lots == 5
+    assert acc.leaves_lots == 5 and acc.cum_lots == 0
+    assert h.order(coid).state is OrderState.ACCEPTED
+
+    # An ask above the limit: no fill.
+    h.book((ASK, 400, 5))
+    assert h.strat.fills(coid) == []
+
+    # An ask at the limit: fills what is displayed there, at that price.
+    h.book((ASK, 399, 3))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks, f.leaves_lots) for f in fills] == [(3, 399, 2)]
+    assert h.order(coid).state is OrderState.PARTIALLY_FILLED
+
+    # An ask below the limit: the rest fills at the book's (better) price.
+    h.book((ASK, 398, 10))
+    fills = h.strat.fills(coid)
+    assert (fills[-1].fill_lots, fills[-1].fill_price_ticks) == (2, 398)
+    assert_fill_sequence(fills, 5)
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 5
+    assert h.position().avg_ticks == pytest.approx((3 * 399 + 2 * 398) / 5)
+
+
+def test_resting_limit_fills_at_book_price_with_improvement() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 401, 5))
+    coid = h.buy(4, ticks=399)
+    assert h.strat.fills(coid) == []
+    h.book((ASK, 397, 10))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(4, 397)]
+
+
+def test_limit_sell_above_the_bid_rests_then_fills_on_a_bid_delta() -> None:
+    h = Harness()
+    h.book((BID, 398, 5), (ASK, 404, 5))
+    coid = h.sell(6, ticks=401)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.book((BID, 402, 10))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks, f.side) for f in fills] == [(6, 402, -1)]
+    assert h.position().lots == -6
+
+
+def test_marketable_limit_takes_what_crosses_and_rests_the_rest() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(10, ticks=401)
+    fills = h.strat.fills(coid)
+    # 400x5 and 401x3 cross; 402 does not.
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (3, 401)]
+    assert fills[-1].leaves_lots == 2
+    assert EventKind.CANCELLED not in h.strat.kinds(coid)
+    assert h.order(coid).is_open
+
+
+def test_resting_limit_fills_from_a_trade_at_or_through_its_price() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+
+    h.trade(400, 10)  # above the buy limit: no fill
+    assert h.strat.fills(coid) == []
+
+    h.trade(399, 2)  # at the limit: fills the print's size, at the limit
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks, f.leaves_lots) for f in fills] == [(2, 399, 3)]
+
+    h.trade(397, 10)  # through the limit: fills the rest at the limit price
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(2, 399), (3, 399)]
+    assert_fill_sequence(fills, 5)
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 5
+
+    h.trade(390, 10)  # finished: nothing more
+    assert len(h.strat.fills(coid)) == 2
+
+
+def test_resting_sell_limit_fills_from_a_trade_at_or_above_its_price() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 405, 5))
+    coid = h.sell(3, ticks=402)
+    h.trade(401, 10)
+    assert h.strat.fills(coid) == []
+    h.trade(403, 10)
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(3, 402)]
+    assert h.position().lots == -3
+
+
+# ---- IOC / FOK ------------------------------------------------------------------------------
+
+
+def test_ioc_fills_what_it_can_then_cancels_the_remainder() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(20, ticks=401, tif=TimeInForce.IOC)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [
+        EventKind.ACCEPTED,
+        EventKind.FILL,
+        EventKind.FILL,
+        EventKind.CANCELLED,
+    ]
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(5, 400), (3, 401)]
+    assert_fill_sequence(fills, 20)
+    cancel = evs[-1]
+    assert cancel.cum_lots == 8 and cancel.leaves_lots == 12
+    assert h.order(coid).state is OrderState.CANCELLED
+    assert h.position().lots == 8
+
+    # Gone from the venue: a better ask later does not fill it.
+    h.book((ASK, 399, 50))
+    assert len(h.strat.fills(coid)) == 2
+
+
+def test_ioc_market_order_larger_than_depth_is_cancelled_after_its_fills() -> None:
+    h = Harness()
+    h.book((BID, 399, 5), (ASK, 400, 5), (ASK, 401, 5))
+    coid = h.buy(30, tif=TimeInForce.IOC)
+    assert h.strat.kinds(coid) == [
+        EventKind.ACCEPTED,
+        EventKind.FILL,
+        EventKind.FILL,
+        EventKind.CANCELLED,
+    ]
+    assert h.strat.of(coid)[-1].leaves_lots == 20
+
+
+def test_ioc_not_marketable_is_cancelled_without_fills() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(5, ticks=398, tif=TimeInForce.IOC)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.position().lots == 0
+
+
+def test_ioc_filled_in_full_is_not_cancelled() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(6, ticks=401, tif=TimeInForce.IOC)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL, EventKind.FILL]
+    assert h.order(coid).state is OrderState.FILLED
+
+
+def test_ioc_cancel_follows_its_fills_with_fill_latency() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=30))
+    standard_book(h)
+    coid = h.buy(20, ticks=401, tif=TimeInForce.IOC)
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert h.strat.kinds(coid) == [
+        EventKind.ACCEPTED,
+        EventKind.FILL,
+        EventKind.FILL,
+        EventKind.CANCELLED,
+    ]
+
+
+def test_fok_with_insufficient_liquidity_is_cancelled_with_no_fills() -> None:
+    h = Harness()
+    standard_book(h)  # 18 lots offered in all
+    coid = h.buy(20, tif=TimeInForce.FOK)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.strat.fills() == []
+    assert h.order(coid).state is OrderState.CANCELLED
+    assert h.position().lots == 0
+
+
+def test_fok_limit_counts_only_liquidity_within_its_price() -> None:
+    h = Harness()
+    standard_book(h)
+    # 400x5 + 401x3 = 8 within the limit, 10 wanted: nothing fills.
+    coid = h.buy(10, ticks=401, tif=TimeInForce.FOK)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.position().lots == 0
+
+
+def test_fok_with_enough_liquidity_fills_in_full() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(8, ticks=401, tif=TimeInForce.FOK)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL, EventKind.FILL]
+    assert_fill_sequence(h.strat.fills(coid), 8)
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 8
+
+
+# ---- cancel and modify ----------------------------------------------------------------------
+
+
+def test_cancel_of_a_working_order() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(5, ticks=397)
+    h.cancel(coid)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert evs[-1].leaves_lots == 5 and evs[-1].cum_lots == 0
+    assert h.order(coid).state is OrderState.CANCELLED
+    assert h.engine.router.cancels == 1
+
+    # Gone from the venue: the ask coming down to its price does not fill it.
+    h.book((BID, 390, 5), (ASK, 396, 50))
+    h.trade(395, 50)
+    assert h.strat.fills() == []
+    assert h.position().lots == 0
+
+
+def test_cancel_of_a_partly_filled_order_keeps_its_fills() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(10, ticks=400)
+    h.cancel(coid)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.FILL, EventKind.CANCELLED]
+    assert (evs[-1].cum_lots, evs[-1].leaves_lots) == (5, 5)
+    assert h.position().lots == 5
+
+
+def test_cancel_of_an_unknown_order_is_rejected() -> None:
+    h = Harness()
+    standard_book(h)
+    h.cancel(123456789)
+    evs = h.strat.of(123456789)
+    assert [e.kind for e in evs] == [EventKind.CANCEL_REJECTED]
+    assert evs[0].reason_code == Verdict.UNKNOWN_ORDER
+
+
+def test_cancel_of_a_filled_order_is_rejected() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(3)
+    assert h.order(coid).state is OrderState.FILLED
+    h.cancel(coid)
+    assert h.strat.kinds(coid)[-1] == EventKind.CANCEL_REJECTED
+    assert h.position().lots == 3
+
+
+def test_venue_rejects_cancel_of_an_order_it_no_longer_works() -> None:
+    # The venue filled the order; the fill report is still on its way when the cancel arrives.
+    h = Harness(SimVenueConfig(fill_latency_us=100))
+    standard_book(h)
+    coid = h.buy(3, ticks=400)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.cancel(coid)
+    assert h.engine.router.cancels == 1
+    rej = h.strat.of(coid)[-1]
+    assert rej.kind == EventKind.CANCEL_REJECTED
+    assert "not working at SIM" in rej.reason
+    h.clock.advance_to(START_NS + 100_000)
+    assert h.strat.kinds(coid) == [
+        EventKind.ACCEPTED,
+        EventKind.CANCEL_REJECTED,
+        EventKind.FILL,
+    ]
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 3
+
+
+def test_venue_cancel_and_modify_of_unknown_order_ids() -> None:
+    h = Harness()
+    ghost = Order(42, h.strat.id, h.es.id, 1, 1, TimeInForce.DAY, 5, 400)
+    h.venue.cancel(ghost)
+    h.venue.modify(ghost, 5, 401)
+    h.engine.pump()
+    evs = h.strat.of(42)
+    assert [e.kind for e in evs] == [EventKind.CANCEL_REJECTED, EventKind.CANCEL_REJECTED]
+    assert evs[0].reason.startswith("cancel refused")
+    assert evs[1].reason.startswith("modify refused")
+
+
+def test_modify_price_then_fills_when_marketable() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(4, ticks=396)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+
+    h.modify(coid, ticks=397)  # still below the ask: rests at the new price
+    mod = h.strat.of(coid)[-1]
+    assert mod.kind == EventKind.MODIFIED and mod.price_ticks == 397
+    assert h.order(coid).price_ticks == 397
+    assert h.strat.fills(coid) == []
+
+    h.modify(coid, ticks=400)  # marketable: fills at once
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [
+        EventKind.ACCEPTED,
+        EventKind.MODIFIED,
+        EventKind.MODIFIED,
+        EventKind.FILL,
+    ]
+    assert evs[2].price_ticks == 400
+    assert (evs[-1].fill_lots, evs[-1].fill_price_ticks, evs[-1].leaves_lots) == (4, 400, 0)
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.position().lots == 4
+
+
+def test_modified_order_fills_at_its_new_price_from_book_and_trades() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(4, ticks=395)
+    h.modify(coid, ticks=398)
+    h.trade(397, 1)  # through the new price: fills at the new limit
+    h.book((ASK, 396, 10))  # below the new price: fills at the book price
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(1, 398), (3, 396)]
+
+
+def test_modify_quantity() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(4, ticks=395)
+    h.modify(coid, qty=9)
+    mod = h.strat.of(coid)[-1]
+    assert mod.kind == EventKind.MODIFIED
+    assert (mod.qty_lots, mod.leaves_lots, mod.price_ticks) == (9, 9, 395)
+    assert h.order(coid).qty_lots == 9
+    h.book((ASK, 395, 20))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.leaves_lots) for f in fills] == [(9, 0)]
+
+
+# ---- latency --------------------------------------------------------------------------------
+
+
+def test_latencies_hold_answers_until_the_clock_passes_them() -> None:
+    ack_ns, fill_ns = 50_000, 20_000
+    h = Harness(SimVenueConfig(ack_latency_us=50, fill_latency_us=20))
+    standard_book(h)
+    coid = h.buy(8)
+    assert h.venue.received == 1
+    assert h.strat.events == []
+    assert h.order(coid).state is OrderState.SUBMITTED
+
+    h.clock.advance_to(START_NS + ack_ns - 1)
+    assert h.strat.events == []
+
+    h.clock.advance_to(START_NS + ack_ns)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    assert h.strat.of(coid)[0].ts_recv == START_NS + ack_ns
+
+    h.clock.advance_to(START_NS + ack_ns + fill_ns - 1)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    assert h.position().lots == 0
+
+    h.clock.advance_to(START_NS + ack_ns + fill_ns)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.FILL, EventKind.FILL]
+    assert [(e.fill_lots, e.fill_price_ticks) for e in evs[1:]] == [(5, 400), (3, 401)]
+    assert all(e.ts_recv == START_NS + ack_ns + fill_ns for e in evs[1:])
+    assert_fill_sequence(evs[1:], 8)
+    assert h.position().lots == 8
+    assert h.order(coid).state is OrderState.FILLED
+
+
+def test_latency_applies_to_cancels_and_keeps_order_of_answers() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=10))
+    standard_book(h)
+    a = h.buy(2, ticks=397)
+    b = h.buy(3, ticks=396)
+    assert h.strat.events == []
+    h.clock.advance_to(START_NS + 10_000)
+    assert [(e.kind, e.client_order_id) for e in h.strat.events] == [
+        (EventKind.ACCEPTED, a),
+        (EventKind.ACCEPTED, b),
+    ]
+    h.cancel(b)
+    assert h.strat.kinds(b) == [EventKind.ACCEPTED]
+    assert h.order(b).state is OrderState.PENDING_CANCEL
+    h.clock.advance_to(START_NS + 20_000)
+    assert h.strat.kinds(b) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.order(b).state is OrderState.CANCELLED
+    assert h.strat.kinds(a) == [EventKind.ACCEPTED]
+
+
+def test_resting_fill_with_latency_arrives_after_the_fill_latency() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=5, fill_latency_us=40))
+    h.book((BID, 390, 5), (ASK, 401, 5))
+    coid = h.buy(2, ticks=399)
+    h.clock.advance_to(START_NS + 5_000)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 100_000)
+    h.book((ASK, 399, 5))
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 139_999)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 140_000)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL]
+
+
+# ---- positions ------------------------------------------------------------------------------
+
+
+def test_positions_and_commission_follow_the_fills() -> None:
+    h = Harness(SimVenueConfig(commission_per_lot=0.5))
+    standard_book(h)
+    h.buy(12)  # 5@400 3@401 4@402
+    h.sell(7)  # 5@399 2@398
+    h.buy(1, ticks=400)  # 1@400
+    fills = h.strat.fills()
+    signed = sum(f.fill_lots * f.side for f in fills)
+    assert signed == 12 - 7 + 1
+    pos = h.position()
+    assert pos.lots == signed
+    assert pos.fills == len(fills) == 6
+    assert pos.commission == pytest.approx(0.5 * sum(f.fill_lots for f in fills))
+    assert all(f.commission == pytest.approx(0.5 * f.fill_lots) for f in fills)
+
+    # Average cost of the 12 bought, then 7 sold against it, then 1 added.
+    avg = (5 * 400 + 3 * 401 + 4 * 402) / 12
+    realised = ((399 - avg) * 5 + (398 - avg) * 2) * h.es.tick_value
+    avg = (avg * 5 + 400) / 6
+    assert pos.realised == pytest.approx(realised)
+    assert pos.avg_ticks == pytest.approx(avg)
+    assert h.strat.position("ES") == pytest.approx(6.0)
+    assert h.engine.fills == 6
+
+
+def test_no_fill_events_carry_no_price() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(3, ticks=397)
+    acc = h.strat.of(coid)[0]
+    assert acc.fill_lots == 0 and acc.fill_price_ticks == NO_PRICE and acc.exec_id == ""
