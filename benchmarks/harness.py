@@ -12,9 +12,11 @@ import asyncio
 import gc
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import uvloop
 
 from engine.app import build_app
@@ -44,53 +46,48 @@ def pregenerate(app, n_batches: int, batch: int):
     return [app.feed.generate(batch, 0) for _ in range(n_batches)]
 
 
-def drive(app, batches) -> float:
-    """Write every batch and pump, back to back; returns elapsed seconds."""
-    engine = app.engine
-    clock = engine.clock
-    deltas, trades, pump = engine.deltas, engine.trades, engine.pump
-    gc_was = gc.isenabled()
+def read_socket(engine, deltas: np.ndarray, trades: np.ndarray) -> None:
+    """What a venue adapter does with one socket read: stamp, write into the rings, pump."""
+    ts = engine.clock.now()
+    deltas["ts_recv"] = ts
+    engine.deltas.write(deltas)
+    if len(trades):
+        trades["ts_recv"] = ts
+        engine.trades.write(trades)
+    engine.pump()
+
+
+@contextmanager
+def _no_gc():
+    was = gc.isenabled()
     gc.disable()
-    t0 = time.perf_counter()
     try:
-        for d, t in batches:
-            ts = clock.now()
-            d["ts_recv"] = ts
-            deltas.write(d)
-            if len(t):
-                t["ts_recv"] = ts
-                trades.write(t)
-            pump()
+        yield
     finally:
-        if gc_was:
+        if was:
             gc.enable()
-    return time.perf_counter() - t0
+
+
+def drive(app, batches) -> float:
+    """Every batch back to back; returns elapsed seconds."""
+    engine = app.engine
+    with _no_gc():
+        t0 = time.perf_counter()
+        for d, t in batches:
+            read_socket(engine, d, t)
+        return time.perf_counter() - t0
 
 
 async def drive_on_loop(app, batches) -> float:
     """Each batch as one event-loop callback, as socket reads arrive: the venue's answers come
     back through loop timers in between, off the order path being measured."""
     engine = app.engine
-    clock = engine.clock
-    deltas, trades, pump = engine.deltas, engine.trades, engine.pump
-    sleep = asyncio.sleep
-    gc_was = gc.isenabled()
-    gc.disable()
-    t0 = time.perf_counter()
-    try:
+    with _no_gc():
+        t0 = time.perf_counter()
         for d, t in batches:
-            ts = clock.now()
-            d["ts_recv"] = ts
-            deltas.write(d)
-            if len(t):
-                t["ts_recv"] = ts
-                trades.write(t)
-            pump()
-            await sleep(0)
-    finally:
-        if gc_was:
-            gc.enable()
-    return time.perf_counter() - t0
+            read_socket(engine, d, t)
+            await asyncio.sleep(0)
+        return time.perf_counter() - t0
 
 
 @dataclass(frozen=True, slots=True)
