@@ -118,8 +118,8 @@ class BookActor:
                     eng.flush_intents()
         eng.trigger_ts = 0
 
-    def _dispatch(self, ids: np.ndarray, trigger_ts: int) -> None:
-        if not len(ids):
+    def _dispatch(self, ids: list[int], trigger_ts: int) -> None:
+        if not ids:
             return
         for venue in self._venues:
             venue.on_book(ids)
@@ -128,7 +128,7 @@ class BookActor:
         views = self._views
         subs = self.book_subs
         intents = eng.intents
-        for i in ids.tolist():
+        for i in ids:
             for s in subs[i]:
                 try:
                     s.on_book(views[i])

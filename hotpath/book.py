@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-UNSET = np.iinfo(np.int64).min
+UNSET = np.iinfo(np.int64).min  # also "no price" in ``top`` (engine.messages.NO_PRICE)
 ACTION_SET = 0
 ACTION_CLEAR = 4
 SIDE_BID = 0
@@ -31,13 +31,15 @@ def new_book_state(n_instruments: int, window: int) -> tuple[np.ndarray, ...]:
 
 @njit(cache=True)
 def apply_deltas(
-    deltas, bid_sz, ask_sz, base, best_bid, best_ask, changed, now
+    deltas, bid_sz, ask_sz, base, best_bid, best_ask, changed, out_ids, out_top, now
 ):  # pragma: no cover
     """Apply a batch of book deltas; stamps ``ts_book`` with ``now``.
 
-    Sets ``changed[i] = 1`` for every instrument whose best bid or ask (price or size) may have
-    changed. Returns ``(skipped, crossed)``: deltas not applied, and instruments whose book is
-    crossed after the batch.
+    Every instrument whose best bid or ask (price or size) may have changed is listed once in
+    ``out_ids[:n]``, with its top of book in ``out_top[k] = (bid ticks, bid lots, ask ticks,
+    ask lots)`` (``UNSET`` and 0 for an empty side); ``changed`` is scratch (all 0 between
+    calls). Returns ``(n, skipped, crossed)``: instruments listed, deltas not applied, and
+    instruments whose book is crossed after the batch.
     """
     window = bid_sz.shape[1]
     skipped = 0
@@ -88,11 +90,31 @@ def apply_deltas(
                     j += 1
                 best_ask[i] = j if j < window else -1
                 changed[i] = 1
+    n = 0
     crossed = 0
     for i in range(changed.shape[0]):
-        if changed[i] and best_bid[i] >= 0 and best_ask[i] >= 0 and best_bid[i] >= best_ask[i]:
+        if not changed[i]:
+            continue
+        changed[i] = 0
+        out_ids[n] = i
+        b = best_bid[i]
+        a = best_ask[i]
+        if b >= 0:
+            out_top[n, 0] = base[i] + b
+            out_top[n, 1] = bid_sz[i, b]
+        else:
+            out_top[n, 0] = UNSET
+            out_top[n, 1] = 0
+        if a >= 0:
+            out_top[n, 2] = base[i] + a
+            out_top[n, 3] = ask_sz[i, a]
+        else:
+            out_top[n, 2] = UNSET
+            out_top[n, 3] = 0
+        if b >= 0 and a >= 0 and b >= a:
             crossed += 1
-    return skipped, crossed
+        n += 1
+    return n, skipped, crossed
 
 
 @njit(cache=True)

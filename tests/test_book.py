@@ -118,7 +118,7 @@ def apply_and_compare(store: BookStore, ref: RefBooks, rows, n_inst: int) -> np.
 
     assert_same_books(store, ref, n_inst)
     assert store.skipped - skipped0 == skipped
-    changed_set = set(changed.tolist())
+    changed_set = set(changed)
     top_changed = {i for i in range(n_inst) if before[i] != after[i]}
     assert top_changed <= changed_set, (top_changed, changed_set)
     assert changed_set <= touched
@@ -152,7 +152,7 @@ def test_set_levels_best_and_depth() -> None:
         (0, SET, ASK, CENTER, 9),
     ]
     changed = store.apply(to_deltas(rows), 0)
-    assert changed.tolist() == [0]
+    assert changed == [0]
     assert kernel_top(store, 0) == (CENTER - 1, 5, CENTER, 9)
     assert store.depth(0, BookSide.BID, 10) == [(CENTER - 1, 5), (CENTER - 2, 1), (CENTER - 3, 7)]
     assert store.depth(0, BookSide.BID, 2) == [(CENTER - 1, 5), (CENTER - 2, 1)]
@@ -177,10 +177,10 @@ def test_size_zero_deletes_and_the_next_level_becomes_best() -> None:
         0,
     )
     changed = store.apply(to_deltas([(0, SET, BID, CENTER - 1, 0)]), 0)
-    assert changed.tolist() == [0]
+    assert changed == [0]
     assert kernel_top(store, 0) == (CENTER - 4, 2, CENTER + 1, 3)
     changed = store.apply(to_deltas([(0, SET, ASK, CENTER + 1, 0)]), 0)
-    assert changed.tolist() == [0]
+    assert changed == [0]
     assert kernel_top(store, 0) == (CENTER - 4, 2, CENTER + 5, 8)
     store.apply(to_deltas([(0, SET, ASK, CENTER + 5, 0), (0, SET, BID, CENTER - 4, 0)]), 0)
     assert kernel_top(store, 0) == (NO_PRICE, 0, NO_PRICE, 0)
@@ -193,9 +193,9 @@ def test_changes_behind_the_top_do_not_report_a_change() -> None:
     changed = store.apply(
         to_deltas([(0, SET, BID, CENTER - 3, 4), (0, SET, ASK, CENTER + 6, 1)]), 0
     )
-    assert changed.tolist() == []
+    assert changed == []
     changed = store.apply(to_deltas([(0, SET, BID, CENTER, 6)]), 0)  # size at the top
-    assert changed.tolist() == [0]
+    assert changed == [0]
 
 
 def test_clear_empties_one_instrument() -> None:
@@ -212,7 +212,7 @@ def test_clear_empties_one_instrument() -> None:
         0,
     )
     changed = store.apply(to_deltas([(0, CLEAR, 0, 0, 0)]), 0)
-    assert changed.tolist() == [0]
+    assert changed == [0]
     assert kernel_top(store, 0) == (NO_PRICE, 0, NO_PRICE, 0)
     assert store.depth(0, BookSide.BID, WINDOW) == []
     assert kernel_top(store, 1) == (500, 1, 502, 1)
@@ -239,7 +239,7 @@ def test_deltas_outside_the_window_are_skipped_and_change_nothing() -> None:
     ]
     changed = store.apply(to_deltas(outside), 0)
     assert store.skipped == len(outside)
-    assert changed.tolist() == []
+    assert changed == []
     after = (
         kernel_top(store, 0),
         store.depth(0, BookSide.BID, WINDOW),
@@ -259,7 +259,7 @@ def test_position_based_actions_are_skipped() -> None:
     rows.append((0, int(DeltaAction.DELETE), ASK, CENTER, 0))
     changed = store.apply(to_deltas(rows), 0)
     assert store.skipped == 3
-    assert changed.tolist() == []
+    assert changed == []
     assert kernel_top(store, 0) == (NO_PRICE, 0, NO_PRICE, 0)
 
 

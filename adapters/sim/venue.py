@@ -123,11 +123,11 @@ class SimVenue:
 
     # ---- market data ------------------------------------------------------------------------
 
-    def on_book(self, instrument_ids: np.ndarray) -> None:
+    def on_book(self, instrument_ids: list[int]) -> None:
         if not self._resting:
             return
         books = self.ports.books
-        for i in instrument_ids.tolist():
+        for i in instrument_ids:
             working = self._resting.get(i)
             if not working:
                 continue
