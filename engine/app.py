@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import hotpath.jit
 from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
@@ -46,6 +47,7 @@ class App:
     clock: Clock
     feed: Any = None
     metrics: MetricsServer | None = None
+    kernels: hotpath.jit.KernelReport | None = None
     status_lines: list[str] = field(default_factory=list)
 
 
@@ -87,7 +89,11 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             )
         feed_cls = load_object(FEEDS[config.feed.kind])
         feed = feed_cls(config.feed, list(registry), [ic.ref_price for ic in config.instruments])
-    return App(config, engine, clock, feed)
+    # Every kernel was compiled (or loaded from cache) at import with explicit signatures and
+    # warmed up by the engine; from here on a surprise signature raises instead of compiling.
+    report = hotpath.jit.freeze()
+    log.info("kernels: %s", report.format())
+    return App(config, engine, clock, feed, kernels=report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"tickwire: config error: {e}", file=sys.stderr)
         return 2
+    if app.kernels is not None:
+        print(f"kernels: {app.kernels.format()}", flush=True)
     report = uvloop.run(run_app(app, args.duration))
     print(report.format(), flush=True)
     return 0
