@@ -21,6 +21,7 @@ from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.metrics import LatencySummary, MetricsServer
+from engine.risk_gate import parse_hours
 from engine.runtime import Engine
 from engine.strategy import Strategy
 
@@ -61,12 +62,20 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             ic.symbol, ic.venue, AssetClass(ic.asset_class), ic.tick_size, ic.lot_size,
             ic.multiplier, ic.currency,
         )  # fmt: skip
+    hours = {}
+    for i, ic in enumerate(config.instruments):
+        if ic.trading_hours:
+            try:
+                windows = [parse_hours(h) for h in ic.trading_hours]
+            except ValueError as e:
+                raise ConfigError(file, f"instruments[{i}].trading_hours", str(e)) from None
+            hours[i] = (ic.utc_offset_minutes * 60, windows)
     venues = {}
     for name, vc in config.venues.items():
         venues[name] = load_object(VENUE_ADAPTERS[vc.kind])(name, vc)
     engine = Engine(
         registry, venues, clock, rings=config.rings, risk=config.risk, metrics=config.metrics,
-        name=config.engine.name,
+        name=config.engine.name, trading_hours=hours,
     )  # fmt: skip
     for i, sc in enumerate(config.strategies):
         key = f"strategies[{i}]"

@@ -33,6 +33,7 @@ class BookActor:
         self.book_subs: list[list[Strategy]] = [[] for _ in range(n)]
         self.trade_subs: list[list[Strategy]] = [[] for _ in range(n)]
         self._feed_to_book = engine.latency["feed_to_book"]
+        self._mark = engine.risk.on_book  # reference prices for collars and market orders
         self._trade = Trade()
         # Quotes are applied as CLEAR + bid + ask deltas: one scratch batch, reused.
         self._quote_deltas = np.zeros(3 * quote_batch, dtype=BOOK_DELTA)
@@ -53,6 +54,8 @@ class BookActor:
             return
         ids = self._books.apply(view, self._clock.now())
         self.updates += len(view)
+        if ids:
+            self._mark(self._books._ids, self._books._top, len(ids))
         self._dispatch(ids, int(view[0]["ts_recv"]))
         # Bookkeeping after the strategies had their turn: it is not on the order path.
         self._feed_to_book.record_many(view["ts_book"] - view["ts_recv"])
@@ -76,6 +79,8 @@ class BookActor:
         d["price"][2::3] = q["ask_price"]
         d["size"][2::3] = q["ask_size"]
         ids = self._books.apply(d, self._clock.now())
+        if ids:
+            self._mark(self._books._ids, self._books._top, len(ids))
         q["ts_book"] = d["ts_book"][0::3]
         self.quotes += n
         self._dispatch(ids, int(q[0]["ts_recv"]))

@@ -137,14 +137,36 @@ class InstrumentConfig:
     multiplier: float = field(default=1.0, metadata=_check(_positive))
     currency: str = "USD"
     ref_price: float | None = field(default=None, metadata=_check(_positive))
+    trading_hours: list[str] = field(default_factory=list)  # "HH:MM-HH:MM" local; empty: 24h
+    utc_offset_minutes: int = 0  # local time = UTC + offset
 
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
+    """Pre-trade limits (``hotpath.risk``); every limit is off (inf) unless set."""
+
     max_order_qty: float = field(default=math.inf, metadata=_check(_positive))
     max_order_notional: float = field(default=math.inf, metadata=_check(_positive))
     max_position: float = field(default=math.inf, metadata=_check(_positive))
     max_open_orders: int = field(default=1000, metadata=_check(_positive))
+    price_collar_pct: float = field(default=math.inf, metadata=_check(_positive))
+    price_collar_ticks: float = field(default=math.inf, metadata=_check(_positive))
+    max_gross_exposure: float = field(default=math.inf, metadata=_check(_positive))
+    max_leverage: float = field(default=math.inf, metadata=_check(_positive))
+    max_concentration: float = field(default=math.inf, metadata=_check(_positive))
+    daily_loss_limit: float = field(default=math.inf, metadata=_check(_positive))
+    strategy_daily_loss_limit: float = field(default=math.inf, metadata=_check(_positive))
+    equity: float = field(default=math.nan)  # start-of-day equity (until the broker reports)
+    buying_power: float = field(default=math.inf, metadata=_check(_non_negative))
+    order_rate_per_s: float = field(default=math.inf, metadata=_check(_positive))
+    order_burst: int = field(default=100, metadata=_check(_positive))
+    strategy_order_rate_per_s: float = field(default=math.inf, metadata=_check(_positive))
+    strategy_order_burst: int = field(default=100, metadata=_check(_positive))
+    venue_msgs_per_s: float = field(default=math.inf, metadata=_check(_positive))
+    venue_burst: int = field(default=10, metadata=_check(_positive))
+    allow_list: list[str] = field(default_factory=list)  # empty: every instrument allowed
+    block_list: list[str] = field(default_factory=list)
+    pdt_max_day_trades: int | None = None  # FINRA pattern-day-trader rule: 3; None = off
 
 
 class VenueConfig:

@@ -47,6 +47,7 @@ class Order:
         "price_ticks",
         "qty_lots",
         "reason",
+        "reserved",
         "side",
         "state",
         "strategy_id",
@@ -75,6 +76,7 @@ class Order:
         self.qty_lots = qty_lots
         self.price_ticks = price_ticks
         self.filled_lots = 0
+        self.reserved = 0  # lots the risk kernels count as working for this order
         self.state = OrderState.INITIALIZED
         self.venue_order_id = 0
         self.reason = ""

@@ -6,8 +6,10 @@ this actor drains it, and only intents that pass reach ``Router``. A rejection b
 the check's stable code and a reason the strategy author can act on, delivered through the
 order-event ring like any venue answer.
 
-This is the first, plain-Python version of the checks; the Numba risk kernels replace the
-inside of ``_check_new`` without changing the gate's contract.
+The checks and the limit state (open orders and their exposure, positions and today's P&L,
+token buckets) are the Numba kernels of ``hotpath.risk``; this class fills their arrays from the
+config and the instrument registry, calls them once per intent with plain scalars, and keeps
+their state in step with the venue's answers (``on_event``) and the book (``on_book``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import logging
 import math
 from enum import Enum, IntEnum
 
+import numpy as np
+
 from engine.clock import Clock
 from engine.config import RiskConfig
 from engine.instruments import InstrumentRegistry
-from engine.messages import NO_PRICE, EventKind, IntentKind, OrderEvent, OrderIntent, OrderType
+from engine.messages import EventKind, IntentKind, OrderEvent, OrderIntent, OrderType
 from engine.orders import Order, OrderState, OrderTracker
-from engine.portfolio import Portfolio
 from engine.ring import ObjectRing
+from hotpath import limits as lim
+from hotpath import risk as rk
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +38,26 @@ class TradingState(Enum):
     HALTED = "halted"  # nothing but cancels
 
 
-class Verdict(IntEnum):
-    PASS = 0
-    TRADING_HALTED = 1
-    REDUCING_ONLY = 2
-    UNKNOWN_INSTRUMENT = 3
-    BAD_QUANTITY = 4
-    NOT_WHOLE_LOTS = 5
-    MAX_ORDER_QTY = 6
-    BAD_PRICE = 7
-    OFF_TICK_GRID = 8
-    MAX_ORDER_NOTIONAL = 9
-    MAX_POSITION = 10
-    MAX_OPEN_ORDERS = 11
-    UNKNOWN_ORDER = 12
-    NO_REFERENCE_PRICE = 13
-
-
-REASONS: dict[Verdict, str] = {
-    Verdict.PASS: "passed",
-    Verdict.TRADING_HALTED: "trading is halted: only cancels are accepted",
-    Verdict.REDUCING_ONLY: "trading is reducing: only orders that reduce a position are accepted",
-    Verdict.UNKNOWN_INSTRUMENT: "instrument is not in the registry",
-    Verdict.BAD_QUANTITY: "quantity must be a finite number > 0",
-    Verdict.NOT_WHOLE_LOTS: "quantity is not a whole number of lots",
-    Verdict.MAX_ORDER_QTY: "quantity exceeds risk.max_order_qty",
-    Verdict.BAD_PRICE: "limit price must be a finite number > 0",
-    Verdict.OFF_TICK_GRID: "limit price is not a multiple of the tick size",
-    Verdict.MAX_ORDER_NOTIONAL: "order value exceeds risk.max_order_notional",
-    Verdict.MAX_POSITION: "position with this order and open orders would pass risk.max_position",
-    Verdict.MAX_OPEN_ORDERS: "too many open orders on this instrument (risk.max_open_orders)",
-    Verdict.UNKNOWN_ORDER: "no open order with this client order id",
-    Verdict.NO_REFERENCE_PRICE: "market order with no price in the book to value it against",
+_STATE_CODE = {
+    TradingState.ACTIVE: rk.STATE_ACTIVE,
+    TradingState.REDUCING: rk.STATE_REDUCING,
+    TradingState.HALTED: rk.STATE_HALTED,
 }
+
+Verdict = IntEnum("Verdict", {name: code for code, name in enumerate(rk.VERDICT_NAMES)})
+Verdict.__doc__ = "Stable verdict codes of the risk checks (``hotpath.risk``)."
+REASONS: dict[Verdict, str] = {v: rk.VERDICT_REASONS[v] for v in Verdict}
+
+
+def parse_hours(spec: str) -> tuple[int, int]:
+    """``"09:30-16:00"`` -> seconds of the local day (open, close)."""
+    try:
+        opens, closes = spec.split("-")
+        h1, m1 = (int(x) for x in opens.split(":"))
+        h2, m2 = (int(x) for x in closes.split(":"))
+    except ValueError:
+        raise ValueError(f"trading hours {spec!r}: expected 'HH:MM-HH:MM'") from None
+    return h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
 
 
 class RiskGate:
@@ -76,23 +68,83 @@ class RiskGate:
         registry: InstrumentRegistry,
         limits: RiskConfig,
         tracker: OrderTracker,
-        portfolio: Portfolio,
         events: ObjectRing[OrderEvent],
         router,
         clock: Clock,
-        mark,
+        venues: list[str],
+        max_strategies: int = 32,
+        trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
     ) -> None:
         self._registry = registry
         self._limits = limits
         self._tracker = tracker
-        self._portfolio = portfolio
         self._events = events
         self._router = router
         self._clock = clock
-        self._mark = mark  # instrument id -> reference price in ticks, or None
         self.state = TradingState.ACTIVE
         self.rejects = [0] * len(Verdict)
         self.passed = 0
+        self.arrays = self._build_arrays(venues, max_strategies, trading_hours or {})
+        a = self.arrays
+        self._check_order = rk.check_order
+        self._check_modify = rk.check_modify
+        self._fill = rk.apply_fill
+        self._release = rk.release_order
+        self._fill_args = (a.ilim, a.ist, a.sst, a.pst, a.gst)
+        self._release_args = (a.ilim, a.ist, a.pst, a.gst)
+
+    def _build_arrays(
+        self,
+        venues: list[str],
+        max_strategies: int,
+        hours: dict[int, tuple[int, list[tuple[int, int]]]],
+    ) -> lim.RiskArrays:
+        cfg = self._limits
+        reg = self._registry
+        now = self._clock.now()
+        a = lim.new_risk_arrays(len(reg), max_strategies, len(venues))
+        allow = set(cfg.allow_list)
+        block = set(cfg.block_list)
+        for inst in reg:
+            row = a.ilim[inst.id]
+            row[rk.IL_TRADABLE] = 1.0
+            row[rk.IL_TICK_SIZE] = inst.tick_size
+            row[rk.IL_LOT_SIZE] = inst.lot_size
+            row[rk.IL_MULTIPLIER] = inst.multiplier
+            row[rk.IL_VENUE] = venues.index(inst.venue)
+            row[rk.IL_MAX_ORDER_QTY] = cfg.max_order_qty
+            row[rk.IL_MAX_ORDER_NOTIONAL] = cfg.max_order_notional
+            row[rk.IL_MAX_POSITION] = cfg.max_position
+            row[rk.IL_MAX_OPEN_ORDERS] = cfg.max_open_orders
+            row[rk.IL_COLLAR_PCT] = cfg.price_collar_pct / 100.0
+            row[rk.IL_COLLAR_TICKS] = cfg.price_collar_ticks
+            row[rk.IL_MAX_CONCENTRATION] = cfg.max_concentration
+            row[rk.IL_BLOCKED] = float(inst.symbol in block or inst.key in block)
+            row[rk.IL_ALLOWED] = float(inst.symbol in allow or inst.key in allow)
+            if inst.id in hours:
+                offset, windows = hours[inst.id]
+                lim.set_trading_hours(a.ilim, inst.id, offset, windows)
+        a.slim[:, rk.SL_MAX_DAILY_LOSS] = cfg.strategy_daily_loss_limit
+        a.glim[rk.GL_MAX_GROSS] = cfg.max_gross_exposure
+        a.glim[rk.GL_MAX_LEVERAGE] = cfg.max_leverage
+        a.glim[rk.GL_MAX_DAILY_LOSS] = cfg.daily_loss_limit
+        a.glim[rk.GL_ALLOW_LIST] = float(bool(allow))
+        if cfg.pdt_max_day_trades is not None:
+            a.glim[rk.GL_PDT_MAX_DAY_TRADES] = cfg.pdt_max_day_trades
+        a.gst[rk.GS_BUYING_POWER] = cfg.buying_power
+        rk.daily_reset(a.ist, a.sst, a.pst, a.gst, cfg.equity, 0.0)
+        for row, rate, burst in (
+            (rk.GLOBAL_BUCKET, cfg.order_rate_per_s, cfg.order_burst),
+            *((lim.strategy_bucket(s), cfg.strategy_order_rate_per_s, cfg.strategy_order_burst)
+              for s in range(max_strategies)),
+            *((lim.venue_bucket(a, v), cfg.venue_msgs_per_s, cfg.venue_burst)
+              for v in range(len(venues))),
+        ):  # fmt: skip
+            lim.set_bucket(a.buckets, row, rate, burst, now)
+        lim.validate(a)
+        return a
+
+    # ---- intents ---------------------------------------------------------------------------
 
     def on_intent(self, it: OrderIntent) -> None:
         kind = it.kind
@@ -115,21 +167,25 @@ class RiskGate:
                 self._router.cancel(order)
 
     def _new(self, it: OrderIntent) -> None:
-        verdict, detail, lots, ticks = self._check(
-            it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty, it.price, None
-        )
+        a = self.arrays
+        verdict, lots, ticks = self._check_order(
+            a.ilim, a.slim, a.glim, a.ist, a.sst, a.pst, a.gst, a.buckets,
+            it.strategy_id, it.instrument_id, int(it.side), int(it.order_type), it.qty,
+            it.price, self._clock.now(),
+        )  # fmt: skip
         if verdict:
             # The order record is finished when this event is applied, like a venue reject.
-            self._reject(it, EventKind.REJECTED, verdict, detail)
+            self._reject(it, EventKind.REJECTED, verdict, self._detail(it.qty, it.price))
             return
         it.qty_lots = lots
-        it.price_ticks = ticks if it.order_type == OrderType.LIMIT else NO_PRICE
+        it.price_ticks = ticks
         it.ts_risk = self._clock.now()
         self.passed += 1
         order = self._tracker.get(it.client_order_id)
         if order is not None:
             order.qty_lots = lots
-            order.price_ticks = it.price_ticks
+            order.price_ticks = ticks
+            order.reserved = lots
             self._tracker.submitted(order)
         self._router.submit(it, order)
 
@@ -147,77 +203,67 @@ class RiskGate:
             price = inst.from_ticks(order.price_ticks)
         else:
             price = it.price
-        verdict, detail, lots, ticks = self._check(
-            order.strategy_id, order.instrument_id, order.side, order.order_type, qty, price, order
-        )
+        a = self.arrays
+        verdict, lots, ticks = self._check_modify(
+            a.ilim, a.slim, a.glim, a.ist, a.sst, a.pst, a.gst, a.buckets,
+            order.strategy_id, order.instrument_id, int(order.side), int(order.order_type),
+            qty, price, self._clock.now(), order.reserved, order.filled_lots,
+        )  # fmt: skip
         if verdict:
-            self._reject(it, EventKind.CANCEL_REJECTED, verdict, f"modify refused; {detail}")
+            detail = "modify refused; " + self._detail(qty, price)
+            self._reject(it, EventKind.CANCEL_REJECTED, verdict, detail)
             return
+        # Until the venue answers, the order holds the larger of its old and new size.
+        order.reserved = max(order.reserved, lots - order.filled_lots)
         order.state = OrderState.PENDING_MODIFY
-        self._router.modify(order, lots, ticks if order.order_type == OrderType.LIMIT else NO_PRICE)
+        self._router.modify(order, lots, ticks)
 
-    def _check(
-        self,
-        strategy_id: int,
-        instrument_id: int,
-        side: int,
-        order_type: int,
-        qty: float,
-        price: float,
-        replacing: Order | None,
-    ) -> tuple[Verdict, str, int, int]:
-        """The first failed check for an order (or for ``replacing`` becoming this order),
-        with a detail for the reason; on a pass, the order's size in lots and price in ticks."""
-        if not self._registry.known(instrument_id):
-            return Verdict.UNKNOWN_INSTRUMENT, f"instrument id {instrument_id}", 0, 0
-        inst = self._registry[instrument_id]
-        limits = self._limits
-        if self.state is TradingState.HALTED:
-            return Verdict.TRADING_HALTED, "", 0, 0
-        if not (math.isfinite(qty) and qty > 0):
-            return Verdict.BAD_QUANTITY, f"qty={qty}", 0, 0
-        if not inst.whole_lots(qty):
-            return Verdict.NOT_WHOLE_LOTS, f"qty={qty}, lot size {inst.lot_size}", 0, 0
-        if qty > limits.max_order_qty:
-            return Verdict.MAX_ORDER_QTY, f"qty={qty} > {limits.max_order_qty}", 0, 0
-        lots = inst.to_lots(qty)
-        if order_type == OrderType.LIMIT:
-            if not (math.isfinite(price) and price > 0):
-                return Verdict.BAD_PRICE, f"price={price}", 0, 0
-            if not inst.on_tick_grid(price):
-                return Verdict.OFF_TICK_GRID, f"price={price}, tick size {inst.tick_size}", 0, 0
-            ticks = inst.to_ticks(price)
-        else:
-            mark = self._mark(instrument_id)
-            if mark is None:
-                return Verdict.NO_REFERENCE_PRICE, "", 0, 0
-            ticks = round(mark)
-        # Working orders on the same side, without the one this order replaces.
-        pending = self._tracker.open_lots(strategy_id, instrument_id, side)
-        if replacing is not None:
-            pending -= replacing.leaves_lots
-            lots_new = lots - replacing.filled_lots  # what would still work after the modify
-        else:
-            lots_new = lots
-        pos = self._portfolio.position(strategy_id, instrument_id).lots
-        if self.state is TradingState.REDUCING:
-            # Everything working on this side must fit inside the position it reduces.
-            reduces = pos * side < 0 and pending + lots_new <= abs(pos)
-            if not reduces:
-                return Verdict.REDUCING_ONLY, f"position {inst.from_lots(pos)}", 0, 0
-        notional = lots * ticks * inst.tick_value
-        if notional > limits.max_order_notional:
-            detail = f"{notional:.2f} > {limits.max_order_notional}"
-            return Verdict.MAX_ORDER_NOTIONAL, detail, 0, 0
-        worst = abs(pos + (pending + lots_new) * side)
-        if inst.from_lots(worst) > limits.max_position:
-            detail = f"{inst.from_lots(worst)} > {limits.max_position}"
-            return Verdict.MAX_POSITION, detail, 0, 0
-        if replacing is None and self._tracker.open_count(instrument_id) >= limits.max_open_orders:
-            return Verdict.MAX_OPEN_ORDERS, f"limit {limits.max_open_orders}", 0, 0
-        return Verdict.PASS, "", lots, ticks
+    @staticmethod
+    def _detail(qty: float, price: float) -> str:
+        return f"qty={qty:g}" + ("" if math.isnan(price) else f", price={price:g}")
 
-    def _reject(self, it: OrderIntent, kind: EventKind, verdict: Verdict, detail: str) -> None:
+    # ---- keeping the kernels' state in step -------------------------------------------------
+
+    def on_event(self, ev: OrderEvent, order: Order | None) -> None:
+        """Apply a venue answer to the limit state; ``order`` is the record before the event."""
+        kind = ev.kind
+        if kind == EventKind.FILL:
+            working = order is not None and order.is_open and order.reserved > 0
+            release = min(ev.fill_lots, order.reserved) if working else 0
+            done = working and order.filled_lots + ev.fill_lots >= order.qty_lots
+            if working:
+                order.reserved -= release
+            self._fill(
+                *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
+                ev.fill_price_ticks, ev.commission, release, done,
+            )  # fmt: skip
+        elif order is None or not order.is_open or order.state is OrderState.INITIALIZED:
+            return  # nothing reserved: unknown, finished, or refused by this gate
+        elif kind in (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED):
+            self._release_reserved(order, order.reserved, True)
+        elif kind == EventKind.MODIFIED:
+            self._release_reserved(order, order.reserved - (ev.qty_lots - ev.cum_lots), False)
+        elif kind == EventKind.CANCEL_REJECTED and order.state is OrderState.PENDING_MODIFY:
+            self._release_reserved(order, order.reserved - order.leaves_lots, False)
+
+    def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
+        lots = max(lots, 0)
+        order.reserved -= lots
+        self._release(
+            *self._release_args, order.strategy_id, order.instrument_id, int(order.side), lots,
+            done,
+        )  # fmt: skip
+
+    def on_book(self, ids: np.ndarray, top: np.ndarray, n: int) -> None:
+        """New reference prices (the book's mid) for the instruments a batch changed."""
+        a = self.arrays
+        rk.mark_to_market(a.ilim, a.ist, a.sst, a.pst, a.gst, ids, top, n)
+
+    def reference_ticks(self, instrument_id: int) -> float:
+        return float(self.arrays.ist[instrument_id, rk.IS_REF_TICKS])
+
+    def _reject(self, it: OrderIntent, kind: EventKind, verdict: int, detail: str) -> None:
+        verdict = Verdict(verdict)
         self.rejects[verdict] += 1
         ev = self._events.claim()
         ev.clear()
@@ -234,3 +280,4 @@ class RiskGate:
         if state is not self.state:
             log.warning("trading state %s -> %s: %s", self.state.name, state.name, reason)
             self.state = state
+            self.arrays.gst[rk.GS_TRADING_STATE] = _STATE_CODE[state]

@@ -47,7 +47,8 @@ _HELP = {
     "cancels_total": "Cancels sent to venues.",
     "fills_total": "Fills received.",
     "order_events_total": "Order events processed.",
-    "book_skipped_total": "Book deltas not applied (outside the window or unsupported).",
+    "book_skipped_total": "Invalid book deltas refused (bad instrument, side, action or size).",
+    "book_dropped_total": "Book levels lost because the overflow store reached its maximum.",
     "book_crossed_total": "Batches that left a book crossed.",
     "rejects_total": "Intents rejected by the risk gate, by check.",
     "trading_state": "1 for the current trading state.",
@@ -70,6 +71,8 @@ class Engine:
         name: str = "tickwire",
         book_window: int = 4096,
         order_history: int = 10_000,
+        max_strategies: int = 32,
+        trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -108,8 +111,8 @@ class Engine:
         self.portfolio = Portfolio(registry, self.mark)
         self.router = Router(registry, venues, clock, self.latency)
         self.risk = RiskGate(
-            registry, risk or RiskConfig(), self.tracker, self.portfolio, self.events,
-            self.router, clock, self.mark,
+            registry, risk or RiskConfig(), self.tracker, self.events, self.router, clock,
+            list(venues), max_strategies, trading_hours,
         )  # fmt: skip
         ports = VenuePorts(self.events, self.books, registry, clock, self.pump)
         for venue in venues.values():
@@ -165,6 +168,11 @@ class Engine:
         """Create a strategy and subscribe it to the books and trades of ``instruments``."""
         if any(s.name == name for s in self.strategies):
             raise ValueError(f"strategy name {name!r} is already used")
+        if len(self.strategies) >= self.risk.arrays.slim.shape[0]:
+            raise ValueError(
+                f"strategy {name!r}: the engine was built for {len(self.strategies)} strategies "
+                "(raise max_strategies)"
+            )
         strategy = cls(name, params, self, len(self.strategies))
         self.strategies.append(strategy)
         for ref in instruments:
@@ -245,6 +253,7 @@ class Engine:
 
     def _on_event(self, ev: OrderEvent) -> None:
         self.order_events += 1
+        self.risk.on_event(ev, self.tracker.get(ev.client_order_id))
         order = self.tracker.apply(ev)
         kind = ev.kind
         if kind == EventKind.FILL:
@@ -292,6 +301,7 @@ class Engine:
             ("fills_total", {}, self.fills),
             ("order_events_total", {}, self.order_events),
             ("book_skipped_total", {}, self.books.skipped),
+            ("book_dropped_total", {}, self.books.dropped),
             ("book_crossed_total", {}, self.books.crossed),
         ]
         rows += [("rejects_total", {"reason": v.name}, self.risk.rejects[v]) for v in Verdict if v]
