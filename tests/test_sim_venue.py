@@ -456,6 +456,21 @@ def test_ioc_cancel_follows_its_fills_with_fill_latency() -> None:
     ]
 
 
+def test_equal_ack_and_fill_latency_share_one_queue_in_order() -> None:
+    """Answers made while answers of the same latency are delivered keep their order."""
+    h = Harness(SimVenueConfig(ack_latency_us=20, fill_latency_us=20))
+    standard_book(h)
+    first = h.buy(7)  # accepted at +20 µs, then fills (made then) at +40 µs
+    second = h.buy(2, ticks=398)  # rests
+    h.clock.advance_to(START_NS + 30_000)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED]
+    h.cancel(second)
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED, EventKind.FILL, EventKind.FILL]
+    assert h.strat.kinds(second) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert h.position().lots == 7
+
+
 def test_fok_with_insufficient_liquidity_is_cancelled_with_no_fills() -> None:
     h = Harness()
     standard_book(h)  # 18 lots offered in all

@@ -41,6 +41,16 @@ from engine.orders import Order
 from engine.venue import VenuePorts
 
 
+class _Outbox:
+    """Answers waiting for one latency, earliest first, and whether a timer is armed for them."""
+
+    __slots__ = ("armed", "items")
+
+    def __init__(self) -> None:
+        self.items: deque = deque()
+        self.armed = False
+
+
 class SimOrder:
     __slots__ = (
         "client_order_id",
@@ -89,7 +99,7 @@ class SimVenue:
         self._depth = self.config.depth_levels
         self._orders: dict[int, SimOrder] = {}  # working orders by client order id
         self._resting: dict[int, dict[int, SimOrder]] = {}  # instrument id -> working orders
-        self._outbox: dict[int, deque] = {}
+        self._outbox: dict[int, _Outbox] = {}
         self._venue_ids = itertools.count(1)
         self._exec_ids = itertools.count(1)
         self.ports: VenuePorts | None = None
@@ -247,17 +257,30 @@ class SimVenue:
         if delay_ns <= 0:
             fn(*args)
             return
-        # One FIFO per delay: each timer runs the oldest pending answer of its queue, so answers
-        # with the same latency leave in the order they were made whatever the timer tie-break.
-        queue = self._outbox.get(delay_ns)
-        if queue is None:
-            queue = self._outbox[delay_ns] = deque()
-        queue.append((fn, args))
-        self.ports.clock.call_later(delay_ns, partial(self._deliver, queue))
+        # One FIFO per delay, so answers with the same latency leave in the order they were
+        # made, and one armed timer per queue rather than one per answer.
+        box = self._outbox.get(delay_ns)
+        if box is None:
+            box = self._outbox[delay_ns] = _Outbox()
+        clock = self.ports.clock
+        box.items.append((clock.now() + delay_ns, fn, args))
+        if not box.armed:
+            box.armed = True
+            clock.call_later(delay_ns, partial(self._deliver, box))
 
-    def _deliver(self, queue: deque) -> None:
-        fn, args = queue.popleft()
+    def _deliver(self, box: _Outbox) -> None:
+        box.armed = False
+        clock = self.ports.clock
+        items = box.items
+        _, fn, args = items.popleft()  # the earliest answer: the one this timer is for
         fn(*args)
+        now = clock.now()
+        while items and items[0][0] <= now:
+            _, fn, args = items.popleft()
+            fn(*args)
+        if items and not box.armed:
+            box.armed = True
+            clock.call_later(items[0][0] - now, partial(self._deliver, box))
         self.ports.wake()
 
     def _emit(self, kind: EventKind, so: SimOrder, reason: str = "") -> OrderEvent:
