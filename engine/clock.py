@@ -39,10 +39,6 @@ class LiveClock:
     def now(self) -> int:
         return time.perf_counter_ns() + self._offset
 
-    @staticmethod
-    def wall_ns() -> int:
-        return time.time_ns()
-
     def call_later(self, delay_ns: int, callback: Callable[[], object]) -> TimerHandle:
         if self._loop is None:
             raise RuntimeError("LiveClock has no event loop yet: bind() it before setting timers")

@@ -107,10 +107,9 @@ class OrderTracker:
         base = int(time.time()) if session_base is None else session_base
         self._ids = itertools.count((base << 24) + 1)
         self.open: dict[int, Order] = {}
-        # Open orders by (strategy, instrument) and counts by instrument, so the risk gate's
-        # per-order questions cost what one strategy's few orders cost, not a scan of all.
+        # Open orders by (strategy, instrument): a strategy's questions about its orders cost
+        # what its few orders cost, not a scan of all.
         self._by_key: dict[tuple[int, int], dict[int, Order]] = {}
-        self._count: dict[int, int] = {}
         self.finished: OrderedDict[int, Order] = OrderedDict()
         self._history = history
         self.illegal = 0
@@ -128,9 +127,8 @@ class OrderTracker:
         group[coid] = order
 
     def submitted(self, order: Order) -> None:
-        """The order passed the risk gate: it now counts as working on its instrument."""
+        """The order passed the risk gate and is on its way to the venue."""
         order.state = OrderState.SUBMITTED
-        self._count[order.instrument_id] = self._count.get(order.instrument_id, 0) + 1
 
     def get(self, client_order_id: int) -> Order | None:
         return self.open.get(client_order_id)
@@ -140,9 +138,6 @@ class OrderTracker:
             return list(self._by_key.get((strategy_id, instrument_id), {}).values())
         return [o for o in self.open.values() if o.strategy_id == strategy_id]
 
-    def open_count(self, instrument_id: int) -> int:
-        return self._count.get(instrument_id, 0)
-
     def open_lots(self, strategy_id: int, instrument_id: int, side: int) -> int:
         """Unfilled quantity of a strategy's open orders on one side."""
         group = self._by_key.get((strategy_id, instrument_id))
@@ -151,7 +146,6 @@ class OrderTracker:
         return sum(o.qty_lots - o.filled_lots for o in group.values() if o.side == side)
 
     def finish(self, order: Order, state: OrderState, reason: str = "") -> None:
-        was_counted = order.state is not OrderState.INITIALIZED
         order.state = state
         order.reason = reason
         coid = order.client_order_id
@@ -160,8 +154,6 @@ class OrderTracker:
             del group[coid]
             if not group:
                 del self._by_key[(order.strategy_id, order.instrument_id)]
-            if was_counted:
-                self._count[order.instrument_id] -= 1
             self.finished[coid] = order
             if len(self.finished) > self._history:
                 self.finished.popitem(last=False)

@@ -259,9 +259,6 @@ class RiskGate:
         a = self.arrays
         rk.mark_to_market(a.ilim, a.ist, a.sst, a.pst, a.gst, ids, top, n)
 
-    def reference_ticks(self, instrument_id: int) -> float:
-        return float(self.arrays.ist[instrument_id, rk.IS_REF_TICKS])
-
     def _reject(self, it: OrderIntent, kind: EventKind, verdict: int, detail: str) -> None:
         verdict = Verdict(verdict)
         self.rejects[verdict] += 1

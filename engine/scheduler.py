@@ -57,13 +57,6 @@ class Scheduler:
         self._lanes.sort(key=lambda lane_: lane_.priority)
         return lane
 
-    @property
-    def lanes(self) -> tuple[Lane, ...]:
-        return tuple(self._lanes)
-
-    def pending(self) -> bool:
-        return any(lane.ring.tail != lane.ring.head for lane in self._lanes)
-
     def pump(self) -> None:
         """Drain every lane to empty, restarting from the highest priority after each batch."""
         if self._pumping:
