@@ -7,17 +7,16 @@ reason that starts with the check's name, and must never reach the venue.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from event_recorder import Ev, Recorder
 
 from adapters.sim.venue import SimVenue
-from engine.book import BookView
 from engine.clock import SimClock
 from engine.config import RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind, OrderEvent
+from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind
 from engine.orders import OrderState
 from engine.risk_gate import TradingState, Verdict
 from engine.runtime import Engine
@@ -28,59 +27,6 @@ BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ev:
-    """A copy of one OrderEvent (the engine reuses event slots)."""
-
-    kind: EventKind
-    client_order_id: int
-    instrument_id: int
-    fill_lots: int
-    fill_price_ticks: int
-    cum_lots: int
-    leaves_lots: int
-    price_ticks: int
-    qty_lots: int
-    commission: float
-    exec_id: str
-    reason_code: int
-    reason: str
-
-
-def snap(ev: OrderEvent) -> Ev:
-    return Ev(
-        EventKind(ev.kind), ev.client_order_id, ev.instrument_id, ev.fill_lots,
-        ev.fill_price_ticks, ev.cum_lots, ev.leaves_lots, ev.price_ticks, ev.qty_lots,
-        ev.commission, ev.exec_id, ev.reason_code, ev.reason,
-    )  # fmt: skip
-
-
-class Recorder(Strategy):
-    """Records every order event and fill; ``on_book_action`` runs inside ``on_book`` once."""
-
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self.events: list[Ev] = []
-        self.on_book_action = None
-
-    def on_order(self, event: OrderEvent) -> None:
-        self.events.append(snap(event))
-
-    def on_fill(self, fill: OrderEvent) -> None:
-        self.events.append(snap(fill))
-
-    def on_book(self, book: BookView) -> None:
-        action, self.on_book_action = self.on_book_action, None
-        if action is not None:
-            action(self)
-
-    def of(self, coid: int) -> list[Ev]:
-        return [e for e in self.events if e.client_order_id == coid]
-
-    def kinds(self, coid: int) -> list[EventKind]:
-        return [e.kind for e in self.of(coid)]
 
 
 class Harness:

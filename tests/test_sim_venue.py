@@ -6,10 +6,9 @@ orders go through a recording strategy, the risk gate and the router like any st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
+from event_recorder import Ev, Recorder
 
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
@@ -22,13 +21,11 @@ from engine.messages import (
     BookSide,
     DeltaAction,
     EventKind,
-    OrderEvent,
     TimeInForce,
 )
 from engine.orders import Order, OrderState
 from engine.risk_gate import Verdict
 from engine.runtime import Engine
-from engine.strategy import Strategy
 
 START_NS = 1_000_000_000
 TICK = 0.25  # ES tick size
@@ -36,78 +33,6 @@ BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ev:
-    """A copy of one OrderEvent (the engine reuses event slots)."""
-
-    kind: EventKind
-    client_order_id: int
-    venue_order_id: int
-    instrument_id: int
-    side: int
-    fill_lots: int
-    fill_price_ticks: int
-    cum_lots: int
-    leaves_lots: int
-    price_ticks: int
-    qty_lots: int
-    commission: float
-    exec_id: str
-    reason_code: int
-    reason: str
-    ts_recv: int
-
-
-def snap(ev: OrderEvent) -> Ev:
-    return Ev(
-        kind=EventKind(ev.kind),
-        client_order_id=ev.client_order_id,
-        venue_order_id=ev.venue_order_id,
-        instrument_id=ev.instrument_id,
-        side=int(ev.side),
-        fill_lots=ev.fill_lots,
-        fill_price_ticks=ev.fill_price_ticks,
-        cum_lots=ev.cum_lots,
-        leaves_lots=ev.leaves_lots,
-        price_ticks=ev.price_ticks,
-        qty_lots=ev.qty_lots,
-        commission=ev.commission,
-        exec_id=ev.exec_id,
-        reason_code=ev.reason_code,
-        reason=ev.reason,
-        ts_recv=ev.ts_recv,
-    )
-
-
-class Recorder(Strategy):
-    """Records every order event and fill, in arrival order, as immutable copies."""
-
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self.events: list[Ev] = []
-
-    def on_order(self, event: OrderEvent) -> None:
-        assert event.kind != EventKind.FILL
-        self.events.append(snap(event))
-
-    def on_fill(self, fill: OrderEvent) -> None:
-        assert fill.kind == EventKind.FILL
-        self.events.append(snap(fill))
-
-    def of(self, coid: int) -> list[Ev]:
-        return [e for e in self.events if e.client_order_id == coid]
-
-    def kinds(self, coid: int) -> list[EventKind]:
-        return [e.kind for e in self.of(coid)]
-
-    def fills(self, coid: int | None = None) -> list[Ev]:
-        return [
-            e
-            for e in self.events
-            if e.kind == EventKind.FILL and (coid is None or e.client_order_id == coid)
-        ]
 
 
 class Harness:
