@@ -1,8 +1,9 @@
-"""The ``tickwire`` command: ``tickwire demo`` and ``tickwire run --config FILE``."""
+"""The ``tickwire`` command: ``demo``, ``run --config FILE`` and ``gateway-sim``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -26,11 +27,54 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a configured engine until SIGINT/SIGTERM")
     run.add_argument("--config", type=Path, required=True, help="config file (TOML)")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sim = sub.add_parser("gateway-sim", help="run the IB Gateway simulator (TWS API on loopback)")
+    sim.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=None, help="listen port (default 4002)")
+    sim.add_argument("--max-server-version", type=int, default=None, help="newest version offered")
+    sim.add_argument("--control-port", type=int, default=None, help="JSON-lines control port")
+    sim.add_argument("--config", type=Path, default=None, help="simulator config (TOML)")
+    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return p
+
+
+def _gateway_sim(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from adapters.ib.gateway_sim.config import (
+        GatewaySection,
+        GatewaySimConfig,
+        load_gateway_config,
+    )
+    from adapters.ib.gateway_sim.server import serve_forever
+    from engine.config import build
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "max_server_version": args.max_server_version,
+        "control_port": args.control_port,
+    }
+    try:
+        cfg = load_gateway_config(args.config) if args.config else GatewaySimConfig()
+        given = {k: v for k, v in flags.items() if v is not None}
+        if given:
+            current = dataclasses.asdict(cfg.gateway)
+            gateway = build(GatewaySection, {**current, **given}, "command line", "gateway")
+            cfg = dataclasses.replace(cfg, gateway=gateway)
+    except ConfigError as e:
+        print(f"tickwire: config error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve_forever(cfg, args.duration))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "gateway-sim":
+        return _gateway_sim(args)
     try:
         config = load_config(args.config)
     except ConfigError as e:

@@ -1,0 +1,205 @@
+"""The thin asyncio layer: sockets, a periodic tick, and the control interface.
+
+``GatewaySimServer`` listens on a loopback port, gives every connection a ``core.Session`` and
+flushes what the core wants written after each read and each tick. During a simulated daily
+restart the listener is closed (clients see "connection refused", like a stopped Gateway) or,
+with ``refuse = "accept_close"``, connections are accepted and closed at once (like the socat
+relays in the Docker images).
+
+The control interface is a JSON-lines TCP port: send ``{"action": "farm_blip", "seconds": 2}``
+(any fault from ``config.FaultConfig``) or ``{"action": "status"}``; each line gets one JSON
+reply ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+
+from .config import GatewaySimConfig
+from .core import NS, GatewayCore, Session
+
+log = logging.getLogger("tickwire.gateway_sim")
+
+
+class _ClientProtocol(asyncio.Protocol):
+    __slots__ = ("server", "session", "transport")
+
+    def __init__(self, server: GatewaySimServer) -> None:
+        self.server = server
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio subclass
+        core = self.server.core
+        core.advance()
+        if not core.accepting:
+            transport.close()  # "accept_close" mode: the relay accepts, the gateway is down
+            return
+        peer = transport.get_extra_info("peername")
+        self.session = core.open_session(f"{peer[0]}:{peer[1]}" if peer else "?")
+        self.server.protocols[self.session] = self
+
+    def data_received(self, data: bytes) -> None:
+        s = self.session
+        if s is None:
+            return
+        core = self.server.core
+        core.now_ns = max(core.now_ns, core.clock())
+        s.receive(data)
+        self.server.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        s = self.session
+        if s is not None:
+            self.server.protocols.pop(s, None)
+            self.server.core.connection_lost(s)
+
+
+class GatewaySimServer:
+    """Runs a ``GatewayCore`` on the event loop."""
+
+    def __init__(self, config: GatewaySimConfig | None = None, core: GatewayCore | None = None):
+        self.config = config or GatewaySimConfig()
+        self.core = core or GatewayCore(self.config)
+        self.protocols: dict[Session, _ClientProtocol] = {}
+        self.host = self.config.gateway.host
+        self.port = self.config.gateway.port
+        self.control_port: int | None = None
+        self._server: asyncio.Server | None = None
+        self._control: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._was_down = False
+
+    async def start(self) -> None:
+        """Listen on the configured host/port (port 0 picks one; see ``self.port``)."""
+        await self._listen()
+        cp = self.config.gateway.control_port
+        if cp >= 0:
+            self._control = await asyncio.start_server(self._control_client, self.host, cp)
+            self.control_port = self._control.sockets[0].getsockname()[1]
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        log.info(
+            "gateway simulator listening on %s:%d (server versions %d..%d)",
+            self.host,
+            self.port,
+            self.config.gateway.min_server_version,
+            self.config.gateway.max_server_version,
+        )
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientProtocol(self), self.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for server in (self._server, self._control):
+            if server is not None:
+                server.close()
+        for proto in list(self.protocols.values()):
+            if proto.transport is not None:
+                proto.transport.close()
+        for server in (self._server, self._control):
+            if server is not None:
+                await server.wait_closed()
+
+    async def __aenter__(self) -> GatewaySimServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def flush(self) -> None:
+        """Write every session's pending output; close the ones that asked to be closed."""
+        core = self.core
+        dirty = core.dirty
+        while dirty:
+            s = dirty.pop()
+            proto = self.protocols.get(s)
+            if proto is None or proto.transport is None:
+                continue
+            out = s.take_output()
+            if out:
+                proto.transport.write(out)
+            if s.close_reason is not None:
+                proto.transport.close()
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.market.tick_interval_ms / 1000
+        core = self.core
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                core.advance()
+                self.flush()
+                await self._track_restart()
+            except Exception:  # one bad tick must not stop the gateway
+                log.exception("gateway simulator tick failed")
+
+    async def _track_restart(self) -> None:
+        core = self.core
+        down = not core.accepting
+        if down and not self._was_down and core.refuse_mode == "refuse":
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+        elif not down and self._was_down and self._server is None:
+            await self._listen()
+            core.log_event(None, "restart complete: accepting connections again")
+        self._was_down = down
+
+    async def _control_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            while line := await reader.readline():
+                writer.write(orjson.dumps(self.control(line)) + b"\n")
+                self.flush()
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def control(self, line: bytes | str) -> dict[str, Any]:
+        """Run one control command (a JSON object with ``action``) and describe the result."""
+        try:
+            cmd = orjson.loads(line)
+            if not isinstance(cmd, dict) or "action" not in cmd:
+                raise ValueError('expected a JSON object with an "action" key')
+            action = cmd.pop("action")
+            self.core.advance()
+            if action == "status":
+                return {"ok": True, **self.core.status()}
+            self.core.fault(action, **cmd)
+            return {"ok": True, **self.core.status()}
+        except (ValueError, TypeError, AttributeError) as e:
+            return {"ok": False, "error": str(e)}
+
+
+async def serve_forever(config: GatewaySimConfig, duration_s: float | None = None) -> None:
+    """Run a simulator until cancelled (or for ``duration_s``)."""
+    async with GatewaySimServer(config) as server:
+        print(
+            f"gateway simulator on {server.host}:{server.port}"
+            + (f", control on {server.control_port}" if server.control_port else ""),
+            flush=True,
+        )
+        if duration_s is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(duration_s)
+
+
+__all__ = ["NS", "GatewaySimServer", "serve_forever"]

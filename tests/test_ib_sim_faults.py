@@ -1,0 +1,207 @@
+"""Fault injection and IB's order/connection rules, seen by the official ibapi client."""
+
+from __future__ import annotations
+
+import socket
+import time
+from decimal import Decimal
+
+import pytest
+from ibapi.order_cancel import OrderCancel
+
+from tests.ib_sim_support import SimThread, connected, sim_config
+from tests.test_ib_sim_interop import aapl, limit
+
+
+@pytest.fixture
+def sim():
+    with SimThread(sim_config(market={"events_per_second": 200.0})) as s:
+        yield s
+
+
+def _codes(app) -> list[int]:
+    return [code for _, code, _ in app.errors()]
+
+
+def test_drop_all_closes_every_client(sim: SimThread) -> None:
+    with connected(sim, 1) as a, connected(sim, 2) as b:
+        sim.fault("drop_all")
+        a.wait("connectionClosed")
+        b.wait("connectionClosed")
+    with connected(sim, 1) as again:  # the gateway itself keeps running
+        again.reqCurrentTime()
+        again.wait("currentTime")
+
+
+@pytest.mark.parametrize("data_lost", [False, True])
+def test_connectivity_lost_then_restored(sim: SimThread, data_lost: bool) -> None:
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.wait("tickPrice", lambda rid, *a: rid == 5)
+        sim.fault("connectivity_lost", seconds=0.3, data_lost=data_lost)
+        app.wait("error", lambda rid, t, code, *a: code == 1100)
+        (oid,) = app.wait("nextValidId").args
+        app.placeOrder(oid, aapl(), limit("BUY", 1, 1.0))
+        app.wait("error", lambda rid, t, code, *a: rid == oid and code == 201)
+        restored = 1101 if data_lost else 1102
+        app.wait("error", lambda rid, t, code, *a: code == restored, timeout=5)
+        before = len(app.all("tickPrice"))
+        time.sleep(0.3)
+        after = len(app.all("tickPrice"))
+        if data_lost:
+            assert after == before, "1101: subscriptions are gone until the client resubscribes"
+        else:
+            assert after > before, "1102: data maintained"
+
+
+def test_farm_blip_2103_then_2104_pauses_data(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.wait("tickPrice", lambda rid, *a: rid == 5)
+        sim.fault("farm_blip", seconds=0.4)
+        app.wait("error", lambda rid, t, code, *a: code == 2103)
+        time.sleep(0.1)
+        paused = len(app.all("tickPrice"))
+        time.sleep(0.15)
+        assert len(app.all("tickPrice")) == paused
+        n_ok = _codes(app).count(2104)
+        app.wait("error", lambda rid, t, code, *a: code == 2104 and _codes(app).count(2104) > n_ok)
+        time.sleep(0.2)
+        assert len(app.all("tickPrice")) > paused
+
+
+@pytest.mark.parametrize("rollback", [False, True])
+def test_daily_restart_refuses_then_accepts(sim: SimThread, rollback: bool) -> None:
+    with connected(sim) as app:
+        (oid,) = app.wait("nextValidId").args
+        for i in range(3):
+            app.placeOrder(oid + i, aapl(), limit("BUY", 1, 1.0))
+        app.wait("orderStatus", lambda i, *a: i == oid + 2)
+        sim.fault("daily_restart", seconds=0.6, rollback_ids=rollback)
+        app.wait("connectionClosed")
+    time.sleep(0.1)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", sim.port)):
+        pass
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", sim.port)).close()
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "gateway never came back"
+            time.sleep(0.05)
+    with connected(sim) as app:
+        (next_id,) = app.wait("nextValidId").args
+        assert next_id == (1 if rollback else oid + 3)
+        app.reqOpenOrders()  # working orders survive a gateway restart, as at IB
+        app.wait("openOrderEnd")
+        assert {a[0] for a in app.all("openOrder")} == {oid, oid + 1, oid + 2}
+
+
+def test_daily_restart_accept_close_mode(sim: SimThread) -> None:
+    sim.fault("daily_restart", seconds=0.5, refuse="accept_close")
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=2) as sock:
+        sock.sendall(b"API\0\0\0\0\tv100..176")
+        assert sock.recv(100) == b"", "accepted then closed, like socat before the API is up"
+
+
+def test_added_latency_delays_replies(sim: SimThread) -> None:
+    with connected(sim) as app:
+        sim.fault("latency", ms=150)
+        start = time.monotonic()
+        app.reqCurrentTime()
+        app.wait("currentTime")
+        assert time.monotonic() - start >= 0.15
+        sim.fault("latency", ms=0)
+
+
+def test_reject_next_orders(sim: SimThread) -> None:
+    with connected(sim) as app:
+        (oid,) = app.wait("nextValidId").args
+        sim.fault("reject_orders", count=2)
+        for i in range(3):
+            app.placeOrder(oid + i, aapl(), limit("BUY", 1, 1.0))
+        app.wait("orderStatus", lambda i, st, *a: i == oid + 2 and st == "Submitted")
+        rejected = {rid for rid, code, _ in app.errors() if code == 201}
+        assert rejected == {oid, oid + 1}
+        assert app.wait("orderStatus", lambda i, st, *a: i == oid).args[1] == "Inactive"
+
+
+def test_stop_and_resume_market_data_for_one_symbol(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.wait("tickPrice", lambda rid, *a: rid == 5)
+        sim.fault("stop_market_data", symbol="AAPL")
+        time.sleep(0.05)
+        stopped = len(app.all("tickPrice"))
+        time.sleep(0.2)
+        assert len(app.all("tickPrice")) == stopped
+        sim.fault("resume_market_data", symbol="AAPL")
+        time.sleep(0.2)
+        assert len(app.all("tickPrice")) > stopped
+
+
+def test_client_id_in_use_gets_326_and_is_closed(sim: SimThread) -> None:
+    with connected(sim, 3):
+        from tests.ib_sim_support import RecordingApp
+
+        second = RecordingApp()
+        second.start("127.0.0.1", sim.port, 3)
+        second.wait("error", lambda rid, t, code, *a: code == 326)
+        second.wait("connectionClosed")
+        second.stop()
+
+
+def test_orders_belong_to_their_client(sim: SimThread) -> None:
+    with connected(sim, 1) as a, connected(sim, 2) as b:
+        (oid,) = a.wait("nextValidId").args
+        a.placeOrder(oid, aapl(), limit("BUY", 1, 1.0))
+        a.wait("orderStatus", lambda i, st, *x: i == oid and st == "Submitted")
+        b.cancelOrder(oid, OrderCancel())
+        b.wait("error", lambda rid, t, code, *x: rid == oid and code == 10147)
+        b.reqOpenOrders()
+        b.wait("openOrderEnd")
+        assert not b.all("openOrder")
+        b.reqAllOpenOrders()
+        b.wait("openOrder", lambda i, c, o, st: i == oid and o.clientId == 1)
+
+
+def test_reused_id_103_modify_by_resend_and_off_tick_110(sim: SimThread) -> None:
+    with connected(sim) as app:
+        (oid,) = app.wait("nextValidId").args
+        app.placeOrder(oid, aapl(), limit("BUY", 5, 1.0))
+        app.wait("orderStatus", lambda i, st, *a: i == oid and st == "Submitted")
+        app.placeOrder(oid, aapl(), limit("BUY", 7, 1.5))  # same id, live: a modification
+        app.wait(
+            "openOrder",
+            lambda i, c, o, st: i == oid and o.totalQuantity == Decimal(7) and o.lmtPrice == 1.5,
+        )
+        app.cancelOrder(oid, OrderCancel())
+        app.wait("orderStatus", lambda i, st, *a: i == oid and st == "Cancelled")
+        app.placeOrder(oid, aapl(), limit("BUY", 5, 1.0))
+        app.wait("error", lambda rid, t, code, *a: rid == oid and code == 103)
+        app.placeOrder(oid + 1, aapl(), limit("BUY", 5, 1.0001))
+        app.wait("error", lambda rid, t, code, *a: rid == oid + 1 and code == 110)
+
+
+def test_pacing_error_100_then_disconnect(sim: SimThread) -> None:
+    with connected(sim) as app:
+        for _ in range(80):
+            app.reqCurrentTime()
+        app.wait("error", lambda rid, t, code, *a: code == 100)
+        for _ in range(4):
+            for _ in range(60):
+                app.reqCurrentTime()
+            time.sleep(1.0)
+            if app.all("connectionClosed"):
+                break
+        app.wait("connectionClosed", timeout=3)
+
+
+def test_historical_pacing_162(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqHistoricalData(9, aapl(), "", "600 S", "1 min", "TRADES", 1, 1, False, [])
+        app.wait("historicalDataEnd", lambda rid, *a: rid == 9)
+        assert len([b for b in app.all("historicalData") if b[0] == 9]) >= 5
+        app.reqHistoricalData(10, aapl(), "", "600 S", "1 min", "TRADES", 1, 1, False, [])
+        app.wait("error", lambda rid, t, code, *a: rid == 10 and code == 162)
