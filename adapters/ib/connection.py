@@ -1,0 +1,372 @@
+"""The TWS API client connection: ibapi's encoders and decoder over our own asyncio transport.
+
+Two layers, as everywhere in tickwire:
+
+- ``ClientSession`` is sans-I/O. It produces the ``API\\0`` handshake with ibapi's own encoding,
+  reads the server version and connection time, sends ``startApi`` through ``EClient.startApi``
+  and from then on cuts frames out of the receive buffer and dispatches each exactly like
+  ``EClient.run`` does (a raw 4-byte id from server version 201, an ASCII id below; an id above
+  200 is protobuf) into ibapi's ``Decoder`` and the caller's ``EWrapper``. Requests go out
+  through an ``EClient`` whose connection is a capture shim: the bytes are ibapi's, the socket
+  is ours. The session is *ready* only once the server version, ``nextValidId`` and a non-empty
+  ``managedAccounts`` have all arrived — a TCP connect proves nothing (socat relays accept while
+  the gateway is down).
+- ``connect`` runs a session over a uvloop/asyncio ``Protocol`` and turns every way a connect
+  can fail into an ``IBConnectError`` that says what happened and what to do.
+
+ibapi logs every request it sends (account codes included) at INFO; the ``ibapi`` logger is
+raised to WARNING here so secrets never reach the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ibapi import comm
+from ibapi.client import EClient
+from ibapi.const import MAX_MSG_LEN
+from ibapi.decoder import Decoder
+from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER
+from ibapi.wrapper import EWrapper
+
+logging.getLogger("ibapi").setLevel(logging.WARNING)
+log = logging.getLogger("tickwire.ib")
+
+_LEN = struct.Struct(">I")
+
+#: Where IB's API usually listens, for error messages.
+PORT_HINT = (
+    "IB's defaults: TWS 7497 (paper) / 7496 (live), IB Gateway 4002 (paper) / 4001 (live), "
+    "the gnzsnz Docker images 4004 (paper) / 4003 (live)"
+)
+
+#: Informational codes: they never change order state.
+INFO_CODES = frozenset({2104, 2106, 2107, 2108, 2158, 399, 10349, 10167})
+
+
+class IBConnectError(ConnectionError):
+    """Connecting to IB failed; the message says why and what to do."""
+
+
+class _Capture:
+    """The connection ``EClient`` writes to: collects frames instead of touching a socket."""
+
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def sendMsg(self, msg: bytes) -> None:  # ibapi's name
+        self.out += msg
+
+    def isConnected(self) -> bool:  # ibapi's name
+        return True
+
+    def disconnect(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class SessionState:
+    server_version: int = 0
+    connection_time: str = ""
+    next_valid_id: int | None = None
+    accounts: list[str] = field(default_factory=list)
+    errors: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+class ClientSession:
+    """Sans-I/O TWS API client: bytes in, ``EWrapper`` callbacks out; requests via ``client``."""
+
+    def __init__(
+        self,
+        wrapper: EWrapper,
+        client_id: int,
+        *,
+        max_version: int = MAX_CLIENT_VER,
+        connect_options: str = "",
+        on_frame: Callable[[int, bytes], bool] | None = None,
+    ) -> None:
+        self.wrapper = wrapper
+        self.client_id = client_id
+        self.max_version = max_version
+        self.connect_options = connect_options
+        #: Called with (msg id, payload after the id) before ibapi's decoder; True = handled.
+        self.on_frame = on_frame
+        self.state = SessionState()
+        self._capture = _Capture()
+        self.client = EClient(wrapper)
+        self.client.conn = self._capture
+        self.client.clientId = client_id
+        self.decoder: Decoder | None = None
+        self._buf = bytearray()
+        self.closed_reason: str | None = None
+        self._hook_readiness()
+
+    def _hook_readiness(self) -> None:
+        w = self.wrapper
+        state = self.state
+        next_valid_id, managed, error = w.nextValidId, w.managedAccounts, w.error
+
+        def on_next_valid_id(order_id: int) -> None:
+            state.next_valid_id = order_id
+            next_valid_id(order_id)
+
+        def on_managed(accounts: str) -> None:
+            state.accounts = [a for a in accounts.split(",") if a]
+            managed(accounts)
+
+        def on_error(req_id: int, error_time: int, code: int, msg: str, adv: str = "") -> None:
+            state.errors.append((req_id, code, msg))
+            error(req_id, error_time, code, msg, adv)
+
+        w.nextValidId, w.managedAccounts, w.error = on_next_valid_id, on_managed, on_error
+
+    # -- handshake ------------------------------------------------------------------------------
+
+    def hello(self) -> bytes:
+        """The first bytes to send: ``API\\0`` and the version range, as ``EClient.connect``."""
+        text = f"v{MIN_CLIENT_VER}..{self.max_version}"
+        if self.connect_options:
+            text += " " + self.connect_options
+        return b"API\0" + comm.make_initial_msg(text)
+
+    @property
+    def handshaken(self) -> bool:
+        return self.decoder is not None
+
+    @property
+    def ready(self) -> bool:
+        """Server version, nextValidId and a non-empty managedAccounts have all arrived."""
+        s = self.state
+        return self.handshaken and s.next_valid_id is not None and bool(s.accounts)
+
+    def take_output(self) -> bytes:
+        """Bytes the session wants written (requests made through ``client``)."""
+        out = bytes(self._capture.out)
+        self._capture.out.clear()
+        return out
+
+    # -- bytes in -----------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Feed socket bytes; complete frames are decoded into the wrapper's callbacks."""
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            (size,) = _LEN.unpack_from(buf, pos)
+            if size > MAX_MSG_LEN:
+                self.closed_reason = (
+                    f"the gateway sent a frame of {size} bytes, beyond the 16 MB maximum: "
+                    "the stream is corrupt; reconnecting"
+                )
+                buf.clear()
+                return
+            if end - pos - 4 < size:
+                break
+            payload = bytes(buf[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+            if self.decoder is None:
+                self._on_handshake(payload)
+            else:
+                self._dispatch(payload)
+        if pos:
+            del buf[:pos]
+
+    def _on_handshake(self, payload: bytes) -> None:
+        fields = comm.read_fields(payload)
+        if len(fields) != 2:
+            return  # ibapi ignores anything before the two-field reply
+        version = int(fields[0])
+        self.state.server_version = version
+        self.state.connection_time = fields[1].decode(errors="replace")
+        self.client.serverVersion_ = version
+        self.client.connTime = fields[1]
+        self.client.setConnState(EClient.CONNECTED)
+        self.decoder = Decoder(self.wrapper, version)
+        self.client.decoder = self.decoder
+        self.client.startApi()
+
+    def _dispatch(self, payload: bytes) -> None:
+        assert self.decoder is not None
+        try:
+            if self.state.server_version >= 201:
+                msg_id = _LEN.unpack_from(payload)[0]
+                body = payload[4:]
+            else:
+                head, _, body = payload.partition(b"\0")
+                msg_id = int(head)
+        except (struct.error, ValueError):
+            log.warning("IB: dropped an unreadable frame (%d bytes)", len(payload))
+            return
+        if self.on_frame is not None and self.on_frame(msg_id, body):
+            return
+        known = (
+            self.decoder.msgId2handleInfoProtoBuf if msg_id > 200 else self.decoder.msgId2handleInfo
+        )
+        if (msg_id - 200 if msg_id > 200 else msg_id) not in known:
+            log.warning("IB: dropped a message with unknown id %d (%d bytes)", msg_id, len(body))
+            return
+        try:
+            if msg_id > 200:
+                self.decoder.processProtoBuf(body, msg_id - 200)
+            else:
+                self.decoder.interpret(comm.read_fields(body), msg_id)
+        except Exception as e:  # one bad message must not break the connection
+            log.warning("IB: dropped message id %d that failed to decode: %r", msg_id, e)
+
+
+class _Transport(asyncio.Protocol):
+    def __init__(self, session: ClientSession, on_lost: Callable[[str], None]) -> None:
+        self.session = session
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.changed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.session.hello())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        s = self.session
+        s.receive(data)
+        out = s.take_output()
+        if out and self.transport is not None:
+            self.transport.write(out)
+        if s.closed_reason and self.transport is not None:
+            self.transport.close()
+        self.changed.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.changed.set()
+        self.on_lost(str(exc) if exc else "closed by the gateway")
+
+    def flush(self) -> None:
+        out = self.session.take_output()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+
+@dataclass(slots=True)
+class Connection:
+    """A ready connection: the session, its transport, and how to close it."""
+
+    session: ClientSession
+    protocol: _Transport
+
+    @property
+    def client(self) -> EClient:
+        return self.session.client
+
+    @property
+    def connected(self) -> bool:
+        return self.protocol.transport is not None
+
+    def flush(self) -> None:
+        """Write what requests made through ``client`` have queued."""
+        self.protocol.flush()
+
+    def close(self) -> None:
+        if self.protocol.transport is not None:
+            self.protocol.transport.close()
+
+
+async def connect(
+    host: str,
+    port: int,
+    client_id: int,
+    wrapper: EWrapper,
+    *,
+    timeout: float = 5.0,
+    paper_only: bool = True,
+    max_version: int = MAX_CLIENT_VER,
+    on_lost: Callable[[str], None] = lambda reason: None,
+    on_frame: Callable[[int, bytes], bool] | None = None,
+) -> Connection:
+    """Connect and wait until the session is ready; ``IBConnectError`` says what went wrong."""
+    loop = asyncio.get_running_loop()
+    session = ClientSession(wrapper, client_id, max_version=max_version, on_frame=on_frame)
+    lost: list[str] = []
+
+    def lost_cb(reason: str) -> None:
+        lost.append(reason)
+        on_lost(reason)
+
+    where = f"{host}:{port}"
+    try:
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: _Transport(session, lost_cb), host, port), timeout
+        )
+    except ConnectionRefusedError:
+        raise IBConnectError(
+            f"connection refused at {where}: is IB Gateway or TWS running and its API enabled "
+            f"on that port? ({PORT_HINT})"
+        ) from None
+    except TimeoutError:
+        raise IBConnectError(f"no TCP connection to {where} within {timeout:g} s") from None
+    except OSError as e:
+        raise IBConnectError(f"cannot connect to {where}: {e.strerror or e}") from None
+    deadline = loop.time() + timeout
+    while not session.ready:
+        if lost:
+            proto_error = _in_use(session, client_id)
+            if proto_error:
+                raise IBConnectError(proto_error)
+            stage = "after the API handshake" if session.handshaken else "before the handshake"
+            raise IBConnectError(
+                f"{where} accepted the connection and closed it {stage}: the gateway's API is "
+                "not ready yet (still starting, logging in, or a relay such as socat is up "
+                "while the gateway is down); retry later. This is not a client id conflict."
+            )
+        left = deadline - loop.time()
+        if left <= 0:
+            proto.transport and proto.transport.close()
+            raise IBConnectError(_not_ready(where, session, timeout))
+        proto.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proto.changed.wait(), left)
+    conn = Connection(session, proto)
+    if paper_only:
+        live = [a for a in session.state.accounts if not a.startswith("DU")]
+        if live:
+            conn.close()
+            raise IBConnectError(
+                f"paper_only is on and {where} manages live account(s) {', '.join(live)}: "
+                "refusing to trade. Connect to a paper gateway (accounts DU…) or set "
+                "paper_only = false deliberately."
+            )
+    return conn
+
+
+def _in_use(session: ClientSession, client_id: int) -> str:
+    for _, code, _ in session.state.errors:
+        if code == 326:
+            return (
+                f"client id {client_id} is already in use at this gateway (IB error 326): "
+                "another program or a stale session holds it; pick another client id or wait "
+                "for the old session to go"
+            )
+    return ""
+
+
+def _not_ready(where: str, session: ClientSession, timeout: float) -> str:
+    s = session.state
+    if not session.handshaken:
+        return f"{where} did not answer the API handshake within {timeout:g} s"
+    missing = [n for n, ok in (("nextValidId", s.next_valid_id is not None),
+                               ("managedAccounts", bool(s.accounts))) if not ok]  # fmt: skip
+    return (
+        f"{where} answered the handshake (server version {s.server_version}) but sent no "
+        f"{' or '.join(missing)} within {timeout:g} s: the gateway is up but not logged in"
+    )
+
+
+__all__ = ["INFO_CODES", "ClientSession", "Connection", "IBConnectError", "connect"]

@@ -1,0 +1,155 @@
+"""The adapter's connection layer against the gateway simulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+
+import pytest
+from ibapi.contract import Contract
+from ibapi.server_versions import MAX_CLIENT_VER
+from ibapi.wrapper import EWrapper
+
+from adapters.ib.connection import ClientSession, IBConnectError, connect
+from adapters.ib.gateway_sim.server import GatewaySimServer
+from tests.ib_sim_support import sim_config
+
+
+class Recorder(EWrapper):
+    """Records every callback as (name, args)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple]] = []
+
+    def named(self, name: str) -> list[tuple]:
+        return [a for n, a in self.calls if n == name]
+
+
+def _recorder(name: str):
+    def method(self: Recorder, *args) -> None:
+        self.calls.append((name, args))
+
+    return method
+
+
+for _name in dir(EWrapper):
+    if not _name.startswith("_") and callable(getattr(EWrapper, _name)):
+        setattr(Recorder, _name, _recorder(_name))
+
+
+async def _gateway(**sections):
+    server = GatewaySimServer(sim_config(**sections))
+    await server.start()
+    return server
+
+
+def aapl() -> Contract:
+    c = Contract()
+    c.symbol, c.secType, c.exchange, c.currency = "AAPL", "STK", "SMART", "USD"
+    return c
+
+
+async def _until(pred, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("version", [176, 200, MAX_CLIENT_VER])
+async def test_ready_only_after_version_next_id_and_accounts(version: int) -> None:
+    server = await _gateway(gateway={"max_server_version": version})
+    try:
+        w = Recorder()
+        conn = await connect("127.0.0.1", server.port, 3, w)
+        s = conn.session.state
+        assert s.server_version == version
+        assert s.next_valid_id is not None and s.accounts == ["DU1234567"]
+        conn.client.reqContractDetails(5, aapl())
+        conn.flush()
+        await _until(lambda: w.named("contractDetailsEnd"))
+        (rid, details) = w.named("contractDetails")[0]
+        assert rid == 5 and details.contract.conId > 0
+        conn.close()
+    finally:
+        await server.stop()
+
+
+async def test_connection_refused_names_the_ports() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(IBConnectError, match=r"refused.*4002.*4004"):
+        await connect("127.0.0.1", port, 1, EWrapper(), timeout=2)
+
+
+async def test_accepted_then_closed_is_not_called_a_client_id_conflict() -> None:
+    server = await _gateway()
+    try:
+        server.core.fault("daily_restart", seconds=5, refuse="accept_close")
+        with pytest.raises(IBConnectError, match="API is not ready") as err:
+            await connect("127.0.0.1", server.port, 1, EWrapper(), timeout=2)
+        assert "not a client id conflict" in str(err.value)
+    finally:
+        await server.stop()
+
+
+async def test_client_id_in_use_is_326() -> None:
+    server = await _gateway()
+    try:
+        first = await connect("127.0.0.1", server.port, 4, EWrapper())
+        with pytest.raises(IBConnectError, match=r"client id 4 is already in use.*326"):
+            await connect("127.0.0.1", server.port, 4, EWrapper(), timeout=2)
+        first.close()
+    finally:
+        await server.stop()
+
+
+async def test_paper_only_refuses_a_live_account() -> None:
+    server = await _gateway(gateway={"accounts": ["DU111", "U2222222"]})
+    try:
+        with pytest.raises(IBConnectError, match=r"paper_only.*U2222222"):
+            await connect("127.0.0.1", server.port, 1, EWrapper())
+        conn = await connect("127.0.0.1", server.port, 2, EWrapper(), paper_only=False)
+        assert conn.session.state.accounts == ["DU111", "U2222222"]
+        conn.close()
+    finally:
+        await server.stop()
+
+
+async def test_handshake_without_login_times_out_with_a_reason() -> None:
+    async def half_gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(4)
+        (n,) = struct.unpack(">I", await reader.readexactly(4))
+        await reader.readexactly(n)
+        reply = b"176\0" + b"20260101 00:00:00 UTC\0"
+        writer.write(struct.pack(">I", len(reply)) + reply)
+        await reader.read(1000)
+
+    srv = await asyncio.start_server(half_gateway, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(IBConnectError, match=r"nextValidId or managedAccounts.*not logged in"):
+            await connect("127.0.0.1", port, 1, EWrapper(), timeout=0.5)
+    finally:
+        srv.close()
+
+
+def test_bad_frames_are_dropped_and_the_session_continues(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="tickwire.ib")
+    w = Recorder()
+    session = ClientSession(w, 1)
+    hello = b"176\x0020260101 00:00:00 UTC\x00"
+    session.receive(struct.pack(">I", len(hello)) + hello)
+    assert session.handshaken
+    bad = [b"9999\x001\x002\x00", b"1\x006\x00notanumber\x001\x00", b"xyz"]
+    good = b"9\x001\x0042\x00"
+    session.receive(b"".join(struct.pack(">I", len(f)) + f for f in [*bad, good]))
+    assert w.named("nextValidId") == [(42,)]
+    text = caplog.text
+    assert "unknown id 9999" in text and "message id 1" in text
+    session.receive(struct.pack(">I", 0x1000000))
+    assert session.closed_reason and "16 MB" in session.closed_reason
