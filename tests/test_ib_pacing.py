@@ -1,0 +1,128 @@
+"""Outbound pacing: the token bucket's priorities and IB's historical-data rules."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ibapi.wrapper import EWrapper
+
+from adapters.ib.connection import connect
+from adapters.ib.gateway_sim.server import GatewaySimServer
+from adapters.ib.pacing import CANCEL, DATA, ORDER, HistoricalPacer, HistoricalRequest, MessagePacer
+from tests.ib_sim_support import sim_config
+
+
+def test_cancels_go_before_orders_before_data() -> None:
+    p = MessagePacer(rate=10, burst=2)
+    p.submit(DATA, b"d1")
+    p.submit(ORDER, b"o1")
+    p.submit(CANCEL, b"c1")
+    p.submit(CANCEL, b"c2")
+    assert p.drain(0.0) == b"c1c2"
+    assert p.drain(0.05) == b""  # half a token
+    assert p.drain(0.1) == b"o1"
+    assert p.next_due(0.1) == pytest.approx(0.2)
+    assert p.drain(0.2) == b"d1"
+    assert p.next_due(0.2) is None
+
+
+@given(st.lists(st.floats(0, 0.2), min_size=1, max_size=300), st.integers(1, 400))
+def test_no_rolling_second_exceeds_the_rate_plus_burst(gaps: list[float], n: int) -> None:
+    p = MessagePacer(rate=45, burst=5)
+    for i in range(n):
+        p.submit(i % 3, b"x")
+    t = 0.0
+    sends: list[float] = []
+    for g in gaps:
+        t += g
+        sends += [t] * len(p.drain(t))
+    for i, at in enumerate(sends):
+        window = [s for s in sends[i:] if s < at + 1.0]
+        assert len(window) <= 45 + 5
+    assert len(sends) == n - p.pending
+
+
+def test_rate_above_ibs_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"\(0, 50\]"):
+        MessagePacer(rate=60)
+
+
+def _req(**kw) -> HistoricalRequest:
+    base = dict(contract_key=265598, exchange="SMART", what_to_show="TRADES", end_date_time="",
+                duration="1 D", bar_size="1 min")  # fmt: skip
+    return HistoricalRequest(**{**base, **kw})
+
+
+def test_identical_request_waits_15_seconds() -> None:
+    h = HistoricalPacer()
+    r = _req()
+    assert h.earliest(r, 0.0) == 0.0
+    h.sent_now(r, 0.0)
+    h.finished()
+    assert h.earliest(r, 1.0) == pytest.approx(15.0)
+    assert h.earliest(_req(bar_size="5 mins"), 1.0) == 1.0
+
+
+def test_six_for_one_contract_within_two_seconds_is_avoided_and_bid_ask_counts_twice() -> None:
+    h = HistoricalPacer()
+    for i in range(5):
+        r = _req(duration=f"{i + 1} D")
+        assert h.earliest(r, 0.1 * i) == pytest.approx(0.1 * i)
+        h.sent_now(r, 0.1 * i)
+    assert h.earliest(_req(duration="9 D"), 0.5) == pytest.approx(2.0)
+    assert h.earliest(_req(duration="9 D", contract_key=1), 0.5) == 0.5
+    g = HistoricalPacer()
+    for i in range(2):
+        g.sent_now(_req(what_to_show="BID_ASK", duration=f"{i} D"), 0.0)
+    assert g.earliest(_req(what_to_show="BID_ASK", duration="7 D"), 0.1) == pytest.approx(2.0)
+
+
+def test_sixty_per_ten_minutes_and_fifty_open() -> None:
+    h = HistoricalPacer()
+    for i in range(60):
+        r = _req(contract_key=i)
+        h.sent_now(r, float(i))
+        h.finished()
+    assert h.earliest(_req(contract_key=999), 100.0) == pytest.approx(600.0)
+    o = HistoricalPacer()
+    for i in range(50):
+        o.sent_now(_req(contract_key=i), 0.0)
+    assert o.earliest(_req(contract_key=77), 700.0) is None
+    o.finished()
+    assert o.earliest(_req(contract_key=77), 700.0) == 700.0
+
+
+async def test_a_burst_of_500_requests_through_the_pacer_earns_no_error_100() -> None:
+    server = GatewaySimServer(sim_config())
+    await server.start()
+    errors: list[int] = []
+
+    class W(EWrapper):
+        def error(self, req_id, t, code, msg, adv=""):
+            errors.append(code)
+
+        def currentTime(self, time):
+            answers.append(time)
+
+    answers: list[int] = []
+    try:
+        conn = await connect("127.0.0.1", server.port, 1, W())
+        pacer = MessagePacer()
+        for _ in range(500):
+            conn.client.reqCurrentTime()
+            pacer.submit(DATA, conn.session.take_output())
+        loop = asyncio.get_running_loop()
+        while pacer.pending:
+            out = pacer.drain(loop.time())
+            if out:
+                conn.protocol.transport.write(out)
+            await asyncio.sleep(max(0.0, pacer.next_due(loop.time()) or 0) - loop.time() + 0.001)
+        while len(answers) < 500:
+            await asyncio.sleep(0.05)
+        assert 100 not in errors and conn.connected
+        conn.close()
+    finally:
+        await server.stop()
