@@ -1,0 +1,59 @@
+"""Reconnect backoff and the expected-outage schedule."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.ib.reconnect import Backoff, OutageSchedule, OutageWindow
+
+NY = ZoneInfo("US/Eastern")
+
+
+@given(st.integers(0, 10_000))
+def test_backoff_grows_to_the_cap_with_bounded_jitter_and_never_stops(seed: int) -> None:
+    b = Backoff(initial_s=0.5, cap_s=30, jitter=0.2, rng=random.Random(seed))
+    delays = [b.next_delay() for _ in range(50)]
+    for i, d in enumerate(delays):
+        base = min(30, 0.5 * 2**i)
+        assert base * 0.8 <= d <= base * 1.2
+    b.reset()
+    assert b.next_delay() <= 0.6
+
+
+def test_backoff_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        Backoff(initial_s=0)
+
+
+def test_window_across_midnight_in_its_time_zone() -> None:
+    w = OutageWindow.parse("23:50", minutes=20, tz="US/Eastern")
+    assert w.contains(datetime(2026, 3, 2, 23, 55, tzinfo=NY))
+    assert w.contains(datetime(2026, 3, 3, 0, 5, tzinfo=NY))
+    assert not w.contains(datetime(2026, 3, 3, 0, 15, tzinfo=NY))
+    assert w.contains(datetime(2026, 3, 3, 4, 55, tzinfo=UTC))  # 23:55 EST
+    with pytest.raises(ValueError, match="HH:MM"):
+        OutageWindow.parse("11:50 PM", 5, "US/Eastern")
+
+
+def test_outage_inside_the_window_is_routine_until_it_overruns() -> None:
+    sched = OutageSchedule([OutageWindow.parse("23:45", 5, "US/Eastern")], grace_s=60)
+    down = datetime(2026, 3, 2, 23, 46, tzinfo=NY)
+    assert sched.expected(down) is not None
+    assert not sched.overrun(down, down + timedelta(minutes=4))
+    assert not sched.overrun(down, down + timedelta(minutes=4, seconds=50))
+    assert sched.overrun(down, down + timedelta(minutes=6, seconds=30))
+    surprise = datetime(2026, 3, 2, 14, 0, tzinfo=NY)
+    assert sched.expected(surprise) is None and sched.overrun(surprise, surprise)
+
+
+def test_guard_window_before_a_scheduled_restart() -> None:
+    sched = OutageSchedule([OutageWindow.parse("23:45", 5, "US/Eastern")], guard_s=30)
+    assert sched.guarding(datetime(2026, 3, 2, 23, 44, 40, tzinfo=NY)) is not None
+    assert sched.guarding(datetime(2026, 3, 2, 23, 44, 0, tzinfo=NY)) is None
+    assert sched.guarding(datetime(2026, 3, 2, 23, 47, 0, tzinfo=NY)) is not None
