@@ -1,14 +1,17 @@
 """The book actor: applies market-data batches to the books and wakes who listens.
 
 One kernel call per drained batch. After it, only the instruments whose top of book changed are
-dispatched: matching venues first (so a simulated fill sees the same book the strategy sees),
-then each subscribed strategy's ``on_book``. The ``ts_recv`` of the batch's first message becomes
-the trigger stamp of any order a strategy sends from that callback (tick-to-order).
+dispatched: venues first (``on_book``: the market moved before anything sent in reaction to it
+reaches a venue), then each subscribed strategy's ``on_book``. A simulated venue does its matching
+in ``after_dispatch``, once the strategies are done, so matching never delays their orders. The
+``ts_recv`` of the batch's first message becomes the trigger stamp of any order a strategy sends
+from that callback (tick-to-order).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +38,8 @@ class BookActor:
         self._feed_to_book = engine.latency["feed_to_book"]
         self._mark = engine.risk.on_book  # reference prices for collars and market orders
         self._trade = Trade()
+        self._dispatching = False
+        self._after: list[Callable[[], object]] = []  # waiting for the strategies to finish
         # Quotes are applied as CLEAR + bid + ask deltas: one scratch batch, reused.
         self._quote_deltas = np.zeros(3 * quote_batch, dtype=BOOK_DELTA)
         self.updates = 0
@@ -56,7 +61,7 @@ class BookActor:
         self.updates += len(view)
         if ids:
             self._mark(self._books._ids, self._books._top, len(ids))
-        self._dispatch(ids, int(view[0]["ts_recv"]))
+        self._dispatch(ids, view["ts_recv"].item(0))
         # Bookkeeping after the strategies had their turn: it is not on the order path.
         self._feed_to_book.record_many(view["ts_book"] - view["ts_recv"])
 
@@ -83,7 +88,7 @@ class BookActor:
             self._mark(self._books._ids, self._books._top, len(ids))
         q["ts_book"] = d["ts_book"][0::3]
         self.quotes += n
-        self._dispatch(ids, int(q[0]["ts_recv"]))
+        self._dispatch(ids, q["ts_recv"].item(0))
         self._feed_to_book.record_many(q["ts_book"] - q["ts_recv"])
 
     def drain_trades(self, max_n: int) -> None:
@@ -123,26 +128,44 @@ class BookActor:
                     eng.flush_intents()
         eng.trigger_ts = 0
 
+    def after_dispatch(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once the strategies have had the batch being dispatched (now if none is)."""
+        if self._dispatching:
+            self._after.append(fn)
+        else:
+            fn()
+
     def _dispatch(self, ids: list[int], trigger_ts: int) -> None:
         if not ids:
             return
-        for venue in self._venues:
-            venue.on_book(ids)
         eng = self._engine
-        eng.trigger_ts = trigger_ts
-        views = self._views
-        subs = self.book_subs
-        intents = eng.intents
-        for i in ids:
-            for s in subs[i]:
-                try:
-                    s.on_book(views[i])
-                except Exception:
-                    self._callback_failed(s, "on_book")
-                if intents.tail != intents.head:
-                    # Orders go out before the next strategy's callback, not after the batch.
-                    eng.flush_intents()
-        eng.trigger_ts = 0
+        self._dispatching = True
+        try:
+            for venue in self._venues:
+                venue.on_book(ids)
+            eng.trigger_ts = trigger_ts
+            views = self._views
+            subs = self.book_subs
+            intents = eng.intents
+            for i in ids:
+                for s in subs[i]:
+                    try:
+                        s.on_book(views[i])
+                    except Exception:
+                        self._callback_failed(s, "on_book")
+                    if intents.tail != intents.head:
+                        # Orders go out before the next strategy's callback, not after the batch.
+                        eng.flush_intents()
+        finally:
+            eng.trigger_ts = 0
+            self._dispatching = False
+            if self._after:
+                after, self._after = self._after, []
+                for fn in after:
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("after_dispatch callback %r raised", fn)
 
     def _callback_failed(self, strategy: Strategy, callback: str) -> None:
         self.callback_errors += 1

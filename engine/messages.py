@@ -89,7 +89,9 @@ class OrderIntent:
 
     ``qty`` and ``price`` are what the strategy asked for, in instrument units and currency, so
     the risk gate can reject a NaN price or a fractional lot with the strategy's own numbers;
-    it fills ``qty_lots`` and ``price_ticks`` when the intent passes.
+    it fills ``qty_lots`` and ``price_ticks`` when the intent passes. ``kind``, ``side``,
+    ``order_type`` and ``tif`` hold the plain int values of their enums: they go to the risk
+    kernels as they are (an ``IntEnum`` argument costs a Numba dispatcher ~10 µs instead of ~1).
     """
 
     __slots__ = (
@@ -112,13 +114,13 @@ class OrderIntent:
     )
 
     def __init__(self) -> None:
-        self.kind = IntentKind.NEW
+        self.kind = int(IntentKind.NEW)
         self.strategy_id = 0
         self.instrument_id = 0
         self.client_order_id = 0
-        self.side = Side.BUY
-        self.order_type = OrderType.LIMIT
-        self.tif = TimeInForce.DAY
+        self.side = int(Side.BUY)
+        self.order_type = int(OrderType.LIMIT)
+        self.tif = int(TimeInForce.DAY)
         self.qty = 0.0
         self.price = 0.0
         self.qty_lots = 0
@@ -139,6 +141,11 @@ class EventKind(IntEnum):
     MODIFIED = 5
     FILL = 6
     CANCEL_REJECTED = 7
+
+
+# An event slot is cleared before each reuse: module-level names, not enum member reads.
+_ACCEPTED = EventKind.ACCEPTED
+_BUY = int(Side.BUY)
 
 
 class OrderEvent:
@@ -171,12 +178,12 @@ class OrderEvent:
     )
 
     def __init__(self) -> None:
-        self.kind = EventKind.ACCEPTED
+        self.kind = _ACCEPTED
         self.strategy_id = 0
         self.instrument_id = 0
         self.client_order_id = 0
         self.venue_order_id = 0
-        self.side = Side.BUY
+        self.side = _BUY
         self.fill_lots = 0
         self.fill_price_ticks = NO_PRICE
         self.cum_lots = 0

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from enum import Enum
 
-from engine.messages import EventKind, OrderEvent, OrderType, TimeInForce
+from engine.messages import EventKind, OrderEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,17 @@ FINAL = frozenset(
     {OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED, OrderState.EXPIRED}
 )
 
+# Module-level names for the order path: an enum member read costs ~80 ns in Python 3.11.
+_INITIALIZED = OrderState.INITIALIZED
+_SUBMITTED = OrderState.SUBMITTED
+
 
 class Order:
-    """One order's current state (engine side)."""
+    """One order's current state (engine side).
+
+    ``side``, ``order_type`` and ``tif`` hold the plain int values of ``Side``, ``OrderType`` and
+    ``TimeInForce``: they go to the risk kernels as they are.
+    """
 
     __slots__ = (
         "client_order_id",
@@ -62,8 +70,8 @@ class Order:
         strategy_id: int,
         instrument_id: int,
         side: int,
-        order_type: OrderType,
-        tif: TimeInForce,
+        order_type: int,
+        tif: int,
         qty_lots: int,
         price_ticks: int,
     ) -> None:
@@ -77,7 +85,7 @@ class Order:
         self.price_ticks = price_ticks
         self.filled_lots = 0
         self.reserved = 0  # lots the risk kernels count as working for this order
-        self.state = OrderState.INITIALIZED
+        self.state = _INITIALIZED
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
@@ -128,7 +136,7 @@ class OrderTracker:
 
     def submitted(self, order: Order) -> None:
         """The order passed the risk gate and is on its way to the venue."""
-        order.state = OrderState.SUBMITTED
+        order.state = _SUBMITTED
 
     def get(self, client_order_id: int) -> Order | None:
         return self.open.get(client_order_id)

@@ -227,23 +227,33 @@ class ObjectRing(Generic[T]):
         end = min(self.tail, h + max_n)
         if end == h:
             return 0
-        start = h & self._mask
-        stop = start + (end - h)
-        # Iterating a list slice is cheaper than indexing with a mask per message.
-        if stop <= self.capacity:
-            batch = self._slots[start:stop]
-        else:
-            batch = self._slots[start:] + self._slots[: stop - self.capacity]
-        for msg in batch:
+        if end - h == 1:
+            # One message, the order path's usual case (an action is flushed at once): no batch.
             try:
-                handler(msg)
+                handler(self._slots[h & self._mask])
             except Exception:
-                self.errors += 1
-                log.exception("ring %r: handler %r failed on a message", self.name, handler)
+                self._failed(handler)
+        else:
+            start = h & self._mask
+            stop = start + (end - h)
+            # Iterating a list slice is cheaper than indexing with a mask per message.
+            if stop <= self.capacity:
+                batch = self._slots[start:stop]
+            else:
+                batch = self._slots[start:] + self._slots[: stop - self.capacity]
+            for msg in batch:
+                try:
+                    handler(msg)
+                except Exception:
+                    self._failed(handler)
         self.head = end
         if self._spill:
             self._refill()
         return end - h
+
+    def _failed(self, handler: Callable[[T], object]) -> None:
+        self.errors += 1
+        log.exception("ring %r: handler %r failed on a message", self.name, handler)
 
     def _overflow(self) -> T:
         obj = self._factory()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from enum import Enum, IntEnum
 
 import numpy as np
@@ -47,6 +48,29 @@ _STATE_CODE = {
 Verdict = IntEnum("Verdict", {name: code for code, name in enumerate(rk.VERDICT_NAMES)})
 Verdict.__doc__ = "Stable verdict codes of the risk checks (``hotpath.risk``)."
 REASONS: dict[Verdict, str] = {v: rk.VERDICT_REASONS[v] for v in Verdict}
+# A reject's reason by verdict code, built once: a reject must not hold up the orders behind it.
+_REASON_TEXT: tuple[str, ...] = tuple(f"{v.name}: {REASONS[v]}" for v in Verdict)
+
+# Plain ints and module-level names on the order path (an enum member read costs ~80 ns in
+# Python 3.11; the kernels take ints).
+_NEW = int(IntentKind.NEW)
+_CANCEL = int(IntentKind.CANCEL)
+_MODIFY = int(IntentKind.MODIFY)
+_CANCEL_ALL = int(IntentKind.CANCEL_ALL)
+_LIMIT = int(OrderType.LIMIT)
+_UNKNOWN_ORDER = int(Verdict.UNKNOWN_ORDER)
+_FILL = EventKind.FILL
+_REJECTED = EventKind.REJECTED
+_ENDED = (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED)
+_MODIFIED = EventKind.MODIFIED
+_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_INITIALIZED = OrderState.INITIALIZED
+_PENDING_CANCEL = OrderState.PENDING_CANCEL
+_PENDING_MODIFY = OrderState.PENDING_MODIFY
+
+
+def _at_once(fn: Callable[[], object]) -> None:
+    fn()
 
 
 def parse_hours(spec: str) -> tuple[int, int]:
@@ -86,11 +110,20 @@ class RiskGate:
         self.passed = 0
         self.arrays = self._build_arrays(venues, max_strategies, trading_hours or {})
         a = self.arrays
+        self._now = clock.now
+        self._lot_size = [inst.lot_size for inst in registry]
+        self._tick_size = [inst.tick_size for inst in registry]
         self._check_order = rk.check_order
         self._check_modify = rk.check_modify
         self._fill = rk.apply_fill
         self._release = rk.release_order
-        self._fill_args = (a.ilim, a.ist, a.sst, a.pst, a.gst)
+        self._mark = rk.mark_to_market
+        self._check_args = tuple(a)
+        self._unfinished: list[tuple[OrderEvent, tuple[str, float, float]]] = []
+        self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once
+        """Runs a callable once the strategies are done with the market data being dispatched
+        (the engine sets its book actor's); by default at once."""
+        self._fill_args = (a.ilim, a.ist, a.sst, a.pst, a.gst)  # mark_to_market's too
         self._release_args = (a.ilim, a.ist, a.pst, a.gst)
 
     def _build_arrays(
@@ -148,38 +181,37 @@ class RiskGate:
 
     def on_intent(self, it: OrderIntent) -> None:
         kind = it.kind
-        if kind == IntentKind.NEW:
+        if kind == _NEW:
             self._new(it)
-        elif kind == IntentKind.CANCEL:
+        elif kind == _MODIFY:
+            self._modify(it)
+        elif kind == _CANCEL:
             order = self._tracker.get(it.client_order_id)
             if order is None:
-                self._reject(it, EventKind.CANCEL_REJECTED, Verdict.UNKNOWN_ORDER, "")
+                self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
                 return
-            if order.state is not OrderState.INITIALIZED:
-                order.state = OrderState.PENDING_CANCEL
+            if order.state is not _INITIALIZED:
+                order.state = _PENDING_CANCEL
             self._router.cancel(order)
-        elif kind == IntentKind.MODIFY:
-            self._modify(it)
-        elif kind == IntentKind.CANCEL_ALL:
+        elif kind == _CANCEL_ALL:
             only = it.instrument_id if it.instrument_id >= 0 else None
             for order in self._tracker.open_for(it.strategy_id, only):
-                order.state = OrderState.PENDING_CANCEL
+                order.state = _PENDING_CANCEL
                 self._router.cancel(order)
 
     def _new(self, it: OrderIntent) -> None:
-        a = self.arrays
+        # Intents from ``Strategy`` carry plain-int side and order type (see engine.strategy).
         verdict, lots, ticks = self._check_order(
-            a.ilim, a.slim, a.glim, a.ist, a.sst, a.pst, a.gst, a.buckets,
-            it.strategy_id, it.instrument_id, int(it.side), int(it.order_type), it.qty,
-            it.price, self._clock.now(),
+            *self._check_args, it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty,
+            it.price, self._now(),
         )  # fmt: skip
         if verdict:
             # The order record is finished when this event is applied, like a venue reject.
-            self._reject(it, EventKind.REJECTED, verdict, self._detail(it.qty, it.price))
+            self._reject(it, _REJECTED, verdict, ("", it.qty, it.price))
             return
         it.qty_lots = lots
         it.price_ticks = ticks
-        it.ts_risk = self._clock.now()
+        it.ts_risk = self._now()
         self.passed += 1
         order = self._tracker.get(it.client_order_id)
         if order is not None:
@@ -193,41 +225,37 @@ class RiskGate:
         """A modify is checked as the order it would become, replacing the working one."""
         order = self._tracker.get(it.client_order_id)
         if order is None:
-            self._reject(it, EventKind.CANCEL_REJECTED, Verdict.UNKNOWN_ORDER, "")
+            self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
             return
-        it.instrument_id = order.instrument_id
+        i = order.instrument_id
+        it.instrument_id = i
         it.side = order.side
-        inst = self._registry[order.instrument_id]
-        qty = inst.from_lots(order.qty_lots) if math.isnan(it.qty) else it.qty
-        if order.order_type == OrderType.LIMIT and math.isnan(it.price):
-            price = inst.from_ticks(order.price_ticks)
-        else:
-            price = it.price
-        a = self.arrays
+        qty = it.qty
+        if qty != qty:  # NaN: keep the order's quantity
+            qty = order.qty_lots * self._lot_size[i]
+        price = it.price
+        if price != price and order.order_type == _LIMIT:  # NaN: keep the limit price
+            price = order.price_ticks * self._tick_size[i]
         verdict, lots, ticks = self._check_modify(
-            a.ilim, a.slim, a.glim, a.ist, a.sst, a.pst, a.gst, a.buckets,
-            order.strategy_id, order.instrument_id, int(order.side), int(order.order_type),
-            qty, price, self._clock.now(), order.reserved, order.filled_lots,
+            *self._check_args, order.strategy_id, i, order.side, order.order_type, qty, price,
+            self._now(), order.reserved, order.filled_lots,
         )  # fmt: skip
         if verdict:
-            detail = "modify refused; " + self._detail(qty, price)
-            self._reject(it, EventKind.CANCEL_REJECTED, verdict, detail)
+            self._reject(it, _CANCEL_REJECTED, verdict, ("modify refused; ", qty, price))
             return
         # Until the venue answers, the order holds the larger of its old and new size.
-        order.reserved = max(order.reserved, lots - order.filled_lots)
-        order.state = OrderState.PENDING_MODIFY
+        reserved = lots - order.filled_lots
+        if reserved > order.reserved:
+            order.reserved = reserved
+        order.state = _PENDING_MODIFY
         self._router.modify(order, lots, ticks)
-
-    @staticmethod
-    def _detail(qty: float, price: float) -> str:
-        return f"qty={qty:g}" + ("" if math.isnan(price) else f", price={price:g}")
 
     # ---- keeping the kernels' state in step -------------------------------------------------
 
     def on_event(self, ev: OrderEvent, order: Order | None) -> None:
         """Apply a venue answer to the limit state; ``order`` is the record before the event."""
         kind = ev.kind
-        if kind == EventKind.FILL:
+        if kind == _FILL:
             working = order is not None and order.is_open and order.reserved > 0
             release = min(ev.fill_lots, order.reserved) if working else 0
             done = working and order.filled_lots + ev.fill_lots >= order.qty_lots
@@ -237,13 +265,13 @@ class RiskGate:
                 *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
                 ev.fill_price_ticks, ev.commission, release, done,
             )  # fmt: skip
-        elif order is None or not order.is_open or order.state is OrderState.INITIALIZED:
+        elif order is None or not order.is_open or order.state is _INITIALIZED:
             return  # nothing reserved: unknown, finished, or refused by this gate
-        elif kind in (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED):
+        elif kind in _ENDED:
             self._release_reserved(order, order.reserved, True)
-        elif kind == EventKind.MODIFIED:
+        elif kind == _MODIFIED:
             self._release_reserved(order, order.reserved - (ev.qty_lots - ev.cum_lots), False)
-        elif kind == EventKind.CANCEL_REJECTED and order.state is OrderState.PENDING_MODIFY:
+        elif kind == _CANCEL_REJECTED and order.state is _PENDING_MODIFY:
             self._release_reserved(order, order.reserved - order.leaves_lots, False)
 
     def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
@@ -256,11 +284,16 @@ class RiskGate:
 
     def on_book(self, ids: np.ndarray, top: np.ndarray, n: int) -> None:
         """New reference prices (the book's mid) for the instruments a batch changed."""
-        a = self.arrays
-        rk.mark_to_market(a.ilim, a.ist, a.sst, a.pst, a.gst, ids, top, n)
+        self._mark(*self._fill_args, ids, top, n)
 
-    def _reject(self, it: OrderIntent, kind: EventKind, verdict: int, detail: str) -> None:
-        verdict = Verdict(verdict)
+    def _reject(
+        self,
+        it: OrderIntent,
+        kind: EventKind,
+        verdict: int,
+        numbers: tuple[str, float, float] | None = None,
+    ) -> None:
+        """Answer ``it`` with a refusal; ``numbers`` (lead-in, qty, price) go into the reason."""
         self.rejects[verdict] += 1
         ev = self._events.claim()
         ev.clear()
@@ -270,8 +303,22 @@ class RiskGate:
         ev.client_order_id = it.client_order_id
         ev.side = it.side
         ev.reason_code = int(verdict)
-        ev.reason = f"{verdict.name}: {REASONS[verdict]}" + (f" ({detail})" if detail else "")
-        ev.ts_event = ev.ts_recv = self._clock.now()
+        ev.reason = _REASON_TEXT[verdict]
+        ev.ts_event = ev.ts_recv = self._now()
+        if numbers is not None:
+            # Formatting floats costs more than the rest of a refusal. Nothing reads an event
+            # before the strategies are done with the market data being dispatched, so the
+            # numbers are written in then, not in front of the orders still to come.
+            unfinished = self._unfinished
+            unfinished.append((ev, numbers))
+            if len(unfinished) == 1:
+                self.after_dispatch(self._finish_reasons)
+
+    def _finish_reasons(self) -> None:
+        unfinished, self._unfinished = self._unfinished, []
+        for ev, (lead, qty, price) in unfinished:
+            detail = f"qty={qty:g}" if math.isnan(price) else f"qty={qty:g}, price={price:g}"
+            ev.reason = f"{ev.reason} ({lead}{detail})"
 
     def set_state(self, state: TradingState, reason: str) -> None:
         if state is not self.state:

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 STAGES = ("feed_to_book", "strategy", "risk", "route", "tick_to_order", "order_ack")
 ORDER_BATCH = 64
 
+_FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Python 3.11
+_ACCEPTED = EventKind.ACCEPTED
+
 
 _HELP = {
     "messages_total": "Messages written to a ring.",
@@ -114,11 +117,15 @@ class Engine:
             registry, risk or RiskConfig(), self.tracker, self.events, self.router, clock,
             list(venues), max_strategies, trading_hours,
         )  # fmt: skip
-        ports = VenuePorts(self.events, self.books, registry, clock, self.pump)
-        for venue in venues.values():
-            venue.bind(ports)
+        self._on_intent = self.risk.on_intent
         self.strategies: list[Strategy] = []
         self.book_actor = BookActor(self, rings.md_batch)
+        self.risk.after_dispatch = self.book_actor.after_dispatch
+        ports = VenuePorts(
+            self.events, self.books, registry, clock, self.pump, self.book_actor.after_dispatch
+        )
+        for venue in venues.values():
+            venue.bind(ports)
         self.trigger_ts = 0  # ts_recv of the market data being dispatched, else 0
         self.fills = 0
         self.order_events = 0
@@ -142,17 +149,18 @@ class Engine:
         )
 
     def _drain_intents(self, max_n: int) -> None:
-        self.intents.drain(self.risk.on_intent, max_n)
+        self.intents.drain(self._on_intent, max_n)
 
     def flush_intents(self) -> None:
         """Send every pending intent through the risk gate now (a strategy action calls it)."""
-        intents = self.intents
         if self._flushing:
             return  # a venue answering inline made a strategy act: the outer loop drains it
+        intents = self.intents
+        on_intent = self._on_intent
         self._flushing = True
         try:
             while intents.tail != intents.head:
-                intents.drain(self.risk.on_intent, ORDER_BATCH)
+                intents.drain(on_intent, ORDER_BATCH)
         finally:
             self._flushing = False
 
@@ -256,19 +264,19 @@ class Engine:
         self.risk.on_event(ev, self.tracker.get(ev.client_order_id))
         order = self.tracker.apply(ev)
         kind = ev.kind
-        if kind == EventKind.FILL:
+        if kind == _FILL:
             self.fills += 1
             self.portfolio.apply_fill(
                 ev.strategy_id, ev.instrument_id, ev.side, ev.fill_lots, ev.fill_price_ticks,
                 ev.commission,
             )  # fmt: skip
-        elif kind == EventKind.ACCEPTED and order is not None and order.ts_sent:
+        elif kind == _ACCEPTED and order is not None and order.ts_sent:
             self.latency["order_ack"].record(ev.ts_recv - order.ts_sent)
         if not 0 <= ev.strategy_id < len(self.strategies):
             log.error("order event for unknown strategy id %d dropped", ev.strategy_id)
             return
         strategy = self.strategies[ev.strategy_id]
-        if kind == EventKind.FILL:
+        if kind == _FILL:
             strategy.on_fill(ev)
         else:
             strategy.on_order(ev)

@@ -16,15 +16,25 @@ from engine.orders import Order
 from engine.ring import ObjectRing
 
 
+def _at_once(fn: Callable[[], object]) -> None:
+    fn()
+
+
 @dataclass(slots=True)
 class VenuePorts:
-    """The engine side of a venue: where it writes order events and how it wakes the pump."""
+    """The engine side of a venue: where it writes order events and how it wakes the pump.
+
+    ``after_dispatch(fn)`` runs ``fn`` once the strategies have reacted to the market data being
+    dispatched (at once if none is): a simulated venue called in ``on_book`` matches there, so
+    its matching never delays the orders the strategies send in reaction to the same batch.
+    """
 
     events: ObjectRing[OrderEvent]
     books: BookStore
     registry: InstrumentRegistry
     clock: Clock
     wake: Callable[[], None]
+    after_dispatch: Callable[[Callable[[], object]], None] = _at_once
 
 
 class Venue(Protocol):
@@ -44,7 +54,9 @@ class Venue(Protocol):
 
     def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None: ...
 
-    def on_book(self, instrument_ids: list[int]) -> None: ...
+    def on_book(self, instrument_ids: list[int]) -> None:
+        """The top of book of these instruments changed; called before the strategies hear of
+        it. Whatever the strategies then send was sent in reaction to this book."""
 
     def on_trades(self, trades: np.ndarray) -> None: ...
 

@@ -501,6 +501,22 @@ def test_object_ring_handler_error_still_delivers_the_rest(
     assert any("events" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+def test_object_ring_handler_error_on_a_single_message(caplog: pytest.LogCaptureFixture) -> None:
+    ring: ObjectRing[OrderEvent] = ObjectRing("intents", OrderEvent, 8)
+    claim_seq(ring, 0, 1)
+
+    def handler(ev: OrderEvent) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="engine.ring"):
+        assert ring.drain(handler, 64) == 1
+    assert ring.errors == 1
+    assert len(ring) == 0
+    assert any("intents" in r.getMessage() and r.exc_info for r in caplog.records)
+    claim_seq(ring, 1, 1)
+    assert drain_ids(ring) == [1]
+
+
 def test_object_ring_overflow_calls_on_full_once_and_loses_nothing() -> None:
     calls: list[ObjectRing[OrderEvent]] = []
     ring: ObjectRing[OrderEvent] = ObjectRing("events", OrderEvent, 4, on_full=calls.append)

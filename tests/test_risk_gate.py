@@ -18,7 +18,7 @@ from engine.config import RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind
 from engine.orders import OrderState
-from engine.risk_gate import TradingState, Verdict
+from engine.risk_gate import REASONS, TradingState, Verdict
 from engine.runtime import Engine
 from engine.strategy import Strategy
 
@@ -525,6 +525,38 @@ def test_valid_modify_passes_the_gate() -> None:
     assert ev.kind == EventKind.MODIFIED
     assert (ev.qty_lots, ev.price_ticks) == (7, 398)
     assert h.engine.router.modifies == 1
+
+
+def test_reject_reason_names_the_check_and_the_strategys_numbers() -> None:
+    h = Harness()
+    h.es_book()
+    coid = h.buy(ES, 2, 100.1)
+    ev = assert_rejected(h, coid, Verdict.OFF_TICK_GRID)
+    assert ev.reason == f"OFF_TICK_GRID: {REASONS[Verdict.OFF_TICK_GRID]} (qty=2, price=100.1)"
+    market = h.sell(ES, 1.5)
+    ev = assert_rejected(h, market, Verdict.NOT_WHOLE_LOTS)
+    assert ev.reason.endswith("(qty=1.5)")
+
+
+def test_reject_reasons_of_intents_sent_during_a_book_update_are_complete() -> None:
+    h = Harness()
+    working = h.buy(ES, 2, 99.0)
+    coids = []
+
+    def act(s: Strategy) -> None:
+        coids.append(s.buy(ES, 1, 100.1))
+        s.modify(working, price=99.1)
+        coids.append(s.buy(ES, 1, 99.0))
+
+    h.strat.on_book_action = act
+    h.es_book()
+    ev = assert_rejected(h, coids[0], Verdict.OFF_TICK_GRID)
+    assert ev.reason.endswith("(qty=1, price=100.1)")
+    refused = h.strat.of(working)[-1]
+    assert refused.kind == EventKind.CANCEL_REJECTED
+    assert refused.reason.startswith("OFF_TICK_GRID:")
+    assert refused.reason.endswith("(modify refused; qty=2, price=99.1)")
+    assert h.strat.kinds(coids[1]) == [EventKind.ACCEPTED]
 
 
 # ---- the reject event itself ----------------------------------------------------------------

@@ -6,12 +6,14 @@ orders go through a recording strategy, the risk gate and the router like any st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from event_recorder import Ev, Recorder
 
 from adapters.sim.venue import SimVenue
-from engine.clock import SimClock
+from engine.clock import SimClock, TimerHandle
 from engine.config import RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
@@ -38,10 +40,12 @@ BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 class Harness:
     """One engine, one SimVenue "SIM", one instrument ES (tick 0.25, lot 1, multiplier 50)."""
 
-    def __init__(self, venue_config: SimVenueConfig | None = None) -> None:
+    def __init__(
+        self, venue_config: SimVenueConfig | None = None, clock: SimClock | None = None
+    ) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, TICK, 1.0, 50.0)
-        self.clock = SimClock(START_NS)
+        self.clock = clock or SimClock(START_NS)
         self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
         self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig())
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES"])
@@ -593,6 +597,40 @@ def test_latencies_hold_answers_until_the_clock_passes_them() -> None:
     assert h.order(coid).state is OrderState.FILLED
 
 
+class SlowAnswers(SimClock):
+    """A SimClock on which answering takes time: each reading inside a timer callback is 30 µs
+    later than the one before."""
+
+    busy = False
+
+    def call_later(self, delay_ns: int, callback: Callable[[], object]) -> TimerHandle:
+        def slow() -> None:
+            self.busy = True
+            try:
+                callback()
+            finally:
+                self.busy = False
+
+        return super().call_later(delay_ns, slow)
+
+    def now(self) -> int:
+        if self.busy:
+            self._now += 30_000
+        return self._now
+
+
+def test_answers_made_while_answering_slower_than_the_latency_go_out_once() -> None:
+    # Accepting takes longer than the 20 µs fill latency: the fills it makes are due before the
+    # delivery is over and go out with it; the timer armed for them then finds nothing to do.
+    h = Harness(SimVenueConfig(ack_latency_us=20, fill_latency_us=20), SlowAnswers(START_NS))
+    standard_book(h)
+    coid = h.buy(7)
+    h.clock.advance_to(START_NS + 10_000_000)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL, EventKind.FILL]
+    assert_fill_sequence(h.strat.fills(coid), 7)
+    assert h.position().lots == 7
+
+
 def test_latency_applies_to_cancels_and_keeps_order_of_answers() -> None:
     h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=10))
     standard_book(h)
@@ -626,6 +664,72 @@ def test_resting_fill_with_latency_arrives_after_the_fill_latency() -> None:
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.clock.advance_to(START_NS + 140_000)
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL]
+
+
+# ---- requests sent in reaction to a book batch ----------------------------------------------
+#
+# The venue matches a batch after the strategies have reacted to it, so matching never delays
+# their orders; what they send meanwhile reaches the venue after that match, as at a real venue
+# where the market moved first.
+
+
+def test_a_cancel_sent_in_reaction_to_a_batch_follows_that_batchs_fill() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+    h.strat.on_book_action = lambda s: s.cancel(coid)
+    h.book((ASK, 399, 3))
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.FILL, EventKind.CANCELLED]
+    assert (evs[1].fill_lots, evs[1].fill_price_ticks) == (3, 399)
+    assert (evs[2].cum_lots, evs[2].leaves_lots) == (3, 2)
+    assert h.position().lots == 3
+
+
+def test_a_modify_sent_in_reaction_to_a_batch_follows_that_batchs_fill() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+    h.strat.on_book_action = lambda s: s.modify(coid, price=398 * TICK)
+    h.book((ASK, 399, 2))
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.FILL, EventKind.MODIFIED]
+    assert (evs[1].fill_lots, evs[1].fill_price_ticks) == (2, 399)
+    assert (evs[2].price_ticks, evs[2].cum_lots, evs[2].leaves_lots) == (398, 2, 3)
+    assert h.order(coid).price_ticks == 398 and h.order(coid).reserved == 3
+
+
+def test_an_order_sent_in_reaction_to_a_batch_takes_its_liquidity_once() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    resting = h.buy(1, ticks=391)  # a working order: the next batch has a match pending
+    coids = []
+    h.strat.on_book_action = lambda s: coids.append(s.buy("ES", 8, 400 * TICK))
+    h.book((ASK, 400, 5))
+    fills = h.strat.fills(coids[0])
+    assert [(f.fill_lots, f.fill_price_ticks, f.leaves_lots) for f in fills] == [(5, 400, 3)]
+    assert h.order(coids[0]).is_open
+    assert h.strat.fills(resting) == []
+    assert h.position().lots == 5
+
+
+def test_with_latency_a_reaction_is_answered_after_the_batchs_fill_on_time() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=20, fill_latency_us=20))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+    h.clock.advance_to(START_NS + 20_000)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 100_000)
+    h.strat.on_book_action = lambda s: s.cancel(coid)
+    h.book((ASK, 399, 3))
+    h.clock.advance_to(START_NS + 119_999)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 120_000)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [EventKind.ACCEPTED, EventKind.FILL, EventKind.CANCELLED]
+    assert all(e.ts_recv == START_NS + 120_000 for e in evs[1:])
+    assert (evs[2].cum_lots, evs[2].leaves_lots) == (3, 2)
+    assert h.order(coid).state is OrderState.CANCELLED and h.order(coid).reserved == 0
 
 
 # ---- positions ------------------------------------------------------------------------------

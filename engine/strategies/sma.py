@@ -9,6 +9,8 @@ from engine.book import BookView
 from engine.messages import EventKind, OrderEvent
 from engine.strategy import Strategy
 
+_GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
+
 
 @dataclass(frozen=True, slots=True)
 class SmaParams:
@@ -88,8 +90,5 @@ class SmaCrossover(Strategy):
 
     def on_order(self, event: OrderEvent) -> None:
         # Rejected, cancelled or expired: the position target will be retried on the next signal.
-        if (
-            event.kind in (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)
-            and self._pending.get(event.instrument_id) == event.client_order_id
-        ):
+        if event.kind in _GONE and self._pending.get(event.instrument_id) == event.client_order_id:
             del self._pending[event.instrument_id]

@@ -1,0 +1,85 @@
+"""The sample market maker (engine/strategies/market_maker.py) on a real Engine and SimVenue.
+
+ES (tick 0.25): quotes sit ``half_spread_ticks`` either side of the mid, skewed against the
+position; only a change of the mid or of the position can move them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adapters.sim.venue import SimVenue
+from engine.clock import SimClock
+from engine.config import RiskConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import BOOK_DELTA, BookSide, DeltaAction
+from engine.runtime import Engine
+from engine.strategies.market_maker import MarketMaker, MarketMakerParams
+
+BID, ASK = int(BookSide.BID), int(BookSide.ASK)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.registry = InstrumentRegistry()
+        self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
+        self.clock = SimClock(1_000_000_000)
+        self.venue = SimVenue("SIM")
+        self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig())
+        params = MarketMakerParams(size=2, half_spread_ticks=1, skew_ticks=2.0, max_inventory=40)
+        self.mm: MarketMaker = self.engine.add_strategy(MarketMaker, "mm", params, ["ES"])
+        self.engine.start()
+
+    def book(self, *levels: tuple[int, int, int]) -> None:
+        d = np.zeros(len(levels), dtype=BOOK_DELTA)
+        d["instrument_id"] = self.es.id
+        d["action"] = DeltaAction.SET
+        d["side"] = [lv[0] for lv in levels]
+        d["price"] = [lv[1] for lv in levels]
+        d["size"] = [lv[2] for lv in levels]
+        d["ts_recv"] = self.clock.now()
+        self.engine.deltas.write(d)
+        self.engine.pump()
+
+    def quotes(self) -> list[tuple[int, int, int]]:
+        """Working orders as (side, ticks, lots), bid first."""
+        orders = self.mm.open_orders("ES")
+        return sorted(((o.side, o.price_ticks, o.qty_lots) for o in orders), reverse=True)
+
+
+def test_quotes_both_sides_around_the_mid() -> None:
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+    assert h.venue.received == 2
+
+
+def test_a_change_of_sizes_only_moves_nothing() -> None:
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    h.book((BID, 399, 25))
+    h.book((ASK, 401, 3))
+    assert h.venue.received == 2
+    assert h.engine.router.modifies == 0
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+
+
+def test_a_move_of_the_mid_moves_the_quote_it_changes() -> None:
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    h.book((ASK, 402, 10), (ASK, 401, 0))  # mid 400 -> 400.5: the ask moves, the bid stays
+    assert h.engine.router.modifies == 1
+    assert h.venue.received == 2
+    assert h.quotes() == [(1, 399, 2), (-1, 402, 2)]
+
+
+def test_a_quote_that_stopped_working_is_placed_again_at_an_unchanged_mid() -> None:
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    bid = next(o for o in h.mm.open_orders("ES") if o.side == 1)
+    h.mm.cancel(bid.client_order_id)
+    h.engine.pump()
+    assert h.quotes() == [(-1, 401, 2)]
+    h.book((BID, 399, 11))  # the same mid and position as when it was quoted
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+    assert h.venue.received == 3
