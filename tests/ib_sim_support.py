@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ibapi.client import EClient
@@ -25,6 +25,8 @@ from adapters.ib.gateway_sim.server import GatewaySimServer
 class Call:
     name: str
     args: tuple[Any, ...]
+    #: ``time.monotonic()`` when the client's reader thread delivered the callback.
+    at: float = field(default_factory=time.monotonic)
 
 
 class RecordingApp(EWrapper, EClient):
@@ -57,10 +59,12 @@ class RecordingApp(EWrapper, EClient):
         name: str,
         pred: Callable[..., bool] = lambda *a: True,
         timeout: float = 5.0,
+        since: int = 0,
     ) -> Call:
-        """Wait for a callback ``name`` whose arguments satisfy ``pred``."""
+        """Wait for a callback ``name`` whose arguments satisfy ``pred``, among the callbacks
+        from index ``since`` of ``calls`` on (``len(app.calls)`` earlier: only new ones)."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self._cond:
             while True:
                 for call in self.calls[seen:]:
@@ -76,6 +80,11 @@ class RecordingApp(EWrapper, EClient):
     def all(self, name: str) -> list[tuple[Any, ...]]:
         with self._cond:
             return [c.args for c in self.calls if c.name == name]
+
+    def timed(self, name: str) -> list[Call]:
+        """Every ``name`` callback so far as a ``Call`` (with its arrival time ``at``)."""
+        with self._cond:
+            return [c for c in self.calls if c.name == name]
 
     def errors(self) -> list[tuple[int, int, str]]:
         """(reqId, code, message) of every error callback so far."""
@@ -138,11 +147,15 @@ class SimThread:
         self.call(lambda: self.server.core.fault(action, **params))
 
 
-def sim_config(**sections: dict[str, Any]) -> GatewaySimConfig:
-    """A simulator config on a free loopback port, with ``sections`` merged in."""
+def sim_config(**sections: Any) -> GatewaySimConfig:
+    """A simulator config on a free loopback port, with ``sections`` merged in.
+
+    A table (``gateway={...}``) is merged into the defaults; an array (``faults=[...]``,
+    ``instruments=[...]``) is taken as given.
+    """
     data: dict[str, Any] = {"gateway": {"port": 0}}
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_gateway_config(data, "test")
 
 

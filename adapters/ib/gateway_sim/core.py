@@ -28,9 +28,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ibapi.commission_and_fees_report import CommissionAndFeesReport
 from ibapi.contract import Contract
@@ -42,7 +42,21 @@ from engine.config import build
 from . import requests as rq
 from .config import FaultConfig, GatewaySimConfig
 from .framing import MAGIC, FrameReader, ProtocolViolation, handshake_reply, negotiate, parse_hello
-from .market import DepthRow, Market, Quote, Replay, SimInstrument, Trade, default_universe
+from .market import (
+    ASK,
+    BID,
+    DELETE,
+    INSERT,
+    UPDATE,
+    DepthRow,
+    Market,
+    Quote,
+    Replay,
+    SimInstrument,
+    Trade,
+    default_universe,
+    zone,
+)
 from .matching import BookUpdate, Fill, MatchingEngine, Rejected, SimOrder, StatusChange
 from .responses import ResponseEncoder
 
@@ -133,6 +147,14 @@ class MarketSub:
     tbt_type: str = ""
     bar_s: int = 0
     bar: Any = None
+    #: keepUpToDate bars: whatToShow, formatDate, and when the current bar ends (epoch ns).
+    what: str = ""
+    format_date: int = 1
+    bar_end_ns: int = 0
+    #: Market data: the generic tick ids asked for (233 streams RTVolume with every trade).
+    generic: tuple[str, ...] = ()
+    #: Depth: the levels the client has, ``{side: (ticks, lots)}`` (see ``_sync_depth``).
+    levels: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -148,6 +170,20 @@ class ExecRecord:
     execution: Execution
     report: CommissionAndFeesReport
     time_ns: int
+
+
+class _AsOf(NamedTuple):
+    """An order's status and fill progress as of one matching event.
+
+    The events of one matching call are delivered after the call returned, when the order's
+    own fields already hold its final state (a market order that takes three levels is
+    Filled before its first execution is reported), so each message renders this instead.
+    """
+
+    status: str
+    filled: Decimal
+    avg_price: float
+    last_price: float
 
 
 @dataclass(order=True, slots=True)
@@ -304,8 +340,11 @@ class Session:
         self._out.clear()
         return out
 
-    def error(self, req_id: int, code: int, text: str | None = None, **fmt: Any) -> None:
-        """Send error ``code`` with TWS's wording (formatted with ``fmt``) or ``text``."""
+    def error(self, req_id: int, code: int, text: str | None = None, /, **fmt: Any) -> None:
+        """Send error ``code`` with TWS's wording (formatted with ``fmt``) or ``text``.
+
+        Positional-only, so a wording's own ``{req_id}`` can be a keyword (error 300).
+        """
         assert self.encoder is not None
         message = text if text is not None else ERRORS[code].format(**fmt)
         self.send(self.encoder.error(req_id, code, message, self.core.now_ns // 1_000_000))
@@ -356,6 +395,7 @@ class GatewayCore:
         self.next_order_id = cfg.gateway.next_order_id
         self._perm_ids = itertools.count(self.rng.randrange(1_000_000_000, 1_500_000_000))
         self.orders: dict[tuple[int, int], SimOrder] = {}
+        self._as_of: dict[SimOrder, _AsOf] = {}
         self.used_ids: set[tuple[int, int]] = set()
         self.completed: deque[SimOrder] = deque(maxlen=10_000)
         self.executions: list[ExecRecord] = []
@@ -537,7 +577,7 @@ class GatewayCore:
             s.send(enc.market_data_type(req.req_id, 3 if s.market_data_type == 3 else 4))
         elif s.market_data_type != 1:
             s.send(enc.market_data_type(req.req_id, 1))
-        sub = MarketSub(s, req.req_id, "mkt", inst, delayed=delayed)
+        sub = MarketSub(s, req.req_id, "mkt", inst, delayed=delayed, generic=tuple(generic))
         self._send_l1_snapshot(sub, generic)
         if req.snapshot or req.regulatory_snapshot:
             s.send(enc.tick_snapshot_end(req.req_id))
@@ -572,11 +612,11 @@ class GatewayCore:
             elif g == "106":
                 send(enc.tick_generic(rid, 24, sub.instrument.volatility * 100))
 
-    def _rt_volume(self, book: Any) -> str:
-        return (
-            f"{book.last};{book.last_size};{self.now_ns // 1_000_000};{book.volume};"
-            f"{book.vwap};false"
-        )
+    def _rt_volume(self, book: Any, trade: Trade | None = None) -> str:
+        """RTVolume (tick 48): ``price;size;ms;total volume;vwap;single trade`` of ``trade``
+        (default: the last print)."""
+        price, size = (book.last, book.last_size) if trade is None else trade
+        return f"{price};{size};{self.now_ns // 1_000_000};{book.volume};{book.vwap};false"
 
     def _cancel_mkt_data(self, s: Session, req: rq.CancelMktData) -> None:
         self._cancel_sub(s, req.req_id, "mkt")
@@ -611,16 +651,62 @@ class GatewayCore:
         rows = max(1, min(req.num_rows, inst.depth_levels))
         smart = req.is_smart_depth
         sub = MarketSub(s, req.req_id, "depth", inst, smart=smart, rows=rows)
+        sub.levels = {BID: ([], []), ASK: ([], [])}
         s.depth_count += 1
-        book = self.market.book(inst.con_id)
-        for side, levels in ((1, book.bids), (0, book.asks)):
-            for pos, (price, size) in enumerate(levels[:rows]):
-                self._send_depth(sub, DepthRow(side, pos, 0, price, size))
+        self._sync_depth(sub)  # the whole visible book as inserts, bids first
         self._subscribe(sub)
 
+    def _sync_depth(self, sub: MarketSub) -> None:
+        """Send the rows that turn the client's copy of the book into the top ``sub.rows``.
+
+        The market's rows are positions in its whole book, so forwarding them to a client that
+        asked for fewer rows breaks its copy: when a level above its last row goes, the level
+        that slides into view is never inserted, and an insert pushes its last row out without
+        a delete. Diffing what the client has against the book instead keeps its copy exact;
+        it also catches a client up after a pause in the data (farm blip, stopped data). Both
+        sides' deletes come first, so no prefix of the rows leaves the client's book crossed.
+        """
+        st = self.market.state(sub.instrument.con_id)
+        n, have = sub.rows, sub.levels
+        g, send = st.grid, self._send_depth
+        changed: list[tuple[int, list[int], list[int]]] = []
+        for side, px, sz in (
+            (BID, st.bid_px[:n], st.bid_sz[:n]),
+            (ASK, st.ask_px[:n], st.ask_sz[:n]),
+        ):
+            old_px, old_sz = have[side]
+            if old_px != px:
+                changed.append((side, px, sz))
+            elif old_sz != sz:  # the same levels: only sizes changed (the usual step)
+                for pos, q in enumerate(sz):
+                    if q != old_sz[pos]:
+                        send(sub, DepthRow(side, pos, UPDATE, g.price(px[pos]), g.size(q)))
+                have[side] = (px, sz)
+        for side, px, _ in changed:
+            old_px, old_sz = have[side]
+            wanted = set(px)
+            kept_px: list[int] = []
+            kept_sz: list[int] = []
+            for p, q in zip(old_px, old_sz, strict=True):
+                if p in wanted:
+                    kept_px.append(p)
+                    kept_sz.append(q)
+                else:
+                    send(sub, DepthRow(side, len(kept_px), DELETE, g.price(p), Decimal(0)))
+            have[side] = (kept_px, kept_sz)
+        for side, px, sz in changed:
+            kept_px, kept_sz = have[side]
+            k = 0
+            for pos, p in enumerate(px):
+                if k < len(kept_px) and kept_px[k] == p:
+                    if kept_sz[k] != sz[pos]:
+                        send(sub, DepthRow(side, pos, UPDATE, g.price(p), g.size(sz[pos])))
+                    k += 1
+                else:
+                    send(sub, DepthRow(side, pos, INSERT, g.price(p), g.size(sz[pos])))
+            have[side] = (px, sz)
+
     def _send_depth(self, sub: MarketSub, row: DepthRow) -> None:
-        if row.position >= sub.rows:
-            return
         enc = sub.session.encoder
         if sub.smart or sub.instrument.sec_type == "STK":
             mm = sub.instrument.exchange if not sub.smart else _MAKERS[row.position % 4]
@@ -700,6 +786,8 @@ class GatewayCore:
         s.send(s.encoder.historical_data(req.req_id, bars, start, end))
         if req.keep_up_to_date:
             sub = MarketSub(s, req.req_id, "bars", inst, bar_s=bar_s, bar=bars[-1])
+            sub.what, sub.format_date = req.what_to_show.upper(), fmt
+            sub.bar_end_ns = _bar_end_ns(inst, end_ns, bar_s)
             self._subscribe(sub)
 
     def _historical_pacing(self, req: rq.ReqHistoricalData, inst: SimInstrument) -> str:
@@ -779,17 +867,18 @@ class GatewayCore:
         subs = self.subs_by_con.get(con_id)
         if not subs or self.farm_down or con_id in self.stopped_data:
             return
+        depth = False
         for ev in events:
             if isinstance(ev, DepthRow):
-                for sub in subs:
-                    if sub.kind == "depth":
-                        self._send_depth(sub, ev)
+                depth = True
             elif isinstance(ev, Quote):
                 for sub in subs:
                     if sub.kind == "mkt":
                         self._send_quote(sub, ev)
                     elif sub.kind == "tbt":
                         self._send_tbt_quote(sub, ev)
+                    elif sub.kind == "bars" and sub.what != "TRADES":
+                        self._update_quote_bar(sub, ev)
             elif isinstance(ev, Trade):
                 for sub in subs:
                     if sub.kind == "mkt":
@@ -808,8 +897,12 @@ class GatewayCore:
                                 "",
                             )
                         )
-                    elif sub.kind == "bars":
-                        self._update_bar(sub, ev)
+                    elif sub.kind == "bars" and sub.what == "TRADES":
+                        self._update_bar(sub, ev.price, ev.size)
+        if depth:
+            for sub in subs:
+                if sub.kind == "depth":
+                    self._sync_depth(sub)
 
     def _send_quote(self, sub: MarketSub, q: Quote) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
@@ -827,14 +920,35 @@ class GatewayCore:
         send(enc.tick_price(rid, 68 if d else 4, t.price, t.size, 0))
         send(enc.tick_size(rid, 74 if d else 8, book.volume))
         send(enc.tick_string(rid, 88 if d else 45, str(self.now_ns // NS)))
+        if "233" in sub.generic:
+            send(enc.tick_string(rid, 48, self._rt_volume(book, t)))
 
-    def _update_bar(self, sub: MarketSub, t: Trade) -> None:
+    def _update_quote_bar(self, sub: MarketSub, q: Quote) -> None:
+        """A MIDPOINT, BID or ASK keepUpToDate bar moves with the quote, not with trades."""
+        if q.bid <= 0 or q.ask <= 0:
+            return
+        price = {"BID": q.bid, "ASK": q.ask}.get(sub.what, (q.bid + q.ask) / 2)
+        self._update_bar(sub, price, None)
+
+    def _update_bar(self, sub: MarketSub, price: float, size: Decimal | None) -> None:
+        """Update the keepUpToDate bar with a price (and a trade's size), starting the next
+        bar once the current one's time is over, as IB does."""
+        if self.now_ns >= sub.bar_end_ns:
+            con, now = sub.instrument.con_id, self.now_ns
+            bars = self.market.bars(con, now, sub.bar_s, sub.bar_s, sub.what, sub.format_date)
+            if bars:  # the new bar's date, formatted as the request asked; it opens here
+                bar = sub.bar = bars[-1]
+                bar.open = bar.high = bar.low = bar.close = price
+                if size is not None:
+                    bar.volume, bar.wap, bar.barCount = Decimal(0), Decimal(repr(price)), 0
+            sub.bar_end_ns = _bar_end_ns(sub.instrument, now, sub.bar_s)
         bar = sub.bar
-        bar.high = max(bar.high, t.price)
-        bar.low = min(bar.low, t.price)
-        bar.close = t.price
-        bar.volume = bar.volume + Decimal(t.size)
-        bar.barCount += 1
+        bar.high = max(bar.high, price)
+        bar.low = min(bar.low, price)
+        bar.close = price
+        if size is not None:
+            bar.volume = bar.volume + Decimal(size)
+            bar.barCount += 1
         sub.session.send(sub.session.encoder.historical_data_update(sub.req_id, bar))
 
     # -- orders -------------------------------------------------------------------------------
@@ -918,17 +1032,24 @@ class GatewayCore:
 
     def _deliver(self, events: Iterable[Any]) -> None:
         """Turn matching events into positions, executions and client messages."""
+        done: list[SimOrder] = []
         for ev in events:
             sim = ev.order
             if isinstance(ev, BookUpdate):
                 self._publish(ev.con_id, ev.events)
                 continue
             owner = self.clients.get(sim.client_id)
+            prev = self._as_of.get(sim) or _AsOf(sim.status, Decimal(0), 0.0, 0.0)
             if isinstance(ev, Fill):
+                total = sim.filled + sim.remaining
+                status = prev.status if prev.status not in _DONE else "Submitted"
+                status = "Filled" if ev.cum_qty >= total else status
+                self._as_of[sim] = _AsOf(status, ev.cum_qty, ev.avg_price, ev.price)
                 self._on_fill(owner, ev)
             elif isinstance(ev, StatusChange):
+                at = self._as_of[sim] = prev._replace(status=ev.status)
                 if owner is not None:
-                    msgs = [self._open_order_msg(owner, sim), self._status_msg(owner, sim)]
+                    msgs = [self._open_order_msg(owner, sim, at), self._status_msg(owner, sim, at)]
                     self._send_shuffled(owner, msgs)
                     if ev.status == "Cancelled":
                         owner.error(sim.order_id, 202, reason=ev.reason)
@@ -936,6 +1057,9 @@ class GatewayCore:
                 self._reject(owner, sim, ev.code, ev.reason)
             if sim.status in _DONE:
                 self._finish(sim)
+                done.append(sim)
+        for sim in done:
+            self._as_of.pop(sim, None)
 
     def _finish(self, sim: SimOrder) -> None:
         if self.orders.pop((sim.client_id, sim.order_id), None) is not None:
@@ -973,10 +1097,11 @@ class GatewayCore:
         if owner is None:
             return
         enc = owner.encoder
+        at = self._as_of.get(sim)
         msgs = [
             enc.exec_details(-1, inst.contract(), ex),
-            self._open_order_msg(owner, sim),
-            self._status_msg(owner, sim),
+            self._open_order_msg(owner, sim, at),
+            self._status_msg(owner, sim, at),
         ]
         self._send_shuffled(owner, msgs)
         commission = enc.commission_and_fees_report(report)
@@ -993,16 +1118,21 @@ class GatewayCore:
         for m in msgs:
             owner.send(m)
 
-    def _status_msg(self, s: Session, sim: SimOrder) -> bytes:
+    def _now(self, sim: SimOrder) -> _AsOf:
+        return _AsOf(sim.status, sim.filled, sim.avg_fill_price, sim.last_fill_price)
+
+    def _status_msg(self, s: Session, sim: SimOrder, at: _AsOf | None = None) -> bytes:
+        """The order's orderStatus as of ``at`` (default: now)."""
+        at = at or self._now(sim)
         msg = s.encoder.order_status(
             sim.order_id,
-            sim.status,
-            sim.filled,
-            sim.remaining,
-            sim.avg_fill_price,
+            at.status,
+            at.filled,
+            sim.filled + sim.remaining - at.filled,
+            at.avg_price,
             sim.perm_id,
             sim.order.parentId,
-            sim.last_fill_price,
+            at.last_price,
             sim.client_id,
             sim.why_held,
             0.0,
@@ -1014,21 +1144,24 @@ class GatewayCore:
     def _send_status(self, s: Session, sim: SimOrder) -> None:
         s.send(self._status_msg(s, sim))
 
-    def _order_state(self, sim: SimOrder) -> OrderState:
+    def _order_state(self, sim: SimOrder, status: str | None = None) -> OrderState:
         st = OrderState()
-        st.status = sim.status
-        st.commissionAndFees = sim.commission if sim.status == "Filled" else 1.7976931348623157e308
+        st.status = status or sim.status
+        filled = st.status == "Filled"
+        st.commissionAndFees = sim.commission if filled else 1.7976931348623157e308
         st.commissionAndFeesCurrency = sim.instrument.currency
         return st
 
-    def _open_order_msg(self, s: Session, sim: SimOrder) -> bytes:
+    def _open_order_msg(self, s: Session, sim: SimOrder, at: _AsOf | None = None) -> bytes:
+        """The order's openOrder as of ``at`` (default: now)."""
+        at = at or self._now(sim)
         o = sim.order
         o.orderId = sim.order_id
         o.clientId = sim.client_id
         o.permId = sim.perm_id
-        o.filledQuantity = sim.filled
+        o.filledQuantity = at.filled
         return s.encoder.open_order(
-            sim.order_id, sim.instrument.contract(), o, self._order_state(sim)
+            sim.order_id, sim.instrument.contract(), o, self._order_state(sim, at.status)
         )
 
     def _open_orders(self, s: Session, req: Any) -> None:
@@ -1446,6 +1579,17 @@ _BAR_SIZES = {
     "1 week",
     "1 month",
 }
+
+
+def _bar_end_ns(inst: SimInstrument, now_ns: int, bar_s: int) -> int:
+    """When the bar that ``Market.bars`` ends at ``now_ns`` is over: the next multiple of
+    ``bar_s`` for intraday bars, the next local midnight for daily and longer ones."""
+    now_s = (now_ns - 1) // NS
+    if bar_s < 86_400:
+        return (now_s - now_s % bar_s + bar_s) * NS
+    tz = zone(inst.time_zone_id)
+    day = datetime.fromtimestamp(now_s, tz).date() + timedelta(days=1)
+    return int(datetime.combine(day, datetime.min.time(), tz).timestamp()) * NS
 
 
 def _bar_seconds(text: str) -> int:

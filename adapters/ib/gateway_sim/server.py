@@ -163,8 +163,22 @@ class GatewaySimServer:
 
     async def _control_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
-            while line := await reader.readline():
-                writer.write(orjson.dumps(self.control(line)) + b"\n")
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as e:  # EOF, maybe after a last line
+                    if not e.partial.strip():
+                        break
+                    line = e.partial
+                except asyncio.LimitOverrunError:
+                    # longer than the stream's buffer limit: skip it, answer, keep serving
+                    await _skip_line(reader)
+                    line = b""
+                if line:
+                    reply = self.control(line)
+                else:
+                    reply = {"ok": False, "error": "command line too long"}
+                writer.write(orjson.dumps(reply) + b"\n")
                 self.flush()
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -175,7 +189,10 @@ class GatewaySimServer:
     def control(self, line: bytes | str) -> dict[str, Any]:
         """Run one control command (a JSON object with ``action``) and describe the result."""
         try:
-            cmd = orjson.loads(line)
+            try:
+                cmd = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise ValueError(f"not valid JSON: {e}") from None
             if not isinstance(cmd, dict) or "action" not in cmd:
                 raise ValueError('expected a JSON object with an "action" key')
             action = cmd.pop("action")
@@ -186,6 +203,16 @@ class GatewaySimServer:
             return {"ok": True, **self.core.status()}
         except (ValueError, TypeError, AttributeError) as e:
             return {"ok": False, "error": str(e)}
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Drop the rest of an over-long line, through its newline."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as e:
+            await reader.readexactly(e.consumed)
 
 
 async def serve_forever(config: GatewaySimConfig, duration_s: float | None = None) -> None:
