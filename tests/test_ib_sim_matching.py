@@ -259,6 +259,21 @@ def test_iceberg_shows_and_fills_one_display_slice_per_touch() -> None:
     assert o.status == "Filled" and o.filled == 1000
 
 
+def test_marketable_iceberg_executes_in_display_slices() -> None:
+    d = Desk()
+    d.book(bids=[(99.97, 100)], asks=[(100.00, 25), (100.01, 30)])
+    o, evs = d.submit("BUY", 50, "LMT", lmtPrice=100.01, displaySize=10)
+    assert fills(evs) == [
+        (10, 100.00, LIQ_REMOVED),
+        (10, 100.00, LIQ_REMOVED),
+        (5, 100.00, LIQ_REMOVED),
+        (10, 100.01, LIQ_REMOVED),
+        (10, 100.01, LIQ_REMOVED),
+        (5, 100.01, LIQ_REMOVED),
+    ]
+    assert o.status == "Filled"
+
+
 # ---- stops ------------------------------------------------------------------------------------
 
 

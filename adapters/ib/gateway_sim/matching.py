@@ -1031,9 +1031,12 @@ class MatchingEngine:
         if events:
             out.append(BookUpdate(o, con, tuple(events)))
         for price, lots in fills:
-            if o.phase is Phase.DONE:
-                break
-            self._fill(o, lots, price, LIQ_REMOVED, now, out)
+            # an iceberg sends its display size at a time: each slice is its own execution
+            step = o._display or lots
+            while lots > 0 and o.phase is not Phase.DONE:
+                n = min(step, lots)
+                self._fill(o, n, price, LIQ_REMOVED, now, out)
+                lots -= n
         if o.phase is Phase.DONE:
             return
         if o._tif in ("IOC", "FOK"):
