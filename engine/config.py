@@ -212,20 +212,24 @@ class Config:
 # Loading
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML config file."""
+def read_toml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """A TOML file's document and its name for errors; ``ConfigError`` if it cannot be read."""
     p = Path(path)
     file = str(p)
     try:
         with p.open("rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f), file
     except FileNotFoundError:
         raise ConfigError(file, "", "config file not found; pass an existing TOML file") from None
     except OSError as e:
         raise ConfigError(file, "", f"cannot read the config file: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(file, "", f"not valid TOML: {e}") from None
-    return parse_config(data, file)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    return parse_config(*read_toml(path))
 
 
 def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:

@@ -209,3 +209,14 @@ def test_historical_pacing_162(sim: SimThread) -> None:
         assert len([b for b in app.all("historicalData") if b[0] == 9]) >= 5
         app.reqHistoricalData(10, aapl(), "", "600 S", "1 min", "TRADES", 1, 1, False, [])
         app.wait("error", lambda rid, t, code, *a: rid == 10 and code == 162)
+
+
+def test_unreadable_replay_is_a_config_error_naming_the_key(tmp_path) -> None:
+    from adapters.ib.gateway_sim.core import GatewayCore
+    from engine.config import ConfigError
+
+    bad = tmp_path / "rec.jsonl"
+    bad.write_text('{"con_id": 1, "ts_ns": "soon"}\n')
+    for path in (bad, tmp_path / "missing.jsonl"):
+        with pytest.raises(ConfigError, match=r"market\.replay"):
+            GatewayCore(sim_config(market={"replay": str(path)}))

@@ -8,12 +8,10 @@ and key, exactly as for the engine's own config.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from engine.config import ConfigError, build
+from engine.config import ConfigError, build, read_toml
 
 from .market import SimInstrument
 from .responses import MAX_SERVER_VERSION, MIN_SERVER_VERSION
@@ -146,18 +144,7 @@ class GatewaySimConfig:
 
 def load_gateway_config(path: str | os.PathLike[str]) -> GatewaySimConfig:
     """Read and validate a gateway simulator TOML file."""
-    p = Path(path)
-    file = str(p)
-    try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(file, "", "config file not found; pass an existing TOML file") from None
-    except OSError as e:
-        raise ConfigError(file, "", f"cannot read the config file: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(file, "", f"not valid TOML: {e}") from None
-    return parse_gateway_config(data, file)
+    return parse_gateway_config(*read_toml(path))
 
 
 def parse_gateway_config(data: dict[str, Any], file: str = "<config>") -> GatewaySimConfig:

@@ -37,7 +37,7 @@ from ibapi.contract import Contract
 from ibapi.execution import Execution, ExecutionFilter
 from ibapi.order_state import OrderState
 
-from engine.config import build
+from engine.config import ConfigError, build
 
 from . import requests as rq
 from .config import FaultConfig, GatewaySimConfig
@@ -377,7 +377,11 @@ class GatewayCore:
         self.market = market or Market(self.instruments, seed=cfg.gateway.seed, step_ns=step_ns)
         self.replayed: set[int] = set()
         if cfg.market.replay:
-            for con, replay in Replay.load(cfg.market.replay, loop=True).items():
+            try:
+                replays = Replay.load(cfg.market.replay, loop=True)
+            except (OSError, ValueError) as e:
+                raise ConfigError(cfg.source, "market.replay", f"cannot replay: {e}") from None
+            for con, replay in replays.items():
                 self.market.attach_replay(con, replay)
                 self.replayed.add(con)
         self.matching = MatchingEngine(
