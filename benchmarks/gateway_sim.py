@@ -28,6 +28,8 @@ from ibapi.comm import read_fields
 from ibapi.decoder import Decoder
 from ibapi.wrapper import EWrapper
 
+from adapters.ib.wire import FrameCapture
+
 _LEN = struct.Struct(">I")
 
 
@@ -51,17 +53,9 @@ def _requests(version: int) -> list[bytes]:
     """startApi and the three subscriptions, encoded by ibapi's own EClient."""
     from ibapi.contract import Contract
 
-    sent: list[bytes] = []
-
-    class Capture:
-        def sendMsg(self, msg: bytes) -> None:
-            sent.append(msg)
-
-        def isConnected(self) -> bool:
-            return True
-
+    capture = FrameCapture()
     client = EClient(EWrapper())
-    client.conn = Capture()
+    client.conn = capture
     client.serverVersion_ = version
     client.connState = EClient.CONNECTED
     client.clientId = 77
@@ -71,7 +65,7 @@ def _requests(version: int) -> list[bytes]:
     client.reqMktData(1, c, "", False, False, [])
     client.reqMktDepth(2, c, 10, False, [])
     client.reqTickByTickData(3, c, "BidAsk", 0, False)
-    return sent
+    return capture.frames
 
 
 def _start_sim(version: int, events_per_second: float) -> tuple[subprocess.Popen[str], int]:

@@ -91,17 +91,23 @@ class RecordingApp(EWrapper, EClient):
         return [(a[0], a[2], a[3]) for a in self.all("error")]
 
 
-def _recorder(name: str) -> Callable[..., None]:
-    def method(self: RecordingApp, *args: Any) -> None:
-        self._record(name, args)
+def record_callbacks(cls: type) -> type:
+    """Make every ``EWrapper`` callback of ``cls`` call ``self._record(name, args)``."""
 
-    method.__name__ = name
-    return method
+    def recorder(name: str) -> Callable[..., None]:
+        def method(self: Any, *args: Any) -> None:
+            self._record(name, args)
+
+        method.__name__ = name
+        return method
+
+    for name in dir(EWrapper):
+        if not name.startswith("_") and callable(getattr(EWrapper, name)):
+            setattr(cls, name, recorder(name))
+    return cls
 
 
-for _name in dir(EWrapper):
-    if not _name.startswith("_") and callable(getattr(EWrapper, _name)):
-        setattr(RecordingApp, _name, _recorder(_name))
+record_callbacks(RecordingApp)
 
 
 class SimThread:

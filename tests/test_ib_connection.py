@@ -14,9 +14,10 @@ from ibapi.wrapper import EWrapper
 
 from adapters.ib.connection import ClientSession, IBConnectError, connect
 from adapters.ib.gateway_sim.server import GatewaySimServer
-from tests.ib_sim_support import sim_config
+from tests.ib_sim_support import record_callbacks, sim_config
 
 
+@record_callbacks
 class Recorder(EWrapper):
     """Records every callback as (name, args)."""
 
@@ -24,20 +25,11 @@ class Recorder(EWrapper):
         super().__init__()
         self.calls: list[tuple[str, tuple]] = []
 
-    def named(self, name: str) -> list[tuple]:
-        return [a for n, a in self.calls if n == name]
-
-
-def _recorder(name: str):
-    def method(self: Recorder, *args) -> None:
+    def _record(self, name: str, args: tuple) -> None:
         self.calls.append((name, args))
 
-    return method
-
-
-for _name in dir(EWrapper):
-    if not _name.startswith("_") and callable(getattr(EWrapper, _name)):
-        setattr(Recorder, _name, _recorder(_name))
+    def named(self, name: str) -> list[tuple]:
+        return [a for n, a in self.calls if n == name]
 
 
 async def _gateway(**sections):

@@ -34,6 +34,8 @@ from ibapi.decoder import Decoder
 from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER
 from ibapi.wrapper import EWrapper
 
+from .wire import FrameCapture
+
 logging.getLogger("ibapi").setLevel(logging.WARNING)
 log = logging.getLogger("tickwire.ib")
 
@@ -51,24 +53,6 @@ INFO_CODES = frozenset({2104, 2106, 2107, 2108, 2158, 399, 10349, 10167})
 
 class IBConnectError(ConnectionError):
     """Connecting to IB failed; the message says why and what to do."""
-
-
-class _Capture:
-    """The connection ``EClient`` writes to: collects frames instead of touching a socket."""
-
-    __slots__ = ("out",)
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-
-    def sendMsg(self, msg: bytes) -> None:  # ibapi's name
-        self.out += msg
-
-    def isConnected(self) -> bool:  # ibapi's name
-        return True
-
-    def disconnect(self) -> None:
-        pass
 
 
 @dataclass(slots=True)
@@ -99,7 +83,7 @@ class ClientSession:
         #: Called with (msg id, payload after the id) before ibapi's decoder; True = handled.
         self.on_frame = on_frame
         self.state = SessionState()
-        self._capture = _Capture()
+        self._capture = FrameCapture()
         self.client = EClient(wrapper)
         self.client.conn = self._capture
         self.client.clientId = client_id
@@ -148,8 +132,9 @@ class ClientSession:
 
     def take_output(self) -> bytes:
         """Bytes the session wants written (requests made through ``client``)."""
-        out = bytes(self._capture.out)
-        self._capture.out.clear()
+        frames = self._capture.frames
+        out = b"".join(frames)
+        frames.clear()
         return out
 
     # -- bytes in -----------------------------------------------------------------------------

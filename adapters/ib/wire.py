@@ -160,8 +160,8 @@ class _RaisingWrapper(EWrapper):
         raise _IbapiRefusal(errorCode, errorString)
 
 
-class _Recorder:
-    """The connection EClient writes to: it keeps the frames instead of sending them."""
+class FrameCapture:
+    """A connection for ``EClient``: it keeps the frames ibapi encodes instead of sending them."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -187,7 +187,7 @@ class _Ibapi:
     """One EClient, connected to a recorder, encoding at whatever version it is asked."""
 
     def __init__(self) -> None:
-        self._recorder = _Recorder()
+        self._recorder = FrameCapture()
         self._client = EClient(_RaisingWrapper())
         self._client.conn = self._recorder
         self._client.setConnState(EClient.CONNECTED)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.config import ConfigError, build, read_toml
+from engine.config import ConfigError, _non_negative, _port, _positive, build, read_toml
 
 from .market import SimInstrument
 from .responses import MAX_SERVER_VERSION, MIN_SERVER_VERSION
@@ -21,18 +21,6 @@ def _version(v: int) -> str | None:
     if MIN_SERVER_VERSION <= v <= MAX_SERVER_VERSION:
         return None
     return f"must be a TWS API server version {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}"
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def _port(v: int) -> str | None:
-    return None if 0 <= v <= 65535 else "must be a TCP port 0..65535 (0 picks a free one)"
 
 
 def _paper_accounts(v: list[str]) -> str | None:

@@ -217,13 +217,10 @@ class Session:
         self.account_summaries: dict[int, tuple[str, str]] = {}
         self.account_multi: dict[int, str] = {}
         self.positions_sub = False
-        self.auto_bind = False
         self._second = -1
         self._count = 0
         self._violations = 0
         self._paced: deque[rq.Request] = deque()
-        self.received = 0
-        self.sent = 0
 
     # -- bytes in ---------------------------------------------------------------------------
 
@@ -269,7 +266,6 @@ class Session:
             core.log_event(self, f"malformed message {e}")
             self.error(NO_ID, 320, reason=e.reason)
             return
-        self.received += 1
         if self.phase == Phase.START_API:
             if isinstance(req, rq.StartApi):
                 core.start_api(self, req)
@@ -319,7 +315,6 @@ class Session:
             self._delayed.append((self.core.now_ns + latency, data))
         else:
             self._out += data
-        self.sent += 1
         self.core.dirty.add(self)
 
     def send(self, data: bytes) -> None:
@@ -417,7 +412,6 @@ class GatewayCore:
         self.stopped_data: set[int] = set()
         self.down_until_ns = 0
         self.refuse_mode = "refuse"
-        self.events_log: deque[str] = deque(maxlen=1000)
         for fault in cfg.faults:
             self._schedule(self.started_ns + int(fault.at_s * NS), self._fault_runner(fault))
 
@@ -474,7 +468,6 @@ class GatewayCore:
         if s is not None and s.client_id is not None:
             who += f" client {s.client_id}"
         line = f"{who}: {text}"
-        self.events_log.append(line)
         log.info(line)
 
     def start_api(self, s: Session, req: rq.StartApi) -> None:
@@ -1177,10 +1170,9 @@ class GatewayCore:
         s.send(s.encoder.open_order_end())
 
     def _auto_open_orders(self, s: Session, req: rq.ReqAutoOpenOrders) -> None:
+        # Binding only concerns orders entered in TWS itself, which the simulator has none of.
         if s.client_id != 0:
             s.error(NO_ID, 321, reason="Auto bind is allowed only for client id 0")
-            return
-        s.auto_bind = req.auto_bind
 
     def _completed_orders(self, s: Session, req: rq.ReqCompletedOrders) -> None:
         for sim in self.completed:
