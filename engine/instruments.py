@@ -7,7 +7,7 @@ An instrument's id is its index in the registry, so kernels index per-instrument
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -31,6 +31,11 @@ class Instrument:
     lot_size: float
     multiplier: float
     currency: str
+    # Venue facts, known once the venue has qualified the instrument (IB: contract details).
+    con_id: int = 0
+    order_types: frozenset[str] = frozenset()
+    #: Trading sessions as (start, end) UTC epoch nanoseconds, earliest first.
+    sessions: tuple[tuple[int, int], ...] = ()
 
     @property
     def key(self) -> str:
@@ -63,6 +68,9 @@ class Instrument:
     def tick_value(self) -> float:
         """Currency value of one tick on one lot."""
         return self.tick_size * self.lot_size * self.multiplier
+
+
+_VENUE_FACTS = frozenset({"con_id", "order_types", "sessions"})
 
 
 class InstrumentRegistry:
@@ -126,6 +134,27 @@ class InstrumentRegistry:
         if isinstance(ref, int):
             return self._by_id[ref]
         return self.get(ref)
+
+    def update_venue_facts(self, instrument_id: int, **facts: object) -> Instrument:
+        """Record what the venue says about an instrument (``con_id``, ``order_types``,
+        ``sessions``); returns the updated instrument.
+
+        Instruments are values: the registry swaps in a new one, so call this while wiring up,
+        before actors keep references to the old one.
+        """
+        unknown = sorted(set(facts) - _VENUE_FACTS)
+        if unknown:
+            raise ValueError(
+                f"update_venue_facts: {', '.join(unknown)} not a venue fact; "
+                f"expected {', '.join(sorted(_VENUE_FACTS))}"
+            )
+        old = self._by_id[instrument_id]
+        inst = replace(old, **facts)  # type: ignore[arg-type]
+        self._by_id[instrument_id] = inst
+        self._by_key[inst.key] = inst
+        same = self._by_symbol[inst.symbol]
+        same[same.index(old)] = inst
+        return inst
 
     def known(self, instrument_id: int) -> bool:
         return 0 <= instrument_id < len(self._by_id)
