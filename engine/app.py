@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import hotpath.jit
@@ -27,7 +29,7 @@ from engine.strategy import Strategy
 
 log = logging.getLogger(__name__)
 
-VENUE_ADAPTERS = {"sim": "adapters.sim.venue:SimVenue"}
+VENUE_ADAPTERS = {"sim": "adapters.sim.venue:SimVenue", "ib": "adapters.ib.venue:IBVenue"}
 FEEDS = {"synthetic": "adapters.sim.feed:SyntheticFeed"}
 
 
@@ -72,11 +74,18 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             hours[i] = (ic.utc_offset_minutes * 60, windows)
     venues = {}
     for name, vc in config.venues.items():
+        sim_path = getattr(vc, "simulator_config", "")
+        if sim_path and not Path(sim_path).is_absolute():
+            # Relative to the config file that names it, as secrets files are.
+            vc = dataclasses.replace(vc, simulator_config=str(Path(file).parent / sim_path))
         venues[name] = load_object(VENUE_ADAPTERS[vc.kind])(name, vc)
-    engine = Engine(
-        registry, venues, clock, rings=config.rings, risk=config.risk, metrics=config.metrics,
-        name=config.engine.name, trading_hours=hours,
-    )  # fmt: skip
+    try:
+        engine = Engine(
+            registry, venues, clock, rings=config.rings, risk=config.risk,
+            metrics=config.metrics, name=config.engine.name, trading_hours=hours,
+        )  # fmt: skip
+    except ValueError as e:  # a venue refusing its part of the config (say, a contract)
+        raise ConfigError(file, "venues", str(e)) from None
     for i, sc in enumerate(config.strategies):
         key = f"strategies[{i}]"
         try:

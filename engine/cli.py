@@ -13,14 +13,16 @@ from engine.app import build_app, run_app
 from engine.config import ConfigError, load_config
 from engine.log import setup_logging
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo_ib.toml"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickwire", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="synthetic feed -> book -> two strategies -> risk -> sim venue"
+        "demo",
+        help="the engine against the IB Gateway simulator (embedded, loopback) through the IB "
+        "adapter; --config config/demo.toml runs the synthetic-feed pipeline instead",
     )
     demo.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
     demo.add_argument("--config", type=Path, default=DEMO_CONFIG, help="config file (TOML)")

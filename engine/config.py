@@ -187,6 +187,70 @@ class SimVenueConfig(VenueConfig):
 VenueConfig.KINDS["sim"] = SimVenueConfig
 
 
+def _pacing_rate(v: float) -> str | None:
+    return None if 0 < v <= 50 else "must be in (0, 50] messages/s (IB's limit is 50)"
+
+
+def _market_data_type(v: int) -> str | None:
+    return None if v in (1, 2, 3, 4) else "must be 1 live, 2 frozen, 3 delayed or 4 delayed-frozen"
+
+
+def _hhmm(v: str) -> str | None:
+    if v == "":
+        return None
+    h, _, m = v.partition(":")
+    ok = h.isdigit() and m.isdigit() and int(h) < 24 and int(m) < 60
+    return None if ok else 'must be a local time "HH:MM" (or "" for none)'
+
+
+@dataclass(frozen=True, slots=True)
+class IBOutageConfig:
+    """An expected daily outage: IB's reset windows, or anything else scheduled."""
+
+    start: str = field(metadata=_check(_hhmm))  # "HH:MM" local time in ``tz``
+    minutes: float = field(metadata=_check(_positive))
+    tz: str = "US/Eastern"
+    name: str = "reset window"
+
+
+@dataclass(frozen=True, slots=True)
+class IBVenueConfig(VenueConfig):
+    """``[venues.NAME]`` with ``kind = "ib"``: IB Gateway / TWS over the TWS API socket."""
+
+    kind: Literal["ib"] = "ib"
+    host: str = "127.0.0.1"
+    port: int = field(default=4002, metadata=_check(_port))
+    client_id: int = 1
+    account: Secret | None = None  # the managed account to trade; default the first one
+    paper_only: bool = True
+    connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
+    max_server_version: int = 0  # 0: the newest the pinned ibapi speaks
+    pacing_msgs_per_s: float = field(default=45.0, metadata=_check(_pacing_rate))
+    pacing_burst: int = field(default=5, metadata=_check(_positive))
+    reconnect_initial_s: float = field(default=1.0, metadata=_check(_positive))
+    reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
+    daily_restart: str = field(default="", metadata=_check(_hhmm))  # IBC AutoRestartTime
+    daily_restart_tz: str = "US/Eastern"
+    daily_restart_minutes: float = field(default=5.0, metadata=_check(_positive))
+    outages: list[IBOutageConfig] = field(default_factory=list)
+    outage_grace_s: float = field(default=120.0, metadata=_check(_non_negative))
+    restart_guard_s: float = field(default=60.0, metadata=_check(_non_negative))
+    market_data_type: int = field(default=1, metadata=_check(_market_data_type))
+    depth_rows: int = field(default=10, metadata=_check(_non_negative))  # 0: no L2
+    smart_depth: bool = False
+    tick_by_tick: bool = True
+    data_check_s: float = field(default=5.0, metadata=_check(_positive))
+    reconcile_timeout_s: float = field(default=10.0, metadata=_check(_positive))
+    state_file: str = ""  # order-id high-water mark; "" keeps it in memory only
+    order_id_block: int = field(default=1000, metadata=_check(_positive))
+    contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by symbol
+    embedded_simulator: bool = False  # start the gateway simulator in-process (the demo)
+    simulator_config: str = ""  # its TOML (see ``tickwire gateway-sim``); "" = defaults
+
+
+VenueConfig.KINDS["ib"] = IBVenueConfig
+
+
 @dataclass(frozen=True, slots=True)
 class StrategyConfig:
     name: str

@@ -141,6 +141,7 @@ class EventKind(IntEnum):
     MODIFIED = 5
     FILL = 6
     CANCEL_REJECTED = 7
+    COMMISSION = 8  # a commission reported after its fill (``exec_id``, ``commission``)
 
 
 # An event slot is cleared before each reuse: module-level names, not enum member reads.

@@ -3,8 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from engine.instruments import InstrumentRegistry
+
+
+@dataclass(slots=True)
+class BrokerAccount:
+    """What a broker (IB) reports about the account, kept beside the engine's own figures.
+
+    ``positions`` are in the broker's units (shares, contracts) by engine instrument id;
+    ``other_positions`` are contracts the registry does not list (``symbol secType conId``).
+    ``values`` are the account values as reported: (key, currency) -> text.
+    """
+
+    venue: str
+    account: str = ""
+    positions: dict[int, tuple[float, float]] = field(default_factory=dict)  # qty, avg cost
+    other_positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    values: dict[tuple[str, str], str] = field(default_factory=dict)
+    updated_ns: int = 0
+
+    def value(self, key: str, currency: str = "USD") -> float | None:
+        """A numeric account value (``NetLiquidation``, ``BuyingPower``...), None if absent."""
+        text = self.values.get((key, currency))
+        try:
+            return float(text) if text is not None else None
+        except ValueError:
+            return None
 
 
 class Position:
@@ -53,6 +79,14 @@ class Portfolio:
         self._mark = mark
         self._positions: dict[tuple[int, int], Position] = {}
         self._tick_value = [i.tick_value for i in registry]
+        #: The brokers' own view, by venue name (filled by venue adapters that have one).
+        self.broker: dict[str, BrokerAccount] = {}
+
+    def broker_account(self, venue: str) -> BrokerAccount:
+        account = self.broker.get(venue)
+        if account is None:
+            account = self.broker[venue] = BrokerAccount(venue)
+        return account
 
     def position(self, strategy_id: int, instrument_id: int) -> Position:
         key = (strategy_id, instrument_id)

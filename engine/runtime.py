@@ -39,6 +39,7 @@ ORDER_BATCH = 64
 
 _FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Python 3.11
 _ACCEPTED = EventKind.ACCEPTED
+_COMMISSION = EventKind.COMMISSION
 
 
 _HELP = {
@@ -121,9 +122,11 @@ class Engine:
         self.strategies: list[Strategy] = []
         self.book_actor = BookActor(self, rings.md_batch)
         self.risk.after_dispatch = self.book_actor.after_dispatch
+        self.router.after_dispatch = self.book_actor.after_dispatch
         ports = VenuePorts(
-            self.events, self.books, registry, clock, self.pump, self.book_actor.after_dispatch
-        )
+            self.events, self.books, registry, clock, self.pump, self.book_actor.after_dispatch,
+            self.deltas, self.quotes, self.trades, self.portfolio,
+        )  # fmt: skip
         for venue in venues.values():
             venue.bind(ports)
         self.trigger_ts = 0  # ts_recv of the market data being dispatched, else 0
@@ -261,6 +264,10 @@ class Engine:
 
     def _on_event(self, ev: OrderEvent) -> None:
         self.order_events += 1
+        if ev.kind == _COMMISSION:
+            # A commission reported after its fill: it changes fees, not the order.
+            self.portfolio.position(ev.strategy_id, ev.instrument_id).commission += ev.commission
+            return
         self.risk.on_event(ev, self.tracker.get(ev.client_order_id))
         order = self.tracker.apply(ev)
         kind = ev.kind

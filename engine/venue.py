@@ -13,7 +13,8 @@ from engine.clock import Clock
 from engine.instruments import InstrumentRegistry
 from engine.messages import OrderEvent, OrderIntent
 from engine.orders import Order
-from engine.ring import ObjectRing
+from engine.portfolio import Portfolio
+from engine.ring import ArrayRing, ObjectRing
 
 
 def _at_once(fn: Callable[[], object]) -> None:
@@ -35,6 +36,12 @@ class VenuePorts:
     clock: Clock
     wake: Callable[[], None]
     after_dispatch: Callable[[Callable[[], object]], None] = _at_once
+    #: Market-data rings, for venues that are also a feed (IB): write rows, then ``wake()``.
+    deltas: ArrayRing | None = None
+    quotes: ArrayRing | None = None
+    trades: ArrayRing | None = None
+    #: Where a broker's own view (positions, account values) is kept beside the engine's.
+    portfolio: Portfolio | None = None
 
 
 class Venue(Protocol):

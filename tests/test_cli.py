@@ -29,8 +29,8 @@ def _summary_numbers(out: str) -> dict[str, int]:
     return {"updates": updates, "orders": orders, "fills": fills}
 
 
-def test_demo_runs_the_pipeline_and_prints_a_summary():
-    proc = _run(["demo", "--duration", "2"])
+def test_synthetic_demo_runs_the_pipeline_and_prints_a_summary():
+    proc = _run(["demo", "--duration", "2", "--config", "config/demo.toml"])
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     numbers = _summary_numbers(out)
@@ -40,6 +40,16 @@ def test_demo_runs_the_pipeline_and_prints_a_summary():
     for stage in ("feed_to_book", "risk", "tick_to_order"):
         assert re.search(rf"^\s+{stage}\s+n=\d+ .*p50=.*p99=.*p99\.9=", out, re.M), stage
     assert "tick-to-order: p50" in out
+
+
+def test_default_demo_trades_through_the_ib_adapter_against_the_embedded_simulator():
+    proc = _run(["demo", "--duration", "3"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    numbers = _summary_numbers(out)
+    assert numbers["updates"] > 0 and numbers["orders"] > 0 and numbers["fills"] > 0
+    assert "tick-to-order: p50" in out
+    assert re.search(r"^\s+order_ack\s+n=[1-9]", out, re.M), "IB acknowledged orders"
 
 
 def _write_config(tmp_path: Path, port: int) -> Path:

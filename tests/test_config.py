@@ -264,10 +264,19 @@ def test_instrument_venue_without_section(tmp_path: Path) -> None:
 
 
 def test_unknown_venue_kind(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL.replace('kind = "sim"', 'kind = "ib"'))
+    path = write(tmp_path, MINIMAL.replace('kind = "sim"', 'kind = "ftx"'))
     err = config_error(path)
     assert err.key == "venues.SIM.kind"
-    assert "'sim'" in err.message
+    assert "'ib'" in err.message and "'sim'" in err.message
+
+
+def test_ib_venue_section_is_validated(tmp_path: Path) -> None:
+    ib = MINIMAL.replace('kind = "sim"', 'kind = "ib"\npacing_msgs_per_s = 60')
+    err = config_error(write(tmp_path, ib))
+    assert err.key == "venues.SIM.pacing_msgs_per_s" and "50" in err.message
+    ib = MINIMAL.replace('kind = "sim"', 'kind = "ib"\naccount = "DU123456"')
+    err = config_error(write(tmp_path, ib))
+    assert err.key == "venues.SIM.account" and "env:" in err.message  # never inline
 
 
 def test_unknown_key_in_venue_section(tmp_path: Path) -> None:

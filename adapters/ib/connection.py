@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from ibapi import comm
 from ibapi.client import EClient
 from ibapi.const import MAX_MSG_LEN
@@ -34,6 +35,7 @@ from ibapi.decoder import Decoder
 from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER
 from ibapi.wrapper import EWrapper
 
+from .decode import ColdFrame, HotDecoder, MalformedFrame
 from .wire import FrameCapture
 
 logging.getLogger("ibapi").setLevel(logging.WARNING)
@@ -75,6 +77,7 @@ class ClientSession:
         max_version: int = MAX_CLIENT_VER,
         connect_options: str = "",
         on_frame: Callable[[int, bytes], bool] | None = None,
+        on_rows: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         self.wrapper = wrapper
         self.client_id = client_id
@@ -82,6 +85,12 @@ class ClientSession:
         self.connect_options = connect_options
         #: Called with (msg id, payload after the id) before ibapi's decoder; True = handled.
         self.on_frame = on_frame
+        #: With ``on_rows``, frames after the handshake go through ``HotDecoder``: the hot
+        #: market-data messages arrive as ``HOT_ROW`` rows (a view valid during the call), the
+        #: rest through ibapi's decoder, in wire order.
+        self.on_rows = on_rows
+        self.hot: HotDecoder | None = None
+        self.malformed = 0
         self.state = SessionState()
         self._capture = FrameCapture()
         self.client = EClient(wrapper)
@@ -130,6 +139,13 @@ class ClientSession:
         s = self.state
         return self.handshaken and s.next_valid_id is not None and bool(s.accounts)
 
+    def take_frames(self) -> list[bytes]:
+        """The frames requests made through ``client`` have queued, one per message."""
+        frames = self._capture.frames
+        out = frames[:]
+        frames.clear()
+        return out
+
     def take_output(self) -> bytes:
         """Bytes the session wants written (requests made through ``client``)."""
         frames = self._capture.frames
@@ -141,6 +157,9 @@ class ClientSession:
 
     def receive(self, data: bytes) -> None:
         """Feed socket bytes; complete frames are decoded into the wrapper's callbacks."""
+        if self.hot is not None:
+            self._receive_hot(data)
+            return
         buf = self._buf
         buf += data
         pos = 0
@@ -160,10 +179,40 @@ class ClientSession:
             pos += 4 + size
             if self.decoder is None:
                 self._on_handshake(payload)
+                if self.hot is not None:
+                    rest = bytes(buf[pos:])
+                    buf.clear()
+                    if rest:
+                        self._receive_hot(rest)
+                    return
             else:
                 self._dispatch(payload)
         if pos:
             del buf[:pos]
+
+    def _receive_hot(self, data: bytes) -> None:
+        hot = self.hot
+        assert hot is not None and self.on_rows is not None
+        batch = hot.feed(data)
+        while True:
+            if batch.fatal:
+                self.closed_reason = batch.fatal
+                return
+            if not batch.cold and not batch.malformed:
+                if len(batch.rows):
+                    self.on_rows(batch.rows)
+            else:
+                for part in batch.in_order():
+                    if isinstance(part, ColdFrame):
+                        self._dispatch_id(part.msg_id, part.payload)
+                    elif isinstance(part, MalformedFrame):
+                        self.malformed += 1
+                        log.warning("IB: %s", part.describe())
+                    else:
+                        self.on_rows(part)
+            if not batch.more:
+                return
+            batch = hot.feed(b"")
 
     def _on_handshake(self, payload: bytes) -> None:
         fields = comm.read_fields(payload)
@@ -177,6 +226,8 @@ class ClientSession:
         self.client.setConnState(EClient.CONNECTED)
         self.decoder = Decoder(self.wrapper, version)
         self.client.decoder = self.decoder
+        if self.on_rows is not None:
+            self.hot = HotDecoder(version)
         self.client.startApi()
 
     def _dispatch(self, payload: bytes) -> None:
@@ -189,8 +240,13 @@ class ClientSession:
                 head, _, body = payload.partition(b"\0")
                 msg_id = int(head)
         except (struct.error, ValueError):
+            self.malformed += 1
             log.warning("IB: dropped an unreadable frame (%d bytes)", len(payload))
             return
+        self._dispatch_id(msg_id, body)
+
+    def _dispatch_id(self, msg_id: int, body: bytes) -> None:
+        assert self.decoder is not None
         if self.on_frame is not None and self.on_frame(msg_id, body):
             return
         known = (
@@ -205,6 +261,7 @@ class ClientSession:
             else:
                 self.decoder.interpret(comm.read_fields(body), msg_id)
         except Exception as e:  # one bad message must not break the connection
+            self.malformed += 1
             log.warning("IB: dropped message id %d that failed to decode: %r", msg_id, e)
 
 
@@ -259,6 +316,14 @@ class Connection:
         """Write what requests made through ``client`` have queued."""
         self.protocol.flush()
 
+    def write(self, data: bytes) -> bool:
+        """Write frames encoded elsewhere (the order path); False when the socket is gone."""
+        transport = self.protocol.transport
+        if transport is None:
+            return False
+        transport.write(data)
+        return True
+
     def close(self) -> None:
         if self.protocol.transport is not None:
             self.protocol.transport.close()
@@ -275,10 +340,13 @@ async def connect(
     max_version: int = MAX_CLIENT_VER,
     on_lost: Callable[[str], None] = lambda reason: None,
     on_frame: Callable[[int, bytes], bool] | None = None,
+    on_rows: Callable[[np.ndarray], None] | None = None,
 ) -> Connection:
     """Connect and wait until the session is ready; ``IBConnectError`` says what went wrong."""
     loop = asyncio.get_running_loop()
-    session = ClientSession(wrapper, client_id, max_version=max_version, on_frame=on_frame)
+    session = ClientSession(
+        wrapper, client_id, max_version=max_version, on_frame=on_frame, on_rows=on_rows
+    )
     lost: list[str] = []
 
     def lost_cb(reason: str) -> None:

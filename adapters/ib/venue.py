@@ -1,0 +1,1352 @@
+"""The IB venue: orders, order events, market data and reconnection over the TWS API socket.
+
+``IBVenue`` implements ``engine.venue.Venue`` on the parts below it: ``connection`` (ibapi's
+handshake and decoder on our asyncio transport, ``HotDecoder`` for the hot market data),
+``wire`` (template ``placeOrder`` / ``cancelOrder`` frames), ``pacing`` (≤ 45 msg/s, cancels
+first), ``reconnect`` (backoff, expected outage windows), ``contracts`` (qualification with a
+cache) and ``marketdata`` (hot rows into the engine's book, quote and trade rings).
+
+Order identity
+--------------
+IB order ids come from one sequence per client id: ``max(nextValidId, high-water + 1,
+MD_REQ_IDS)`` after every (re)connect, where the high-water mark is kept in memory and, with
+``state_file``, on disk in blocks of ``order_id_block`` (one write per block, none per order: a
+restart skips the unused rest of a block, which IB allows). IB reports errors for orders and
+requests through one id field, so the ids must not meet: market-data subscriptions use the
+fixed ids below ``MD_REQ_IDS`` (the hot-path translator indexes a table by them), and every
+other request (executions, contract details) takes its id from the order sequence. Every order
+carries our client order id in ``orderRef``; the venue order id reported to the engine is the
+``permId`` once IB assigns one (the IB order id until then). After a reconnect, orders are
+matched by IB order id, then ``orderRef``, then ``permId``.
+
+Status mapping (``orderStatus``, the status in ``openOrder`` and ``completedOrder``)
+-----------------------------------------------------------------------------------
+=================================  ========================================================
+PendingSubmit, ApiPending          nothing yet (the order is on its way)
+PreSubmitted, Submitted            ACCEPTED, once
+Cancelled, ApiCancelled            CANCELLED, once (the reason is IB's last error for it)
+Inactive                           REJECTED with IB's last error for the order (201...)
+Filled                             nothing: fills come from ``execDetails`` only
+=================================  ========================================================
+
+Messages may arrive in any order and more than once: each order emits each transition once,
+a fill before any status emits ACCEPTED first, and nothing follows a final state except fills
+(a fill may race a cancel). Fills are keyed by ``execId``: a repeated execution is dropped; a
+correction (same id up to its last ``.NN``) emits the difference. A commission report that
+arrives with or before its execution rides on the FILL; a later one is a COMMISSION event.
+Error codes IB uses for information (2104, 2106, 2158, 399, 10349, 10167...) never change an
+order's state.
+
+Connectivity
+------------
+New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
+socket is down, during reconciliation, after error 1100 until 1101/1102, and within
+``restart_guard_s`` before a scheduled gateway restart. Cancels requested while disconnected
+are kept and sent after the reconnect for the orders still open. 1101 (data lost) and 1102
+(data kept) both resubscribe market data; 1102 also reconciles orders and executions.
+A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
+``data_check_s``, resubscribing if it did not. 1300 reconnects on the port IB names. 100
+(pacing violation) halves the message rate for a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ibapi.const import UNSET_DOUBLE
+from ibapi.contract import Contract
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order as IbOrder
+from ibapi.order_cancel import OrderCancel
+from ibapi.server_versions import MAX_CLIENT_VER
+from ibapi.wrapper import EWrapper
+
+from adapters.ib import contracts as ib_contracts
+from adapters.ib.connection import INFO_CODES, Connection, IBConnectError, connect
+from adapters.ib.marketdata import MarketDataTranslator, Subscription
+from adapters.ib.pacing import CANCEL, DATA, ORDER, MessagePacer
+from adapters.ib.reconnect import Backoff, OutageSchedule, OutageWindow
+from adapters.ib.wire import IbEncodeError, encode_cancel_order, encode_place_order
+from engine.config import IBVenueConfig
+from engine.instruments import Instrument
+from engine.messages import (
+    NO_PRICE,
+    EventKind,
+    OrderIntent,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from engine.orders import Order
+from engine.venue import VenuePorts
+
+log = logging.getLogger("tickwire.ib")
+
+#: ``reason_code`` of an order the venue refused itself (not IB): disconnected, in 1100,
+#: reconciling, or in the guard window before a scheduled restart.
+HELD_BACK = -1
+#: ``reason_code`` of an order in flight at a disconnect that IB did not know after it.
+UNKNOWN_AFTER_RECONNECT = -2
+#: ``reason_code`` of an order ibapi itself refused to encode (``IbEncodeError``).
+NOT_ENCODABLE = -3
+
+_ACCEPTED = EventKind.ACCEPTED
+_REJECTED = EventKind.REJECTED
+_CANCELLED = EventKind.CANCELLED
+_MODIFIED = EventKind.MODIFIED
+_FILL = EventKind.FILL
+_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_COMMISSION = EventKind.COMMISSION
+
+_BUY = int(Side.BUY)
+_MARKET = int(OrderType.MARKET)
+_TIF = {
+    int(TimeInForce.DAY): "DAY",
+    int(TimeInForce.GTC): "GTC",
+    int(TimeInForce.IOC): "IOC",
+    int(TimeInForce.FOK): "FOK",
+}
+_WORKING = frozenset({"PreSubmitted", "Submitted"})
+_CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
+#: IB errors about an order that refuse a cancel or a modify, not the order itself.
+_REFUSED_CHANGE = frozenset({103, 104, 105, 106, 107, 161, 10147, 10148, 10149})
+_FARM_BROKEN = frozenset({2103, 2105, 2157})
+_FARM_OK = frozenset({2104, 2106, 2158})
+_DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10167, 10168})
+
+MD_L1, MD_DEPTH, MD_TBT = Subscription.L1, Subscription.DEPTH, Subscription.TICK_BY_TICK
+#: Request ids below this are market-data subscriptions; order ids start at or above it.
+MD_REQ_IDS = 4096
+
+
+class _Live:
+    """One order as this venue knows it at IB."""
+
+    __slots__ = (
+        "accepted",
+        "client_order_id",
+        "cum_lots",
+        "done",
+        "epoch",
+        "ib_id",
+        "instrument_id",
+        "last_error",
+        "pending_cancel",
+        "pending_modify",
+        "perm_id",
+        "price_ticks",
+        "proto",
+        "qty_lots",
+        "side",
+        "strategy_id",
+    )
+
+    def __init__(self, ib_id: int, it: OrderIntent | Order, proto: IbOrder, epoch: int) -> None:
+        self.ib_id = ib_id
+        self.client_order_id = it.client_order_id
+        self.strategy_id = it.strategy_id
+        self.instrument_id = it.instrument_id
+        self.side = it.side
+        self.qty_lots = it.qty_lots
+        self.price_ticks = it.price_ticks
+        self.proto = proto  # the shape it was sent with (a modify re-sends it)
+        self.perm_id = 0
+        self.cum_lots = 0
+        self.accepted = False
+        self.done = False
+        self.pending_cancel = False
+        self.pending_modify: tuple[int, int] | None = None
+        self.last_error: tuple[int, str] = (0, "")
+        self.epoch = epoch  # connection epoch in which IB last reported it
+
+
+@dataclass(slots=True)
+class _Exec:
+    exec_id: str
+    lots: int
+    live: _Live
+    commission: float | None = None
+    commission_sent: bool = False
+
+
+@dataclass(slots=True)
+class _Subscription:
+    instrument: Instrument
+    l1: int = 0
+    depth: int = 0
+    tbt: int = 0
+    failed: str = ""
+
+
+class _Wrapper(EWrapper):
+    """ibapi callbacks → the venue. A new one per connection (the session hooks into it)."""
+
+    def __init__(self, venue: IBVenue) -> None:
+        super().__init__()
+        self.v = venue
+
+    def nextValidId(self, orderId: int) -> None:
+        self.v._on_next_valid_id(orderId)
+
+    def error(self, reqId, errorTime, errorCode, errorString, advancedOrderRejectJson=""):
+        self.v._on_error(reqId, errorCode, errorString, advancedOrderRejectJson)
+
+    def openOrder(self, orderId, contract, order, orderState):
+        self.v._on_open_order(orderId, contract, order, orderState.status)
+
+    def openOrderEnd(self):
+        self.v._end("open_orders")
+
+    def completedOrder(self, contract, order, orderState):
+        self.v._on_open_order(order.orderId, contract, order, orderState.status, completed=True)
+
+    def completedOrdersEnd(self):
+        self.v._end("completed_orders")
+
+    def orderStatus(self, orderId, status, filled, remaining, avgFillPrice, permId, *rest):
+        self.v._on_order_status(orderId, status, permId)
+
+    def execDetails(self, reqId, contract, execution):
+        self.v._on_exec(contract, execution)
+
+    def execDetailsEnd(self, reqId):
+        self.v._end("executions")
+
+    def commissionAndFeesReport(self, commissionAndFeesReport):
+        r = commissionAndFeesReport
+        self.v._on_commission(r.execId, r.commissionAndFees)
+
+    def position(self, account, contract, position, avgCost):
+        self.v._on_position(account, contract, float(position), float(avgCost))
+
+    def positionEnd(self):
+        self.v._end("positions")
+
+    def updateAccountValue(self, key, val, currency, accountName):
+        self.v._on_account_value(key, val, currency, accountName)
+
+    def accountDownloadEnd(self, accountName):
+        self.v._end("account")
+
+    def contractDetails(self, reqId, contractDetails):
+        self.v._on_contract_details(reqId, contractDetails)
+
+    def contractDetailsEnd(self, reqId):
+        self.v._on_contract_details_end(reqId)
+
+
+class IBVenue:
+    """See the module docstring."""
+
+    def __init__(self, name: str, config: IBVenueConfig | None = None) -> None:
+        self.name = name
+        self.config = config or IBVenueConfig()
+        cfg = self.config
+        self.port = cfg.port
+        self.ports: VenuePorts | None = None
+        self.conn: Connection | None = None
+        self.simulator: Any = None  # the embedded GatewaySimServer, when configured
+        self.server_version = 0
+        self.account = cfg.account.reveal() if cfg.account is not None else ""
+        self.pacer = MessagePacer(cfg.pacing_msgs_per_s, cfg.pacing_burst)
+        self._base_rate = cfg.pacing_msgs_per_s
+        self._pacer_timer: asyncio.TimerHandle | None = None
+        self.backoff = Backoff(cfg.reconnect_initial_s, max(cfg.reconnect_max_s, 1e-3))
+        windows = [
+            OutageWindow.parse(o.start, o.minutes, o.tz, o.name) for o in cfg.outages
+        ]  # fmt: skip
+        if cfg.daily_restart:
+            windows.append(
+                OutageWindow.parse(
+                    cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz
+                )
+            )
+        self.outages = OutageSchedule(windows, cfg.outage_grace_s, cfg.restart_guard_s)
+        self._guard_until = 0.0  # time.time() until which the last guard check holds
+        self._guarding: str = ""
+        # Order state.
+        self._next_id = 0
+        self._reserved = 0  # ids below this are covered by the persisted high-water mark
+        self._hwm = self._load_hwm()
+        self._by_ib: dict[int, _Live] = {}
+        self._by_coid: dict[int, _Live] = {}
+        self._by_perm: dict[int, _Live] = {}
+        self._execs: dict[str, _Exec] = {}
+        self._early_commission: dict[str, float] = {}
+        self._deferred_cancels: set[int] = set()
+        self._protos: dict[tuple[int, int, int, int], IbOrder] = {}
+        self._cancel_msg = OrderCancel()
+        # Connection state.
+        self.epoch = 0
+        self.ready = False
+        self.connected = False
+        self.in_1100 = False
+        self.reconciling = False
+        self.refused = ""  # a reason that retrying will not fix (paper_only)
+        self.down_since: datetime | None = None
+        self._ends: dict[str, asyncio.Event] = {}
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self._first_attempt: asyncio.Event | None = None
+        self._lost: asyncio.Event | None = None
+        self._background: set[asyncio.Task] = set()
+        # Instruments, contracts, market data.
+        self._instruments: list[Instrument] = []
+        self._specs: dict[int, ib_contracts.ContractSpec] = {}
+        self._contracts: dict[int, Contract] = {}
+        self._price_digits: dict[int, int] = {}
+        self._lot_dec: dict[int, Decimal] = {}
+        self.qualified: dict[int, ib_contracts.Qualified] = {}
+        self.contract_cache = ib_contracts.ContractCache()
+        self._details: dict[int, tuple[int, list]] = {}  # req id -> instrument id, details
+        self._details_done: dict[int, asyncio.Future] = {}
+        self._by_con_id: dict[int, int] = {}
+        self._subs: dict[int, _Subscription] = {}
+        self._md: MarketDataTranslator | None = None
+        self._md_rows_seen = 0
+        self._farm_down: set[int] = set()
+        # Counters (read by tests and the status line).
+        self.orders_sent = 0
+        self.cancels_sent = 0
+        self.held_back = 0
+        self.unknown_after_reconnect = 0
+        self.duplicate_execs = 0
+        self.foreign_events = 0
+        self.resubscribes = 0
+        self.reconnects = 0
+        self.errors: list[tuple[int, int, str]] = []
+        self.malformed = 0
+
+    # ---- engine side -------------------------------------------------------------------------
+
+    def bind(self, ports: VenuePorts) -> None:
+        self.ports = ports
+        registry = ports.registry
+        self._instruments = [i for i in registry if i.venue == self.name]
+        for inst in self._instruments:
+            overrides = self.config.contracts.get(inst.symbol, {})
+            try:
+                spec = ib_contracts.spec_for(inst, overrides)
+            except ValueError as e:
+                raise ValueError(
+                    f"venues.{self.name}.contracts.{inst.symbol}: {e}"
+                ) from None  # build_app turns it into a ConfigError
+            self._specs[inst.id] = spec
+            self._contracts[inst.id] = ib_contracts.to_contract(spec)
+            self._price_digits[inst.id] = _digits(inst.tick_size)
+            self._lot_dec[inst.id] = Decimal(repr(inst.lot_size))
+        n = len(registry)
+        if 3 * len(self._instruments) + 1 > MD_REQ_IDS:
+            raise ValueError(
+                f"venue {self.name} lists {len(self._instruments)} instruments; at most "
+                f"{(MD_REQ_IDS - 1) // 3} can stream market data through one connection"
+            )
+        self._md = MarketDataTranslator(
+            n, [i.tick_size for i in registry], [i.lot_size for i in registry],
+            max_req_ids=MD_REQ_IDS, capacity=2 * 4096,
+        )  # fmt: skip
+        self._subs = {i.id: _Subscription(i) for i in self._instruments}
+        if ports.portfolio is not None:
+            ports.portfolio.broker_account(self.name).account = self.account
+
+    def on_book(self, instrument_ids: list[int]) -> None:
+        pass
+
+    def on_trades(self, trades: np.ndarray) -> None:
+        pass
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting (forever, in the background); returns after the first attempt."""
+        if self.config.embedded_simulator and self.simulator is None:
+            await self._start_simulator()
+        self._stopping = False
+        self._first_attempt = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._first_attempt.wait(),
+                self.config.connect_timeout_s + 2 * self.config.reconcile_timeout_s,
+            )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for t in list(self._background):
+            t.cancel()
+        if self._pacer_timer is not None:
+            self._pacer_timer.cancel()
+        if self.conn is not None:
+            self._flush_pacer()
+            self.conn.close()
+        self._save_hwm(self._next_id)
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None
+
+    async def _start_simulator(self) -> None:
+        """The gateway simulator in this process, on a free loopback port (the demo)."""
+        import dataclasses
+
+        from adapters.ib.gateway_sim.config import GatewaySimConfig, load_gateway_config
+        from adapters.ib.gateway_sim.server import GatewaySimServer
+
+        path = self.config.simulator_config
+        sim_cfg = load_gateway_config(path) if path else GatewaySimConfig()
+        gateway = dataclasses.replace(sim_cfg.gateway, host="127.0.0.1", port=0)
+        self.simulator = GatewaySimServer(dataclasses.replace(sim_cfg, gateway=gateway))
+        await self.simulator.start()
+        self.port = self.simulator.port
+        log.info("IB %s: embedded gateway simulator on 127.0.0.1:%d", self.name, self.port)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until trading is possible (tests, the demo); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not (self.ready and not self.in_1100):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def _supervise(self) -> None:
+        cfg = self.config
+        first = True
+        while not self._stopping:
+            try:
+                await self._connect_once()
+            except IBConnectError as e:
+                self._log_outage(str(e))
+                if "paper_only" in str(e):
+                    self.refused = str(e)
+                    log.critical("IB %s: %s", self.name, e)
+                    if self._first_attempt is not None:
+                        self._first_attempt.set()
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the supervisor die: log and reconnect
+                log.exception("IB %s: session failed; reconnecting", self.name)
+            finally:
+                if first and self._first_attempt is not None and not self.ready:
+                    self._first_attempt.set()
+            first = False
+            self._went_down()
+            if self._stopping:
+                return
+            delay = self.backoff.next_delay()
+            log.debug("IB %s: reconnecting in %.2f s", self.name, delay)
+            await asyncio.sleep(delay)
+        del cfg
+
+    async def _connect_once(self) -> None:
+        cfg = self.config
+        self._lost = asyncio.Event()
+        lost = self._lost
+        conn = await connect(
+            cfg.host,
+            self.port,
+            cfg.client_id,
+            _Wrapper(self),
+            timeout=cfg.connect_timeout_s,
+            paper_only=cfg.paper_only,
+            max_version=cfg.max_server_version or MAX_CLIENT_VER,
+            on_lost=lambda reason: self._on_lost(reason, lost),
+            on_rows=self._on_rows,
+        )
+        self.epoch += 1
+        self.conn = conn
+        self.connected = True
+        self.in_1100 = False
+        self.server_version = conn.session.state.server_version
+        accounts = conn.session.state.accounts
+        if self.account and self.account not in accounts:
+            conn.close()
+            self.refused = (
+                f"venues.{self.name}.account is not among the accounts this gateway manages "
+                f"({len(accounts)} account(s)); check the account setting"
+            )
+            raise IBConnectError(self.refused + " (paper_only-like refusal)")
+        if not self.account:
+            self.account = accounts[0]
+        if self.ports is not None and self.ports.portfolio is not None:
+            self.ports.portfolio.broker_account(self.name).account = self.account
+        outage = self.down_since
+        if outage is not None:
+            log.warning(
+                "IB %s: reconnected after %.1f s (server version %d)",
+                self.name,
+                (datetime.now(UTC) - outage).total_seconds(),
+                self.server_version,
+            )
+            self.reconnects += 1
+        else:
+            log.info(
+                "IB %s: connected to %s:%d, server version %d",
+                self.name, cfg.host, self.port, self.server_version,
+            )  # fmt: skip
+        self.down_since = None
+        self.backoff.reset()
+        await self._after_connect()
+        if self._first_attempt is not None:
+            self._first_attempt.set()
+        await lost.wait()
+
+    def _on_lost(self, reason: str, lost: asyncio.Event) -> None:
+        if not lost.is_set() and not self._stopping:
+            log.warning("IB %s: connection lost: %s", self.name, reason)
+        lost.set()
+
+    def _went_down(self) -> None:
+        was = self.connected
+        self.connected = False
+        self.ready = False
+        self.reconciling = False
+        if self.conn is not None:
+            self.malformed += self.conn.session.malformed
+            self.conn.close()
+            self.conn = None
+        if (was and self.down_since is None) or self.down_since is None:
+            self.down_since = datetime.now(UTC)
+        for ev in self._ends.values():
+            ev.set()
+
+    def _log_outage(self, message: str) -> None:
+        now = datetime.now(UTC)
+        since = self.down_since or now
+        window = self.outages.expected(since)
+        if window is not None and not self.outages.overrun(since, now):
+            log.info("IB %s: down during the expected %s: %s", self.name, window.name, message)
+        elif window is not None:
+            log.error("IB %s: the %s has overrun: %s", self.name, window.name, message)
+        else:
+            log.warning("IB %s: %s", self.name, message)
+
+    # ---- after every (re)connect -------------------------------------------------------------
+
+    async def _after_connect(self) -> None:
+        """Ids, reconciliation, contracts and subscriptions; then trading resumes."""
+        self.reconciling = True
+        state = self.conn.session.state  # type: ignore[union-attr]
+        floor = max(self._hwm + 1, self._next_id)
+        self._next_id = max(state.next_valid_id or 1, floor, MD_REQ_IDS)
+        if state.next_valid_id is not None and state.next_valid_id < floor:
+            log.warning(
+                "IB %s: the gateway's nextValidId %d is below ids already used (next %d): "
+                "keeping %d so no order id is reused",
+                self.name, state.next_valid_id, floor, self._next_id,
+            )  # fmt: skip
+        self._reserve(self._next_id)
+        await self._reconcile()
+        await self._qualify()
+        self._subscribe_all()
+        self._send_deferred_cancels()
+        self.reconciling = False
+        self.ready = True
+        log.info("IB %s: ready (account %s…)", self.name, self.account[:2])
+
+    async def _reconcile(self) -> None:
+        """Open and completed orders, executions, positions, account: before trading resumes."""
+        names = ("open_orders", "completed_orders", "executions", "positions", "account")
+        self._ends = {n: asyncio.Event() for n in names}
+        epoch = self.epoch
+        exec_req = self._take_id()
+        self._request(DATA, lambda c: c.reqOpenOrders())
+        self._request(DATA, lambda c: c.reqCompletedOrders(False))
+        self._request(DATA, lambda c: c.reqExecutions(exec_req, ExecutionFilter()))
+        self._request(DATA, lambda c: c.reqPositions())
+        self._request(DATA, lambda c: c.reqAccountUpdates(True, self.account))
+        waits = [asyncio.ensure_future(e.wait()) for e in self._ends.values()]
+        _, pending = await asyncio.wait(waits, timeout=self.config.reconcile_timeout_s)
+        for p in pending:
+            p.cancel()
+        missing = [n for n, e in self._ends.items() if not e.is_set()]
+        if missing:
+            log.warning(
+                "IB %s: reconciliation incomplete after %.0f s (no end of: %s)",
+                self.name, self.config.reconcile_timeout_s, ", ".join(missing),
+            )  # fmt: skip
+        if not self.connected or epoch != self.epoch:
+            return
+        # Orders that were in flight at the disconnect and that IB does not know.
+        if "open_orders" not in missing and "completed_orders" not in missing:
+            for live in list(self._by_ib.values()):
+                if live.done or live.epoch == epoch:
+                    continue
+                self.unknown_after_reconnect += 1
+                log.error(
+                    "IB %s: order %d (IB id %d) was in flight at the disconnect and the "
+                    "gateway does not know it: reported as rejected (never reached IB)",
+                    self.name, live.client_order_id, live.ib_id,
+                )  # fmt: skip
+                live.done = True
+                self._emit(
+                    _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
+                    "unknown to IB after reconnect: the order never reached the gateway",
+                )  # fmt: skip
+        self._wake()
+
+    def _end(self, name: str) -> None:
+        ev = self._ends.get(name)
+        if ev is not None:
+            ev.set()
+
+    async def _qualify(self) -> None:
+        """reqContractDetails for every instrument not qualified yet (cached afterwards)."""
+        todo = []
+        for inst in self._instruments:
+            if inst.id in self.qualified:
+                continue
+            spec = self._specs[inst.id]
+            cached = self.contract_cache.get(spec)
+            if cached is not None:
+                self._apply_qualified(inst, cached)
+                continue
+            req = self._take_id()
+            fut = asyncio.get_running_loop().create_future()
+            self._details[req] = (inst.id, [])
+            self._details_done[req] = fut
+            contract = ib_contracts.to_contract(spec)
+            self._request(DATA, lambda c, r=req, k=contract: c.reqContractDetails(r, k))
+            todo.append((inst, spec, req, fut))
+        for inst, spec, req, fut in todo:
+            try:
+                details = await asyncio.wait_for(fut, self.config.reconcile_timeout_s)
+                q = ib_contracts.qualify(spec, details)
+            except TimeoutError:
+                log.error("IB %s: no contract details for %s in time", self.name, inst.key)
+                continue
+            except Exception as e:
+                log.error("IB %s: cannot qualify %s: %s", self.name, inst.key, e)
+                continue
+            finally:
+                self._details.pop(req, None)
+                self._details_done.pop(req, None)
+            self.contract_cache.put(spec, q)
+            self._apply_qualified(inst, q)
+
+    def _apply_qualified(self, inst: Instrument, q: ib_contracts.Qualified) -> None:
+        self.qualified[inst.id] = q
+        self._contracts[inst.id] = q.contract
+        self._by_con_id[q.con_id] = inst.id
+        for problem in ib_contracts.check_against(inst, q):
+            log.error("IB %s: %s", self.name, problem)
+        if self.ports is not None:
+            self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
+
+    def _on_contract_details(self, req_id: int, details: Any) -> None:
+        entry = self._details.get(req_id)
+        if entry is not None:
+            entry[1].append(details)
+
+    def _on_contract_details_end(self, req_id: int) -> None:
+        entry = self._details.get(req_id)
+        fut = self._details_done.get(req_id)
+        if entry is not None and fut is not None and not fut.done():
+            fut.set_result(entry[1])
+
+    # ---- market data -------------------------------------------------------------------------
+
+    def _subscribe_all(self) -> None:
+        """(Re)subscribe every instrument: L1, depth and tick-by-tick, as configured."""
+        cfg = self.config
+        md = self._md
+        assert md is not None
+        md.unbind_all()
+        base = 1
+        self._request(DATA, lambda c: c.reqMarketDataType(cfg.market_data_type))
+        ts = self._now()
+        for k, inst in enumerate(self._instruments):
+            sub = self._subs[inst.id]
+            sub.failed = ""
+            contract = self._contracts[inst.id]
+            sub.l1, sub.depth, sub.tbt = base + 3 * k, base + 3 * k + 1, base + 3 * k + 2
+            md.bind(sub.l1, inst.id, MD_L1)
+            self._request(
+                DATA, lambda c, r=sub.l1, k=contract: c.reqMktData(r, k, "", False, False, [])
+            )
+            if cfg.depth_rows:
+                self._write_deltas(md.clear_depth(inst.id, ts))
+                md.bind(sub.depth, inst.id, MD_DEPTH)
+                self._request(
+                    DATA,
+                    lambda c, r=sub.depth, k=contract: c.reqMktDepth(
+                        r, k, cfg.depth_rows, cfg.smart_depth, []
+                    ),
+                )
+            if cfg.tick_by_tick:
+                md.bind(sub.tbt, inst.id, MD_TBT)
+                self._request(
+                    DATA,
+                    lambda c, r=sub.tbt, k=contract: c.reqTickByTickData(r, k, "AllLast", 0, False),
+                )
+        self._wake()
+
+    def resubscribe(self, why: str) -> None:
+        """Cancel nothing (the gateway dropped it or will replace it): subscribe again."""
+        if not self.connected:
+            return
+        self.resubscribes += 1
+        log.info("IB %s: resubscribing market data (%s)", self.name, why)
+        self._subscribe_all()
+
+    def _on_rows(self, rows: np.ndarray) -> None:
+        ports = self.ports
+        md = self._md
+        if ports is None or md is None:
+            return
+        self._md_rows_seen += len(rows)
+        deltas, quotes, trades = md.translate(rows, ports.clock.now())
+        wrote = False
+        if len(deltas):
+            self._write_deltas(deltas)
+            wrote = True
+        # With depth, the book comes from the L2 rows; an L1 quote would replace it (the
+        # quote lane sets the top of book), so L1 stays in ``md.l1`` as a reference only.
+        if len(quotes) and ports.quotes is not None and not self.config.depth_rows:
+            ports.quotes.write(quotes)
+            wrote = True
+        if len(trades) and ports.trades is not None:
+            ports.trades.write(trades)
+            wrote = True
+        if wrote:
+            ports.wake()
+
+    def _write_deltas(self, deltas: np.ndarray) -> None:
+        ring = self.ports.deltas if self.ports is not None else None
+        if ring is None or not len(deltas):
+            return
+        pos = 0
+        while pos < len(deltas):
+            room = max(ring.capacity - len(ring), 0)
+            if room == 0:
+                self.ports.wake()  # type: ignore[union-attr]
+                room = max(ring.capacity - len(ring), 0)
+                if room == 0:
+                    ring.write(deltas[pos:])  # the ring's policy decides what is lost
+                    return
+            ring.write(deltas[pos : pos + room])
+            pos += room
+
+    def _check_data_resumed(self, seen_before: int) -> None:
+        if not self.connected:
+            return
+        if self._md_rows_seen == seen_before:
+            log.warning(
+                "IB %s: no market data %.0f s after the farm came back: resubscribing",
+                self.name, self.config.data_check_s,
+            )  # fmt: skip
+            self.resubscribe("data did not resume after a farm blip")
+        else:
+            log.info("IB %s: market data resumed after the farm blip", self.name)
+
+    # ---- orders out --------------------------------------------------------------------------
+
+    def _held_back(self) -> str:
+        if self.refused:
+            return self.refused
+        if not self.connected:
+            return f"IB venue {self.name} is not connected (reconnecting); order held back"
+        if self.in_1100:
+            return "IB reports connectivity lost (1100); orders held back until it is restored"
+        if self.reconciling or not self.ready:
+            return "IB venue is reconciling after a reconnect; order held back"
+        now = time.time()
+        if now >= self._guard_until:
+            self._guard_until = now + 1.0
+            window = self.outages.guarding(datetime.now(UTC))
+            self._guarding = (
+                f"within {self.outages.guard_s:.0f} s of the expected {window.name}; new orders "
+                "held back until the gateway is back"
+                if window is not None
+                else ""
+            )
+        return self._guarding
+
+    def submit(self, intent: OrderIntent, order: Order | None) -> None:
+        why = self._held_back()
+        if why:
+            self.held_back += 1
+            self._reject_intent(intent, HELD_BACK, why)
+            return
+        iid = intent.instrument_id
+        proto = self._proto(iid, intent.side, intent.order_type, intent.tif)
+        ib_id = self._next_id
+        self._next_id = ib_id + 1
+        if ib_id >= self._reserved:
+            self._reserve(ib_id)
+        live = _Live(ib_id, intent, proto, self.epoch)
+        try:
+            frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
+        except (IbEncodeError, ValueError, OverflowError) as e:
+            self._reject_intent(intent, NOT_ENCODABLE, f"IB cannot take this order: {e}")
+            return
+        self._by_ib[ib_id] = live
+        self._by_coid[live.client_order_id] = live
+        self.orders_sent += 1
+        intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
+        self._send(ORDER, frame)
+
+    def cancel(self, order: Order) -> None:
+        live = self._by_coid.get(order.client_order_id)
+        if live is None or live.done:
+            self._emit_unknown(order, "cancel")
+            return
+        live.pending_cancel = True
+        if not self.connected or self.reconciling:
+            # Sent after the reconnect, if the order is still open then.
+            self._deferred_cancels.add(live.client_order_id)
+            return
+        self._send_cancel(live)
+
+    def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
+        live = self._by_coid.get(order.client_order_id)
+        if live is None or live.done:
+            self._emit_unknown(order, "modify")
+            return
+        why = self._held_back()
+        if why:
+            self.held_back += 1
+            self._emit(_CANCEL_REJECTED, live, HELD_BACK, why)
+            return
+        try:
+            frame = self._place_frame(live, qty_lots, price_ticks)
+        except (IbEncodeError, ValueError, OverflowError) as e:
+            self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
+            return
+        live.pending_modify = (qty_lots, price_ticks)
+        self._send(ORDER, frame)
+
+    def cancel_all(self) -> None:
+        """IB's global cancel: every open order of the account, whichever client placed it."""
+        if not self.connected:
+            self._deferred_cancels.update(
+                c for c, live in self._by_coid.items() if not live.done
+            )  # fmt: skip
+            return
+        self._request(CANCEL, lambda c: c.reqGlobalCancel(OrderCancel()))
+
+    def _send_cancel(self, live: _Live) -> None:
+        self.cancels_sent += 1
+        self._send(CANCEL, encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg))
+
+    def _send_deferred_cancels(self) -> None:
+        coids, self._deferred_cancels = self._deferred_cancels, set()
+        for coid in coids:
+            live = self._by_coid.get(coid)
+            if live is not None and not live.done:
+                self._send_cancel(live)
+
+    def _proto(self, iid: int, side: int, order_type: int, tif: int) -> IbOrder:
+        key = (iid, side, order_type, tif)
+        o = self._protos.get(key)
+        if o is None:
+            o = IbOrder()
+            o.action = "BUY" if side == _BUY else "SELL"
+            o.orderType = "MKT" if order_type == _MARKET else "LMT"
+            o.tif = _TIF.get(tif, "DAY")
+            o.account = self.account
+            self._protos[key] = o
+        return o
+
+    def _place_frame(self, live: _Live, qty_lots: int, price_ticks: int) -> bytes:
+        o = live.proto
+        iid = live.instrument_id
+        o.totalQuantity = Decimal(qty_lots) * self._lot_dec[iid]
+        if o.orderType == "MKT" or price_ticks == NO_PRICE:
+            o.lmtPrice = UNSET_DOUBLE
+        else:
+            tick = self.ports.registry[iid].tick_size  # type: ignore[union-attr]
+            o.lmtPrice = round(price_ticks * tick, self._price_digits[iid])
+        o.orderRef = str(live.client_order_id)
+        return encode_place_order(self.server_version, live.ib_id, self._contracts[iid], o)
+
+    # ---- outgoing bytes: paced ---------------------------------------------------------------
+
+    def _send(self, priority: int, frame: bytes) -> None:
+        self.pacer.submit(priority, frame)
+        self._flush_pacer()
+
+    def _request(self, priority: int, call: Any) -> None:
+        """Make a request through ibapi's ``EClient`` and queue its frames at ``priority``."""
+        conn = self.conn
+        if conn is None:
+            return
+        call(conn.client)
+        for frame in conn.session.take_frames():
+            self.pacer.submit(priority, frame)
+        self._flush_pacer()
+
+    def _flush_pacer(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        loop_time = time.monotonic()
+        out = self.pacer.drain(loop_time)
+        if out:
+            conn.write(out)
+        due = self.pacer.next_due(loop_time)
+        if due is not None and self._pacer_timer is None:
+            with contextlib.suppress(RuntimeError):
+                self._pacer_timer = asyncio.get_running_loop().call_later(
+                    max(due - loop_time, 0.001), self._pacer_fire
+                )
+
+    def _pacer_fire(self) -> None:
+        self._pacer_timer = None
+        self._flush_pacer()
+
+    def _slow_down(self) -> None:
+        rate = max(self.pacer.rate / 2, 5.0)
+        log.warning(
+            "IB %s: error 100 (message rate exceeded): pacing at %.0f msg/s for 60 s",
+            self.name, rate,
+        )  # fmt: skip
+        self.pacer.rate = rate
+        self._later(60.0, self._restore_rate)
+
+    def _restore_rate(self) -> None:
+        self.pacer.rate = self._base_rate
+
+    # ---- ids ---------------------------------------------------------------------------------
+
+    def _take_id(self) -> int:
+        return self._take_ids(1)
+
+    def _take_ids(self, n: int) -> int:
+        first = self._next_id
+        self._next_id = first + n
+        if self._next_id > self._reserved:
+            self._reserve(self._next_id)
+        return first
+
+    def _on_next_valid_id(self, order_id: int) -> None:
+        # reqIds answers and the connect-time id: never move backwards.
+        if self.connected and order_id > self._next_id:
+            self._next_id = order_id
+
+    def _reserve(self, upto: int) -> None:
+        """Persist a high-water mark covering ids below ``upto + order_id_block``."""
+        self._reserved = upto + self.config.order_id_block
+        self._save_hwm(self._reserved)
+
+    def _load_hwm(self) -> int:
+        path = self.config.state_file
+        if not path:
+            return 0
+        try:
+            return int(json.loads(Path(path).read_text())["order_id_high_water"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.error(
+                "IB %s: state file %s unreadable (%s): starting from the gateway's nextValidId",
+                self.name, path, e,
+            )  # fmt: skip
+            return 0
+
+    def _save_hwm(self, hwm: int) -> None:
+        self._hwm = max(self._hwm, hwm - 1)
+        path = self.config.state_file
+        if not path:
+            return
+        p = Path(path)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        data = json.dumps({"order_id_high_water": self._hwm, "venue": self.name})
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except OSError as e:
+            log.error("IB %s: cannot write state file %s: %s", self.name, path, e)
+
+    # ---- order events in ---------------------------------------------------------------------
+
+    def _match(self, ib_id: int, order_ref: str, perm_id: int) -> _Live | None:
+        live = self._by_ib.get(ib_id) if ib_id else None
+        if live is None and order_ref:
+            with contextlib.suppress(ValueError):
+                live = self._by_coid.get(int(order_ref))
+        if live is None and perm_id:
+            live = self._by_perm.get(perm_id)
+        if live is not None and perm_id and not live.perm_id:
+            live.perm_id = perm_id
+            self._by_perm[perm_id] = live
+        return live
+
+    def _on_open_order(
+        self, ib_id: int, contract: Contract, order: IbOrder, status: str, completed: bool = False
+    ) -> None:
+        live = self._match(ib_id, order.orderRef, order.permId)
+        if live is None:
+            self.foreign_events += 1
+            log.debug(
+                "IB %s: open order %d is not ours (orderRef %r)", self.name, ib_id, order.orderRef
+            )
+            return
+        live.epoch = self.epoch
+        pm = live.pending_modify
+        if pm is not None and not live.done:
+            qty = _lots(order.totalQuantity, self._lot_dec[live.instrument_id])
+            px = order.lmtPrice
+            tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
+            ticks = (
+                NO_PRICE
+                if px in (UNSET_DOUBLE, None) or not math.isfinite(px)
+                else round(px / tick)
+            )
+            if qty == pm[0] and (ticks == pm[1] or pm[1] == NO_PRICE):
+                live.pending_modify = None
+                live.qty_lots, live.price_ticks = pm
+                self._emit(_MODIFIED, live)
+        self._on_status(live, status)
+        if completed:
+            self._wake()
+
+    def _on_order_status(self, ib_id: int, status: str, perm_id: int) -> None:
+        live = self._match(ib_id, "", perm_id)
+        if live is None:
+            self.foreign_events += 1
+            return
+        live.epoch = self.epoch
+        self._on_status(live, status)
+        self._wake()
+
+    def _on_status(self, live: _Live, status: str) -> None:
+        if live.done:
+            return
+        if status in _WORKING:
+            if not live.accepted:
+                live.accepted = True
+                self._emit(_ACCEPTED, live)
+        elif status in _CANCEL_STATES:
+            live.done = True
+            code, text = live.last_error
+            self._emit(_CANCELLED, live, code, text or f"IB: {status}")
+        elif status == "Inactive":
+            live.done = True
+            code, text = live.last_error
+            self._emit(_REJECTED, live, code, text or "IB: order inactive")
+
+    def _on_exec(self, contract: Contract, execution: Any) -> None:
+        exec_id: str = execution.execId
+        key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
+        seen = self._execs.get(key)
+        if seen is not None:
+            if seen.exec_id == exec_id or exec_id < seen.exec_id:
+                self.duplicate_execs += 1
+                return
+            lots = _lots(execution.shares, self._lot_dec[seen.live.instrument_id])
+            delta = lots - seen.lots
+            log.warning(
+                "IB %s: execution %s corrected by %s: %+d lots",
+                self.name, seen.exec_id, exec_id, delta,
+            )  # fmt: skip
+            seen.exec_id, seen.lots = exec_id, lots
+            if delta:
+                self._emit_fill(seen.live, delta, execution.price, exec_id, 0.0)
+            return
+        live = self._match(execution.orderId, execution.orderRef, execution.permId)
+        if live is None:
+            self.foreign_events += 1
+            log.info("IB %s: execution %s is not for one of our orders", self.name, exec_id)
+            return
+        live.epoch = self.epoch
+        lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
+        commission = self._early_commission.pop(exec_id, None)
+        rec = _Exec(exec_id, lots, live, commission, commission is not None)
+        self._execs[key] = rec
+        if not live.accepted and not live.done:
+            live.accepted = True
+            self._emit(_ACCEPTED, live)
+        self._emit_fill(live, lots, execution.price, exec_id, commission or 0.0)
+        self._wake()
+
+    def _emit_fill(self, live: _Live, lots: int, price: float, exec_id: str, fee: float) -> None:
+        live.cum_lots += lots
+        if live.cum_lots >= live.qty_lots:
+            live.done = True
+        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
+        ev = self._emit(_FILL, live)
+        ev.fill_lots = lots
+        ev.fill_price_ticks = round(price / tick)
+        ev.exec_id = exec_id
+        ev.commission = fee
+
+    def _on_commission(self, exec_id: str, commission: float) -> None:
+        if commission is None or not math.isfinite(commission) or commission == UNSET_DOUBLE:
+            return
+        key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
+        rec = self._execs.get(key)
+        if rec is None:
+            self._early_commission[exec_id] = commission
+            return
+        if rec.commission_sent:
+            return  # a duplicate report
+        rec.commission, rec.commission_sent = commission, True
+        ev = self._emit(_COMMISSION, rec.live)
+        ev.exec_id = exec_id
+        ev.commission = commission
+        self._wake()
+
+    def _on_position(self, account: str, contract: Contract, qty: float, avg_cost: float) -> None:
+        if self.ports is None or self.ports.portfolio is None:
+            return
+        view = self.ports.portfolio.broker_account(self.name)
+        iid = self._by_con_id.get(contract.conId)
+        if iid is None:
+            key = f"{contract.symbol} {contract.secType} {contract.conId}"
+            view.other_positions[key] = (qty, avg_cost)
+        else:
+            view.positions[iid] = (qty, avg_cost)
+        view.updated_ns = self.ports.clock.now()
+
+    def _on_account_value(self, key: str, val: str, currency: str, account: str) -> None:
+        if self.ports is None or self.ports.portfolio is None:
+            return
+        view = self.ports.portfolio.broker_account(self.name)
+        view.values[(key, currency)] = val
+        view.updated_ns = self.ports.clock.now()
+
+    # ---- errors ------------------------------------------------------------------------------
+
+    def _on_error(self, req_id: int, code: int, msg: str, advanced: str = "") -> None:
+        self.errors.append((req_id, code, msg))
+        if len(self.errors) > 1000:
+            del self.errors[:500]
+        if code in _FARM_OK:
+            # Informational (never touches orders), but a farm coming back is when data resumes.
+            if self._farm_down:
+                self._farm_down.clear()
+                seen = self._md_rows_seen
+                self._later(self.config.data_check_s, lambda: self._check_data_resumed(seen))
+            log.info("IB %s: %d %s", self.name, code, msg)
+            return
+        if code in INFO_CODES:
+            log.info("IB %s: %d %s", self.name, code, msg)
+            return
+        if code in _FARM_BROKEN:
+            self._farm_down.add(code)
+            log.warning(
+                "IB %s: %d %s (data farm down; waiting for it to return)", self.name, code, msg
+            )
+            return
+        if code == 1100:
+            self.in_1100 = True
+            log.error(
+                "IB %s: 1100 connectivity between IB and the gateway lost: orders held", self.name
+            )
+            return
+        if code in (1101, 1102):
+            self.in_1100 = False
+            if code == 1101:
+                log.warning(
+                    "IB %s: 1101 connectivity restored, data lost: resubscribing", self.name
+                )
+            else:
+                log.warning(
+                    "IB %s: 1102 connectivity restored, data kept: resubscribing and "
+                    "reconciling", self.name,
+                )  # fmt: skip
+                self._request(DATA, lambda c: c.reqOpenOrders())
+                req = self._take_id()
+                self._request(DATA, lambda c: c.reqExecutions(req, ExecutionFilter()))
+            self.resubscribe(f"IB {code}")
+            return
+        if code == 1300:
+            m = re.search(r"(\d+)\s*$", msg)
+            if m:
+                self.port = int(m.group(1))
+            log.warning(
+                "IB %s: 1300 socket port reset: reconnecting on port %d", self.name, self.port
+            )
+            if self.conn is not None:
+                self.conn.close()
+            return
+        if code == 100:
+            self._slow_down()
+            return
+        live = self._by_ib.get(req_id)
+        if live is not None:
+            self._order_error(live, code, msg)
+            return
+        if req_id in self._details_done:
+            fut = self._details_done[req_id]
+            if not fut.done():
+                fut.set_exception(
+                    ib_contracts.ContractError(f"IB error {code} for the contract: {msg}")
+                )
+            return
+        sub = self._sub_for(req_id)
+        if sub is not None:
+            if code in (10167, 10168):
+                log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
+                return
+            sub.failed = f"{code} {msg}"
+            log.error(
+                "IB %s: market data for %s refused: IB error %d: %s",
+                self.name, sub.instrument.key, code, msg,
+            )  # fmt: skip
+            return
+        if 2100 <= code < 2200:
+            log.info("IB %s: %d %s", self.name, code, msg)
+        else:
+            log.warning("IB %s: error %d (id %d): %s", self.name, code, req_id, msg)
+
+    def _order_error(self, live: _Live, code: int, msg: str) -> None:
+        log.info("IB %s: order %d: IB %d %s", self.name, live.client_order_id, code, msg)
+        if (code >= 2100 and code < 3000) or code in (399, 10349):
+            return  # warnings about an order never change its state
+        if code == 202:  # "Order Canceled - reason:": the status follows
+            live.last_error = (code, msg)
+            return
+        if live.done:
+            if code in _REFUSED_CHANGE or live.pending_cancel or live.pending_modify:
+                live.pending_cancel = False
+                live.pending_modify = None
+                self._emit(_CANCEL_REJECTED, live, code, f"IB {code}: {msg}")
+                self._wake()
+            return
+        if live.pending_modify is not None or (live.pending_cancel and code in _REFUSED_CHANGE):
+            what = "modify" if live.pending_modify is not None else "cancel"
+            live.pending_modify = None
+            live.pending_cancel = False
+            self._emit(_CANCEL_REJECTED, live, code, f"IB refused the {what}: {code} {msg}")
+            self._wake()
+            return
+        live.last_error = (code, msg)
+        if not live.accepted:
+            # Refused before IB took it (201, 110, 103 duplicate id...): the order is dead.
+            live.done = True
+            self._emit(_REJECTED, live, code, f"IB {code}: {msg}")
+            self._wake()
+
+    def _sub_for(self, req_id: int) -> _Subscription | None:
+        for sub in self._subs.values():
+            if req_id in (sub.l1, sub.depth, sub.tbt):
+                return sub
+        return None
+
+    # ---- emitting ----------------------------------------------------------------------------
+
+    def _emit(self, kind: EventKind, live: _Live, code: int = 0, reason: str = "") -> Any:
+        ports = self.ports
+        assert ports is not None
+        ev = ports.events.claim()
+        ev.clear()
+        ev.kind = kind
+        ev.strategy_id = live.strategy_id
+        ev.instrument_id = live.instrument_id
+        ev.client_order_id = live.client_order_id
+        ev.venue_order_id = live.perm_id or live.ib_id
+        ev.side = live.side
+        ev.cum_lots = live.cum_lots
+        ev.leaves_lots = max(live.qty_lots - live.cum_lots, 0)
+        ev.price_ticks = live.price_ticks
+        ev.qty_lots = live.qty_lots
+        ev.reason_code = code
+        ev.reason = reason
+        ev.ts_event = ev.ts_recv = ports.clock.now()
+        return ev
+
+    def _reject_intent(self, it: OrderIntent, code: int, reason: str) -> None:
+        ports = self.ports
+        assert ports is not None
+        ev = ports.events.claim()
+        ev.clear()
+        ev.kind = _REJECTED
+        ev.strategy_id = it.strategy_id
+        ev.instrument_id = it.instrument_id
+        ev.client_order_id = it.client_order_id
+        ev.side = it.side
+        ev.qty_lots = it.qty_lots
+        ev.price_ticks = it.price_ticks
+        ev.leaves_lots = it.qty_lots
+        ev.reason_code = code
+        ev.reason = reason
+        ev.ts_event = ev.ts_recv = ports.clock.now()
+        it.ts_sent = ev.ts_recv
+
+    def _emit_unknown(self, order: Order, what: str) -> None:
+        ports = self.ports
+        assert ports is not None
+        ev = ports.events.claim()
+        ev.clear()
+        ev.kind = _CANCEL_REJECTED
+        ev.strategy_id = order.strategy_id
+        ev.instrument_id = order.instrument_id
+        ev.client_order_id = order.client_order_id
+        ev.side = order.side
+        ev.reason = f"{what} refused: order {order.client_order_id} is not working at {self.name}"
+        ev.ts_event = ev.ts_recv = ports.clock.now()
+
+    def _wake(self) -> None:
+        if self.ports is not None:
+            self.ports.wake()
+
+    def _now(self) -> int:
+        return self.ports.clock.now() if self.ports is not None else time.time_ns()
+
+    def _later(self, delay: float, fn: Any) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            fn()
+
+        with contextlib.suppress(RuntimeError):
+            task = asyncio.get_running_loop().create_task(run())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def open_orders(self) -> list[tuple[int, int, int]]:
+        """(client order id, IB order id, permId) of every order not finished at IB."""
+        return [(x.client_order_id, x.ib_id, x.perm_id) for x in self._by_ib.values() if not x.done]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "ready": self.ready,
+            "in_1100": self.in_1100,
+            "server_version": self.server_version,
+            "next_order_id": self._next_id,
+            "orders_sent": self.orders_sent,
+            "held_back": self.held_back,
+            "reconnects": self.reconnects,
+            "resubscribes": self.resubscribes,
+            "queued": self.pacer.pending,
+        }
+
+
+def _digits(tick: float) -> int:
+    """Decimal places that represent every multiple of ``tick`` (0.25 -> 2, 0.01 -> 2)."""
+    for d in range(0, 12):
+        if abs(round(tick, d) - tick) < 1e-12:
+            return d
+    return 12
+
+
+def _lots(qty: Any, lot: Decimal) -> int:
+    try:
+        return int((Decimal(str(qty)) / lot).to_integral_value())
+    except Exception:
+        return 0

@@ -1,0 +1,113 @@
+"""Test support: an engine trading through ``IBVenue`` against the gateway simulator.
+
+The simulator runs on the test's own event loop and listens on a loopback port; the venue
+connects to it through a real socket, exactly as it would to IB Gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from event_recorder import Recorder
+
+from adapters.ib.gateway_sim.server import GatewaySimServer
+from adapters.ib.venue import IBVenue
+from engine.clock import LiveClock
+from engine.config import IBVenueConfig, RiskConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import EventKind
+from engine.runtime import Engine
+from tests.ib_sim_support import sim_config
+
+SYMBOLS = ("AAPL", "MSFT")
+
+
+async def until(pred, timeout: float = 5.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
+        await asyncio.sleep(0.005)
+
+
+class IBHarness:
+    """A simulator, an engine with one ``IBVenue`` named IB, and a recording strategy."""
+
+    def __init__(
+        self,
+        symbols: tuple[str, ...] = SYMBOLS,
+        sim: dict[str, Any] | None = None,
+        risk: RiskConfig | None = None,
+        **venue: Any,
+    ) -> None:
+        self.symbols = symbols
+        self.sim_sections = sim or {}
+        self.risk = risk or RiskConfig()
+        self.venue_options = venue
+        self.server: GatewaySimServer | None = None
+
+    async def __aenter__(self) -> IBHarness:
+        self.server = GatewaySimServer(sim_config(**self.sim_sections))
+        await self.server.start()
+        self.clock = LiveClock()
+        self.clock.bind(asyncio.get_running_loop())
+        self.registry = InstrumentRegistry()
+        for s in self.symbols:
+            self.registry.add(s, "IB", AssetClass.STOCK, 0.01, 1.0, 1.0, "USD")
+        options = {
+            "port": self.server.port,
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.5,
+            "reconcile_timeout_s": 3.0,
+            **self.venue_options,
+        }
+        self.venue = IBVenue("IB", IBVenueConfig(**options))
+        self.engine = Engine(self.registry, {"IB": self.venue}, self.clock, risk=self.risk)
+        self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
+        self.engine.start()
+        await self.venue.start()
+        assert await self.venue.wait_ready(10), "the venue never became ready"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.engine.stop()
+        await self.venue.stop()
+        if self.server is not None:
+            await self.server.stop()
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def core(self):
+        assert self.server is not None
+        return self.server.core
+
+    def fault(self, action: str, **params: Any) -> None:
+        self.core().fault(action, **params)
+        self.server.flush()  # type: ignore[union-attr]
+
+    def mid(self, symbol: str) -> float:
+        view = self.strat.book(symbol)
+        mid = view.mid_ticks
+        assert mid is not None, f"no book for {symbol} yet"
+        return mid * 0.01
+
+    async def book_ready(self, symbol: str = "AAPL") -> None:
+        await until(lambda: self.strat.book(symbol).mid_ticks is not None, 5, f"{symbol} book")
+
+    def kinds(self, coid: int) -> list[EventKind]:
+        return self.strat.kinds(coid)
+
+    async def wait_kind(self, coid: int, kind: EventKind, timeout: float = 5.0) -> None:
+        await until(lambda: kind in self.kinds(coid), timeout, f"{kind.name} for {coid}")
+
+    def sim_orders(self) -> list:
+        """The simulator's orders, working and completed (what IB would show in TWS)."""
+        core = self.core()
+        return [*core.orders.values(), *core.completed]
+
+    def sim_order(self, coid: int):
+        """The simulator's record of our order ``coid`` (found by its orderRef)."""
+        found = [o for o in self.sim_orders() if o.order.orderRef == str(coid)]
+        assert found, f"the simulator has no order with orderRef {coid}"
+        return found[-1]

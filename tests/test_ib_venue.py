@@ -1,0 +1,127 @@
+"""IBVenue end to end against the gateway simulator over loopback: the happy paths.
+
+Connect, qualify, subscribe (depth into the book kernel), trade to a fill with its commission,
+cancel, modify, positions and account values, held-back orders, ids and orderRef.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ibapi.server_versions import MAX_CLIENT_VER
+
+from engine.messages import BookSide, EventKind
+from engine.orders import OrderState
+from tests.ib_venue_support import IBHarness, until
+
+A, F, C, R, M, X = (
+    EventKind.ACCEPTED,
+    EventKind.FILL,
+    EventKind.CANCELLED,
+    EventKind.REJECTED,
+    EventKind.MODIFIED,
+    EventKind.CANCEL_REJECTED,
+)
+
+
+@pytest.mark.parametrize("version", [176, 200, MAX_CLIENT_VER])
+async def test_connect_qualify_subscribe_trade_cancel_positions(version: int) -> None:
+    async with IBHarness(sim={"gateway": {"max_server_version": version}}) as h:
+        v = h.venue
+        assert v.server_version == version
+        # Qualified from contract details: conId and IB's order types reach the registry.
+        aapl = h.registry.resolve("AAPL")
+        assert aapl.con_id == 265598 and "LMT" in aapl.order_types
+        assert v.qualified[aapl.id].min_tick == pytest.approx(0.01)
+        # L2 depth arrives as IB row operations and builds the engine's book.
+        await h.book_ready("AAPL")
+        h.fault("stop_market_data")
+        await asyncio.sleep(0.2)
+        sim_book = h.core().market.book(265598)
+        view = h.strat.book("AAPL")
+        ours = [(round(p, 2), int(q)) for p, q in view.depth(BookSide.BID, 10)]
+        assert ours == [(round(p, 2), int(q)) for p, q in sim_book.bids[:10]]
+        ours = [(round(p, 2), int(q)) for p, q in view.depth(BookSide.ASK, 10)]
+        assert ours == [(round(p, 2), int(q)) for p, q in sim_book.asks[:10]]
+        h.fault("resume_market_data")
+        # A marketable limit buy fills; the commission arrives with or after the fill.
+        px = round(h.mid("AAPL") + 0.50, 2)
+        coid = h.strat.buy("AAPL", 10, px)
+        await h.wait_kind(coid, F)
+        kinds = h.kinds(coid)
+        assert kinds[0] == A and kinds.count(A) == 1
+        fills = h.strat.fills(coid)
+        assert sum(f.fill_lots for f in fills) == 10
+        assert all(f.exec_id for f in fills)
+        await until(lambda: h.engine.portfolio.position(0, aapl.id).commission > 0, 3, "fee")
+        # orderRef carries our client order id; the venue order id becomes IB's permId.
+        sim_order = h.sim_order(coid)
+        assert fills[-1].venue_order_id == sim_order.perm_id
+        # A resting order is cancelled.
+        low = round(h.mid("AAPL") * 0.97, 2)
+        rest = h.strat.buy("AAPL", 5, low)
+        await h.wait_kind(rest, A)
+        h.strat.cancel(rest)
+        await h.wait_kind(rest, C)
+        assert h.engine.tracker.finished[rest].state is OrderState.CANCELLED
+        # Positions and account values from IB sit beside the engine's own.
+        broker = h.engine.portfolio.broker["IB"]
+        await until(lambda: broker.positions.get(aapl.id, (0, 0))[0] == 10, 5, "IB position")
+        assert h.engine.portfolio.net_lots(aapl.id) == 10
+        assert broker.value("NetLiquidation") is not None
+
+
+async def test_modify_changes_price_and_quantity_at_ib() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        low = round(h.mid("AAPL") * 0.97, 2)
+        coid = h.strat.buy("AAPL", 5, low)
+        await h.wait_kind(coid, A)
+        h.strat.modify(coid, qty=7, price=round(low - 0.05, 2))
+        await h.wait_kind(coid, M)
+        order = h.engine.tracker.get(coid)
+        assert order is not None and order.qty_lots == 7
+        sim = h.sim_order(coid)
+        assert float(sim.order.totalQuantity) == 7
+        assert sim.order.lmtPrice == pytest.approx(low - 0.05)
+        assert h.venue.orders_sent == 1  # a modify is the same IB order, not a new one
+
+
+async def test_ib_reject_reaches_the_strategy_with_the_ib_code() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        h.fault("reject_orders", count=1)
+        coid = h.strat.buy("AAPL", 1, round(h.mid("AAPL"), 2))
+        await h.wait_kind(coid, R)
+        ev = next(e for e in h.strat.of(coid) if e.kind == R)
+        assert ev.reason_code == 201 and "201" in ev.reason
+
+
+async def test_orders_are_held_back_while_disconnected() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        h.venue.conn.close()
+        await until(lambda: not h.venue.connected, 3, "disconnect seen")
+        coid = h.strat.buy("AAPL", 1, round(h.mid("AAPL"), 2))
+        h.engine.pump()
+        ev = next(e for e in h.strat.of(coid) if e.kind == R)
+        assert ev.reason_code == -1 and "not connected" in ev.reason
+        assert await h.venue.wait_ready(5)
+        await h.book_ready("AAPL")  # depth was cleared and is streaming again
+        coid = h.strat.buy("AAPL", 1, round(h.mid("AAPL") + 0.5, 2))
+        await h.wait_kind(coid, F)
+
+
+async def test_order_ids_never_reuse_and_start_above_market_data_ids(tmp_path) -> None:
+    state = tmp_path / "ib-state.json"
+    async with IBHarness(state_file=str(state), order_id_block=10) as h:
+        await h.book_ready("AAPL")
+        ids = []
+        for _ in range(12):
+            coid = h.strat.buy("AAPL", 1, round(h.mid("AAPL") * 0.97, 2))
+            await h.wait_kind(coid, A)
+            ids.append(h.sim_order(coid).order_id)
+        assert ids == sorted(ids) and len(set(ids)) == 12 and min(ids) >= 4096
+        hwm = __import__("json").loads(state.read_text())["order_id_high_water"]
+        assert hwm >= max(ids)
