@@ -125,3 +125,15 @@ async def test_order_ids_never_reuse_and_start_above_market_data_ids(tmp_path) -
         assert ids == sorted(ids) and len(set(ids)) == 12 and min(ids) >= 4096
         hwm = __import__("json").loads(state.read_text())["order_id_high_water"]
         assert hwm >= max(ids)
+
+
+async def test_historical_bars_through_the_venue_have_utc_timestamps() -> None:
+    async with IBHarness() as h:
+        bars = await asyncio.wait_for(
+            h.venue.historical_bars("AAPL", duration="1800 S", bar_size="1 min"), 10
+        )
+        assert len(bars) >= 10
+        times = [b.ts_utc_ns for b in bars]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert all(b.low <= b.open <= b.high and b.low <= b.close <= b.high for b in bars)
+        assert {t % 60_000_000_000 for t in times} == {0}  # whole minutes, UTC epoch

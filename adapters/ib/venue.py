@@ -76,6 +76,7 @@ from ibapi.wrapper import EWrapper
 
 from adapters.ib import contracts as ib_contracts
 from adapters.ib.connection import INFO_CODES, Connection, IBConnectError, connect
+from adapters.ib.history import HistoryClient
 from adapters.ib.marketdata import MarketDataTranslator, Subscription
 from adapters.ib.pacing import CANCEL, DATA, ORDER, MessagePacer
 from adapters.ib.reconnect import Backoff, OutageSchedule, OutageWindow
@@ -242,10 +243,19 @@ class _Wrapper(EWrapper):
         self.v._end("account")
 
     def contractDetails(self, reqId, contractDetails):
-        self.v._on_contract_details(reqId, contractDetails)
+        self.v.contracts.on_contract_details(reqId, contractDetails)
 
     def contractDetailsEnd(self, reqId):
-        self.v._on_contract_details_end(reqId)
+        self.v.contracts.on_contract_details_end(reqId)
+
+    def historicalData(self, reqId, bar):
+        self.v.history.on_historical_data(reqId, bar)
+
+    def historicalDataEnd(self, reqId, start, end):
+        self.v.history.on_historical_data_end(reqId, start, end)
+
+    def historicalDataUpdate(self, reqId, bar):
+        self.v.history.on_historical_data_update(reqId, bar)
 
 
 class IBVenue:
@@ -310,9 +320,8 @@ class IBVenue:
         self._price_digits: dict[int, int] = {}
         self._lot_dec: dict[int, Decimal] = {}
         self.qualified: dict[int, ib_contracts.Qualified] = {}
-        self.contract_cache = ib_contracts.ContractCache()
-        self._details: dict[int, tuple[int, list]] = {}  # req id -> instrument id, details
-        self._details_done: dict[int, asyncio.Future] = {}
+        self.contracts = ib_contracts.ContractQualifier(self._send_data)
+        self.history = HistoryClient(self._send_data)
         self._by_con_id: dict[int, int] = {}
         self._subs: dict[int, _Subscription] = {}
         self._md: MarketDataTranslator | None = None
@@ -526,6 +535,8 @@ class IBVenue:
             self.down_since = datetime.now(UTC)
         for ev in self._ends.values():
             ev.set()
+        self.contracts.fail_all("the connection to IB was lost")
+        self.history.fail_all("the connection to IB was lost")
 
     def _log_outage(self, message: str) -> None:
         now = datetime.now(UTC)
@@ -609,36 +620,21 @@ class IBVenue:
 
     async def _qualify(self) -> None:
         """reqContractDetails for every instrument not qualified yet (cached afterwards)."""
-        todo = []
-        for inst in self._instruments:
-            if inst.id in self.qualified:
-                continue
-            spec = self._specs[inst.id]
-            cached = self.contract_cache.get(spec)
-            if cached is not None:
-                self._apply_qualified(inst, cached)
-                continue
-            req = self._take_id()
-            fut = asyncio.get_running_loop().create_future()
-            self._details[req] = (inst.id, [])
-            self._details_done[req] = fut
-            contract = ib_contracts.to_contract(spec)
-            self._request(DATA, lambda c, r=req, k=contract: c.reqContractDetails(r, k))
-            todo.append((inst, spec, req, fut))
-        for inst, spec, req, fut in todo:
+        self.contracts.cache.new_session()
+        todo = [
+            (inst, self.contracts.request(self._specs[inst.id]))
+            for inst in self._instruments
+            if inst.id not in self.qualified
+        ]
+        for inst, fut in todo:
             try:
-                details = await asyncio.wait_for(fut, self.config.reconcile_timeout_s)
-                q = ib_contracts.qualify(spec, details)
+                q = await asyncio.wait_for(fut, self.config.reconcile_timeout_s)
             except TimeoutError:
                 log.error("IB %s: no contract details for %s in time", self.name, inst.key)
                 continue
-            except Exception as e:
+            except ib_contracts.ContractError as e:
                 log.error("IB %s: cannot qualify %s: %s", self.name, inst.key, e)
                 continue
-            finally:
-                self._details.pop(req, None)
-                self._details_done.pop(req, None)
-            self.contract_cache.put(spec, q)
             self._apply_qualified(inst, q)
 
     def _apply_qualified(self, inst: Instrument, q: ib_contracts.Qualified) -> None:
@@ -650,16 +646,19 @@ class IBVenue:
         if self.ports is not None:
             self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
 
-    def _on_contract_details(self, req_id: int, details: Any) -> None:
-        entry = self._details.get(req_id)
-        if entry is not None:
-            entry[1].append(details)
+    # ---- historical bars -----------------------------------------------------------------------
 
-    def _on_contract_details_end(self, req_id: int) -> None:
-        entry = self._details.get(req_id)
-        fut = self._details_done.get(req_id)
-        if entry is not None and fut is not None and not fut.done():
-            fut.set_result(entry[1])
+    def historical_bars(self, instrument: Instrument | str | int, **request: Any):
+        """Historical bars for a registry instrument (``HistoryClient.request`` arguments:
+        ``end``, ``duration``, ``bar_size``, ``what_to_show``, ``use_rth``, ``keep_up_to_date``,
+        ``on_update``): a future of ``Bar`` rows with UTC timestamps, paced by IB's rules."""
+        assert self.ports is not None
+        inst = self.ports.registry.resolve(instrument)
+        if inst.id not in self._contracts:
+            raise ValueError(f"{inst.key} is not traded on IB venue {self.name}")
+        q = self.qualified.get(inst.id)
+        request.setdefault("time_zone", q.time_zone if q is not None else "")
+        return self.history.request(self._contracts[inst.id], **request)
 
     # ---- market data -------------------------------------------------------------------------
 
@@ -882,6 +881,9 @@ class IBVenue:
     def _send(self, priority: int, frame: bytes) -> None:
         self.pacer.submit(priority, frame)
         self._flush_pacer()
+
+    def _send_data(self, call: Any) -> None:
+        self._request(DATA, call)
 
     def _request(self, priority: int, call: Any) -> None:
         """Make a request through ibapi's ``EClient`` and queue its frames at ``priority``."""
@@ -1189,12 +1191,7 @@ class IBVenue:
         if live is not None:
             self._order_error(live, code, msg)
             return
-        if req_id in self._details_done:
-            fut = self._details_done[req_id]
-            if not fut.done():
-                fut.set_exception(
-                    ib_contracts.ContractError(f"IB error {code} for the contract: {msg}")
-                )
+        if self.contracts.on_error(req_id, code, msg) or self.history.on_error(req_id, code, msg):
             return
         sub = self._sub_for(req_id)
         if sub is not None:
