@@ -42,6 +42,8 @@ _NEW = int(IntentKind.NEW)
 _CANCEL = int(IntentKind.CANCEL)
 _MODIFY = int(IntentKind.MODIFY)
 _CANCEL_ALL = int(IntentKind.CANCEL_ALL)
+_DAY_ENUM = TimeInForce.DAY
+_DAY = int(TimeInForce.DAY)
 _NAN = math.nan
 
 
@@ -81,6 +83,12 @@ class Strategy:
         self.id = strategy_id
         self._engine = engine
         self.instruments: list[Instrument] = []
+        # The order path's collaborators, looked up once (an action runs on every requote).
+        self._intents = engine.intents
+        self._now = engine.clock.now
+        self._next_id = engine.tracker.next_id
+        self._add_order = engine.tracker.add
+        self._positions = engine.portfolio.positions()
 
     # ---- callbacks ---------------------------------------------------------------------------
 
@@ -132,23 +140,23 @@ class Strategy:
         # The risk gate looks the order up (it fills in instrument and side); a cancel of an
         # unknown order comes back CANCEL_REJECTED with instrument -1.
         eng = self._engine
-        it = eng.intents.claim()
+        it = self._intents.claim()
         it.kind = _CANCEL
         it.strategy_id = self.id
         it.client_order_id = client_order_id
         it.instrument_id = -1
         it.side = _BUY
-        it.ts_trigger = it.ts_created = eng.clock.now()
+        it.ts_trigger = it.ts_created = self._now()
         eng.flush_intents()
 
     def cancel_all(self, instrument: Instrument | str | int | None = None) -> None:
         eng = self._engine
-        it = eng.intents.claim()
+        it = self._intents.claim()
         it.kind = _CANCEL_ALL
         it.strategy_id = self.id
         it.client_order_id = 0
         it.instrument_id = -1 if instrument is None else eng.registry.resolve(instrument).id
-        it.ts_trigger = it.ts_created = eng.clock.now()
+        it.ts_trigger = it.ts_created = self._now()
         eng.flush_intents()
 
     def modify(
@@ -156,7 +164,8 @@ class Strategy:
     ) -> None:
         """Change an open order's quantity and/or limit price (cancel/replace at the venue)."""
         eng = self._engine
-        it = eng.intents.claim()
+        now = self._now()
+        it = self._intents.claim()
         it.kind = _MODIFY
         it.strategy_id = self.id
         it.client_order_id = client_order_id
@@ -164,7 +173,7 @@ class Strategy:
         it.side = _BUY
         it.qty = _NAN if qty is None else float(qty)
         it.price = _NAN if price is None else float(price)
-        it.ts_trigger = it.ts_created = eng.clock.now()
+        it.ts_trigger = it.ts_created = now
         eng.flush_intents()
 
     # ---- reading state -----------------------------------------------------------------------
@@ -178,7 +187,8 @@ class Strategy:
     def position(self, instrument: Instrument | str | int) -> float:
         """Net position of this strategy, in instrument units (negative when short)."""
         inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
-        return self._engine.portfolio.position(self.id, inst.id).lots * inst.lot_size
+        pos = self._positions.get((self.id, inst.id))
+        return 0.0 if pos is None else pos.lots * inst.lot_size
 
     def pnl(self) -> PnL:
         """This strategy's realised and unrealised (marked to the mid) P&L and fees."""
@@ -207,16 +217,17 @@ class Strategy:
         tif: TimeInForce,
     ) -> int:
         eng = self._engine
-        now = eng.clock.now()
+        now = self._now()
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
             instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
         )  # fmt: skip
-        coid = eng.tracker.next_id()
+        coid = self._next_id()
         order_type = _MARKET if price is None else _LIMIT
-        tif = int(tif)
-        it = eng.intents.claim()
+        tif = _DAY if tif is _DAY_ENUM else int(tif)
+        sid = self.id
+        it = self._intents.claim()
         it.kind = _NEW
-        it.strategy_id = self.id
+        it.strategy_id = sid
         it.instrument_id = inst_id
         it.client_order_id = coid
         it.side = side
@@ -230,6 +241,6 @@ class Strategy:
         it.ts_trigger = trigger if trigger else now
         it.ts_created = now
         it.ts_risk = it.ts_routed = it.ts_sent = 0
-        eng.tracker.add(Order(coid, self.id, inst_id, side, order_type, tif, 0, NO_PRICE))
+        self._add_order(Order(coid, sid, inst_id, side, order_type, tif, 0, NO_PRICE))
         eng.flush_intents()
         return coid

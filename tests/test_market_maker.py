@@ -13,6 +13,7 @@ from engine.clock import SimClock
 from engine.config import RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import BOOK_DELTA, BookSide, DeltaAction
+from engine.risk_gate import Verdict
 from engine.runtime import Engine
 from engine.strategies.market_maker import MarketMaker, MarketMakerParams
 
@@ -20,12 +21,13 @@ BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, risk: RiskConfig | None = None) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
         self.clock = SimClock(1_000_000_000)
         self.venue = SimVenue("SIM")
-        self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig())
+        risk = risk or RiskConfig()
+        self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=risk)
         params = MarketMakerParams(size=2, half_spread_ticks=1, skew_ticks=2.0, max_inventory=40)
         self.mm: MarketMaker = self.engine.add_strategy(MarketMaker, "mm", params, ["ES"])
         self.engine.start()
@@ -83,3 +85,32 @@ def test_a_quote_that_stopped_working_is_placed_again_at_an_unchanged_mid() -> N
     h.book((BID, 399, 11))  # the same mid and position as when it was quoted
     assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
     assert h.venue.received == 3
+
+
+def test_a_rate_refusal_pauses_requotes_and_the_quote_moves_after_it() -> None:
+    # Two messages of burst, one per second after: the two quotes use it up.
+    h = Harness(RiskConfig(strategy_order_rate_per_s=1.0, strategy_order_burst=2))
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+    h.book((ASK, 402, 10), (ASK, 401, 0))  # the ask should move: the gate refuses it
+    assert h.engine.risk.rejects[Verdict.STRATEGY_RATE] == 1
+    assert h.mm.rate_refusals == 1
+    h.book((ASK, 403, 10), (ASK, 402, 0))  # paused: no request at all
+    assert h.engine.risk.rejects[Verdict.STRATEGY_RATE] == 1
+    assert h.engine.router.modifies == 0
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+    h.clock.advance_to(h.clock.now() + 2_000_000_000)  # past the pause, a token refilled
+    h.book((BID, 399, 12))  # a size change only: the quotes are worked out again all the same
+    assert h.engine.router.modifies == 2  # mid 401: both quotes move
+    assert h.quotes() == [(1, 400, 2), (-1, 402, 2)]
+
+
+def test_a_missing_quote_is_placed_during_a_pause() -> None:
+    h = Harness(RiskConfig(strategy_order_rate_per_s=1.0, strategy_order_burst=3))
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    bid = next(o for o in h.mm.open_orders("ES") if o.side == 1)
+    h.mm.cancel(bid.client_order_id)
+    h.engine.pump()
+    h.book((ASK, 402, 10), (ASK, 401, 0))  # new bid passes (last token), ask modify refused
+    assert h.mm.rate_refusals == 1
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]

@@ -580,3 +580,26 @@ def test_reject_event_carries_no_stale_fill_fields() -> None:
         assert ev.exec_id == ""
         assert ev.fill_price_ticks == NO_PRICE
         assert ev.commission == 0.0
+
+
+# ---- stage latencies ------------------------------------------------------------------------
+
+
+def test_stage_latencies_of_orders_sent_during_a_book_update_are_recorded_after_it() -> None:
+    h = Harness()
+    tick_to_order = h.engine.latency["tick_to_order"]
+    seen_during: list[int] = []
+
+    def act(s: Strategy) -> None:
+        s.buy(ES, 1, 99.0)
+        s.sell(ES, 1, 101.0)
+        seen_during.append(tick_to_order.count)
+
+    h.strat.on_book_action = act
+    h.es_book()
+    assert seen_during == [0]  # nothing recorded in front of the orders still to come
+    assert tick_to_order.count == 2
+    assert h.engine.latency["risk"].count == 2
+    h.strat.on_book_action = None
+    h.buy(ES, 1, 98.0)  # outside a book update: recorded at once
+    assert tick_to_order.count == 3

@@ -4,6 +4,13 @@ The fair price is the mid minus ``skew_ticks`` per ``max_inventory`` of position
 ``half_spread_ticks`` either side of it. A quote is moved (modify) when its ideal price is
 ``requote_ticks`` or more away, and the side that would grow the position past
 ``max_inventory`` is not quoted.
+
+When the risk gate refuses an order for a rate limit (the strategy's or the account's order
+rate, or the venue's pacing), the maker stops moving its working quotes for ``rate_backoff_ms``
+rather than spend every book update on modifies the gate would refuse. It still places a quote
+on a side that has none and cancels a side that may no longer be quoted; after the pause it
+works its quotes out again from the book. A refused modify leaves the quote at its old price,
+so it is moved again on the next book update.
 """
 
 from __future__ import annotations
@@ -14,9 +21,15 @@ from dataclasses import dataclass
 from engine.book import BookView
 from engine.instruments import Instrument
 from engine.messages import EventKind, OrderEvent
+from engine.risk_gate import Verdict
 from engine.strategy import Strategy
 
 _GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
+_REFUSED = (EventKind.REJECTED, EventKind.CANCEL_REJECTED)
+_RATE_LIMITS = frozenset(
+    int(v) for v in (Verdict.STRATEGY_RATE, Verdict.ACCOUNT_RATE, Verdict.VENUE_PACING)
+)
+_UNKNOWN = -(2**62)  # a quote's price when a modify of it was refused: move it next time
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +39,7 @@ class MarketMakerParams:
     skew_ticks: float = 2.0
     max_inventory: float = 200.0
     requote_ticks: int = 1
+    rate_backoff_ms: float = 1.0
 
 
 class MarketMaker(Strategy):
@@ -38,6 +52,9 @@ class MarketMaker(Strategy):
         # instrument id -> [mid, position] the quotes were last worked out from: the top of
         # book also changes when only its sizes do, and the same inputs give the same quotes.
         self._inputs: dict[int, list] = {i.id: [None, None] for i in self.instruments}
+        self._backoff_ns = round(self.params.rate_backoff_ms * 1e6)
+        self._paused_until = 0  # engine time before which working quotes are not moved
+        self.rate_refusals = 0
 
     def on_book(self, book: BookView) -> None:
         mid = book.mid_ticks
@@ -56,11 +73,18 @@ class MarketMaker(Strategy):
         ask_ticks = math.ceil(fair + p.half_spread_ticks)
         quotes = self._quotes[inst.id]
         prices = self._prices[inst.id]
-        self._quote(inst, 0, bid_ticks, pos + p.size <= p.max_inventory, quotes, prices)
-        self._quote(inst, 1, ask_ticks, pos - p.size >= -p.max_inventory, quotes, prices)
+        move = True
+        if self._paused_until:
+            if self.now() < self._paused_until:
+                move = False
+                inputs[0] = None  # work the quotes out again after the pause
+            else:
+                self._paused_until = 0
+        self._quote(inst, 0, bid_ticks, pos + p.size <= p.max_inventory, quotes, prices, move)
+        self._quote(inst, 1, ask_ticks, pos - p.size >= -p.max_inventory, quotes, prices, move)
 
     def _quote(
-        self, inst: Instrument, side: int, ticks: int, allowed: bool, quotes, prices
+        self, inst: Instrument, side: int, ticks: int, allowed: bool, quotes, prices, move: bool
     ) -> None:
         coid = quotes[side]
         if not allowed:
@@ -72,7 +96,7 @@ class MarketMaker(Strategy):
             send = self.buy if side == 0 else self.sell
             quotes[side] = send(inst, self.params.size, inst.from_ticks(ticks))
             prices[side] = ticks
-        elif abs(ticks - prices[side]) >= self.params.requote_ticks:
+        elif move and abs(ticks - prices[side]) >= self.params.requote_ticks:
             self.modify(coid, price=inst.from_ticks(ticks))
             prices[side] = ticks
 
@@ -81,8 +105,24 @@ class MarketMaker(Strategy):
             self._forget(fill)
 
     def on_order(self, event: OrderEvent) -> None:
-        if event.kind in _GONE:
+        kind = event.kind
+        if kind in _REFUSED:
+            self._refused(event)
+        if kind in _GONE:
             self._forget(event)
+
+    def _refused(self, event: OrderEvent) -> None:
+        """A refused modify left the quote where it was: move it on the next book update."""
+        if event.reason_code in _RATE_LIMITS:
+            self.rate_refusals += 1
+            self._paused_until = self.now() + self._backoff_ns
+        quotes = self._quotes.get(event.instrument_id)
+        if quotes is None:
+            return
+        for side in (0, 1):
+            if quotes[side] == event.client_order_id:
+                self._prices[event.instrument_id][side] = _UNKNOWN
+                self._inputs[event.instrument_id][0] = None
 
     def _forget(self, event: OrderEvent) -> None:
         quotes = self._quotes.get(event.instrument_id)
