@@ -89,6 +89,8 @@ class ClientSession:
         #: market-data messages arrive as ``HOT_ROW`` rows (a view valid during the call), the
         #: rest through ibapi's decoder, in wire order.
         self.on_rows = on_rows
+        #: Called first thing on every socket read (the venue stamps ``ts_recv`` there).
+        self.on_receive: Callable[[], None] | None = None
         self.hot: HotDecoder | None = None
         self.malformed = 0
         self.state = SessionState()
@@ -157,6 +159,8 @@ class ClientSession:
 
     def receive(self, data: bytes) -> None:
         """Feed socket bytes; complete frames are decoded into the wrapper's callbacks."""
+        if self.on_receive is not None:
+            self.on_receive()
         if self.hot is not None:
             self._receive_hot(data)
             return
@@ -198,18 +202,20 @@ class ClientSession:
             if batch.fatal:
                 self.closed_reason = batch.fatal
                 return
-            if not batch.cold and not batch.malformed:
-                if len(batch.rows):
-                    self.on_rows(batch.rows)
-            else:
-                for part in batch.in_order():
+            # The read's hot rows first, in one call (one translate, one ring write, one pump),
+            # then the other frames in wire order. Splitting the rows at every cold frame (a
+            # tickString rides along with every trade) would pump the engine once per few
+            # frames and fall behind a busy feed; market data and order events are independent
+            # streams, and each keeps its own order.
+            if len(batch.rows):
+                self.on_rows(batch.rows)
+            if batch.cold or batch.malformed:
+                for part in sorted([*batch.cold, *batch.malformed], key=_frame_index):
                     if isinstance(part, ColdFrame):
                         self._dispatch_id(part.msg_id, part.payload)
-                    elif isinstance(part, MalformedFrame):
+                    else:
                         self.malformed += 1
                         log.warning("IB: %s", part.describe())
-                    else:
-                        self.on_rows(part)
             if not batch.more:
                 return
             batch = hot.feed(b"")
@@ -263,6 +269,10 @@ class ClientSession:
         except Exception as e:  # one bad message must not break the connection
             self.malformed += 1
             log.warning("IB: dropped message id %d that failed to decode: %r", msg_id, e)
+
+
+def _frame_index(frame: ColdFrame | MalformedFrame) -> int:
+    return frame.index
 
 
 class _Transport(asyncio.Protocol):

@@ -42,11 +42,16 @@ Connectivity
 New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
 socket is down, during reconciliation, after error 1100 until 1101/1102, and within
 ``restart_guard_s`` before a scheduled gateway restart. Cancels requested while disconnected
-are kept and sent after the reconnect for the orders still open. 1101 (data lost) and 1102
-(data kept) both resubscribe market data; 1102 also reconciles orders and executions.
+are kept and sent after the reconnect for the orders still open; new orders and modifies still
+waiting in the pacer at a disconnect are dropped (sent after an outage they would trade at
+stale prices) and reconciliation reports them. 1101 (data lost) resubscribes market data;
+1102 (data kept) reconciles orders and executions and resubscribes anyway, cancelling each
+subscription first (the gateway still holds them: asking again would earn 322).
 A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
-``data_check_s``, resubscribing if it did not. 1300 reconnects on the port IB names. 100
-(pacing violation) halves the message rate for a minute.
+``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
+reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute.
+Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
+queued orders and cancels are sent on the new session, before its reconciliation.
 """
 
 from __future__ import annotations
@@ -326,6 +331,7 @@ class IBVenue:
         self._subs: dict[int, _Subscription] = {}
         self._md: MarketDataTranslator | None = None
         self._md_rows_seen = 0
+        self._ts_read = 0
         self._farm_down: set[int] = set()
         # Counters (read by tests and the status line).
         self.orders_sent = 0
@@ -368,6 +374,8 @@ class IBVenue:
             max_req_ids=MD_REQ_IDS, capacity=2 * 4096,
         )  # fmt: skip
         self._subs = {i.id: _Subscription(i) for i in self._instruments}
+        #: Instruments whose book comes from L1 quotes (no depth configured, or refused).
+        self._l1_book = np.full(n, not self.config.depth_rows, dtype=bool)
         if ports.portfolio is not None:
             ports.portfolio.broker_account(self.name).account = self.account
 
@@ -481,6 +489,7 @@ class IBVenue:
         )
         self.epoch += 1
         self.conn = conn
+        conn.session.on_receive = self._stamp_read
         self.connected = True
         self.in_1100 = False
         self.server_version = conn.session.state.server_version
@@ -519,7 +528,12 @@ class IBVenue:
 
     def _on_lost(self, reason: str, lost: asyncio.Event) -> None:
         if not lost.is_set() and not self._stopping:
-            log.warning("IB %s: connection lost: %s", self.name, reason)
+            conn = self.conn
+            why = conn.session.closed_reason if conn is not None else None
+            if why:  # we closed it: the stream was corrupt (say so, not "closed by the gateway")
+                log.error("IB %s: connection closed: %s", self.name, why)
+            else:
+                log.warning("IB %s: connection lost: %s", self.name, reason)
         lost.set()
 
     def _went_down(self) -> None:
@@ -531,6 +545,15 @@ class IBVenue:
             self.malformed += self.conn.session.malformed
             self.conn.close()
             self.conn = None
+        # Data requests still paced belong to the dead session (its request ids, its
+        # subscriptions) and are all made again after the reconnect: sent on the new session
+        # they would subscribe twice (322) and corrupt the book the new snapshot rebuilds.
+        # New orders and modifies still queued never reached IB: sent after an outage they
+        # would trade at stale prices. They are dropped here and reconciliation reports them
+        # (an order IB does not know: REJECTED, code -2; a modify IB did not apply: refused).
+        # Cancels stay queued: getting out of risk is still wanted after the reconnect.
+        self.pacer._queues[DATA].clear()
+        self.pacer._queues[ORDER].clear()
         if (was and self.down_since is None) or self.down_since is None:
             self.down_since = datetime.now(UTC)
         for ev in self._ends.values():
@@ -557,7 +580,8 @@ class IBVenue:
         state = self.conn.session.state  # type: ignore[union-attr]
         floor = max(self._hwm + 1, self._next_id)
         self._next_id = max(state.next_valid_id or 1, floor, MD_REQ_IDS)
-        if state.next_valid_id is not None and state.next_valid_id < floor:
+        used = max(self._by_ib, default=0)  # the highest order id this process placed
+        if state.next_valid_id is not None and state.next_valid_id <= used:
             log.warning(
                 "IB %s: the gateway's nextValidId %d is below ids already used (next %d): "
                 "keeping %d so no order id is reused",
@@ -595,6 +619,14 @@ class IBVenue:
             )  # fmt: skip
         if not self.connected or epoch != self.epoch:
             return
+        # Modifies IB did not apply before the disconnect (its openOrder shows the old terms).
+        for live in self._by_ib.values():
+            if live.pending_modify is not None and not live.done and live.epoch == epoch:
+                live.pending_modify = None
+                self._emit(
+                    _CANCEL_REJECTED, live, UNKNOWN_AFTER_RECONNECT,
+                    "modify lost in the disconnect: the order is unchanged at IB",
+                )  # fmt: skip
         # Orders that were in flight at the disconnect and that IB does not know.
         if "open_orders" not in missing and "completed_orders" not in missing:
             for live in list(self._by_ib.values()):
@@ -662,11 +694,24 @@ class IBVenue:
 
     # ---- market data -------------------------------------------------------------------------
 
-    def _subscribe_all(self) -> None:
-        """(Re)subscribe every instrument: L1, depth and tick-by-tick, as configured."""
+    def _subscribe_all(self, cancel_first: bool = False) -> None:
+        """(Re)subscribe every instrument: L1, depth and tick-by-tick, as configured.
+
+        ``cancel_first``: the gateway may still hold the subscriptions (same request ids), so
+        cancel them before requesting them again.
+        """
         cfg = self.config
         md = self._md
         assert md is not None
+        if cancel_first:
+            smart = cfg.smart_depth
+            for sub in self._subs.values():
+                if sub.l1 and self._l1_book[sub.instrument.id]:
+                    self._request(DATA, lambda c, r=sub.l1: c.cancelMktData(r))
+                if sub.depth and not self._l1_book[sub.instrument.id]:
+                    self._request(DATA, lambda c, r=sub.depth: c.cancelMktDepth(r, smart))
+                if sub.tbt and cfg.tick_by_tick:
+                    self._request(DATA, lambda c, r=sub.tbt: c.cancelTickByTickData(r))
         md.unbind_all()
         base = 1
         self._request(DATA, lambda c: c.reqMarketDataType(cfg.market_data_type))
@@ -676,12 +721,12 @@ class IBVenue:
             sub.failed = ""
             contract = self._contracts[inst.id]
             sub.l1, sub.depth, sub.tbt = base + 3 * k, base + 3 * k + 1, base + 3 * k + 2
-            md.bind(sub.l1, inst.id, MD_L1)
-            self._request(
-                DATA, lambda c, r=sub.l1, k=contract: c.reqMktData(r, k, "", False, False, [])
-            )
-            if cfg.depth_rows:
-                self._write_deltas(md.clear_depth(inst.id, ts))
+            # The book comes from L2 depth when configured, else (or when IB refuses depth
+            # for it) from L1 quotes; not both: a quote replaces the book's top.
+            self._write_deltas(md.clear_depth(inst.id, ts))
+            if self._l1_book[inst.id]:
+                self._subscribe_l1(sub, contract)
+            else:
                 md.bind(sub.depth, inst.id, MD_DEPTH)
                 self._request(
                     DATA,
@@ -697,13 +742,38 @@ class IBVenue:
                 )
         self._wake()
 
-    def resubscribe(self, why: str) -> None:
-        """Cancel nothing (the gateway dropped it or will replace it): subscribe again."""
+    def _subscribe_l1(self, sub: _Subscription, contract: Contract) -> None:
+        assert self._md is not None
+        self._md.bind(sub.l1, sub.instrument.id, MD_L1)
+        self._request(
+            DATA, lambda c, r=sub.l1, k=contract: c.reqMktData(r, k, "", False, False, [])
+        )
+
+    def _depth_refused(self, sub: _Subscription) -> None:
+        """IB refused L2 for this instrument (309 too many depth requests, 10092...):
+        take its book from L1 quotes instead, now and after every reconnect."""
+        iid = sub.instrument.id
+        if self._l1_book[iid]:
+            return
+        self._l1_book[iid] = True
+        log.warning("IB %s: %s: falling back to L1 quotes for its book", self.name,
+                    sub.instrument.key)  # fmt: skip
+        if self._md is not None:
+            self._md.unbind(sub.depth)
+        self._subscribe_l1(sub, self._contracts[iid])
+
+    def resubscribe(self, why: str, cancel_first: bool = False) -> None:
+        """Subscribe again; with ``cancel_first`` cancel first (the gateway still has them)."""
         if not self.connected:
             return
         self.resubscribes += 1
         log.info("IB %s: resubscribing market data (%s)", self.name, why)
-        self._subscribe_all()
+        self._subscribe_all(cancel_first)
+
+    def _stamp_read(self) -> None:
+        """A socket read arrived: its market data is stamped ``ts_recv`` now, before decoding
+        (so tick-to-order includes our decode, as a wire-to-wire figure should)."""
+        self._ts_read = self.ports.clock.now() if self.ports is not None else 0
 
     def _on_rows(self, rows: np.ndarray) -> None:
         ports = self.ports
@@ -711,14 +781,12 @@ class IBVenue:
         if ports is None or md is None:
             return
         self._md_rows_seen += len(rows)
-        deltas, quotes, trades = md.translate(rows, ports.clock.now())
+        deltas, quotes, trades = md.translate(rows, self._ts_read)
         wrote = False
         if len(deltas):
             self._write_deltas(deltas)
             wrote = True
-        # With depth, the book comes from the L2 rows; an L1 quote would replace it (the
-        # quote lane sets the top of book), so L1 stays in ``md.l1`` as a reference only.
-        if len(quotes) and ports.quotes is not None and not self.config.depth_rows:
+        if len(quotes) and ports.quotes is not None:
             ports.quotes.write(quotes)
             wrote = True
         if len(trades) and ports.trades is not None:
@@ -751,7 +819,7 @@ class IBVenue:
                 "IB %s: no market data %.0f s after the farm came back: resubscribing",
                 self.name, self.config.data_check_s,
             )  # fmt: skip
-            self.resubscribe("data did not resume after a farm blip")
+            self.resubscribe("data did not resume after a farm blip", cancel_first=True)
         else:
             log.info("IB %s: market data resumed after the farm blip", self.name)
 
@@ -1164,15 +1232,20 @@ class IBVenue:
                 log.warning(
                     "IB %s: 1101 connectivity restored, data lost: resubscribing", self.name
                 )
+                self.resubscribe(f"IB {code}")
             else:
+                # IB says the data was kept, but what happened while the link was down is not
+                # known: reconcile orders and executions, and resubscribe anyway. The gateway
+                # still holds the subscriptions, so they are cancelled first (asking again
+                # with the same ids would earn 322, duplicate ticker id).
                 log.warning(
-                    "IB %s: 1102 connectivity restored, data kept: resubscribing and "
-                    "reconciling", self.name,
+                    "IB %s: 1102 connectivity restored, data kept: reconciling and "
+                    "resubscribing", self.name,
                 )  # fmt: skip
                 self._request(DATA, lambda c: c.reqOpenOrders())
                 req = self._take_id()
                 self._request(DATA, lambda c: c.reqExecutions(req, ExecutionFilter()))
-            self.resubscribe(f"IB {code}")
+                self.resubscribe(f"IB {code}", cancel_first=True)
             return
         if code == 1300:
             m = re.search(r"(\d+)\s*$", msg)
@@ -1195,10 +1268,12 @@ class IBVenue:
             return
         sub = self._sub_for(req_id)
         if sub is not None:
-            if code in (10167, 10168):
+            if code in (10167, 10168, 300):  # 300: a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
                 return
             sub.failed = f"{code} {msg}"
+            if req_id == sub.depth:
+                self._depth_refused(sub)
             log.error(
                 "IB %s: market data for %s refused: IB error %d: %s",
                 self.name, sub.instrument.key, code, msg,
