@@ -1,0 +1,608 @@
+"""IBVenue end to end through a real loopback socket, the gateway simulator in its own process.
+
+Three figures, each from the engine's own nanosecond stamps (``LiveClock``, one instance):
+
+tick-to-wire
+    A strategy reacts to a book update by sending a far-from-market limit order. Measured from
+    ``ts_recv`` of the market data that triggered it, as ``IBVenue`` stamps it, to
+    ``intent.ts_sent`` (stamped by ``IBVenue.submit`` after encoding, just before the frame
+    goes to the pacer and the socket): the engine's ``tick_to_order`` stage. Where ``ts_recv``
+    is taken is the venue's business (``_stamp_read``, at the entry of the session's
+    ``receive``, before any decoding; earlier versions stamped in ``_on_rows`` after the hot
+    decoder had cut the whole read), so two figures do not depend on it: ``read_to_wire``, from
+    the entry of the ``data_received`` call that carried the triggering bytes (a probe), and
+    ``decode_before_stamp`` (read entry → ``ts_recv``: what ``ts_recv`` leaves out). Also
+    reported: ``tick_to_write``, to the moment the socket write returned.
+order → ack
+    ``order.ts_sent`` → ``ts_recv`` of the ACCEPTED event (stamped by ``IBVenue._emit`` after
+    ibapi decoded the openOrder / orderStatus frame): the engine's ``order_ack`` stage. Orders
+    go one at a time, ≥ 50 ms apart, so the 45 msg/s pacer never queues (checked: a frame left
+    in the pacer after a send is counted as ``queued``).
+cancel
+    Just before ``IBVenue._send_cancel`` encodes the cancel → ``ts_recv`` of the CANCELLED
+    event. Measured at a moderate market-data rate and under a market-data flood (the
+    simulator streaming L1 + 10 rows of depth + tick-by-tick on several instruments; the rate
+    that reached the client is counted from the frames the hot decoder took and reported).
+
+The anchor, measured in the same run, is a plain uvloop loopback TCP echo round trip between
+two processes (64 B): one network round trip's floor between the engine and another process.
+
+The benchmark subclasses ``IBVenue`` only to stamp (cancel sent, write returned) and patches
+``_Transport.data_received`` / ``HotDecoder.feed`` (restored afterwards) to stamp the read's
+entry and count frames: each probe costs one ``perf_counter_ns`` call or an integer add.
+
+Run: ``.venv/bin/python -m benchmarks.ib_venue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import uvloop
+
+from adapters.ib import connection as ib_connection
+from adapters.ib.decode import HotDecoder
+from adapters.ib.venue import IBVenue
+from engine.clock import LiveClock
+from engine.config import IBVenueConfig, RiskConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import NO_PRICE, EventKind, OrderEvent
+from engine.metrics import LatencySummary
+from engine.runtime import Engine
+from engine.strategy import Strategy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TICK_TO_WIRE_TARGET_NS = 200_000
+ORDER_ACK_TARGET_NS = 2_000_000
+CANCEL_FLOOD_TARGET_NS = 500_000
+FLOOD_TARGET_PER_S = 100_000
+
+_ACCEPTED = EventKind.ACCEPTED
+_CANCELLED = EventKind.CANCELLED
+_REJECTED = EventKind.REJECTED
+
+
+# ---- the simulator and the anchor, each in its own process ----------------------------------
+
+
+def _start_process(args: list[str], what: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"(?::|^)(\d+)", line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"{what} did not report its port: {line!r}")
+    return proc, int(m.group(1))
+
+
+def _stop_process(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def start_simulator(events_per_second: float, depth_subscriptions: int = 3):
+    """``tickwire gateway-sim`` in its own process on a free loopback port (IB-like pacing on:
+    50 msg/s, so a pacer bug shows up as error 100 / a disconnect)."""
+    cfg = Path(tempfile.mkdtemp(prefix="tickwire-ibvenue-")) / "sim.toml"
+    cfg.write_text(
+        "[gateway]\nport = 0\n"
+        f"[market]\nevents_per_second = {events_per_second}\ntick_interval_ms = 1.0\n"
+        f"max_depth_subscriptions = {max(depth_subscriptions, 1)}\n"
+        "[pacing]\nenabled = true\nmax_messages_per_second = 50\n"
+    )
+    return _start_process(["-m", "engine.cli", "gateway-sim", "--config", str(cfg)], "gateway-sim")
+
+
+_ECHO_SERVER = r"""
+import asyncio, socket, sys, uvloop
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+        t.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def data_received(self, d):
+        self.t.write(d)
+
+async def main():
+    srv = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(float(sys.argv[1]))
+
+uvloop.run(main())
+"""
+
+
+class _EchoClient(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport) -> None:
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+def loopback_rtt_two_process_ns(rounds: int = 3000, size: int = 64) -> np.ndarray:
+    """Round trips of ``size`` bytes to a uvloop echo server in another process (127.0.0.1)."""
+    proc, port = _start_process(["-c", _ECHO_SERVER, "60"], "echo server")
+
+    async def main() -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        transport, client = await loop.create_connection(_EchoClient, "127.0.0.1", port)
+        payload = b"x" * size
+        out = np.zeros(rounds, dtype=np.int64)
+        try:
+            for k in range(rounds + 200):
+                client.waiter = loop.create_future()
+                t0 = time.perf_counter_ns()
+                transport.write(payload)
+                await client.waiter
+                if k >= 200:
+                    out[k - 200] = time.perf_counter_ns() - t0
+        finally:
+            transport.close()
+        return out
+
+    try:
+        return uvloop.run(main())
+    finally:
+        _stop_process(proc)
+
+
+# ---- probes -----------------------------------------------------------------------------------
+
+
+class _Probe:
+    """Read-entry stamps and frame counts, from class-level wrappers (see ``_probing``)."""
+
+    def __init__(self) -> None:
+        self.now = time.perf_counter_ns
+        self.entry_ns = 0  # entry of the data_received call running now (or last)
+        self.reads = 0
+        self.bytes = 0
+        self.frames = 0
+
+
+@contextlib.contextmanager
+def _probing(probe: _Probe) -> Iterator[None]:
+    transport_cls = ib_connection._Transport
+    orig_received = transport_cls.data_received
+    orig_feed = HotDecoder.feed
+
+    def data_received(self, data: bytes) -> None:
+        probe.entry_ns = probe.now()
+        probe.reads += 1
+        probe.bytes += len(data)
+        orig_received(self, data)
+
+    def feed(self, data):
+        batch = orig_feed(self, data)
+        probe.frames += batch.frames
+        return batch
+
+    transport_cls.data_received = data_received  # type: ignore[method-assign]
+    HotDecoder.feed = feed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        transport_cls.data_received = orig_received  # type: ignore[method-assign]
+        HotDecoder.feed = orig_feed  # type: ignore[method-assign]
+
+
+class _BenchVenue(IBVenue):
+    """``IBVenue`` plus two stamps, both taken outside the stamps it already takes."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cancel_sent: dict[int, int] = {}
+        self.last_write_ns = 0
+        self.last_pending = 0
+
+    def _send_cancel(self, live) -> None:
+        t0 = self.ports.clock.now()  # type: ignore[union-attr]
+        super()._send_cancel(live)
+        self.cancel_sent[live.client_order_id] = t0
+
+    def _send(self, priority: int, frame: bytes) -> None:
+        super()._send(priority, frame)
+        self.last_write_ns = self.ports.clock.now()  # type: ignore[union-attr]
+        self.last_pending = self.pacer.pending
+
+
+# ---- the strategy -----------------------------------------------------------------------------
+
+
+class _Driver(Strategy):
+    """One far-from-market buy at a time, sent from ``on_book``; cancelled ``rest_s`` after its
+    ACCEPTED; the next one no sooner than ``spacing_ns`` after the previous one and only once
+    the previous one is finished (so the pacer never has two of ours waiting)."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.venue: _BenchVenue | None = None
+        self.probe: _Probe | None = None
+        self.symbol = "AAPL"
+        self.active = False
+        self.recording = False
+        self.spacing_ns = 50_000_000
+        self.rest_s = 0.01
+        self.live_coid = 0
+        self.live_since = 0
+        self.next_at = 0
+        self.sent_ns: dict[int, int] = {}
+        self.done = 0  # finished cycles (recorded or not)
+        self.tick: list[tuple[int, int, int, int]] = []  # trigger, sent, written, read entry
+        self.ack: list[tuple[int, int]] = []  # ack ts_recv - sent, read entry - sent
+        self.cancel_lat: list[tuple[int, int]] = []  # cancelled ts_recv - t0, entry - t0
+        self.queued = 0
+        self.rejected: list[str] = []
+        self.lost = 0
+
+    def on_book(self, view) -> None:
+        if not self.active or self.live_coid or view.instrument.symbol != self.symbol:
+            return
+        now = self._now()
+        if now < self.next_at:
+            return
+        bid = view.bid_ticks
+        if bid == NO_PRICE:
+            return
+        inst = view.instrument
+        trigger = self._engine.trigger_ts
+        entry = self.probe.entry_ns  # type: ignore[union-attr]
+        price = round(bid * 0.95) * inst.tick_size
+        coid = self.buy(inst, 1, round(price, 2))
+        venue = self.venue
+        order = self._engine.tracker.get(coid)
+        sent = order.ts_sent if order is not None else 0
+        self.next_at = now + self.spacing_ns
+        if not sent:
+            self.rejected.append(f"{coid}: not sent")
+            return
+        if venue.last_pending:  # type: ignore[union-attr]
+            self.queued += 1
+        self.live_coid, self.live_since = coid, now
+        self.sent_ns[coid] = sent
+        if self.recording:
+            self.tick.append((trigger, sent, venue.last_write_ns, entry))  # type: ignore[union-attr]
+
+    def on_order(self, ev: OrderEvent) -> None:
+        coid = ev.client_order_id
+        if coid != self.live_coid:
+            return
+        kind = ev.kind
+        entry = self.probe.entry_ns  # type: ignore[union-attr]
+        if kind == _ACCEPTED:
+            sent = self.sent_ns.pop(coid, 0)
+            if self.recording and sent:
+                self.ack.append((ev.ts_recv - sent, entry - sent))
+            self.set_timer("cancel", self.rest_s, repeat=False)
+        elif kind == _CANCELLED:
+            t0 = self.venue.cancel_sent.pop(coid, 0)  # type: ignore[union-attr]
+            if self.recording and t0:
+                self.cancel_lat.append((ev.ts_recv - t0, entry - t0))
+            self._finished()
+        elif kind == _REJECTED:
+            self.rejected.append(f"{coid}: {ev.reason_code} {ev.reason}")
+            self._finished()
+
+    def on_timer(self, name: str) -> None:
+        if name == "cancel" and self.live_coid:
+            self.cancel(self.live_coid)
+            if self.venue.last_pending:  # type: ignore[union-attr]
+                self.queued += 1
+
+    def _finished(self) -> None:
+        self.live_coid = 0
+        self.done += 1
+
+    def check_stuck(self, timeout_ns: int) -> None:
+        """An order with no final state after ``timeout_ns`` counts as lost; move on."""
+        if self.live_coid and self._now() - self.live_since > timeout_ns:
+            self.lost += 1
+            self.rejected.append(f"{self.live_coid}: no final state within {timeout_ns / 1e9} s")
+            self.venue.cancel_sent.pop(self.live_coid, None)  # type: ignore[union-attr]
+            self.live_coid = 0
+
+
+# ---- one session ------------------------------------------------------------------------------
+
+
+def _summary(stage: str, samples) -> LatencySummary:
+    a = np.asarray(samples, dtype=np.float64)
+    if not len(a):
+        return LatencySummary(stage, 0, *([float("nan")] * 6))
+    p50, p90, p99, p999 = np.percentile(a, [50, 90, 99, 99.9])
+    return LatencySummary(stage, len(a), p50, p90, p99, p999, float(a.max()), float(a.mean()))
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    name: str
+    events_per_second: float  # simulator setting, per instrument
+    instruments: int
+    md_frames_per_s: float  # frames the hot decoder took, per second of the measured window
+    md_rows_per_s: float  # rows the venue translated (venue._md_rows_seen)
+    reads_per_s: float
+    bytes_per_read: float  # near the transport's read size (256 KiB): the socket is backed up
+    seconds: float
+    stages: dict[str, LatencySummary]
+    engine_stages: dict[str, LatencySummary]  # the engine's own (2%-binned) summaries
+    queued: int
+    lost: int
+    rejected: list[str]
+    ib_errors: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def __getitem__(self, stage: str) -> LatencySummary:
+        return self.stages[stage]
+
+
+def _reset_latency(engine: Engine) -> None:
+    for stage in engine.latency.stages.values():
+        stage.fold()
+        stage.fine[:] = 0
+        stage.prom_counts[:] = 0
+        stage.sum_ns = 0
+        stage.max = 0
+
+
+async def _session(
+    name: str,
+    symbols: tuple[str, ...],
+    events_per_second: float,
+    samples: int,
+    spacing_ms: float,
+    rest_s: float,
+    max_seconds: float,
+    warmup: int = 15,
+) -> PhaseResult:
+    proc, port = start_simulator(events_per_second, len(symbols))
+    probe = _Probe()
+    try:
+        with _probing(probe):
+            return await _run_session(
+                name, port, probe, symbols, events_per_second, samples, spacing_ms, rest_s,
+                max_seconds, warmup,
+            )  # fmt: skip
+    finally:
+        _stop_process(proc)
+
+
+async def _run_session(
+    name, port, probe, symbols, events_per_second, samples, spacing_ms, rest_s, max_seconds, warmup
+) -> PhaseResult:
+    loop = asyncio.get_running_loop()
+    clock = LiveClock()
+    clock.bind(loop)
+    probe.now = clock.now  # the same clock (and epoch offset) as the engine's stamps
+    registry = InstrumentRegistry()
+    for s in symbols:
+        registry.add(s, "IB", AssetClass.STOCK, 0.01, 1.0, 1.0, "USD")
+    venue = _BenchVenue(
+        "IB",
+        IBVenueConfig(port=port, client_id=11, reconnect_initial_s=0.05, reconnect_max_s=0.5,
+                      reconcile_timeout_s=3.0, depth_rows=10, tick_by_tick=True),
+    )  # fmt: skip
+    risk = RiskConfig(
+        max_open_orders=1000, order_rate_per_s=100.0, order_burst=100,
+        strategy_order_rate_per_s=100.0, strategy_order_burst=100,
+        venue_msgs_per_s=40.0, venue_burst=10,
+    )  # fmt: skip
+    engine = Engine(registry, {"IB": venue}, clock, risk=risk)
+    strat: _Driver = engine.add_strategy(_Driver, "bench", None, list(symbols))  # type: ignore
+    strat.venue, strat.probe = venue, probe
+    strat.spacing_ns = int(spacing_ms * 1e6)
+    strat.rest_s = rest_s
+    engine.start()
+    await venue.start()
+    try:
+        if not await venue.wait_ready(15):
+            raise RuntimeError(f"{name}: the IB venue never became ready")
+        deadline = loop.time() + 10
+        while engine.book_views[registry.resolve(strat.symbol).id].mid_ticks is None:
+            if loop.time() > deadline:
+                raise RuntimeError(f"{name}: no book for {strat.symbol}")
+            await asyncio.sleep(0.01)
+        # Warm-up: the first orders and cancels build encode templates and ibapi's paths.
+        strat.active = True
+        deadline = loop.time() + 10
+        while strat.done < warmup and loop.time() < deadline:
+            strat.check_stuck(2_000_000_000)
+            await asyncio.sleep(0.02)
+        while strat.live_coid and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        strat.active = False
+        await asyncio.sleep(0.1)
+        gc.collect()
+        _reset_latency(engine)
+        strat.queued, strat.lost, strat.rejected = 0, 0, []
+        venue.errors.clear()
+        rows0, frames0, reads0, bytes0 = (
+            venue._md_rows_seen, probe.frames, probe.reads, probe.bytes
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        strat.recording = strat.active = True
+        deadline = loop.time() + max_seconds
+        while len(strat.cancel_lat) + strat.lost < samples and loop.time() < deadline:
+            strat.check_stuck(2_000_000_000)
+            await asyncio.sleep(0.02)
+        strat.active = False
+        seconds = time.perf_counter() - t0
+        rows, frames, reads, nbytes = (
+            venue._md_rows_seen - rows0, probe.frames - frames0, probe.reads - reads0,
+            probe.bytes - bytes0,
+        )  # fmt: skip
+        strat.recording = False
+        while strat.live_coid and loop.time() < deadline + 2:
+            await asyncio.sleep(0.005)
+    finally:
+        engine.stop()
+        await venue.stop()
+
+    tick = np.array(strat.tick, dtype=np.int64).reshape(-1, 4)
+    trig, sent, wrote, entry = tick.T
+    same_read = entry <= trig  # the trigger's bytes arrived in the read whose entry we stamped
+    ack = np.array(strat.ack, dtype=np.int64).reshape(-1, 2)
+    canc = np.array(strat.cancel_lat, dtype=np.int64).reshape(-1, 2)
+    stages = {
+        "tick_to_wire": _summary("tick_to_wire", sent - trig),
+        "tick_to_write": _summary("tick_to_write", wrote - trig),
+        "read_to_wire": _summary("read_to_wire", (sent - entry)[same_read]),
+        "decode_before_stamp": _summary("decode_before_stamp", (trig - entry)[same_read]),
+        "order_ack": _summary("order_ack", ack[:, 0]),
+        "order_ack_read": _summary("order_ack_read", ack[:, 1]),
+        "cancel": _summary("cancel", canc[:, 0]),
+        "cancel_read": _summary("cancel_read", canc[:, 1]),
+    }
+    engine_stages = {s.stage: s for s in engine.latency.summaries() if s.count}
+    return PhaseResult(
+        name, events_per_second, len(symbols), frames / seconds, rows / seconds, reads / seconds,
+        nbytes / max(reads, 1), seconds, stages, engine_stages, strat.queued, strat.lost,
+        list(strat.rejected),
+        [e for e in venue.errors if e[1] not in (202, 2104, 2106, 2158)],  # 202: cancelled
+    )  # fmt: skip
+
+
+# ---- the whole benchmark ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IBVenueResult:
+    anchor_p50_ns: float
+    anchor_p99_ns: float
+    anchor_n: int
+    quiet: PhaseResult
+    flood: PhaseResult
+
+    @property
+    def tick_to_wire(self) -> LatencySummary:
+        return self.quiet["tick_to_wire"]
+
+    @property
+    def order_ack(self) -> LatencySummary:
+        return self.quiet["order_ack"]
+
+    @property
+    def cancel_flood(self) -> LatencySummary:
+        return self.flood["cancel"]
+
+    def verdicts(self) -> dict[str, bool]:
+        return {
+            "tick_to_wire": self.tick_to_wire.p99 <= TICK_TO_WIRE_TARGET_NS,
+            "order_ack": self.order_ack.p99 <= ORDER_ACK_TARGET_NS,
+            "cancel_flood": self.cancel_flood.p99 <= CANCEL_FLOOD_TARGET_NS,
+            "flood_rate": self.flood.md_frames_per_s >= FLOOD_TARGET_PER_S,
+        }
+
+
+def measure_quiet(samples: int = 250, max_seconds: float = 18.0) -> PhaseResult:
+    """Tick-to-wire, order→ack and cancel at a moderate market-data rate (2 instruments)."""
+    return uvloop.run(_session("quiet", ("AAPL", "MSFT"), 1000.0, samples, 55.0, 0.01, max_seconds))
+
+
+def measure_flood(
+    samples: int = 250,
+    max_seconds: float = 18.0,
+    events_per_second: float = 14_000.0,
+    symbols: tuple[str, ...] = ("AAPL", "MSFT", "SPY"),
+) -> PhaseResult:
+    """The same cycle under a market-data flood: cancel latency (and the others) at the
+    achieved rate."""
+    return uvloop.run(
+        _session("flood", symbols, events_per_second, samples, 60.0, 0.02, max_seconds)
+    )
+
+
+def run(samples: int = 250) -> IBVenueResult:
+    rtt = loopback_rtt_two_process_ns()
+    p50, p99 = np.percentile(rtt, [50, 99])
+    quiet = measure_quiet(samples)
+    flood = measure_flood(samples)
+    return IBVenueResult(float(p50), float(p99), len(rtt), quiet, flood)
+
+
+def _fmt(s: LatencySummary) -> str:
+    return (
+        f"{s.stage:<20} n={s.count:<4} p50={s.p50 / 1e3:8.1f}µs p90={s.p90 / 1e3:8.1f}µs "
+        f"p99={s.p99 / 1e3:8.1f}µs p99.9={s.p999 / 1e3:8.1f}µs max={s.max / 1e3:8.1f}µs"
+    )
+
+
+def report(r: IBVenueResult) -> str:
+    lines = [
+        f"anchor: two-process uvloop loopback echo RTT 64 B: p50 {r.anchor_p50_ns / 1e3:.1f} µs, "
+        f"p99 {r.anchor_p99_ns / 1e3:.1f} µs (n={r.anchor_n})"
+    ]
+    for ph in (r.quiet, r.flood):
+        lines.append(
+            f"\n[{ph.name}] {ph.instruments} instruments x {ph.events_per_second:,.0f} events/s: "
+            f"{ph.md_frames_per_s:,.0f} market-data msgs/s ({ph.md_rows_per_s:,.0f} rows/s, "
+            f"{ph.reads_per_s:,.0f} reads/s of {ph.bytes_per_read / 1024:.1f} KiB) over "
+            f"{ph.seconds:.1f} s; queued {ph.queued}, lost {ph.lost}, rejected {len(ph.rejected)}"
+        )
+        lines += [_fmt(s) for s in ph.stages.values()]
+        lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
+        lines += [f"  rejected: {x}" for x in ph.rejected[:5]]
+        lines += [f"  IB error: {e}" for e in ph.ib_errors[:5]]
+    v = r.verdicts()
+    lines.append(
+        f"\ntick-to-wire p99 {r.tick_to_wire.p99 / 1e3:.1f} µs (target 200): "
+        f"{'met' if v['tick_to_wire'] else 'NOT met'}; order→ack p99 "
+        f"{r.order_ack.p99 / 1e3:.1f} µs = {r.order_ack.p99 / r.anchor_p99_ns:.1f}x anchor p99 "
+        f"(target 2000): {'met' if v['order_ack'] else 'NOT met'}; cancel under "
+        f"{r.flood.md_frames_per_s:,.0f} msgs/s p99 {r.cancel_flood.p99 / 1e3:.1f} µs (target "
+        f"500 at >= 100k/s): {'met' if v['cancel_flood'] and v['flood_rate'] else 'NOT met'}"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    import argparse
+
+    cli = argparse.ArgumentParser(prog="python -m benchmarks.ib_venue", description=__doc__)
+    cli.add_argument("--samples", type=int, default=250, help="orders per phase")
+    cli.add_argument("--flood-eps", type=float, default=None,
+                     help="only the flood phase, at this many events/s per instrument")  # fmt: skip
+    args = cli.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.flood_eps is not None:
+        ph = measure_flood(args.samples, events_per_second=args.flood_eps)
+        print(f"{ph.md_frames_per_s:,.0f} msgs/s, {ph.md_rows_per_s:,.0f} rows/s")
+        for s in ph.stages.values():
+            print(_fmt(s))
+        return 0
+    print(report(run(args.samples)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
