@@ -32,6 +32,8 @@ from hotpath import layouts
 NO_PRICE = layouts.NO_PRICE
 """Tick value meaning "no price" (a market order, an empty side of the book)."""
 
+_NAN = float("nan")
+
 
 class Side(IntEnum):
     BUY = 1
@@ -66,15 +68,41 @@ TRADE = layouts.TRADE
 
 
 class OrderType(IntEnum):
-    MARKET = 0
-    LIMIT = 1
+    """Order types; the values are stable (they travel to the risk kernels and into journals).
+
+    IB's names in brackets. *Limit-priced* types (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE) carry a limit
+    price in ``OrderIntent.price`` and are valued at it by the risk checks; the others are valued
+    at the reference price (the mid), like a market order, and carry no limit price.
+    """
+
+    MARKET = 0  # MKT
+    LIMIT = 1  # LMT
+    STOP = 2  # STP: a market order once ``stop_price`` trades
+    STOP_LIMIT = 3  # STP LMT: a limit order at ``price`` once ``stop_price`` trades
+    MARKET_ON_CLOSE = 4  # MOC (time in force DAY only)
+    LIMIT_ON_CLOSE = 5  # LOC (time in force DAY only)
+    TRAILING_STOP = 6  # TRAIL: ``trail_amount`` or ``trail_percent``, optional initial stop
+    TRAILING_STOP_LIMIT = 7  # TRAIL LIMIT: as TRAIL, the limit ``limit_offset`` from the stop
 
 
 class TimeInForce(IntEnum):
+    """Times in force; the values are stable."""
+
     DAY = 0
     GTC = 1
     IOC = 2
     FOK = 3
+    GTD = 4  # good till ``OrderIntent.good_till_ns``
+    OPG = 5  # at the opening auction (MARKET or LIMIT only)
+
+
+class Algo(IntEnum):
+    """IB algos (``algoStrategy``), for MARKET and LIMIT orders; the values are stable."""
+
+    NONE = 0
+    VWAP = 1  # "Vwap"
+    TWAP = 2  # "Twap"
+    ADAPTIVE = 3  # "Adaptive"
 
 
 class IntentKind(IntEnum):
@@ -92,20 +120,49 @@ class OrderIntent:
     it fills ``qty_lots`` and ``price_ticks`` when the intent passes. ``kind``, ``side``,
     ``order_type`` and ``tif`` hold the plain int values of their enums: they go to the risk
     kernels as they are (an ``IntEnum`` argument costs a Numba dispatcher ~10 µs instead of ~1).
+
+    The order-type extras below are in use only when ``extended`` is True; a writer that sets any
+    of them (or needs them reset when the slot is reused) sets ``extended``, and a plain MARKET or
+    LIMIT intent leaves them at their defaults, so the gate's plain path never reads them.
+    Prices are the strategy's, in currency; the gate fills ``stop_ticks`` when the intent passes.
+
+    * ``stop_price`` (float, NaN = none): the trigger of STOP and STOP_LIMIT (required), the
+      initial stop of TRAILING_STOP and TRAILING_STOP_LIMIT (optional); ``stop_ticks`` (int,
+      ``NO_PRICE`` = none): the same in ticks, written by the gate.
+    * ``trail_amount`` (float currency, NaN = none) or ``trail_percent`` (float percent, NaN =
+      none): exactly one for TRAILING_STOP and TRAILING_STOP_LIMIT (IB's auxPrice /
+      trailingPercent).
+    * ``limit_offset`` (float currency, NaN = none): TRAILING_STOP_LIMIT's limit price offset from
+      the stop (IB's lmtPriceOffset); required for that type, refused on any other.
+    * ``display_lots`` (int lots, 0 = not an iceberg): the size shown (IB's displaySize); a
+      negative value means the strategy's display size was not a whole number of lots.
+    * ``good_till_ns`` (int, engine-clock ns since the epoch, 0 = none): required for GTD.
+    * ``algo`` (int ``Algo``, 0 = none) and ``algo_params`` (tuple of (name, value) string pairs,
+      or None): e.g. ``(("maxPctVol", "0.1"),)`` for VWAP, ``(("adaptivePriority", "Normal"),)``.
     """
 
     __slots__ = (
+        "algo",
+        "algo_params",
         "client_order_id",
+        "display_lots",
+        "extended",
+        "good_till_ns",
         "instrument_id",
         "kind",
+        "limit_offset",
         "order_type",
         "price",
         "price_ticks",
         "qty",
         "qty_lots",
         "side",
+        "stop_price",
+        "stop_ticks",
         "strategy_id",
         "tif",
+        "trail_amount",
+        "trail_percent",
         "ts_created",
         "ts_risk",
         "ts_routed",
@@ -130,6 +187,20 @@ class OrderIntent:
         self.ts_risk = 0
         self.ts_routed = 0
         self.ts_sent = 0
+        self.reset_extras()
+
+    def reset_extras(self) -> None:
+        """Put the order-type extras back to "unused" and clear ``extended``."""
+        self.extended = False
+        self.stop_price = _NAN
+        self.stop_ticks = NO_PRICE
+        self.trail_amount = _NAN
+        self.trail_percent = _NAN
+        self.limit_offset = _NAN
+        self.display_lots = 0
+        self.good_till_ns = 0
+        self.algo = 0
+        self.algo_params = None
 
 
 class EventKind(IntEnum):

@@ -12,8 +12,9 @@ import logging
 import time
 from collections import OrderedDict
 from enum import Enum
+from typing import NamedTuple
 
-from engine.messages import EventKind, OrderEvent
+from engine.messages import EventKind, OrderEvent, OrderIntent
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,40 @@ _INITIALIZED = OrderState.INITIALIZED
 _SUBMITTED = OrderState.SUBMITTED
 
 
+class OrderExtras(NamedTuple):
+    """What an order beyond MARKET/LIMIT with DAY..FOK carries, for the venue to send and re-send
+    on a modify: ``OrderIntent``'s extras as they passed the risk gate (same names, units and
+    "unused" values: NaN for prices, 0 for ints, None for ``algo_params``)."""
+
+    stop_price: float  # currency
+    stop_ticks: int  # ticks, NO_PRICE if none
+    trail_amount: float  # currency
+    trail_percent: float  # percent
+    limit_offset: float  # currency
+    display_lots: int  # lots, 0 = not an iceberg
+    good_till_ns: int  # engine-clock ns, 0 = none
+    algo: int  # engine.messages.Algo
+    algo_params: tuple[tuple[str, str], ...] | None
+
+    @classmethod
+    def of(cls, it: OrderIntent) -> OrderExtras:
+        return cls(
+            it.stop_price, it.stop_ticks, it.trail_amount, it.trail_percent, it.limit_offset,
+            it.display_lots, it.good_till_ns, it.algo, it.algo_params,
+        )  # fmt: skip
+
+
 class Order:
     """One order's current state (engine side).
 
     ``side``, ``order_type`` and ``tif`` hold the plain int values of ``Side``, ``OrderType`` and
-    ``TimeInForce``: they go to the risk kernels as they are.
+    ``TimeInForce``: they go to the risk kernels as they are. ``extras`` is None for a plain order
+    (no order-type extras in its intent), else the ``OrderExtras`` the risk gate passed.
     """
 
     __slots__ = (
         "client_order_id",
+        "extras",
         "filled_lots",
         "instrument_id",
         "order_type",
@@ -89,6 +115,7 @@ class Order:
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
+        self.extras: OrderExtras | None = None
 
     @property
     def is_open(self) -> bool:

@@ -24,8 +24,16 @@ import numpy as np
 from engine.clock import Clock
 from engine.config import RiskConfig
 from engine.instruments import InstrumentRegistry
-from engine.messages import EventKind, IntentKind, OrderEvent, OrderIntent, OrderType
-from engine.orders import Order, OrderState, OrderTracker
+from engine.messages import (
+    Algo,
+    EventKind,
+    IntentKind,
+    OrderEvent,
+    OrderIntent,
+    OrderType,
+    TimeInForce,
+)
+from engine.orders import Order, OrderExtras, OrderState, OrderTracker
 from engine.ring import ObjectRing
 from hotpath import limits as lim
 from hotpath import risk as rk
@@ -59,6 +67,33 @@ _MODIFY = int(IntentKind.MODIFY)
 _CANCEL_ALL = int(IntentKind.CANCEL_ALL)
 _LIMIT = int(OrderType.LIMIT)
 _UNKNOWN_ORDER = int(Verdict.UNKNOWN_ORDER)
+_BAD_ORDER_PARAMS = int(Verdict.BAD_ORDER_PARAMS)
+_NAN = math.nan
+# ``order_type & _NOT_PLAIN_TYPE`` and ``tif & _NOT_PLAIN_TIF`` are non-zero for anything but
+# MARKET/LIMIT and DAY/GTC/IOC/FOK (negative values included): one test on the plain path.
+_NOT_PLAIN_TYPE = ~1
+_NOT_PLAIN_TIF = ~3
+_LIMIT_PRICED = frozenset(
+    {int(OrderType.LIMIT), int(OrderType.STOP_LIMIT), int(OrderType.LIMIT_ON_CLOSE)}
+)
+_STOP_TYPES = frozenset(
+    int(t)
+    for t in (
+        OrderType.STOP,
+        OrderType.STOP_LIMIT,
+        OrderType.TRAILING_STOP,
+        OrderType.TRAILING_STOP_LIMIT,
+    )
+)
+_TRAILING = frozenset({int(OrderType.TRAILING_STOP), int(OrderType.TRAILING_STOP_LIMIT)})
+_ON_CLOSE = frozenset({int(OrderType.MARKET_ON_CLOSE), int(OrderType.LIMIT_ON_CLOSE)})
+_TYPE_NAMES = {int(t): t.name for t in OrderType}
+_TIF_NAMES = {int(t): t.name for t in TimeInForce}
+_ALGOS = frozenset(int(a) for a in Algo if a is not Algo.NONE)
+_TRAILING_STOP_LIMIT = int(OrderType.TRAILING_STOP_LIMIT)
+_DAY = int(TimeInForce.DAY)
+_GTD = int(TimeInForce.GTD)
+_OPG = int(TimeInForce.OPG)
 _FILL = EventKind.FILL
 _REJECTED = EventKind.REJECTED
 _ENDED = (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED)
@@ -115,11 +150,13 @@ class RiskGate:
         self._tick_size = [inst.tick_size for inst in registry]
         self._check_order = rk.check_order
         self._check_modify = rk.check_modify
+        self._check_order_extended = rk.check_order_extended
+        self._check_modify_extended = rk.check_modify_extended
         self._fill = rk.apply_fill
         self._release = rk.release_order
         self._mark = rk.mark_to_market
         self._check_args = tuple(a)
-        self._unfinished: list[tuple[OrderEvent, tuple[str, float, float]]] = []
+        self._unfinished: list[tuple[OrderEvent, tuple[str, float, float, float]]] = []
         self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once
         """Runs a callable once the strategies are done with the market data being dispatched
         (the engine sets its book actor's); by default at once."""
@@ -201,13 +238,16 @@ class RiskGate:
 
     def _new(self, it: OrderIntent) -> None:
         # Intents from ``Strategy`` carry plain-int side and order type (see engine.strategy).
+        if it.extended or it.order_type & _NOT_PLAIN_TYPE or it.tif & _NOT_PLAIN_TIF:
+            self._new_extended(it)
+            return
         verdict, lots, ticks = self._check_order(
             *self._check_args, it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty,
             it.price, self._now(),
         )  # fmt: skip
         if verdict:
             # The order record is finished when this event is applied, like a venue reject.
-            self._reject(it, _REJECTED, verdict, ("", it.qty, it.price))
+            self._reject(it, _REJECTED, verdict, ("", it.qty, it.price, _NAN))
             return
         it.qty_lots = lots
         it.price_ticks = ticks
@@ -220,6 +260,108 @@ class RiskGate:
             order.reserved = lots
             self._tracker.submitted(order)
         self._router.submit(it, order)
+
+    def _new_extended(self, it: OrderIntent) -> None:
+        """A new order beyond MARKET/LIMIT with DAY..FOK, or with order-type extras: how the
+        type, time in force and extras fit together is checked here (``BAD_ORDER_PARAMS``), the
+        numbers in the kernel; the passing order keeps its extras for the venue."""
+        stop = it.stop_price
+        problem = self._params_problem(it)
+        if problem is not None:
+            self._reject(it, _REJECTED, _BAD_ORDER_PARAMS, (f"{problem}; ", it.qty, it.price, stop))
+            return
+        verdict, lots, ticks, stop_ticks = self._check_order_extended(
+            *self._check_args, it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty,
+            it.price, stop, self._now(),
+        )  # fmt: skip
+        if verdict:
+            self._reject(it, _REJECTED, verdict, ("", it.qty, it.price, stop))
+            return
+        it.qty_lots = lots
+        it.price_ticks = ticks
+        it.stop_ticks = stop_ticks
+        it.ts_risk = self._now()
+        self.passed += 1
+        order = self._tracker.get(it.client_order_id)
+        if order is not None:
+            order.qty_lots = lots
+            order.price_ticks = ticks
+            order.reserved = lots
+            order.extras = OrderExtras.of(it)
+            self._tracker.submitted(order)
+        self._router.submit(it, order)
+
+    def _params_problem(self, it: OrderIntent) -> str | None:
+        """What is wrong with how the intent's type, time in force and extras fit together, or
+        None. Numbers (prices on the grid, quantities in lots) are the kernel's to check."""
+        t = it.order_type
+        name = _TYPE_NAMES.get(t)
+        if name is None:
+            return None  # the kernel refuses an unknown type as BAD_INTENT
+        tif = it.tif
+        tif_name = _TIF_NAMES.get(tif)
+        if tif_name is None:
+            return f"time in force {tif!r} is not one of TimeInForce"
+        if it.price == it.price and t not in _LIMIT_PRICED:
+            return f"{name} takes no limit price"
+        if it.stop_price == it.stop_price and t not in _STOP_TYPES:
+            return f"{name} takes no stop price"
+        amount = it.trail_amount
+        percent = it.trail_percent
+        if t in _TRAILING:
+            if (amount == amount) == (percent == percent):
+                return f"{name} needs exactly one of a trail amount and a trail percent"
+            if amount == amount and not 0.0 < amount < math.inf:
+                return f"trail amount must be a finite number > 0, not {amount:g}"
+            if percent == percent and not 0.0 < percent < 100.0:
+                return f"trail percent must be > 0 and < 100, not {percent:g}"
+        elif amount == amount or percent == percent:
+            return f"{name} takes no trail amount or percent"
+        offset = it.limit_offset
+        if t == _TRAILING_STOP_LIMIT:
+            if not math.isfinite(offset):
+                return f"{name} needs a finite limit offset"
+        elif offset == offset:
+            return f"{name} takes no limit offset"
+        if t in _ON_CLOSE and tif != _DAY:
+            return f"{name} must be DAY, not {tif_name}"
+        if tif == _OPG and t > _LIMIT:
+            return f"OPG is for MARKET and LIMIT orders, not {name}"
+        good_till = it.good_till_ns
+        if tif == _GTD:
+            if not good_till:
+                return "GTD needs a good-till time"
+            if good_till <= self._now():
+                return f"GTD good-till time {good_till} is not in the future"
+        elif good_till:
+            return f"a good-till time is for GTD orders, not {tif_name}"
+        display = it.display_lots
+        if display:
+            if display < 0:
+                return "display size must be a positive whole number of lots"
+            i = it.instrument_id
+            if 0 <= i < len(self._lot_size):
+                shown = display * self._lot_size[i]
+                if shown > it.qty * (1.0 + rk.GRID_TOLERANCE):
+                    return f"display size {shown:g} exceeds the order quantity"
+        algo = it.algo
+        if algo:
+            if algo not in _ALGOS:
+                return f"algo {algo!r} is not one of Algo"
+            if t > _LIMIT:
+                return f"algos are for MARKET and LIMIT orders, not {name}"
+            params = it.algo_params
+            if params is not None and not (
+                isinstance(params, tuple)
+                and all(
+                    isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                    for p in params
+                )
+            ):
+                return "algo parameters must be (name, value) pairs of strings"
+        elif it.algo_params is not None:
+            return "algo parameters need an algo"
+        return None
 
     def _modify(self, it: OrderIntent) -> None:
         """A modify is checked as the order it would become, replacing the working one."""
@@ -234,14 +376,23 @@ class RiskGate:
         if qty != qty:  # NaN: keep the order's quantity
             qty = order.qty_lots * self._lot_size[i]
         price = it.price
-        if price != price and order.order_type == _LIMIT:  # NaN: keep the limit price
+        if price != price and order.order_type in _LIMIT_PRICED:  # NaN: keep the limit price
             price = order.price_ticks * self._tick_size[i]
-        verdict, lots, ticks = self._check_modify(
-            *self._check_args, order.strategy_id, i, order.side, order.order_type, qty, price,
-            self._now(), order.reserved, order.filled_lots,
-        )  # fmt: skip
+        extras = order.extras
+        if extras is None:
+            verdict, lots, ticks = self._check_modify(
+                *self._check_args, order.strategy_id, i, order.side, order.order_type, qty,
+                price, self._now(), order.reserved, order.filled_lots,
+            )  # fmt: skip
+            stop = _NAN
+        else:  # the order's stop price stays
+            stop = extras.stop_price
+            verdict, lots, ticks, _ = self._check_modify_extended(
+                *self._check_args, order.strategy_id, i, order.side, order.order_type, qty,
+                price, stop, self._now(), order.reserved, order.filled_lots,
+            )  # fmt: skip
         if verdict:
-            self._reject(it, _CANCEL_REJECTED, verdict, ("modify refused; ", qty, price))
+            self._reject(it, _CANCEL_REJECTED, verdict, ("modify refused; ", qty, price, stop))
             return
         # Until the venue answers, the order holds the larger of its old and new size.
         reserved = lots - order.filled_lots
@@ -291,9 +442,10 @@ class RiskGate:
         it: OrderIntent,
         kind: EventKind,
         verdict: int,
-        numbers: tuple[str, float, float] | None = None,
+        numbers: tuple[str, float, float, float] | None = None,
     ) -> None:
-        """Answer ``it`` with a refusal; ``numbers`` (lead-in, qty, price) go into the reason."""
+        """Answer ``it`` with a refusal; ``numbers`` (lead-in, qty, price, stop price) go into
+        the reason (a NaN price or stop price is left out)."""
         self.rejects[verdict] += 1
         ev = self._events.claim()
         ev.clear()
@@ -316,8 +468,10 @@ class RiskGate:
 
     def _finish_reasons(self) -> None:
         unfinished, self._unfinished = self._unfinished, []
-        for ev, (lead, qty, price) in unfinished:
+        for ev, (lead, qty, price, stop) in unfinished:
             detail = f"qty={qty:g}" if math.isnan(price) else f"qty={qty:g}, price={price:g}"
+            if not math.isnan(stop):
+                detail = f"{detail}, stop={stop:g}"
             ev.reason = f"{ev.reason} ({lead}{detail})"
 
     def set_state(self, state: TradingState, reason: str) -> None:

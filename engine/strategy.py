@@ -13,14 +13,18 @@ keep. Declare a ``Params`` dataclass to have the config's ``params`` table valid
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack
 
 from engine.book import BookView
 from engine.instruments import Instrument
 from engine.messages import (
     NO_PRICE,
+    Algo,
     IntentKind,
     OrderEvent,
     OrderType,
@@ -45,6 +49,31 @@ _CANCEL_ALL = int(IntentKind.CANCEL_ALL)
 _DAY_ENUM = TimeInForce.DAY
 _DAY = int(TimeInForce.DAY)
 _NAN = math.nan
+
+
+class OrderOptions(TypedDict, total=False):
+    """``Strategy.buy``/``sell``'s order options (see ``OrderIntent`` for what each means).
+
+    ``order_type`` (default MARKET without a price, LIMIT with one); ``stop`` (STOP and
+    STOP_LIMIT's trigger, TRAILING_*'s initial stop, currency); ``trail`` (currency) or
+    ``trail_percent`` (percent) for TRAILING_*; ``limit_offset`` (TRAILING_STOP_LIMIT, currency);
+    ``display`` (iceberg: the size shown, instrument units); ``good_till`` (GTD: engine-clock ns
+    since the epoch, or an aware datetime); ``algo`` and ``algo_params`` (VWAP, TWAP, ADAPTIVE
+    on MARKET or LIMIT orders: ``(("maxPctVol", "0.1"),)`` or a mapping). None means unset.
+    """
+
+    order_type: OrderType | int | None
+    stop: float | None
+    trail: float | None
+    trail_percent: float | None
+    limit_offset: float | None
+    display: float | None
+    good_till: int | datetime | None
+    algo: Algo | int | None
+    algo_params: Iterable[tuple[str, str]] | Mapping[str, str] | None
+
+
+_OPTIONS = frozenset(OrderOptions.__annotations__)
 
 
 class Trade:
@@ -122,9 +151,20 @@ class Strategy:
         qty: float,
         price: float | None = None,
         tif: TimeInForce = TimeInForce.DAY,
+        **options: Unpack[OrderOptions],
     ) -> int:
-        """Send a buy order (market if ``price`` is None); returns its client order id."""
-        return self._new(_BUY, instrument, qty, price, tif)
+        """Send a buy order; returns its client order id.
+
+        A MARKET order when ``price`` is None, else a LIMIT order; ``options`` (``OrderOptions``:
+        ``order_type``, ``stop``, ``trail``, ``trail_percent``, ``limit_offset``, ``display``,
+        ``good_till``, ``algo``, ``algo_params``) make the other types and IB's order attributes.
+        How they combine is not checked here: a bad combination comes back as a REJECTED order
+        event from the risk gate, like every other refusal. (Keyword-only parameters would cost
+        a plain order ~100 ns to fill in their defaults: ``**options`` costs ~20.)
+        """
+        if not options:
+            return self._new(_BUY, instrument, qty, price, tif)
+        return self._new_extended(_BUY, instrument, qty, price, tif, options, "buy")
 
     def sell(
         self,
@@ -132,9 +172,12 @@ class Strategy:
         qty: float,
         price: float | None = None,
         tif: TimeInForce = TimeInForce.DAY,
+        **options: Unpack[OrderOptions],
     ) -> int:
-        """Send a sell order (market if ``price`` is None); returns its client order id."""
-        return self._new(_SELL, instrument, qty, price, tif)
+        """Send a sell order; returns its client order id. The arguments are ``buy``'s."""
+        if not options:
+            return self._new(_SELL, instrument, qty, price, tif)
+        return self._new_extended(_SELL, instrument, qty, price, tif, options, "sell")
 
     def cancel(self, client_order_id: int) -> None:
         # The risk gate looks the order up (it fills in instrument and side); a cancel of an
@@ -226,6 +269,8 @@ class Strategy:
         tif = _DAY if tif is _DAY_ENUM else int(tif)
         sid = self.id
         it = self._intents.claim()
+        if it.extended:  # the slot last carried an order with extras
+            it.reset_extras()
         it.kind = _NEW
         it.strategy_id = sid
         it.instrument_id = inst_id
@@ -237,6 +282,96 @@ class Strategy:
         it.price = _NAN if price is None else float(price)
         it.qty_lots = 0
         it.price_ticks = NO_PRICE
+        trigger = eng.trigger_ts
+        it.ts_trigger = trigger if trigger else now
+        it.ts_created = now
+        it.ts_risk = it.ts_routed = it.ts_sent = 0
+        self._add_order(Order(coid, sid, inst_id, side, order_type, tif, 0, NO_PRICE))
+        eng.flush_intents()
+        return coid
+
+    def _new_extended(
+        self,
+        side: int,
+        instrument: Instrument | str | int,
+        qty: float,
+        price: float | None,
+        tif: TimeInForce,
+        options: OrderOptions,
+        action: str,
+    ) -> int:
+        """An order with options: the intent is written as ``_new`` writes it, with the extras.
+
+        Values are stored as given (floats, ints); a value that makes no sense is the risk
+        gate's to refuse. Only an option name that does not exist raises, as a misspelt keyword
+        argument would.
+        """
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            raise TypeError(
+                f"{action}() got unexpected keyword arguments {sorted(unknown)}; "
+                f"order options are {sorted(_OPTIONS)}"
+            )
+        get = options.get
+        order_type = get("order_type")
+        stop = get("stop")
+        trail = get("trail")
+        trail_percent = get("trail_percent")
+        limit_offset = get("limit_offset")
+        display = get("display")
+        good_till = get("good_till")
+        algo = get("algo")
+        algo_params = get("algo_params")
+        eng = self._engine
+        now = self._now()
+        inst_id = instrument.id if isinstance(instrument, Instrument) else (
+            instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
+        )  # fmt: skip
+        coid = self._next_id()
+        if order_type is None:
+            order_type = _MARKET if price is None else _LIMIT
+        order_type = int(order_type)
+        tif = int(tif)
+        display_lots = 0
+        if display is not None:
+            # A display size that is not a positive whole number of lots is marked -1 for the
+            # gate to refuse (it has the instrument's lot size; a strategy's call never raises).
+            display_lots = -1
+            if eng.registry.known(inst_id):
+                lots_f = float(display) / eng.registry[inst_id].lot_size
+                lots = round(lots_f) if math.isfinite(lots_f) else 0
+                if lots > 0 and abs(lots_f - lots) <= 1e-9 * (1.0 + abs(lots_f)):
+                    display_lots = lots
+        if isinstance(good_till, datetime):
+            good_till = round(good_till.timestamp() * 1e9)
+        if isinstance(algo_params, Mapping):
+            algo_params = tuple(algo_params.items())
+        elif algo_params is not None:
+            with contextlib.suppress(TypeError):  # else left as given, for the gate to refuse
+                algo_params = tuple(tuple(p) for p in algo_params)
+        sid = self.id
+        it = self._intents.claim()
+        it.kind = _NEW
+        it.strategy_id = sid
+        it.instrument_id = inst_id
+        it.client_order_id = coid
+        it.side = side
+        it.order_type = order_type
+        it.tif = tif
+        it.qty = float(qty)
+        it.price = _NAN if price is None else float(price)
+        it.qty_lots = 0
+        it.price_ticks = NO_PRICE
+        it.extended = True
+        it.stop_price = _NAN if stop is None else float(stop)
+        it.stop_ticks = NO_PRICE
+        it.trail_amount = _NAN if trail is None else float(trail)
+        it.trail_percent = _NAN if trail_percent is None else float(trail_percent)
+        it.limit_offset = _NAN if limit_offset is None else float(limit_offset)
+        it.display_lots = display_lots
+        it.good_till_ns = 0 if good_till is None else int(good_till)
+        it.algo = 0 if algo is None else int(algo)
+        it.algo_params = algo_params
         trigger = eng.trigger_ts
         it.ts_trigger = trigger if trigger else now
         it.ts_created = now

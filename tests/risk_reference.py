@@ -12,7 +12,12 @@ import math
 from dataclasses import dataclass, field
 
 BUY, SELL = 1, -1
-MARKET, LIMIT = 0, 1
+MARKET, LIMIT, STOP, STOP_LIMIT = 0, 1, 2, 3
+MARKET_ON_CLOSE, LIMIT_ON_CLOSE, TRAILING_STOP, TRAILING_STOP_LIMIT = 4, 5, 6, 7
+ORDER_TYPES = range(8)
+LIMIT_PRICED = (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE)  # checked and valued at their limit price
+NEEDS_STOP = (STOP, STOP_LIMIT)
+MAY_HAVE_STOP = (TRAILING_STOP, TRAILING_STOP_LIMIT)  # an initial stop, NaN for none
 NEW, MODIFY = 0, 2
 ACTIVE, REDUCING, HALTED = 0, 1, 2
 NO_PRICE = -(2**63)
@@ -172,6 +177,7 @@ class Intent:
     kind: int = NEW
     replaced_leaves: int = 0
     replaced_filled: int = 0
+    stop_price: float = math.nan
 
 
 # ---- the model ------------------------------------------------------------------------------
@@ -210,11 +216,15 @@ class RiskModel:
 
     def check(self, it: Intent, now: int) -> tuple[str, int, int]:
         """(name of the first failed check or "PASS", lots, ticks); a pass updates the state."""
+        return self.check_with_stop(it, now)[:3]
+
+    def check_with_stop(self, it: Intent, now: int) -> tuple[str, int, int, int]:
+        """``check`` and the stop price in ticks (NO_PRICE when the order has none)."""
         failed, order = self._first_failure(it, now)
         if failed:
-            return failed, 0, NO_PRICE
+            return failed, 0, NO_PRICE, NO_PRICE
         self._accept(it, order)
-        return "PASS", order["lots"], order["ticks"]
+        return "PASS", order["lots"], order["ticks"], order["stop_ticks"]
 
     def _first_failure(self, it: Intent, now: int) -> tuple[str, dict]:
         order: dict = {}
@@ -224,7 +234,7 @@ class RiskModel:
             return "UNKNOWN_STRATEGY", order
         well_formed = (
             it.side in (BUY, SELL)
-            and it.order_type in (MARKET, LIMIT)
+            and it.order_type in ORDER_TYPES
             and it.kind in (NEW, MODIFY)
             and it.replaced_leaves >= 0
             and it.replaced_filled >= 0
@@ -257,7 +267,19 @@ class RiskModel:
         if lots_after <= 0:
             return "MODIFY_BELOW_FILLED", order
 
-        if it.order_type == LIMIT:
+        stop_ticks = NO_PRICE
+        has_stop = it.order_type in NEEDS_STOP or (
+            it.order_type in MAY_HAVE_STOP and not math.isnan(it.stop_price)
+        )
+        if has_stop:
+            stops_f = it.stop_price / inst.tick_size
+            if not (it.stop_price > 0 and stops_f <= MAX_UNITS):
+                return "BAD_STOP_PRICE", order
+            ok, stop_ticks = whole(stops_f)
+            if not ok:
+                return "STOP_OFF_TICK_GRID", order
+
+        if it.order_type in LIMIT_PRICED:
             ticks_f = it.price / inst.tick_size
             if not (it.price > 0 and ticks_f <= MAX_UNITS):
                 return "BAD_PRICE", order
@@ -342,6 +364,7 @@ class RiskModel:
         order.update(
             lots=lots,
             ticks=ticks,
+            stop_ticks=stop_ticks,
             price=price,
             value_at=value_at,
             added=added,

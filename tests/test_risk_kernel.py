@@ -22,11 +22,17 @@ from hypothesis import strategies as st
 from risk_reference import (
     BUY,
     LIMIT,
+    LIMIT_ON_CLOSE,
     MARKET,
+    MARKET_ON_CLOSE,
     MODIFY,
     NEW,
     NO_PRICE,
     SELL,
+    STOP,
+    STOP_LIMIT,
+    TRAILING_STOP,
+    TRAILING_STOP_LIMIT,
     AccountLimits,
     Bucket,
     DayPnl,
@@ -191,20 +197,35 @@ def assert_same_state(a: RiskArrays, m: RiskModel) -> None:
         np.testing.assert_array_equal(getattr(a, name), expected, err_msg=name)
 
 
-def kernel_check(a: RiskArrays, it: Intent, now: int, via: str) -> tuple[str, int, int]:
-    """One intent through ``check_order``/``check_modify`` (via="single") or ``check_batch``."""
+def kernel_check(a: RiskArrays, it: Intent, now: int, via: str) -> tuple[str, int, int, int]:
+    """One intent through ``check_order``/``check_modify`` (via="single"; with a stop price, or
+    via="extended": ``check_order_extended``/``check_modify_extended``) or ``check_batch``:
+    (verdict name, lots, ticks, stop ticks)."""
     if via == "batch":
         rows = intents_array([it])
         passed = r.check_batch(*a, rows, 1, now)
         row = rows[0]
         assert passed == (row["verdict"] == r.PASS)
-        return r.VERDICT_NAMES[row["verdict"]], int(row["qty_lots"]), int(row["price_ticks"])
+        return (
+            r.VERDICT_NAMES[row["verdict"]], int(row["qty_lots"]), int(row["price_ticks"]),
+            int(row["stop_ticks"]),
+        )  # fmt: skip
+    if via == "extended" or not math.isnan(it.stop_price):
+        args = (it.strategy, it.instrument, it.side, it.order_type, it.qty, it.price,
+                it.stop_price, now)  # fmt: skip
+        if it.kind == MODIFY:
+            v, lots, ticks, stop = r.check_modify_extended(
+                *a, *args, it.replaced_leaves, it.replaced_filled
+            )
+        else:
+            v, lots, ticks, stop = r.check_order_extended(*a, *args)
+        return r.VERDICT_NAMES[v], lots, ticks, stop
     args = (it.strategy, it.instrument, it.side, it.order_type, it.qty, it.price, now)
     if it.kind == MODIFY:
         v, lots, ticks = r.check_modify(*a, *args, it.replaced_leaves, it.replaced_filled)
     else:
         v, lots, ticks = r.check_order(*a, *args)
-    return r.VERDICT_NAMES[v], lots, ticks
+    return r.VERDICT_NAMES[v], lots, ticks, NO_PRICE
 
 
 def intents_array(intents: list[Intent]) -> np.ndarray:
@@ -216,6 +237,7 @@ def intents_array(intents: list[Intent]) -> np.ndarray:
         row["order_type"] = it.order_type
         row["qty"] = it.qty
         row["price"] = it.price
+        row["stop_price"] = it.stop_price
         row["kind"] = it.kind
         row["replaced_leaves"] = it.replaced_leaves
         row["replaced_filled"] = it.replaced_filled
@@ -225,7 +247,7 @@ def intents_array(intents: list[Intent]) -> np.ndarray:
 def check_both(a: RiskArrays, it: Intent, now: int, via: str = "single") -> str:
     """Check ``it`` in the kernel and the model from the same state; both must agree."""
     m = to_model(a)
-    expected = m.check(it, now)
+    expected = m.check_with_stop(it, now)
     got = kernel_check(a, it, now, via)
     assert got == expected, (it, got, expected)
     assert_same_state(a, m)
@@ -256,13 +278,15 @@ def test_verdicts_keep_the_gate_codes_and_every_code_has_a_name_and_reason():
     assert len(r.VERDICT_NAMES) == len(r.VERDICT_REASONS) == len(set(r.VERDICT_NAMES))
     assert all(r.VERDICT_REASONS)
     assert [r.VERDICTS[n] for n in r.VERDICT_NAMES] == list(range(len(r.VERDICT_NAMES)))
-    # Every check the kernel makes is in CHECK_ORDER exactly once; the gate issues UNKNOWN_ORDER.
-    assert sorted(r.CHECK_ORDER) == [c for c in range(len(r.VERDICT_NAMES)) if c not in (0, 12)]
+    # Every check the kernel makes is in CHECK_ORDER exactly once; the gate issues UNKNOWN_ORDER
+    # and BAD_ORDER_PARAMS.
+    gate_only = (r.PASS, r.UNKNOWN_ORDER, r.BAD_ORDER_PARAMS)
+    assert sorted(r.CHECK_ORDER) == [c for c in range(len(r.VERDICT_NAMES)) if c not in gate_only]
 
 
 def test_intent_layout_is_aligned_and_compact():
     assert r.INTENT.isalignedstruct
-    assert r.INTENT.itemsize == 72
+    assert r.INTENT.itemsize == 88
     for name in r.INTENT.names:
         dt, offset = r.INTENT.fields[name][:2]
         assert offset % dt.alignment == 0, name
@@ -314,6 +338,14 @@ MUTATIONS = {
     r.MODIFY_BELOW_FILLED: (
         {"kind"},
         lambda a, it: (setattr(it, "kind", MODIFY), setattr(it, "replaced_filled", 10)),
+    ),
+    r.BAD_STOP_PRICE: (
+        {"order_type", "stop"},
+        lambda a, it: (setattr(it, "order_type", STOP_LIMIT), setattr(it, "stop_price", -1.0)),
+    ),
+    r.STOP_OFF_TICK_GRID: (
+        {"order_type", "stop"},
+        lambda a, it: (setattr(it, "order_type", STOP_LIMIT), setattr(it, "stop_price", 99.005)),
     ),
     r.BAD_PRICE: ({"price", "order_type"}, lambda a, it: setattr(it, "price", math.nan)),
     r.OFF_TICK_GRID: ({"price", "order_type"}, lambda a, it: setattr(it, "price", 100.005)),
@@ -412,9 +444,51 @@ def test_lots_and_ticks_come_back_on_a_pass():
     a.ilim[0, r.IL_LOT_SIZE] = 100.0
     it.qty = 700.0
     it.price = 100.07
-    assert kernel_check(a, it, NOW, "single") == ("PASS", 7, 10_007)
+    assert kernel_check(a, it, NOW, "single") == ("PASS", 7, 10_007, NO_PRICE)
     it.order_type = MARKET
-    assert kernel_check(a, it, NOW, "single") == ("PASS", 7, NO_PRICE)
+    assert kernel_check(a, it, NOW, "single") == ("PASS", 7, NO_PRICE, NO_PRICE)
+    it.order_type, it.stop_price = STOP_LIMIT, 100.05
+    assert kernel_check(a, it, NOW, "extended") == ("PASS", 7, 10_007, 10_005)
+    it.order_type = STOP
+    assert kernel_check(a, it, NOW, "batch") == ("PASS", 7, NO_PRICE, 10_005)
+
+
+ALL_TYPES = [MARKET, LIMIT, STOP, STOP_LIMIT, MARKET_ON_CLOSE, LIMIT_ON_CLOSE, TRAILING_STOP,
+             TRAILING_STOP_LIMIT]  # fmt: skip
+
+
+@pytest.mark.parametrize("via", ["single", "extended", "batch"])
+def test_each_order_type_is_priced_at_its_limit_or_the_reference(via):
+    """Limit-priced types are valued at the limit, the others at the mid (and need one); STOP
+    and STOP_LIMIT need a stop on the grid, TRAILING_* may carry one, the rest ignore it."""
+    for order_type in ALL_TYPES:
+        limit_priced = order_type in (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE)
+        a, it = base()
+        it.order_type, it.price, it.stop_price = order_type, 100.5, 100.25
+        takes_stop = order_type in (STOP, STOP_LIMIT, TRAILING_STOP, TRAILING_STOP_LIMIT)
+        if via == "single":  # check_order: no stop price at all
+            it.stop_price = math.nan
+        got = check_both(a, it, NOW, via)
+        if order_type in (STOP, STOP_LIMIT) and via == "single":
+            assert got == "BAD_STOP_PRICE", order_type
+            continue
+        assert got == "PASS", order_type
+        # A mid of 100.00 and a limit of 100.50: the exposure shows which price was used.
+        assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0 if limit_priced else 1000.0)
+        a, it = base()  # (a stop price goes through check_order_extended, even via "single")
+        it.order_type, it.price, it.stop_price = order_type, 100.5, 100.255
+        expected = "STOP_OFF_TICK_GRID" if takes_stop else "PASS"
+        assert check_both(a, it, NOW, via) == expected, order_type
+        a, it = base()
+        mark(a, {0: (NO_PRICE, NO_PRICE)})
+        it.order_type, it.stop_price = order_type, math.nan if via == "single" else 100.25
+        expected = "PASS" if limit_priced else "NO_REFERENCE_PRICE"
+        if order_type in (STOP, STOP_LIMIT) and via == "single":
+            expected = "BAD_STOP_PRICE"
+        assert check_both(a, it, NOW, via) == expected, order_type
+    a, it = base()
+    it.order_type = 8
+    assert check_both(a, it, NOW, via) == "BAD_INTENT"
 
 
 def test_reducing_admits_only_orders_inside_the_position():
@@ -671,19 +745,22 @@ def limits_and_history(draw):
 def intent(n_inst: int, n_strat: int):
     """Mostly well-formed intents near the book; each field is sometimes malformed."""
 
-    def build(strategy, instrument, side, order_type, lots, frac, off, kind, leaves, filled, odd):
+    def build(
+        strategy, instrument, side, order_type, lots, frac, off, kind, leaves, filled, odd,
+        stop_off,
+    ):  # fmt: skip
         spec_index = instrument if 0 <= instrument < n_inst else 0
         if kind != MODIFY and not odd:  # else a NEW intent carrying a modify's fields
             leaves = filled = 0
         return ("intent", strategy, instrument, side, order_type, lots + frac, off, kind,
-                leaves, filled, spec_index)  # fmt: skip
+                leaves, filled, spec_index, stop_off)  # fmt: skip
 
     return st.builds(
         build,
         mostly(list(range(n_strat)), -1, n_strat),
         mostly(list(range(n_inst)), -1, n_inst),
         mostly([BUY, SELL], 0, 2),
-        mostly([LIMIT, LIMIT, MARKET], 3),
+        mostly([LIMIT, LIMIT, MARKET, *ALL_TYPES], 8, -1),
         mostly([1, 2, 3, 5, 8, 13], 0, -1),
         mostly(0.0, 0.5, 1e-12, math.nan, math.inf, 1e16),
         mostly(list(range(-60, 61)), 0.3, -1e9, math.nan, math.inf),
@@ -691,6 +768,8 @@ def intent(n_inst: int, n_strat: int):
         st.integers(0, 10),
         st.integers(0, 6),
         mostly(False, True),
+        # Stop prices near the book, none, or malformed (-BASE_TICKS: a stop of 0).
+        mostly([*range(-60, 61, 5), math.nan], 0.3, -1e9, math.inf, -BASE_TICKS),
     )
 
 
@@ -719,11 +798,12 @@ def operation(n_inst: int, n_strat: int, n_venues: int):
 
 
 def make_intent(a: RiskArrays, op) -> Intent:
-    _, strategy, instrument, side, order_type, lots, off, kind, leaves, filled, k = op
+    _, strategy, instrument, side, order_type, lots, off, kind, leaves, filled, k, stop_off = op
     tick, lot = a.ilim[k, r.IL_TICK_SIZE], a.ilim[k, r.IL_LOT_SIZE]
     price = (BASE_TICKS + off) * tick if isinstance(off, int) else off
+    stop = (BASE_TICKS + stop_off) * tick if isinstance(stop_off, int) else stop_off
     return Intent(strategy, instrument, side, order_type, float(lots * lot), float(price), kind,
-                  leaves, filled)  # fmt: skip
+                  leaves, filled, float(stop))  # fmt: skip
 
 
 def run_op(a: RiskArrays, now: int, op) -> int:
@@ -735,16 +815,18 @@ def run_op(a: RiskArrays, now: int, op) -> int:
         # check_order has no replaced fields: a NEW intent that carries them goes in a batch.
         plain_new = it.kind == NEW and it.replaced_leaves == it.replaced_filled == 0
         via = "single" if plain_new or it.kind == MODIFY else "batch"
-        assert kernel_check(a, it, now, via) == m.check(it, now), it
+        assert kernel_check(a, it, now, via) == m.check_with_stop(it, now), it
     elif kind == "batch":
         intents = [make_intent(a, x) for x in op[1]]
         rows = intents_array(intents)
-        expected = [m.check(it, now) for it in intents]
+        expected = [m.check_with_stop(it, now) for it in intents]
         passed = r.check_batch(*a, rows, len(rows), now)
-        out = zip(rows["verdict"], rows["qty_lots"], rows["price_ticks"], strict=True)
-        got = [(r.VERDICT_NAMES[v], int(lots), int(ticks)) for v, lots, ticks in out]
+        out = zip(rows["verdict"], rows["qty_lots"], rows["price_ticks"], rows["stop_ticks"],
+                  strict=True)  # fmt: skip
+        got = [(r.VERDICT_NAMES[v], int(lots), int(ticks), int(stop))
+               for v, lots, ticks, stop in out]  # fmt: skip
         assert got == expected
-        assert passed == sum(v == "PASS" for v, _, _ in expected)
+        assert passed == sum(v == "PASS" for v, *_ in expected)
     elif kind == "fill":
         _, s, i, side, lots, off, fee, release, done = op
         ticks = BASE_TICKS + off
@@ -851,6 +933,9 @@ FROZEN = textwrap.dedent(
     assert r.check_order(*a, 0, 0, 1, 1, 10.0, 100.0, now) == (0, 10, 10_000)
     assert r.check_order(*a, 1, 1, -1, 0, 2.0, math.nan, now)[0] == 0
     assert r.check_modify(*a, 0, 0, 1, 1, 12.0, 100.01, now, 10, 0) == (0, 12, 10_001)
+    assert r.check_order_extended(*a, 0, 0, 1, 3, 1.0, 100.0, 99.5, now) == (0, 1, 10_000, 9_950)
+    assert r.check_order_extended(*a, 1, 1, -1, 6, 1.0, math.nan, math.nan, now)[0] == 0
+    assert r.check_modify_extended(*a, 0, 0, 1, 3, 2.0, 100.0, 99.5, now, 1, 0)[0] == 0
     rows = np.zeros(64, dtype=r.INTENT)
     rows["side"] = 1
     rows["order_type"] = 1

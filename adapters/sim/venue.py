@@ -12,7 +12,11 @@ venue rather than a stub:
   price reaches it (at the book's price: price improvement is kept) or when a trade prints at or
   through its price;
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
-* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``.
+* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``;
+* only MARKET and LIMIT orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
+  (stops, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what is not
+  supported, after the acknowledgement latency. An iceberg's display size changes nothing here
+  (our orders are not in the market's book), so it is accepted and matched like any order.
 
 Liquidity taken is not removed from the market's book (the book belongs to the market, we are
 not in it); fills at one level are capped at the size displayed there at that moment.
@@ -35,6 +39,7 @@ import numpy as np
 from engine.config import SimVenueConfig
 from engine.messages import (
     NO_PRICE,
+    Algo,
     BookSide,
     EventKind,
     OrderEvent,
@@ -59,6 +64,10 @@ _CANCELLED = EventKind.CANCELLED
 _MODIFIED = EventKind.MODIFIED
 _FILL = EventKind.FILL
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_REJECTED = EventKind.REJECTED
+# Non-zero for anything but MARKET/LIMIT and DAY..FOK (negative values included).
+_NOT_PLAIN_TYPE = ~1
+_NOT_PLAIN_TIF = ~3
 
 
 class _Outbox:
@@ -148,7 +157,11 @@ class SimVenue:
         now = self.ports.clock.now()
         it.ts_sent = now
         self.received += 1
-        self._request(now, self._accept, (SimOrder(it, next(self._venue_ids)),))
+        so = SimOrder(it, next(self._venue_ids))
+        if it.order_type & _NOT_PLAIN_TYPE or it.tif & _NOT_PLAIN_TIF or (it.extended and it.algo):
+            self._request(now, self._refuse, (so, _unsupported(it)))
+            return
+        self._request(now, self._accept, (so,))
 
     def cancel(self, order: Order) -> None:
         self._request(self.ports.clock.now(), self._cancel, (
@@ -242,6 +255,9 @@ class SimVenue:
             self._remove(so)
             args = (_CANCELLED, so, "IOC: remainder cancelled")
             self._send(now, self._fill_ns, self._emit, args)
+
+    def _refuse(self, so: SimOrder, reason: str) -> None:
+        self._emit(_REJECTED, so, reason)
 
     def _levels(self, so: SimOrder) -> list[tuple[int, int]]:
         side = _ASK if so.side == _BUY else _BID
@@ -387,3 +403,23 @@ class SimVenue:
         ev.side = side
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
+
+
+def _unsupported(it: OrderIntent) -> str:
+    """Why the simulated venue refuses an order it does not simulate."""
+    if it.order_type & _NOT_PLAIN_TYPE:
+        try:
+            what = f"order type {OrderType(it.order_type).name}"
+        except ValueError:
+            what = f"order type {it.order_type!r}"
+    elif it.tif & _NOT_PLAIN_TIF:
+        try:
+            what = f"time in force {TimeInForce(it.tif).name}"
+        except ValueError:
+            what = f"time in force {it.tif!r}"
+    else:
+        try:
+            what = f"algo {Algo(it.algo).name}"
+        except ValueError:
+            what = f"algo {it.algo!r}"
+    return f"{what} is not supported by the simulated venue"
