@@ -532,7 +532,7 @@ def measure_quiet(samples: int = 250, max_seconds: float = 18.0) -> PhaseResult:
 def measure_flood(
     samples: int = 250,
     max_seconds: float = 18.0,
-    events_per_second: float = 14_000.0,
+    events_per_second: float = 40_000.0,
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "SPY"),
 ) -> PhaseResult:
     """The same cycle under a market-data flood: cancel latency (and the others) at the

@@ -7,11 +7,12 @@ cancel, modify, positions and account values, held-back orders, ids and orderRef
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from ibapi.server_versions import MAX_CLIENT_VER
 
-from engine.messages import BookSide, EventKind
+from engine.messages import Algo, BookSide, EventKind, OrderType, TimeInForce
 from engine.orders import OrderState
 from tests.ib_venue_support import IBHarness, until
 
@@ -153,3 +154,38 @@ async def test_l1_only_book_and_depth_refusal_falls_back_to_quotes() -> None:
             await h.book_ready(s)
         assert len(h.strat.book("MSFT").depth(BookSide.ASK, 10)) > 1
         assert any(code == 309 for _, code, _ in h.venue.errors)
+
+
+async def test_ib_order_types_reach_the_gateway_as_ib_names_them() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        mid = h.mid("AAPL")
+        far = round(mid * 0.97, 2)
+        good_till = datetime.now(UTC) + timedelta(hours=1)
+        sent = {
+            "stp": h.strat.sell("AAPL", 3, None, order_type=OrderType.STOP, stop=far),
+            "stplmt": h.strat.sell(
+                "AAPL", 3, round(far - 0.05, 2), order_type=OrderType.STOP_LIMIT, stop=far
+            ),
+            "trail": h.strat.sell("AAPL", 2, None, order_type=OrderType.TRAILING_STOP, trail=1.0),
+            "iceberg": h.strat.buy("AAPL", 10, far, display=2),
+            "vwap": h.strat.buy(
+                "AAPL", 4, far, algo=Algo.VWAP, algo_params=(("maxPctVol", "0.1"),)
+            ),
+        }
+        sent["gtd"] = h.strat.buy("AAPL", 1, far, TimeInForce.GTD, good_till=good_till)
+        for coid in sent.values():
+            await until(lambda c=coid: A in h.kinds(c) or R in h.kinds(c), 5, "an answer")
+            assert h.kinds(coid)[0] == A, h.strat.of(coid)
+        o = {k: h.sim_order(c).order for k, c in sent.items()}
+        assert (o["stp"].orderType, o["stp"].auxPrice) == ("STP", far)
+        assert (o["stplmt"].orderType, o["stplmt"].lmtPrice) == ("STP LMT", round(far - 0.05, 2))
+        assert (o["trail"].orderType, o["trail"].auxPrice) == ("TRAIL", 1.0)
+        assert o["iceberg"].displaySize == 2 and float(o["iceberg"].totalQuantity) == 10
+        assert o["gtd"].tif == "GTD" and o["gtd"].goodTillDate
+        assert o["vwap"].algoStrategy == "Vwap"
+        assert [(t.tag, t.value) for t in o["vwap"].algoParams] == [("maxPctVol", "0.1")]
+        # A plain order of an iceberg's shape after it carries no display size.
+        plain = h.strat.buy("AAPL", 10, far)
+        await h.wait_kind(plain, A)
+        assert h.sim_order(plain).order.displaySize in (0, None, 2**31 - 1)

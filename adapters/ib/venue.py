@@ -77,6 +77,7 @@ from ibapi.execution import ExecutionFilter
 from ibapi.order import Order as IbOrder
 from ibapi.order_cancel import OrderCancel
 from ibapi.server_versions import MAX_CLIENT_VER
+from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
 
 from adapters.ib import contracts as ib_contracts
@@ -90,13 +91,14 @@ from engine.config import IBVenueConfig
 from engine.instruments import Instrument
 from engine.messages import (
     NO_PRICE,
+    Algo,
     EventKind,
     OrderIntent,
     OrderType,
     Side,
     TimeInForce,
 )
-from engine.orders import Order
+from engine.orders import Order, OrderExtras
 from engine.venue import VenuePorts
 
 log = logging.getLogger("tickwire.ib")
@@ -118,13 +120,19 @@ _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
 _COMMISSION = EventKind.COMMISSION
 
 _BUY = int(Side.BUY)
-_MARKET = int(OrderType.MARKET)
-_TIF = {
-    int(TimeInForce.DAY): "DAY",
-    int(TimeInForce.GTC): "GTC",
-    int(TimeInForce.IOC): "IOC",
-    int(TimeInForce.FOK): "FOK",
+_TIF = {int(t): t.name for t in TimeInForce}  # DAY GTC IOC FOK GTD OPG: IB's own names
+_IB_TYPE = {
+    int(OrderType.MARKET): "MKT",
+    int(OrderType.LIMIT): "LMT",
+    int(OrderType.STOP): "STP",
+    int(OrderType.STOP_LIMIT): "STP LMT",
+    int(OrderType.MARKET_ON_CLOSE): "MOC",
+    int(OrderType.LIMIT_ON_CLOSE): "LOC",
+    int(OrderType.TRAILING_STOP): "TRAIL",
+    int(OrderType.TRAILING_STOP_LIMIT): "TRAIL LIMIT",
 }
+_LIMIT_PRICED = frozenset({"LMT", "STP LMT", "LOC"})
+_IB_ALGO = {int(Algo.VWAP): "Vwap", int(Algo.TWAP): "Twap", int(Algo.ADAPTIVE): "Adaptive"}
 _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
 #: IB errors about an order that refuse a cancel or a modify, not the order itself.
@@ -147,6 +155,7 @@ class _Live:
         "cum_lots",
         "done",
         "epoch",
+        "extras",
         "ib_id",
         "instrument_id",
         "last_error",
@@ -169,6 +178,7 @@ class _Live:
         self.qty_lots = it.qty_lots
         self.price_ticks = it.price_ticks
         self.proto = proto  # the shape it was sent with (a modify re-sends it)
+        self.extras: OrderExtras | None = None
         self.perm_id = 0
         self.cum_lots = 0
         self.accepted = False
@@ -852,13 +862,14 @@ class IBVenue:
             self.held_back += 1
             self._reject_intent(intent, HELD_BACK, why)
             return
-        iid = intent.instrument_id
-        proto = self._proto(iid, intent.side, intent.order_type, intent.tif)
+        proto = self._proto(intent)
         ib_id = self._next_id
         self._next_id = ib_id + 1
         if ib_id >= self._reserved:
             self._reserve(ib_id)
         live = _Live(ib_id, intent, proto, self.epoch)
+        if intent.extended:
+            live.extras = order.extras if order is not None else OrderExtras.of(intent)
         try:
             frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
         except (IbEncodeError, ValueError, OverflowError) as e:
@@ -920,15 +931,22 @@ class IBVenue:
             if live is not None and not live.done:
                 self._send_cancel(live)
 
-    def _proto(self, iid: int, side: int, order_type: int, tif: int) -> IbOrder:
-        key = (iid, side, order_type, tif)
+    def _proto(self, it: OrderIntent) -> IbOrder:
+        """The ibapi Order for this shape (instrument, side, type, TIF, algo); reused: the
+        per-order fields are patched into it and the frame is encoded at once."""
+        algo = it.algo if it.extended else 0
+        params = it.algo_params if algo else None
+        key = (it.instrument_id, it.side, it.order_type, it.tif, it.extended, algo, params)
         o = self._protos.get(key)
         if o is None:
             o = IbOrder()
-            o.action = "BUY" if side == _BUY else "SELL"
-            o.orderType = "MKT" if order_type == _MARKET else "LMT"
-            o.tif = _TIF.get(tif, "DAY")
+            o.action = "BUY" if it.side == _BUY else "SELL"
+            o.orderType = _IB_TYPE[it.order_type]
+            o.tif = _TIF[it.tif]
             o.account = self.account
+            if algo:
+                o.algoStrategy = _IB_ALGO[algo]
+                o.algoParams = [TagValue(k, v) for k, v in params or ()]
             self._protos[key] = o
         return o
 
@@ -936,13 +954,37 @@ class IBVenue:
         o = live.proto
         iid = live.instrument_id
         o.totalQuantity = Decimal(qty_lots) * self._lot_dec[iid]
-        if o.orderType == "MKT" or price_ticks == NO_PRICE:
+        if price_ticks == NO_PRICE or o.orderType not in _LIMIT_PRICED:
             o.lmtPrice = UNSET_DOUBLE
         else:
             tick = self.ports.registry[iid].tick_size  # type: ignore[union-attr]
             o.lmtPrice = round(price_ticks * tick, self._price_digits[iid])
         o.orderRef = str(live.client_order_id)
+        x = live.extras
+        if x is not None:
+            self._apply_extras(o, x, iid)
         return encode_place_order(self.server_version, live.ib_id, self._contracts[iid], o)
+
+    def _apply_extras(self, o: IbOrder, x: OrderExtras, iid: int) -> None:
+        """Stop, trail, iceberg and good-till fields, as IB names them (``OrderExtras``)."""
+        digits = self._price_digits[iid]
+        stop = round(x.stop_price, digits) if math.isfinite(x.stop_price) else UNSET_DOUBLE
+        trailing = o.orderType in ("TRAIL", "TRAIL LIMIT")
+        if trailing:
+            o.auxPrice = x.trail_amount if math.isfinite(x.trail_amount) else UNSET_DOUBLE
+            o.trailingPercent = x.trail_percent if math.isfinite(x.trail_percent) else UNSET_DOUBLE
+            o.trailStopPrice = stop
+            o.lmtPriceOffset = x.limit_offset if math.isfinite(x.limit_offset) else UNSET_DOUBLE
+        else:
+            o.auxPrice = stop
+        o.displaySize = (
+            int(Decimal(x.display_lots) * self._lot_dec[iid]) if x.display_lots > 0 else 0
+        )
+        o.goodTillDate = (
+            datetime.fromtimestamp(x.good_till_ns / 1e9, UTC).strftime("%Y%m%d-%H:%M:%S")
+            if x.good_till_ns
+            else ""
+        )
 
     # ---- outgoing bytes: paced ---------------------------------------------------------------
 
