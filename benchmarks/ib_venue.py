@@ -42,7 +42,6 @@ import gc
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ import uvloop
 from adapters.ib import connection as ib_connection
 from adapters.ib.decode import HotDecoder
 from adapters.ib.venue import IBVenue
+from benchmarks.anchors import _Client
 from engine.clock import LiveClock
 from engine.config import IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
@@ -139,25 +139,13 @@ uvloop.run(main())
 """
 
 
-class _EchoClient(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future | None = None
-
-    def connection_made(self, transport) -> None:
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-
 def loopback_rtt_two_process_ns(rounds: int = 3000, size: int = 64) -> np.ndarray:
     """Round trips of ``size`` bytes to a uvloop echo server in another process (127.0.0.1)."""
     proc, port = _start_process(["-c", _ECHO_SERVER, "60"], "echo server")
 
     async def main() -> np.ndarray:
         loop = asyncio.get_running_loop()
-        transport, client = await loop.create_connection(_EchoClient, "127.0.0.1", port)
+        transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
         payload = b"x" * size
         out = np.zeros(rounds, dtype=np.int64)
         try:

@@ -1362,56 +1362,42 @@ class IBVenue:
 
     # ---- emitting ----------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, live: _Live, code: int = 0, reason: str = "") -> Any:
+    def _event(
+        self, kind: EventKind, src: _Live | OrderIntent | Order, code: int = 0, reason: str = ""
+    ) -> Any:
+        """A cleared event slot naming ``src``'s order, stamped now."""
         ports = self.ports
         assert ports is not None
         ev = ports.events.claim()
         ev.clear()
         ev.kind = kind
-        ev.strategy_id = live.strategy_id
-        ev.instrument_id = live.instrument_id
-        ev.client_order_id = live.client_order_id
-        ev.venue_order_id = live.perm_id or live.ib_id
-        ev.side = live.side
-        ev.cum_lots = live.cum_lots
-        ev.leaves_lots = max(live.qty_lots - live.cum_lots, 0)
-        ev.price_ticks = live.price_ticks
-        ev.qty_lots = live.qty_lots
+        ev.strategy_id = src.strategy_id
+        ev.instrument_id = src.instrument_id
+        ev.client_order_id = src.client_order_id
+        ev.side = src.side
         ev.reason_code = code
         ev.reason = reason
         ev.ts_event = ev.ts_recv = ports.clock.now()
         return ev
 
+    def _emit(self, kind: EventKind, live: _Live, code: int = 0, reason: str = "") -> Any:
+        ev = self._event(kind, live, code, reason)
+        ev.venue_order_id = live.perm_id or live.ib_id
+        ev.cum_lots = live.cum_lots
+        ev.leaves_lots = max(live.qty_lots - live.cum_lots, 0)
+        ev.price_ticks = live.price_ticks
+        ev.qty_lots = live.qty_lots
+        return ev
+
     def _reject_intent(self, it: OrderIntent, code: int, reason: str) -> None:
-        ports = self.ports
-        assert ports is not None
-        ev = ports.events.claim()
-        ev.clear()
-        ev.kind = _REJECTED
-        ev.strategy_id = it.strategy_id
-        ev.instrument_id = it.instrument_id
-        ev.client_order_id = it.client_order_id
-        ev.side = it.side
-        ev.qty_lots = it.qty_lots
+        ev = self._event(_REJECTED, it, code, reason)
+        ev.qty_lots = ev.leaves_lots = it.qty_lots
         ev.price_ticks = it.price_ticks
-        ev.leaves_lots = it.qty_lots
-        ev.reason_code = code
-        ev.reason = reason
-        ev.ts_event = ev.ts_recv = ports.clock.now()
         it.ts_sent = ev.ts_recv
 
     def _emit_unknown(self, order: Order, what: str) -> None:
-        ports = self.ports
-        assert ports is not None
-        ev = ports.events.claim()
-        ev.clear()
-        ev.kind = _CANCEL_REJECTED
-        ev.strategy_id = order.strategy_id
-        ev.instrument_id = order.instrument_id
-        ev.client_order_id = order.client_order_id
-        ev.side = order.side
-        ev.reason = f"{what} refused: order {order.client_order_id} is not working at {self.name}"
-        ev.ts_event = ev.ts_recv = ports.clock.now()
+        reason = f"{what} refused: order {order.client_order_id} is not working at {self.name}"
+        self._event(_CANCEL_REJECTED, order, 0, reason)
 
     def _wake(self) -> None:
         if self.ports is not None:
