@@ -31,6 +31,25 @@ class _Client(asyncio.Protocol):
             self.waiter.set_result(None)
 
 
+async def echo_rounds(port: int, rounds: int, size: int, warmup: int = 200) -> np.ndarray:
+    """Round-trip times (ns) of ``size``-byte writes to the echo server on ``port``."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
+    payload = b"x" * size
+    out = np.zeros(rounds, dtype=np.int64)
+    try:
+        for k in range(rounds + warmup):
+            client.waiter = loop.create_future()
+            t0 = time.perf_counter_ns()
+            transport.write(payload)
+            await client.waiter
+            if k >= warmup:
+                out[k - warmup] = time.perf_counter_ns() - t0
+    finally:
+        transport.close()
+    return out
+
+
 def loopback_rtt_ns(rounds: int = 5000, size: int = 64) -> np.ndarray:
     """Round-trip times of ``size``-byte messages over 127.0.0.1 on uvloop (protocol API)."""
 
@@ -38,21 +57,10 @@ def loopback_rtt_ns(rounds: int = 5000, size: int = 64) -> np.ndarray:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
-        payload = b"x" * size
-        out = np.zeros(rounds, dtype=np.int64)
         try:
-            for k in range(rounds + 200):
-                client.waiter = loop.create_future()
-                t0 = time.perf_counter_ns()
-                transport.write(payload)
-                await client.waiter
-                if k >= 200:
-                    out[k - 200] = time.perf_counter_ns() - t0
+            return await echo_rounds(port, rounds, size)
         finally:
-            transport.close()
             server.close()
             await server.wait_closed()
-        return out
 
     return uvloop.run(main())

@@ -56,7 +56,7 @@ import uvloop
 from adapters.ib import connection as ib_connection
 from adapters.ib.decode import HotDecoder
 from adapters.ib.venue import IBVenue
-from benchmarks.anchors import _Client
+from benchmarks.anchors import echo_rounds
 from engine.clock import LiveClock
 from engine.config import IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
@@ -143,25 +143,8 @@ def loopback_rtt_two_process_ns(rounds: int = 3000, size: int = 64) -> np.ndarra
     """Round trips of ``size`` bytes to a uvloop echo server in another process (127.0.0.1)."""
     proc, port = _start_process(["-c", _ECHO_SERVER, "60"], "echo server")
 
-    async def main() -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
-        payload = b"x" * size
-        out = np.zeros(rounds, dtype=np.int64)
-        try:
-            for k in range(rounds + 200):
-                client.waiter = loop.create_future()
-                t0 = time.perf_counter_ns()
-                transport.write(payload)
-                await client.waiter
-                if k >= 200:
-                    out[k - 200] = time.perf_counter_ns() - t0
-        finally:
-            transport.close()
-        return out
-
     try:
-        return uvloop.run(main())
+        return uvloop.run(echo_rounds(port, rounds, size))
     finally:
         _stop_process(proc)
 

@@ -189,6 +189,29 @@ class OrderIntent:
         self.ts_sent = 0
         self.reset_extras()
 
+    def set_extras(
+        self,
+        stop_price: float,
+        trail_amount: float,
+        trail_percent: float,
+        limit_offset: float,
+        display_lots: int,
+        good_till_ns: int,
+        algo: int,
+        algo_params: tuple[tuple[str, str], ...] | None,
+    ) -> None:
+        """Fill the order-type extras (``stop_ticks`` is the gate's) and set ``extended``."""
+        self.extended = True
+        self.stop_price = stop_price
+        self.stop_ticks = NO_PRICE
+        self.trail_amount = trail_amount
+        self.trail_percent = trail_percent
+        self.limit_offset = limit_offset
+        self.display_lots = display_lots
+        self.good_till_ns = good_till_ns
+        self.algo = algo
+        self.algo_params = algo_params
+
     def reset_extras(self) -> None:
         """Put the order-type extras back to "unused" and clear ``extended``."""
         self.extended = False

@@ -258,18 +258,25 @@ class Strategy:
         qty: float,
         price: float | None,
         tif: TimeInForce,
+        order_type: int | None = None,
+        extras: tuple | None = None,
     ) -> int:
+        """Write a NEW intent and send it to the gate; ``extras`` (``_new_extended``) are the
+        values ``OrderIntent.set_extras`` takes, None for a plain order."""
         eng = self._engine
         now = self._now()
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
             instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
         )  # fmt: skip
         coid = self._next_id()
-        order_type = _MARKET if price is None else _LIMIT
+        if order_type is None:
+            order_type = _MARKET if price is None else _LIMIT
         tif = _DAY if tif is _DAY_ENUM else int(tif)
         sid = self.id
         it = self._intents.claim()
-        if it.extended:  # the slot last carried an order with extras
+        if extras is not None:
+            it.set_extras(*extras)
+        elif it.extended:  # the slot last carried an order with extras
             it.reset_extras()
         it.kind = _NEW
         it.strategy_id = sid
@@ -300,7 +307,7 @@ class Strategy:
         options: OrderOptions,
         action: str,
     ) -> int:
-        """An order with options: the intent is written as ``_new`` writes it, with the extras.
+        """An order with options: ``_new`` with the extras.
 
         Values are stored as given (floats, ints); a value that makes no sense is the risk
         gate's to refuse. Only an option name that does not exist raises, as a misspelt keyword
@@ -322,23 +329,17 @@ class Strategy:
         good_till = get("good_till")
         algo = get("algo")
         algo_params = get("algo_params")
-        eng = self._engine
-        now = self._now()
+        registry = self._engine.registry
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
-            instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
+            instrument if isinstance(instrument, int) else registry.get(instrument).id
         )  # fmt: skip
-        coid = self._next_id()
-        if order_type is None:
-            order_type = _MARKET if price is None else _LIMIT
-        order_type = int(order_type)
-        tif = int(tif)
         display_lots = 0
         if display is not None:
             # A display size that is not a positive whole number of lots is marked -1 for the
             # gate to refuse (it has the instrument's lot size; a strategy's call never raises).
             display_lots = -1
-            if eng.registry.known(inst_id):
-                lots_f = float(display) / eng.registry[inst_id].lot_size
+            if registry.known(inst_id):
+                lots_f = float(display) / registry[inst_id].lot_size
                 lots = round(lots_f) if math.isfinite(lots_f) else 0
                 if lots > 0 and abs(lots_f - lots) <= 1e-9 * (1.0 + abs(lots_f)):
                     display_lots = lots
@@ -349,33 +350,15 @@ class Strategy:
         elif algo_params is not None:
             with contextlib.suppress(TypeError):  # else left as given, for the gate to refuse
                 algo_params = tuple(tuple(p) for p in algo_params)
-        sid = self.id
-        it = self._intents.claim()
-        it.kind = _NEW
-        it.strategy_id = sid
-        it.instrument_id = inst_id
-        it.client_order_id = coid
-        it.side = side
-        it.order_type = order_type
-        it.tif = tif
-        it.qty = float(qty)
-        it.price = _NAN if price is None else float(price)
-        it.qty_lots = 0
-        it.price_ticks = NO_PRICE
-        it.extended = True
-        it.stop_price = _NAN if stop is None else float(stop)
-        it.stop_ticks = NO_PRICE
-        it.trail_amount = _NAN if trail is None else float(trail)
-        it.trail_percent = _NAN if trail_percent is None else float(trail_percent)
-        it.limit_offset = _NAN if limit_offset is None else float(limit_offset)
-        it.display_lots = display_lots
-        it.good_till_ns = 0 if good_till is None else int(good_till)
-        it.algo = 0 if algo is None else int(algo)
-        it.algo_params = algo_params
-        trigger = eng.trigger_ts
-        it.ts_trigger = trigger if trigger else now
-        it.ts_created = now
-        it.ts_risk = it.ts_routed = it.ts_sent = 0
-        self._add_order(Order(coid, sid, inst_id, side, order_type, tif, 0, NO_PRICE))
-        eng.flush_intents()
-        return coid
+        extras = (
+            _NAN if stop is None else float(stop),
+            _NAN if trail is None else float(trail),
+            _NAN if trail_percent is None else float(trail_percent),
+            _NAN if limit_offset is None else float(limit_offset),
+            display_lots,
+            0 if good_till is None else int(good_till),
+            0 if algo is None else int(algo),
+            algo_params,
+        )
+        kind = None if order_type is None else int(order_type)
+        return self._new(side, inst_id, qty, price, int(tif), kind, extras)

@@ -453,7 +453,6 @@ class IBVenue:
         return True
 
     async def _supervise(self) -> None:
-        cfg = self.config
         first = True
         while not self._stopping:
             try:
@@ -480,7 +479,6 @@ class IBVenue:
             delay = self.backoff.next_delay()
             log.debug("IB %s: reconnecting in %.2f s", self.name, delay)
             await asyncio.sleep(delay)
-        del cfg
 
     async def _connect_once(self) -> None:
         cfg = self.config
@@ -547,7 +545,6 @@ class IBVenue:
         lost.set()
 
     def _went_down(self) -> None:
-        was = self.connected
         self.connected = False
         self.ready = False
         self.reconciling = False
@@ -564,7 +561,7 @@ class IBVenue:
         # Cancels stay queued: getting out of risk is still wanted after the reconnect.
         self.pacer._queues[DATA].clear()
         self.pacer._queues[ORDER].clear()
-        if (was and self.down_since is None) or self.down_since is None:
+        if self.down_since is None:
             self.down_since = datetime.now(UTC)
         for ev in self._ends.values():
             ev.set()
