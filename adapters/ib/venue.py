@@ -64,6 +64,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,7 +99,7 @@ from engine.messages import (
     Side,
     TimeInForce,
 )
-from engine.orders import Order, OrderExtras
+from engine.orders import Order, OrderExtras, OrderState
 from engine.venue import VenuePorts
 
 log = logging.getLogger("tickwire.ib")
@@ -634,9 +635,10 @@ class IBVenue:
                     _CANCEL_REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "modify lost in the disconnect: the order is unchanged at IB",
                 )  # fmt: skip
-        # Orders that were in flight at the disconnect and that IB does not know.
+        # Orders that were in flight at the disconnect (or journaled by a process that died)
+        # and that IB does not know.
         if "open_orders" not in missing and "completed_orders" not in missing:
-            for live in list(self._by_ib.values()):
+            for live in list(self._by_coid.values()):
                 if live.done or live.epoch == epoch:
                     continue
                 self.unknown_after_reconnect += 1
@@ -878,6 +880,57 @@ class IBVenue:
         intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
         self._send(ORDER, frame)
 
+    def restore(
+        self,
+        orders: Iterable[Order],
+        fills: Iterable[tuple[str, int, int, bool]],
+        modifies: dict[int, tuple[int, int]] | None = None,
+    ) -> int:
+        """Orders and fills from the engine's journal, given before ``start``; returns how many
+        orders are this venue's.
+
+        ``fills`` are (execId, client order id, lots, commission known); ``modifies`` the
+        (lots, ticks) of modifies requested and not yet answered, by client order id. The first
+        reconciliation then matches IB's open and completed orders and its executions to these
+        orders by ``orderRef`` (our client order id) and learns their IB ids: an execution
+        already journaled is not reported again, one IB made while the engine was down is, a
+        cancel or reject IB reported meanwhile is, and an open order IB does not know (journaled
+        just before the process died, never written to the socket) is reported REJECTED with
+        ``UNKNOWN_AFTER_RECONNECT``. Nothing is ever sent again.
+        """
+        mine = {i.id for i in self._instruments}
+        shape = OrderIntent()
+        n = 0
+        for order in orders:
+            if order.instrument_id not in mine or order.client_order_id in self._by_coid:
+                continue
+            shape.instrument_id, shape.side = order.instrument_id, order.side
+            shape.order_type, shape.tif = order.order_type, order.tif
+            x = order.extras
+            if x is None:
+                shape.reset_extras()
+            else:
+                shape.set_extras(
+                    x.stop_price, x.trail_amount, x.trail_percent, x.limit_offset,
+                    x.display_lots, x.good_till_ns, x.algo, x.algo_params,
+                )  # fmt: skip
+            live = _Live(0, order, self._proto(shape), -1)
+            live.extras = x
+            live.cum_lots = order.filled_lots
+            live.accepted = order.state not in (OrderState.INITIALIZED, OrderState.SUBMITTED)
+            live.done = not order.is_open
+            if modifies and order.client_order_id in modifies and not live.done:
+                # IB's openOrder shows whether it applied it; reconciliation reports either way.
+                live.pending_modify = modifies[order.client_order_id]
+            self._by_coid[order.client_order_id] = live
+            n += 1
+        for exec_id, coid, lots, commission_known in fills:
+            live = self._by_coid.get(coid)
+            if live is not None:
+                key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
+                self._execs[key] = _Exec(exec_id, lots, live, None, commission_known)
+        return n
+
     def cancel(self, order: Order) -> None:
         live = self._by_coid.get(order.client_order_id)
         if live is None or live.done:
@@ -1095,6 +1148,10 @@ class IBVenue:
         if live is None and order_ref:
             with contextlib.suppress(ValueError):
                 live = self._by_coid.get(int(order_ref))
+            if live is not None and not live.ib_id and ib_id:
+                # An order restored from the journal learns its IB id from IB's report.
+                live.ib_id = ib_id
+                self._by_ib[ib_id] = live
         if live is None and perm_id:
             live = self._by_perm.get(perm_id)
         if live is not None and perm_id and not live.perm_id:

@@ -396,6 +396,8 @@ class GatewayCore:
         self.orders: dict[tuple[int, int], SimOrder] = {}
         self._as_of: dict[SimOrder, _AsOf] = {}
         self.used_ids: set[tuple[int, int]] = set()
+        #: Every new order as received: (client id, order id, orderRef), modifies not included.
+        self.received: list[tuple[int, int, str]] = []
         self.completed: deque[SimOrder] = deque(maxlen=10_000)
         self.executions: list[ExecRecord] = []
         self.positions: dict[tuple[str, int], Position] = {}
@@ -960,6 +962,7 @@ class GatewayCore:
             s.error(req.order_id, 103)
             return
         self.used_ids.add(key)
+        self.received.append((s.client_id, req.order_id, req.order.orderRef))
         self.next_order_id = max(self.next_order_id, req.order_id + 1)
         inst = self._resolve_one(s, req.order_id, req.contract)
         if inst is None:
@@ -1443,6 +1446,37 @@ class GatewayCore:
             "link_down": self.link_down,
             "farm_down": self.farm_down,
         }
+
+    def ledger(self) -> dict[str, Any]:
+        """The gateway's own record, for tests that check a client against it: every new order
+        received, each order's status and fills (open and completed), every execution and the
+        positions (quantities as strings: IB's are decimals)."""
+        orders = [*self.orders.values(), *self.completed]
+        symbols = {i.con_id: i.symbol for i in self.instruments}
+        return {
+            "received": [list(r) for r in self.received],
+            "orders": [
+                {
+                    "client_id": o.client_id, "order_id": o.order_id, "perm_id": o.perm_id,
+                    "order_ref": o.order.orderRef, "status": o.status, "filled": str(o.filled),
+                    "con_id": o.instrument.con_id,
+                }
+                for o in orders
+            ],
+            "executions": [
+                {
+                    "exec_id": e.execution.execId, "order_id": e.execution.orderId,
+                    "order_ref": e.execution.orderRef, "side": e.execution.side,
+                    "shares": str(e.execution.shares), "price": e.execution.price,
+                    "con_id": e.contract.conId,
+                }
+                for e in self.executions
+            ],
+            "positions": [
+                {"account": a, "con_id": c, "symbol": symbols.get(c, ""), "qty": str(p.qty)}
+                for (a, c), p in self.positions.items()
+            ],
+        }  # fmt: skip
 
     _handlers: ClassVar[dict[type, Callable[..., None]]] = {}
 

@@ -8,7 +8,8 @@ relays in the Docker images).
 
 The control interface is a JSON-lines TCP port: send ``{"action": "farm_blip", "seconds": 2}``
 (any fault from ``config.FaultConfig``) or ``{"action": "status"}``; each line gets one JSON
-reply ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+reply ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. ``{"action": "ledger"}``
+returns the gateway's own record of orders received, executions and positions.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class GatewaySimServer:
             self.core.advance()
             if action == "status":
                 return {"ok": True, **self.core.status()}
+            if action == "ledger":
+                return {"ok": True, **self.core.ledger()}
             self.core.fault(action, **cmd)
             return {"ok": True, **self.core.status()}
         except (ValueError, TypeError, AttributeError) as e:
