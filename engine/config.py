@@ -252,6 +252,16 @@ VenueConfig.KINDS["ib"] = IBVenueConfig
 
 
 @dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """``[journal]``: the order journal (``engine.journal``); its docstring has the durability
+    policy each ``fsync`` choice gives."""
+
+    path: str = ""  # "" = no journal
+    fsync: Literal["never", "batch", "always"] = "batch"
+    fsync_interval_ms: float = field(default=10.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyConfig:
     name: str
     class_path: str = field(metadata={"key": "class"})
@@ -270,6 +280,7 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     venues: dict[str, VenueConfig] = field(default_factory=dict)
     strategies: list[StrategyConfig] = field(default_factory=list)
+    journal: JournalConfig = field(default_factory=JournalConfig)
 
 
 # --------------------------------------------------------------------------------------------

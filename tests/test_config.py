@@ -286,6 +286,28 @@ def test_unknown_key_in_venue_section(tmp_path: Path) -> None:
     assert "did you mean 'ack_latency_us'" in err.message
 
 
+def test_journal_section(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).journal.path == ""  # no journal by default
+    text = MINIMAL + '\n[journal]\npath = "state/orders.journal"\nfsync = "always"\n'
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.journal.path, cfg.journal.fsync) == ("state/orders.journal", "always")
+    assert cfg.journal.fsync_interval_ms == 10.0
+
+
+def test_unknown_key_in_journal_section(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "\n[journal]\nfsync_interval = 5\n")
+    err = config_error(path)
+    assert err.key == "journal.fsync_interval"
+    assert "did you mean 'fsync_interval_ms'" in err.message
+
+
+def test_journal_fsync_policy_is_checked(tmp_path: Path) -> None:
+    err = config_error(write(tmp_path, MINIMAL + '\n[journal]\nfsync = "sometimes"\n'))
+    assert err.key == "journal.fsync" and "'batch'" in err.message
+    err = config_error(write(tmp_path, MINIMAL + "\n[journal]\nfsync_interval_ms = 0\n"))
+    assert err.key == "journal.fsync_interval_ms" and "must be > 0" in err.message
+
+
 def test_strategy_with_unknown_instrument(tmp_path: Path) -> None:
     path = demo_with(
         tmp_path, r'^instruments = \["AAPL", "MSFT"\]$', 'instruments = ["AAPL", "TSLA"]'
