@@ -518,9 +518,9 @@ class Portfolio:
         Its limits: the series is what the portfolio actually earned, so it reflects holdings
         as they were at each moment: a position opened a minute ago carries almost no weight,
         and one closed an hour ago still does. It knows only the market moves inside the
-        window (250 minutes by default) and assumes the next interval draws from them; with
-        ``var_window`` returns the 99% quantile rests on two or three observations. It is
-        None until ``var_min_samples`` returns exist or while equity is unknown.
+        window (250 one-minute returns by default) and assumes the next interval draws from
+        them; over 250 returns the 99% quantile rests on the worst two or three. It is None
+        until ``var_min_samples`` returns exist or while equity is unknown.
         """
         return self._var_es(self.equity(), confidence)[0]
 
