@@ -83,6 +83,7 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
         engine = Engine(
             registry, venues, clock, rings=config.rings, risk=config.risk,
             metrics=config.metrics, name=config.engine.name, trading_hours=hours,
+            portfolio=config.portfolio,
         )  # fmt: skip
     except ValueError as e:  # a venue refusing its part of the config (say, a contract)
         raise ConfigError(file, "venues", str(e)) from None

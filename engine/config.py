@@ -15,6 +15,7 @@ import os
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -203,6 +204,43 @@ def _hhmm(v: str) -> str | None:
     return None if ok else 'must be a local time "HH:MM" (or "" for none)'
 
 
+def _reset_time(v: str) -> str | None:
+    return 'must be a local time "HH:MM"' if v == "" else _hhmm(v)
+
+
+def _time_zone(v: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return 'is not a time zone zoneinfo knows; use an IANA name such as "America/New_York"'
+    return None
+
+
+def _open_fraction(v: float) -> str | None:
+    return None if 0.0 < v < 1.0 else "must be between 0 and 1, exclusive"
+
+
+def _fx_rates(v: dict[str, float]) -> str | None:
+    bad = [c for c, r in v.items() if not (math.isfinite(r) and r > 0)]
+    return (
+        f"rates must be positive numbers (base currency per unit), not for {bad}" if bad else None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioConfig:
+    """``[portfolio]``: the trading day, the currency P&L is summed in, and the VaR window."""
+
+    daily_reset: str = field(default="17:00", metadata=_check(_reset_time))  # local time
+    daily_reset_tz: str = field(default="America/New_York", metadata=_check(_time_zone))
+    base_currency: str = ""  # "": the first instrument's currency
+    fx: dict[str, float] = field(default_factory=dict, metadata=_check(_fx_rates))
+    var_window: int = field(default=250, metadata=_check(_positive))  # returns
+    var_confidence: float = field(default=0.99, metadata=_check(_open_fraction))
+    var_sample_s: float = field(default=60.0, metadata=_check(_positive))
+    var_min_samples: int = field(default=20, metadata=_check(_positive))  # returns
+
+
 @dataclass(frozen=True, slots=True)
 class IBOutageConfig:
     """An expected daily outage: IB's reset windows, or anything else scheduled."""
@@ -278,6 +316,7 @@ class Config:
     feed: FeedConfig | None = None
     instruments: list[InstrumentConfig] = field(default_factory=list)
     risk: RiskConfig = field(default_factory=RiskConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     venues: dict[str, VenueConfig] = field(default_factory=dict)
     strategies: list[StrategyConfig] = field(default_factory=list)
     journal: JournalConfig = field(default_factory=JournalConfig)
@@ -431,6 +470,22 @@ def _secret(value: Any, file: str, key: str) -> Secret:
 
 
 def _cross_check(cfg: Config, file: str) -> None:
+    pf = cfg.portfolio
+    if pf.var_min_samples > pf.var_window:
+        raise ConfigError(
+            file,
+            "portfolio.var_min_samples",
+            f"must be <= portfolio.var_window ({pf.var_window}), got {pf.var_min_samples}: "
+            "VaR would never be reported",
+        )
+    base = pf.base_currency or (cfg.instruments[0].currency if cfg.instruments else "USD")
+    if pf.fx.get(base, 1.0) != 1.0:
+        raise ConfigError(
+            file,
+            f"portfolio.fx.{base}",
+            f"{base} is the base currency, its rate is 1 by definition: remove it "
+            "(or set portfolio.base_currency to the currency the rates are in)",
+        )
     seen: set[str] = set()
     for i, inst in enumerate(cfg.instruments):
         k = f"{inst.symbol}.{inst.venue}"

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from engine.book import BookStore, BookView
 from engine.book_actor import BookActor
 from engine.clock import Clock, TimerHandle
-from engine.config import MetricsConfig, RingsConfig, RiskConfig
+from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig
 from engine.instruments import InstrumentRegistry
 from engine.messages import BOOK_DELTA, QUOTE, TRADE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import EngineCollector, LatencyRecorder
@@ -77,6 +77,7 @@ class Engine:
         order_history: int = 10_000,
         max_strategies: int = 32,
         trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
+        portfolio: PortfolioConfig | None = None,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -112,7 +113,7 @@ class Engine:
         self.books.warm_up()
         self.book_views = [BookView(self.books, inst) for inst in registry]
         self.tracker = OrderTracker(order_history)
-        self.portfolio = Portfolio(registry, self.mark)
+        self.portfolio = Portfolio(registry, self.mark, portfolio, (risk or RiskConfig()).equity)
         self.router = Router(registry, venues, clock, self.latency)
         self.risk = RiskGate(
             registry, risk or RiskConfig(), self.tracker, self.events, self.router, clock,
