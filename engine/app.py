@@ -83,6 +83,7 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
         engine = Engine(
             registry, venues, clock, rings=config.rings, risk=config.risk,
             metrics=config.metrics, name=config.engine.name, trading_hours=hours,
+            router=config.router,
         )  # fmt: skip
     except ValueError as e:  # a venue refusing its part of the config (say, a contract)
         raise ConfigError(file, "venues", str(e)) from None
@@ -125,6 +126,7 @@ class RunReport:
     latencies: list[LatencySummary]
     state: str
     metrics_port: int | None
+    router: str = ""  # the shadow-vs-live comparison table, when a venue is not LIVE
 
     def format(self) -> str:
         lines = [
@@ -142,6 +144,8 @@ class RunReport:
                 f"tick-to-order: p50 {ttl.p50 / 1e3:.1f}µs  p99 {ttl.p99 / 1e3:.1f}µs  "
                 f"p99.9 {ttl.p999 / 1e3:.1f}µs  (n={ttl.count})"
             )
+        if self.router:
+            lines.append(self.router)
         return "\n".join(lines)
 
 
@@ -231,4 +235,5 @@ async def run_app(
         engine.latency.summaries(),
         engine.trading_state.value,
         app.metrics.port if app.metrics else None,
+        engine.router.format_comparison() if engine.router.any_shadow else "",
     )
