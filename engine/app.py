@@ -151,11 +151,17 @@ class RunReport:
 
 def _status(engine: Engine, elapsed: float, last_updates: int, interval: float) -> str:
     updates = engine.book_actor.updates
+    shadow = ""
+    if engine.router.any_shadow:
+        shadow = (
+            f"shadowed {engine.router.shadowed:>7,}  "
+            f"shadow P&L {engine.shadow_portfolio.total_pnl():>+12,.2f}  "
+        )
     return (
         f"[{elapsed:5.1f}s] updates/s {(updates - last_updates) / interval:>10,.0f}  "
         f"orders {engine.router.orders:>7,}  fills {engine.fills:>7,}  "
         f"rejects {sum(engine.risk.rejects):>5,}  P&L {engine.portfolio.total_pnl():>+12,.2f}  "
-        f"{engine.trading_state.value}"
+        f"{shadow}{engine.trading_state.value}"
     )
 
 

@@ -9,6 +9,7 @@ shadowed order never reaches the gateway.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import math
 import tomllib
@@ -19,7 +20,7 @@ import pytest
 from event_recorder import Recorder
 
 from adapters.sim.venue import SimVenue
-from engine.app import RunReport, build_app
+from engine.app import RunReport, build_app, run_app
 from engine.clock import SimClock
 from engine.config import (
     ConfigError,
@@ -32,6 +33,7 @@ from engine.config import (
 )
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind
+from engine.orders import Order, OrderState
 from engine.router import VenueMode, format_comparison, goes_live, mix64
 from engine.runtime import Engine
 from tests.ib_venue_support import IBHarness
@@ -272,6 +274,23 @@ def test_canary_cancels_and_modifies_follow_the_order() -> None:
     assert not h.sim._orders and not h.shadow()._orders
 
 
+def test_a_shadow_order_never_reaches_a_venue_that_went_live() -> None:
+    """A shadow order restored (say, from a journal) after its venue went LIVE: its cancel is
+    refused here, never sent to the real venue, which never had the order."""
+    h = Harness()
+    order = Order(h.engine.tracker.next_id(), 0, h.es.id, 1, 1, 0, 1, 50)
+    order.shadow = True
+    order.state = OrderState.ACCEPTED
+    h.engine.tracker.add(order)
+    h.strat.cancel(order.client_order_id)
+    h.strat.modify(order.client_order_id, price=49.0)
+    h.engine.pump()
+    assert h.sim.cancels == [] and h.sim.modifies == []
+    kinds = h.strat.kinds(order.client_order_id)
+    assert kinds == [X, X]
+    assert "was shadowed" in h.strat.of(order.client_order_id)[0].reason
+
+
 def test_global_mode_caps_every_venue() -> None:
     def modes(global_mode: str, sim: str, sim2: str | None = None) -> dict[str, VenueMode]:
         venues = {"SIM": RouterVenueConfig(mode=sim, canary_pct=25.0)}
@@ -455,6 +474,24 @@ def test_demo_in_canary_keeps_the_books_apart_and_reports_them() -> None:
     assert comp["live"]["orders"] + comp["shadow"]["orders"] == engine.router.orders
     report = RunReport(1.0, 0, 0, 0, 0, 0.0, [], "active", None, engine.router.format_comparison())
     assert "shadow vs live" in report.format() and "canary 30%" in report.format()
+
+
+async def test_run_summary_and_status_show_the_comparison() -> None:
+    data = demo(venues={"SIM": {"mode": "canary", "canary_pct": 50}})
+    data["venues"]["SIM"]["ack_latency_us"] = 50
+    data["venues"]["SIM"]["fill_latency_us"] = 50
+    data["engine"]["status_interval_s"] = 0.2
+    app = build_app(parse_config(data, "demo-test.toml"))
+    out = io.StringIO()
+    report = await run_app(app, 0.6, out)
+    assert app.engine.router.orders > 0
+    text = report.format()
+    assert "shadow vs live" in text and "canary 50%" in text
+    assert "shadowed" in out.getvalue() and "shadow P&L" in out.getvalue()
+    # All LIVE: no table.
+    app = build_app(parse_config(demo(), "demo-test.toml"))
+    report = await run_app(app, 0.2, io.StringIO())
+    assert report.router == "" and "shadow vs live" not in report.format()
 
 
 # ---- IB: nothing reaches the gateway -----------------------------------------------------
