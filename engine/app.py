@@ -83,7 +83,7 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
         engine = Engine(
             registry, venues, clock, rings=config.rings, risk=config.risk,
             metrics=config.metrics, name=config.engine.name, trading_hours=hours,
-            portfolio=config.portfolio,
+            portfolio=config.portfolio, router=config.router,
         )  # fmt: skip
     except ValueError as e:  # a venue refusing its part of the config (say, a contract)
         raise ConfigError(file, "venues", str(e)) from None
@@ -126,6 +126,7 @@ class RunReport:
     latencies: list[LatencySummary]
     state: str
     metrics_port: int | None
+    router: str = ""  # the shadow-vs-live comparison table, when a venue is not LIVE
 
     def format(self) -> str:
         lines = [
@@ -143,16 +144,24 @@ class RunReport:
                 f"tick-to-order: p50 {ttl.p50 / 1e3:.1f}µs  p99 {ttl.p99 / 1e3:.1f}µs  "
                 f"p99.9 {ttl.p999 / 1e3:.1f}µs  (n={ttl.count})"
             )
+        if self.router:
+            lines.append(self.router)
         return "\n".join(lines)
 
 
 def _status(engine: Engine, elapsed: float, last_updates: int, interval: float) -> str:
     updates = engine.book_actor.updates
+    shadow = ""
+    if engine.router.any_shadow:
+        shadow = (
+            f"shadowed {engine.router.shadowed:>7,}  "
+            f"shadow P&L {engine.shadow_portfolio.total_pnl():>+12,.2f}  "
+        )
     return (
         f"[{elapsed:5.1f}s] updates/s {(updates - last_updates) / interval:>10,.0f}  "
         f"orders {engine.router.orders:>7,}  fills {engine.fills:>7,}  "
         f"rejects {sum(engine.risk.rejects):>5,}  P&L {engine.portfolio.total_pnl():>+12,.2f}  "
-        f"{engine.trading_state.value}"
+        f"{shadow}{engine.trading_state.value}"
     )
 
 
@@ -232,4 +241,5 @@ async def run_app(
         engine.latency.summaries(),
         engine.trading_state.value,
         app.metrics.port if app.metrics else None,
+        engine.router.format_comparison() if engine.router.any_shadow else "",
     )

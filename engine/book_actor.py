@@ -31,7 +31,8 @@ class BookActor:
         self._books = engine.books
         self._clock = engine.clock
         self._views = engine.book_views
-        self._venues = list(engine.venues.values())
+        # Shadow venues match against the same books: they hear of them like the real ones.
+        self._venues = [*engine.venues.values(), *engine.router.shadow_venues.values()]
         n = len(engine.registry)
         self.book_subs: list[list[Strategy]] = [[] for _ in range(n)]
         self.trade_subs: list[list[Strategy]] = [[] for _ in range(n)]

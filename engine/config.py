@@ -289,6 +289,39 @@ class IBVenueConfig(VenueConfig):
 VenueConfig.KINDS["ib"] = IBVenueConfig
 
 
+def _percent(v: float) -> str | None:
+    return None if 0.0 <= v <= 100.0 else "must be a percentage between 0 and 100"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterVenueConfig:
+    """``[router.venues.NAME]``: one venue's rollout mode (capped by ``[router] mode``)."""
+
+    mode: Literal["shadow", "canary", "live"] = "live"
+    canary_pct: float = field(default=0.0, metadata=_check(_percent))  # CANARY: share sent live
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowVenueConfig:
+    """``[router.shadow]``: the simulated venue that fills shadowed orders against live books."""
+
+    ack_latency_us: float = field(default=200.0, metadata=_check(_non_negative))
+    fill_latency_us: float = field(default=200.0, metadata=_check(_non_negative))
+    commission_per_lot: float = field(default=0.0, metadata=_check(_non_negative))
+    depth_levels: int = field(default=10, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    """``[router]``: venue modes SHADOW < CANARY < LIVE; ``mode`` caps every venue's."""
+
+    mode: Literal["shadow", "canary", "live"] = "live"
+    venues: dict[str, RouterVenueConfig] = field(default_factory=dict)
+    shadow: ShadowVenueConfig = field(default_factory=ShadowVenueConfig)
+    #: Orders (and as many fills) kept for the shadow-vs-live comparison, newest first.
+    stats_window: int = field(default=65536, metadata=_check(_positive))
+
+
 @dataclass(frozen=True, slots=True)
 class JournalConfig:
     """``[journal]``: the order journal (``engine.journal``); its docstring has the durability
@@ -318,6 +351,7 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     venues: dict[str, VenueConfig] = field(default_factory=dict)
+    router: RouterConfig = field(default_factory=RouterConfig)
     strategies: list[StrategyConfig] = field(default_factory=list)
     journal: JournalConfig = field(default_factory=JournalConfig)
 
@@ -498,6 +532,14 @@ def _cross_check(cfg: Config, file: str) -> None:
                 file,
                 f"instruments[{i}].venue",
                 f"venue {inst.venue!r} has no [venues.{inst.venue}] section (defined: {venues})",
+            )
+    for name in cfg.router.venues:
+        if name not in cfg.venues:
+            venues = ", ".join(sorted(cfg.venues)) or "none"
+            raise ConfigError(
+                file,
+                f"router.venues.{name}",
+                f"venue {name!r} has no [venues.{name}] section (defined: {venues})",
             )
     symbols = {i.symbol for i in cfg.instruments} | seen
     names: set[str] = set()

@@ -82,6 +82,7 @@ class Order:
         "qty_lots",
         "reason",
         "reserved",
+        "shadow",
         "side",
         "state",
         "strategy_id",
@@ -116,6 +117,7 @@ class Order:
         self.reason = ""
         self.ts_sent = 0
         self.extras: OrderExtras | None = None
+        self.shadow = False  # routed to the venue's shadow (SHADOW/CANARY), not sent
 
     @property
     def is_open(self) -> bool:

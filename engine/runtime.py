@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from engine.book import BookStore, BookView
 from engine.book_actor import BookActor
 from engine.clock import Clock, TimerHandle
-from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig
+from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig, RouterConfig
 from engine.instruments import InstrumentRegistry
 from engine.messages import BOOK_DELTA, QUOTE, TRADE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import EngineCollector, LatencyRecorder
@@ -57,6 +57,8 @@ _HELP = {
     "rejects_total": "Intents rejected by the risk gate, by check.",
     "trading_state": "1 for the current trading state.",
     "strategy_pnl": "Strategy P&L: realised + unrealised - fees.",
+    "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
+    "router_slippage_bp": "Mean slippage of fills vs the arrival mid in bp (+ = worse for us).",
 }
 
 
@@ -78,6 +80,7 @@ class Engine:
         max_strategies: int = 32,
         trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
         portfolio: PortfolioConfig | None = None,
+        router: RouterConfig | None = None,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -113,8 +116,13 @@ class Engine:
         self.books.warm_up()
         self.book_views = [BookView(self.books, inst) for inst in registry]
         self.tracker = OrderTracker(order_history)
-        self.portfolio = Portfolio(registry, self.mark, portfolio, (risk or RiskConfig()).equity)
-        self.router = Router(registry, venues, clock, self.latency)
+        equity = (risk or RiskConfig()).equity
+        self.portfolio = Portfolio(registry, self.mark, portfolio, equity)
+        #: Fills of orders the router shadowed (SHADOW / CANARY venues), kept apart.
+        self.shadow_portfolio = Portfolio(registry, self.mark, portfolio, equity)
+        self.router = Router(registry, venues, clock, self.latency, router, self.books)
+        self.router.portfolio = self.portfolio
+        self.router.shadow_portfolio = self.shadow_portfolio
         self.risk = RiskGate(
             registry, risk or RiskConfig(), self.tracker, self.events, self.router, clock,
             list(venues), max_strategies, trading_hours,
@@ -130,6 +138,7 @@ class Engine:
         )  # fmt: skip
         for venue in venues.values():
             venue.bind(ports)
+        self.router.bind(ports)  # its shadow venues: same books, same order-event ring
         self.trigger_ts = 0  # ts_recv of the market data being dispatched, else 0
         self.fills = 0
         self.order_events = 0
@@ -274,12 +283,14 @@ class Engine:
         kind = ev.kind
         if kind == _FILL:
             self.fills += 1
-            self.portfolio.apply_fill(
+            book = self.shadow_portfolio if order is not None and order.shadow else self.portfolio
+            book.apply_fill(
                 ev.strategy_id, ev.instrument_id, ev.side, ev.fill_lots, ev.fill_price_ticks,
                 ev.commission,
             )  # fmt: skip
         elif kind == _ACCEPTED and order is not None and order.ts_sent:
             self.latency["order_ack"].record(ev.ts_recv - order.ts_sent)
+        self.router.on_event(ev)  # shadow-vs-live stats (accepts, fills)
         if not 0 <= ev.strategy_id < len(self.strategies):
             log.error("order event for unknown strategy id %d dropped", ev.strategy_id)
             return
@@ -331,6 +342,14 @@ class Engine:
         for s in self.strategies:
             pnl = self.portfolio.total_pnl(s.id)
             yield "strategy_pnl", _HELP["strategy_pnl"], {"strategy": s.name}, pnl
+        if self.router.any_shadow:
+            for venue, row in self.router.comparison().items():
+                for book in ("live", "shadow"):
+                    labels = {"venue": venue, "book": book}
+                    stats = row[book]
+                    yield "router_fill_rate", _HELP["router_fill_rate"], labels, stats["fill_rate"]
+                    slip = stats["slippage_bp_mean"]
+                    yield "router_slippage_bp", _HELP["router_slippage_bp"], labels, slip
 
     def prometheus_registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)

@@ -118,6 +118,7 @@ class Strategy:
         self._next_id = engine.tracker.next_id
         self._add_order = engine.tracker.add
         self._positions = engine.portfolio.positions()
+        self._shadow_positions = engine.shadow_portfolio.positions()
 
     # ---- callbacks ---------------------------------------------------------------------------
 
@@ -228,14 +229,45 @@ class Strategy:
         return self._engine.book_views[self.instrument(instrument).id]
 
     def position(self, instrument: Instrument | str | int) -> float:
-        """Net position of this strategy, in instrument units (negative when short)."""
+        """Net position of this strategy, in instrument units (negative when short): live and
+        shadowed fills together, what it would hold had every order gone live (the same
+        whatever the router's modes; ``live_position``/``shadow_position`` split it)."""
+        inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
+        key = (self.id, inst.id)
+        pos = self._positions.get(key)
+        lots = 0 if pos is None else pos.lots
+        if self._shadow_positions:
+            shadow = self._shadow_positions.get(key)
+            if shadow is not None:
+                lots += shadow.lots
+        return lots * inst.lot_size
+
+    def live_position(self, instrument: Instrument | str | int) -> float:
+        """The part of ``position`` filled at the real venue."""
         inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
         pos = self._positions.get((self.id, inst.id))
         return 0.0 if pos is None else pos.lots * inst.lot_size
 
+    def shadow_position(self, instrument: Instrument | str | int) -> float:
+        """The part of ``position`` filled by the shadow venue (orders SHADOW/CANARY kept back)."""
+        inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
+        pos = self._shadow_positions.get((self.id, inst.id))
+        return 0.0 if pos is None else pos.lots * inst.lot_size
+
     def pnl(self) -> PnL:
-        """This strategy's realised and unrealised (marked to the mid) P&L and fees."""
+        """This strategy's realised and unrealised (marked to the mid) P&L and fees, live and
+        shadow together (as ``position``); ``live_pnl``/``shadow_pnl`` split it."""
+        live = self._engine.portfolio.pnl(self.id)
+        if not self._shadow_positions:
+            return PnL(*live)
+        shadow = self._engine.shadow_portfolio.pnl(self.id)
+        return PnL(*(a + b for a, b in zip(live, shadow, strict=True)))
+
+    def live_pnl(self) -> PnL:
         return PnL(*self._engine.portfolio.pnl(self.id))
+
+    def shadow_pnl(self) -> PnL:
+        return PnL(*self._engine.shadow_portfolio.pnl(self.id))
 
     def open_orders(self, instrument: Instrument | str | int | None = None) -> list[Order]:
         inst_id = None if instrument is None else self.instrument(instrument).id

@@ -14,7 +14,7 @@ from event_recorder import Recorder
 from adapters.ib.gateway_sim.server import GatewaySimServer
 from adapters.ib.venue import IBVenue
 from engine.clock import LiveClock
-from engine.config import IBVenueConfig, RiskConfig
+from engine.config import IBVenueConfig, RiskConfig, RouterConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import EventKind
 from engine.runtime import Engine
@@ -39,9 +39,11 @@ class IBHarness:
         symbols: tuple[str, ...] = SYMBOLS,
         sim: dict[str, Any] | None = None,
         risk: RiskConfig | None = None,
+        router: RouterConfig | None = None,
         **venue: Any,
     ) -> None:
         self.symbols = symbols
+        self.router = router
         self.sim_sections = sim or {}
         self.risk = risk or RiskConfig()
         self.venue_options = venue
@@ -63,7 +65,9 @@ class IBHarness:
             **self.venue_options,
         }
         self.venue = IBVenue("IB", IBVenueConfig(**options))
-        self.engine = Engine(self.registry, {"IB": self.venue}, self.clock, risk=self.risk)
+        self.engine = Engine(
+            self.registry, {"IB": self.venue}, self.clock, risk=self.risk, router=self.router
+        )
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
         self.engine.start()
         await self.venue.start()
