@@ -43,7 +43,7 @@ class IBHarness:
     ) -> None:
         self.symbols = symbols
         self.sim_sections = sim or {}
-        self.risk = risk or RiskConfig()
+        self.risk = risk or RiskConfig(equity=1e9)
         self.venue_options = venue
         self.server: GatewaySimServer | None = None
 
