@@ -384,7 +384,7 @@ async def _run_session(
                       reconcile_timeout_s=3.0, depth_rows=10, tick_by_tick=True),
     )  # fmt: skip
     risk = RiskConfig(
-        max_open_orders=1000, order_rate_per_s=100.0, order_burst=100,
+        equity=1e9, max_open_orders=1000, order_rate_per_s=100.0, order_burst=100,
         strategy_order_rate_per_s=100.0, strategy_order_burst=100,
         venue_msgs_per_s=40.0, venue_burst=10,
     )  # fmt: skip

@@ -142,9 +142,63 @@ class InstrumentConfig:
     utc_offset_minutes: int = 0  # local time = UTC + offset
 
 
+def _fraction_open(v: float) -> str | None:
+    return None if 0.0 < v < 1.0 else "must be between 0 and 1 (exclusive)"
+
+
+def _percent(v: float) -> str | None:
+    return None if 0.0 < v < 100.0 else "must be a percentage between 0 and 100 (exclusive)"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRiskConfig:
+    """``[risk.strategies.NAME]``: one strategy's limits; unset (None) inherits ``[risk]``'s.
+
+    Order quantity, order value and position are held to the smaller of this and the
+    instrument's limit."""
+
+    daily_loss_limit: float | None = field(default=None, metadata=_check(_positive))
+    max_order_qty: float | None = field(default=None, metadata=_check(_positive))
+    max_order_notional: float | None = field(default=None, metadata=_check(_positive))
+    max_position: float | None = field(default=None, metadata=_check(_positive))
+    order_rate_per_s: float | None = field(default=None, metadata=_check(_positive))
+    order_burst: int | None = field(default=None, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentRiskConfig:
+    """``[risk.instruments.SYMBOL]`` (or ``"SYMBOL.VENUE"``): one instrument's limits in place
+    of ``[risk]``'s; unset (None) inherits them."""
+
+    max_order_qty: float | None = field(default=None, metadata=_check(_positive))
+    max_order_notional: float | None = field(default=None, metadata=_check(_positive))
+    max_position: float | None = field(default=None, metadata=_check(_positive))
+    max_open_orders: int | None = field(default=None, metadata=_check(_positive))
+    price_collar_pct: float | None = field(default=None, metadata=_check(_positive))
+    price_collar_ticks: float | None = field(default=None, metadata=_check(_positive))
+    max_concentration: float | None = field(default=None, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class BreakersConfig:
+    """``[risk.breakers]``: circuit breakers (``engine.breakers``)."""
+
+    enabled: bool = True
+    interval_ms: float = field(default=100.0, metadata=_check(_positive))  # evaluation timer
+    daily_loss_pct: float = field(default=5.0, metadata=_check(_percent))  # of equity at SOD
+    reject_rate: float = field(default=0.2, metadata=_check(_fraction_open))
+    reject_window_s: float = field(default=60.0, metadata=_check(_positive))
+    reject_min_orders: int = field(default=20, metadata=_check(_positive))
+    size_scale: float = field(default=0.5, metadata=_check(_fraction_open))
+    scale_minutes: float = field(default=30.0, metadata=_check(_positive))
+    concentration_trip: float = field(default=0.30, metadata=_check(_positive))
+    concentration_reset: float = field(default=0.25, metadata=_check(_positive))
+
+
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
-    """Pre-trade limits (``hotpath.risk``); every limit is off (inf) unless set."""
+    """Pre-trade limits (``hotpath.risk``); every limit is off (inf) unless set, except
+    ``max_leverage`` (1.0) and ``max_concentration`` (0.2), which need ``equity``."""
 
     max_order_qty: float = field(default=math.inf, metadata=_check(_positive))
     max_order_notional: float = field(default=math.inf, metadata=_check(_positive))
@@ -153,8 +207,8 @@ class RiskConfig:
     price_collar_pct: float = field(default=math.inf, metadata=_check(_positive))
     price_collar_ticks: float = field(default=math.inf, metadata=_check(_positive))
     max_gross_exposure: float = field(default=math.inf, metadata=_check(_positive))
-    max_leverage: float = field(default=math.inf, metadata=_check(_positive))
-    max_concentration: float = field(default=math.inf, metadata=_check(_positive))
+    max_leverage: float = field(default=1.0, metadata=_check(_positive))
+    max_concentration: float = field(default=0.2, metadata=_check(_positive))
     daily_loss_limit: float = field(default=math.inf, metadata=_check(_positive))
     strategy_daily_loss_limit: float = field(default=math.inf, metadata=_check(_positive))
     equity: float = field(default=math.nan)  # start-of-day equity (until the broker reports)
@@ -168,6 +222,11 @@ class RiskConfig:
     allow_list: list[str] = field(default_factory=list)  # empty: every instrument allowed
     block_list: list[str] = field(default_factory=list)
     pdt_max_day_trades: int | None = None  # FINRA pattern-day-trader rule: 3; None = off
+    daily_reset: str = field(default="17:00", metadata=_check(lambda v: _hhmm(v or "x")))
+    daily_reset_tz: str = "America/New_York"
+    strategies: dict[str, StrategyRiskConfig] = field(default_factory=dict)  # by strategy name
+    instruments: dict[str, InstrumentRiskConfig] = field(default_factory=dict)  # by symbol
+    breakers: BreakersConfig = field(default_factory=BreakersConfig)
 
 
 class VenueConfig:
@@ -542,6 +601,7 @@ def _cross_check(cfg: Config, file: str) -> None:
                 f"venue {name!r} has no [venues.{name}] section (defined: {venues})",
             )
     symbols = {i.symbol for i in cfg.instruments} | seen
+    _check_risk(cfg, file, symbols)
     names: set[str] = set()
     for i, s in enumerate(cfg.strategies):
         if s.name in names:
@@ -560,6 +620,49 @@ def _cross_check(cfg: Config, file: str) -> None:
                     f"strategies[{i}].instruments[{j}]",
                     f"instrument {ref!r} is not in [[instruments]]",
                 )
+
+
+def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
+    """Per-strategy and per-instrument risk tables must name a strategy and an instrument of
+    this config; the breakers' thresholds and the reset time zone must make sense."""
+    risk = cfg.risk
+    strategy_names = [s.name for s in cfg.strategies]
+    for name in risk.strategies:
+        if name not in strategy_names:
+            hint = difflib.get_close_matches(name, strategy_names, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                file,
+                f"risk.strategies.{name}",
+                f"no strategy named {name!r} in [[strategies]]{did_you_mean}; "
+                f"defined: {', '.join(strategy_names) or 'none'}",
+            )
+    for symbol in risk.instruments:
+        if symbol not in symbols:
+            hint = difflib.get_close_matches(symbol, sorted(symbols), n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                file,
+                f"risk.instruments.{symbol}",
+                f"instrument {symbol!r} is not in [[instruments]]{did_you_mean}",
+            )
+    b = risk.breakers
+    if not b.concentration_reset < b.concentration_trip:
+        raise ConfigError(
+            file,
+            "risk.breakers.concentration_reset",
+            f"must be below concentration_trip ({b.concentration_trip:g}), got "
+            f"{b.concentration_reset:g}",
+        )
+    try:
+        zoneinfo.ZoneInfo(risk.daily_reset_tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            file,
+            "risk.daily_reset_tz",
+            f"unknown time zone {risk.daily_reset_tz!r}; use an IANA name such as "
+            "'America/New_York'",
+        ) from None
 
 
 def _join(key: str, sub: str) -> str:

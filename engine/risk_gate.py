@@ -108,6 +108,10 @@ def _at_once(fn: Callable[[], object]) -> None:
     fn()
 
 
+def _percent_to_fraction(pct: float | None) -> float | None:
+    return None if pct is None else pct / 100.0
+
+
 def parse_hours(spec: str) -> tuple[int, int]:
     """``"09:30-16:00"`` -> seconds of the local day (open, close)."""
     try:
@@ -143,6 +147,10 @@ class RiskGate:
         self.state = TradingState.ACTIVE
         self.rejects = [0] * len(Verdict)
         self.passed = 0
+        self.venue_rejects = 0  # REJECTED answers from venues to orders this gate passed
+        self.size_scale = 1.0
+        """Factor new orders' quantities are scaled by (the rejection-rate breaker sets it):
+        down to whole lots, and never below one lot."""
         self.arrays = self._build_arrays(venues, max_strategies, trading_hours or {})
         a = self.arrays
         self._now = clock.now
@@ -175,6 +183,16 @@ class RiskGate:
         a = lim.new_risk_arrays(len(reg), max_strategies, len(venues))
         allow = set(cfg.allow_list)
         block = set(cfg.block_list)
+        overrides = {}
+        for key, override in cfg.instruments.items():
+            matches = [inst for inst in reg if key in (inst.symbol, inst.key)]
+            if not matches:
+                raise ValueError(
+                    f"risk.instruments.{key}: no instrument {key!r} in the registry; name a "
+                    "symbol or SYMBOL.VENUE of [[instruments]]"
+                )
+            for inst in matches:
+                overrides[inst.id] = override
         for inst in reg:
             row = a.ilim[inst.id]
             row[rk.IL_TRADABLE] = 1.0
@@ -191,6 +209,19 @@ class RiskGate:
             row[rk.IL_MAX_CONCENTRATION] = cfg.max_concentration
             row[rk.IL_BLOCKED] = float(inst.symbol in block or inst.key in block)
             row[rk.IL_ALLOWED] = float(inst.symbol in allow or inst.key in allow)
+            override = overrides.get(inst.id)
+            if override is not None:
+                for column, value in (
+                    (rk.IL_MAX_ORDER_QTY, override.max_order_qty),
+                    (rk.IL_MAX_ORDER_NOTIONAL, override.max_order_notional),
+                    (rk.IL_MAX_POSITION, override.max_position),
+                    (rk.IL_MAX_OPEN_ORDERS, override.max_open_orders),
+                    (rk.IL_COLLAR_PCT, _percent_to_fraction(override.price_collar_pct)),
+                    (rk.IL_COLLAR_TICKS, override.price_collar_ticks),
+                    (rk.IL_MAX_CONCENTRATION, override.max_concentration),
+                ):
+                    if value is not None:
+                        row[column] = value
             if inst.id in hours:
                 offset, windows = hours[inst.id]
                 lim.set_trading_hours(a.ilim, inst.id, offset, windows)
@@ -212,7 +243,40 @@ class RiskGate:
         ):  # fmt: skip
             lim.set_bucket(a.buckets, row, rate, burst, now)
         lim.validate(a)
+        if math.isnan(cfg.equity) and (
+            cfg.max_leverage < math.inf or cfg.max_concentration < math.inf
+        ):
+            log.warning(
+                "risk.equity is not set: until it is (or the broker reports equity), "
+                "risk.max_leverage and risk.max_concentration refuse every order that adds "
+                "exposure; set risk.equity to the account's start-of-day equity"
+            )
         return a
+
+    def configure_strategy(self, strategy_id: int, name: str) -> None:
+        """Apply ``[risk.strategies.NAME]`` to the strategy's row (the engine calls it when the
+        strategy is added); a strategy with no table keeps ``[risk]``'s limits."""
+        override = self._limits.strategies.get(name)
+        if override is None:
+            return
+        row = self.arrays.slim[strategy_id]
+        for column, value in (
+            (rk.SL_MAX_DAILY_LOSS, override.daily_loss_limit),
+            (rk.SL_MAX_ORDER_QTY, override.max_order_qty),
+            (rk.SL_MAX_ORDER_NOTIONAL, override.max_order_notional),
+            (rk.SL_MAX_POSITION, override.max_position),
+        ):
+            if value is not None:
+                row[column] = value
+        if override.order_rate_per_s is not None or override.order_burst is not None:
+            cfg = self._limits
+            rate = override.order_rate_per_s
+            burst = override.order_burst
+            lim.set_bucket(
+                self.arrays.buckets, lim.strategy_bucket(strategy_id),
+                cfg.strategy_order_rate_per_s if rate is None else rate,
+                cfg.strategy_order_burst if burst is None else burst, self._clock.now(),
+            )  # fmt: skip
 
     # ---- intents ---------------------------------------------------------------------------
 
@@ -238,6 +302,8 @@ class RiskGate:
 
     def _new(self, it: OrderIntent) -> None:
         # Intents from ``Strategy`` carry plain-int side and order type (see engine.strategy).
+        if self.size_scale != 1.0:
+            self._scale(it)
         if it.extended or it.order_type & _NOT_PLAIN_TYPE or it.tif & _NOT_PLAIN_TIF:
             self._new_extended(it)
             return
@@ -260,6 +326,21 @@ class RiskGate:
             order.reserved = lots
             self._tracker.submitted(order)
         self._router.submit(it, order)
+
+    def _scale(self, it: OrderIntent) -> None:
+        """The rejection-rate breaker is on: scale the quantity down to whole lots, never
+        below one lot (an order the strategy sized at one lot stays one lot). A quantity that
+        is not a whole number of lots, or not a number, is left for the kernel to refuse."""
+        i = it.instrument_id
+        if not 0 <= i < len(self._lot_size):
+            return
+        lot = self._lot_size[i]
+        lots = it.qty / lot
+        if not (0.0 < lots < rk.MAX_UNITS) or abs(lots - round(lots)) > rk.GRID_TOLERANCE * (
+            1.0 + lots
+        ):
+            return
+        it.qty = max(1, math.floor(round(lots) * self.size_scale)) * lot
 
     def _new_extended(self, it: OrderIntent) -> None:
         """A new order beyond MARKET/LIMIT with DAY..FOK, or with order-type extras: how the
@@ -419,6 +500,8 @@ class RiskGate:
         elif order is None or not order.is_open or order.state is _INITIALIZED:
             return  # nothing reserved: unknown, finished, or refused by this gate
         elif kind in _ENDED:
+            if kind is _REJECTED:
+                self.venue_rejects += 1
             self._release_reserved(order, order.reserved, True)
         elif kind == _MODIFIED:
             self._release_reserved(order, order.reserved - (ev.qty_lots - ev.cum_lots), False)
@@ -475,7 +558,7 @@ class RiskGate:
             ev.reason = f"{ev.reason} ({lead}{detail})"
 
     def set_state(self, state: TradingState, reason: str) -> None:
-        if state is not self.state:
-            log.warning("trading state %s -> %s: %s", self.state.name, state.name, reason)
-            self.state = state
-            self.arrays.gst[rk.GS_TRADING_STATE] = _STATE_CODE[state]
+        """Write the state the kernels check (``Engine.set_trading_state`` logs, counts and
+        announces the transition; call that instead)."""
+        self.state = state
+        self.arrays.gst[rk.GS_TRADING_STATE] = _STATE_CODE[state]

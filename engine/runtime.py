@@ -11,19 +11,23 @@ drive it directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
 from engine.book import BookStore, BookView
 from engine.book_actor import BookActor
+from engine.breakers import Breakers, TradingStateChange
 from engine.clock import Clock, TimerHandle
 from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig, RouterConfig
 from engine.instruments import InstrumentRegistry
 from engine.messages import BOOK_DELTA, QUOTE, TRADE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import EngineCollector, LatencyRecorder
-from engine.orders import OrderTracker
+from engine.orders import OrderState, OrderTracker
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
 from engine.risk_gate import RiskGate, TradingState, Verdict
@@ -31,6 +35,7 @@ from engine.router import Router
 from engine.scheduler import Priority, Scheduler
 from engine.strategy import Strategy
 from engine.venue import Venue, VenuePorts
+from hotpath import risk as rk
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,12 @@ ORDER_BATCH = 64
 _FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Python 3.11
 _ACCEPTED = EventKind.ACCEPTED
 _COMMISSION = EventKind.COMMISSION
+_INITIALIZED = OrderState.INITIALIZED
+_PENDING_CANCEL = OrderState.PENDING_CANCEL
+# How restrictive a state is: lifting one (to a lower rank) is for the operator, or for the
+# breaker that set it.
+_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+PDT_WINDOW_DAYS = 5  # FINRA's pattern-day-trader window: 5 business days
 
 
 _HELP = {
@@ -55,6 +66,10 @@ _HELP = {
     "book_dropped_total": "Book levels lost because the overflow store reached its maximum.",
     "book_crossed_total": "Batches that left a book crossed.",
     "rejects_total": "Intents rejected by the risk gate, by check.",
+    "trading_state_changes_total": "Trading state transitions, by new state and source.",
+    "breaker_trips_total": "Circuit breaker trips, by breaker.",
+    "breaker_resets_total": "Circuit breaker resets, by breaker.",
+    "kill_switch_total": "Kill switch activations.",
     "trading_state": "1 for the current trading state.",
     "strategy_pnl": "Strategy P&L: realised + unrealised - fees.",
     "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
@@ -84,6 +99,7 @@ class Engine:
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
+        risk = risk or RiskConfig()
         self.name = name
         self.registry = registry
         self.clock = clock
@@ -124,7 +140,7 @@ class Engine:
         self.router.portfolio = self.portfolio
         self.router.shadow_portfolio = self.shadow_portfolio
         self.risk = RiskGate(
-            registry, risk or RiskConfig(), self.tracker, self.events, self.router, clock,
+            registry, risk, self.tracker, self.events, self.router, clock,
             list(venues), max_strategies, trading_hours,
         )  # fmt: skip
         self._on_intent = self.risk.on_intent
@@ -144,6 +160,19 @@ class Engine:
         self.order_events = 0
         self.running = False
         self._timers: list[TimerHandle] = []
+
+        # Trading state, circuit breakers and the trading day.
+        self.state_source = ""  # who set the current trading state ("" at start)
+        self.state_changes: dict[tuple[str, str], int] = {}  # (new state, source) -> count
+        self.on_state_change: Callable[[TradingStateChange], None] | None = None
+        """Called with every trading-state transition before the strategies hear of it (the
+        journal's hook)."""
+        self.kill_switches = 0
+        self.breakers = Breakers(risk.breakers, self)
+        self._risk_config = risk
+        self._day_trades: deque[float] = deque(maxlen=PDT_WINDOW_DAYS - 1)  # earlier days'
+        self._breaker_timer: TimerHandle | None = None
+        self._roll_timer: TimerHandle | None = None
 
         sched = self.scheduler
         sched.add_lane(self.intents, self._drain_intents, ORDER_BATCH, Priority.ORDER_COMMANDS)
@@ -195,6 +224,7 @@ class Engine:
                 "(raise max_strategies)"
             )
         strategy = cls(name, params, self, len(self.strategies))
+        self.risk.configure_strategy(strategy.id, name)
         self.strategies.append(strategy)
         for ref in instruments:
             inst = self.registry.resolve(ref)
@@ -227,6 +257,9 @@ class Engine:
     def start(self) -> None:
         """Start strategies (``on_start``) and process what they sent."""
         self.running = True
+        if self._risk_config.breakers.enabled:
+            self._arm_breakers()
+        self._arm_roll_day()
         for s in self.strategies:
             try:
                 s.on_start()
@@ -248,6 +281,10 @@ class Engine:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        for t in (self._breaker_timer, self._roll_timer):
+            if t is not None:
+                t.cancel()
+        self._breaker_timer = self._roll_timer = None
 
     # ---- trading state ---------------------------------------------------------------------
 
@@ -255,10 +292,137 @@ class Engine:
     def trading_state(self) -> TradingState:
         return self.risk.state
 
+    def set_trading_state(
+        self, state: TradingState | str, reason: str, source: str = "operator"
+    ) -> TradingStateChange | None:
+        """Move to ``state`` (ACTIVE, REDUCING, HALTED, or their names) for ``reason``.
+
+        Returns the transition, or None when nothing changed: the state is already ``state``
+        (no event), or ``source`` may not lift it (only the operator, or the breaker that set
+        a state, may move to a less restrictive one; refused with a warning). A transition is
+        logged (critical for the kill switch), counted (``trading_state_changes_total``), handed
+        to ``on_state_change`` and then to every strategy's ``on_trading_state``.
+        """
+        if not isinstance(state, TradingState):
+            try:
+                state = TradingState(str(state).lower())
+            except ValueError:
+                names = ", ".join(s.name for s in TradingState)
+                raise ValueError(f"trading state {state!r}: expected one of {names}") from None
+        if not reason:
+            raise ValueError("a trading state change needs a reason (it is logged and journaled)")
+        old = self.risk.state
+        if state is old:
+            log.info("trading state is already %s (%s asked: %s)", state.name, source, reason)
+            return None
+        if _RANK[state] < _RANK[old] and source not in ("operator", self.state_source):
+            log.warning(
+                "trading state %s (set by %s) not lifted to %s: %s may not lift it, only the "
+                "operator (asked: %s)",
+                old.name, self.state_source or "start-up", state.name, source, reason,
+            )  # fmt: skip
+            return None
+        change = TradingStateChange(self.clock.now(), old, state, reason, source)
+        self.risk.set_state(state, reason)
+        self.state_source = source
+        if state is TradingState.HALTED:
+            self.halt_reason = reason
+        key = (state.value, source)
+        self.state_changes[key] = self.state_changes.get(key, 0) + 1
+        level = logging.CRITICAL if source == "kill_switch" else logging.WARNING
+        log.log(level, "trading state %s -> %s by %s: %s", old.name, state.name, source, reason)
+        self.breakers.on_state_change(change)
+        hook = self.on_state_change
+        if hook is not None:
+            try:
+                hook(change)
+            except Exception:
+                log.exception("on_state_change hook raised for %s -> %s", old.name, state.name)
+        for s in self.strategies:
+            try:
+                s.on_trading_state(change)
+            except Exception:
+                log.exception("strategy %r: on_trading_state raised", s.name)
+        return change
+
     def halt(self, reason: str) -> None:
         """Stop all new orders (cancels still pass)."""
         self.halt_reason = reason
-        self.risk.set_state(TradingState.HALTED, reason)
+        self.set_trading_state(TradingState.HALTED, reason, source="engine")
+
+    def cancel_everything(self) -> int:
+        """Ask every venue to cancel all its open orders, and mark the engine's open orders
+        PENDING_CANCEL; returns how many engine orders were open at a venue."""
+        for venue in self.venues.values():
+            try:
+                venue.cancel_all()
+            except Exception:
+                log.exception("venue %r: cancel_all raised", venue.name)
+        n = 0
+        for order in list(self.tracker.open.values()):
+            if order.state is not _INITIALIZED:  # an order refused by the gate never left
+                order.state = _PENDING_CANCEL
+                n += 1
+        return n
+
+    def kill_switch(self, reason: str) -> TradingStateChange | None:
+        """Cancel everything at every venue, then HALT; the operator lifts it with
+        ``set_trading_state(ACTIVE, reason)``."""
+        self.kill_switches += 1
+        n = self.cancel_everything()
+        log.critical("KILL SWITCH: %s (%d open orders cancelled at every venue)", reason, n)
+        change = self.set_trading_state(TradingState.HALTED, reason, source="kill_switch")
+        self.pump()
+        return change
+
+    def roll_day(self) -> None:
+        """Start a new trading day: the risk kernels' daily P&L and counts are reset (equity
+        carries today's close), the portfolio's day too, and the daily loss breaker re-arms and
+        lifts its halt. Scheduled at ``[risk] daily_reset`` in ``daily_reset_tz``."""
+        a = self.risk.arrays
+        today = float(a.gst[rk.GS_DAY_TRADES]) - sum(self._day_trades)
+        self._day_trades.append(max(today, 0.0))
+        rk.daily_reset(a.ist, a.sst, a.pst, a.gst, float("nan"), sum(self._day_trades))
+        roll = getattr(self.portfolio, "roll_day", None)
+        if roll is not None:
+            roll(self.clock.now())
+        log.info("trading day rolled: start-of-day equity %.2f", a.gst[rk.GS_EQUITY_SOD])
+        self.breakers.roll_day()
+        self.pump()
+
+    def _arm_breakers(self) -> None:
+        interval_ns = round(self._risk_config.breakers.interval_ms * 1e6)
+
+        def fire() -> None:
+            if not self.running:
+                return
+            self.breakers.evaluate()
+            self.pump()
+            self._breaker_timer = self.clock.call_later(interval_ns, fire)
+
+        self._breaker_timer = self.clock.call_later(interval_ns, fire)
+
+    def next_roll_ns(self, now_ns: int) -> int:
+        """When the next trading day starts after ``now_ns`` (``[risk] daily_reset``)."""
+        cfg = self._risk_config
+        tz = ZoneInfo(cfg.daily_reset_tz)
+        hour, minute = (int(x) for x in cfg.daily_reset.split(":"))
+        local = datetime.fromtimestamp(now_ns / 1e9, tz)
+        at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if at <= local:
+            at += timedelta(days=1)  # aware arithmetic keeps the wall-clock time across DST
+        return int(at.timestamp()) * 1_000_000_000
+
+    def _arm_roll_day(self) -> None:
+        now = self.clock.now()
+
+        def fire() -> None:
+            if not self.running:
+                return
+            self.roll_day()
+            self._arm_roll_day()
+
+        self._roll_timer = self.clock.call_later(self.next_roll_ns(now) - now, fire)
 
     def _order_ring_full(self, ring: ObjectRing) -> None:
         reason = (
@@ -288,6 +452,7 @@ class Engine:
                 ev.strategy_id, ev.instrument_id, ev.side, ev.fill_lots, ev.fill_price_ticks,
                 ev.commission,
             )  # fmt: skip
+            self.breakers.after_fill(ev.instrument_id)
         elif kind == _ACCEPTED and order is not None and order.ts_sent:
             self.latency["order_ack"].record(ev.ts_recv - order.ts_sent)
         self.router.on_event(ev)  # shadow-vs-live stats (accepts, fills)
@@ -332,6 +497,15 @@ class Engine:
             ("book_crossed_total", {}, self.books.crossed),
         ]
         rows += [("rejects_total", {"reason": v.name}, self.risk.rejects[v]) for v in Verdict if v]
+        rows += [
+            ("trading_state_changes_total", {"to": to, "source": source}, n)
+            for (to, source), n in self.state_changes.items()
+        ]
+        rows += [("breaker_trips_total", {"breaker": b}, n) for b, n in self.breakers.trips.items()]
+        rows += [
+            ("breaker_resets_total", {"breaker": b}, n) for b, n in self.breakers.resets.items()
+        ]
+        rows.append(("kill_switch_total", {}, self.kill_switches))
         for name, labels, value in rows:
             yield name, _HELP[name], labels, value
 

@@ -34,6 +34,7 @@ from engine.messages import (
 from engine.orders import Order
 
 if TYPE_CHECKING:
+    from engine.breakers import TradingStateChange
     from engine.runtime import Engine
 
 # Intents carry plain ints: reading an enum member costs ~80 ns in Python 3.11, and the risk
@@ -140,6 +141,11 @@ class Strategy:
 
     def on_fill(self, fill: OrderEvent) -> None:
         """An order filled (partly): ``fill_lots`` at ``fill_price_ticks``."""
+
+    def on_trading_state(self, change: TradingStateChange) -> None:
+        """The engine's trading state changed (``change.old`` -> ``change.new``, with
+        ``change.reason`` and ``change.source``): ACTIVE, REDUCING (only orders that reduce a
+        position pass) or HALTED (only cancels pass)."""
 
     def on_timer(self, name: str) -> None:
         """A timer set with ``set_timer`` fired."""

@@ -61,6 +61,10 @@ class Venue(Protocol):
 
     def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None: ...
 
+    def cancel_all(self) -> None:
+        """Cancel every open order at this venue, the engine's and any other (the kill switch
+        and the daily loss breaker call it); each cancel is answered like any other."""
+
     def on_book(self, instrument_ids: list[int]) -> None:
         """The top of book of these instruments changed; called before the strategies hear of
         it. Whatever the strategies then send was sent in reaction to this book."""

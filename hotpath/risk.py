@@ -36,8 +36,11 @@ Rules the checks follow (``tests/risk_reference.py`` restates them as plain Pyth
   strategy has working on the order's side, with this order, fits inside it. REDUCING admits only
   such orders; the strategy's daily loss limit does not stop them.
 * An order *increases* account exposure when the instrument's worst case (net position plus all
-  open orders on one side, across strategies) grows. Only such orders are held to gross exposure,
-  leverage, concentration, the account's daily loss and buying power.
+  open orders on one side, across strategies) grows. Only such orders are held to the
+  concentration breaker (``IL_REDUCE_ONLY``), gross exposure, leverage, concentration, the
+  account's daily loss and buying power.
+* Order quantity, order value and position are held to the smaller of the instrument's limit
+  (``IL_*``) and the strategy's (``SL_*``).
 * Exposure is lots times the instrument's mark times the tick value; the mark is the reference
   price (mid) when the book has one, else the last passing order's or fill's price. Unrealised
   P&L uses the same mark. Equity is start-of-day equity plus today's account P&L.
@@ -98,6 +101,7 @@ VENUE_PACING = 31
 BAD_STOP_PRICE = 32
 STOP_OFF_TICK_GRID = 33
 BAD_ORDER_PARAMS = 34  # issued by the gate (order type, time in force and extras do not fit)
+CONCENTRATION_BREAKER = 35
 
 VERDICT_NAMES: tuple[str, ...] = (
     "PASS",
@@ -135,6 +139,7 @@ VERDICT_NAMES: tuple[str, ...] = (
     "BAD_STOP_PRICE",
     "STOP_OFF_TICK_GRID",
     "BAD_ORDER_PARAMS",
+    "CONCENTRATION_BREAKER",
 )
 
 VERDICT_REASONS: tuple[str, ...] = (
@@ -173,6 +178,8 @@ VERDICT_REASONS: tuple[str, ...] = (
     "stop price must be a finite number > 0 (and below 1e15 ticks); STOP and STOP_LIMIT need one",
     "stop price is not a non-zero multiple of the tick size",
     "order type, time in force and order parameters do not fit together",
+    "instrument's position passed risk.breakers.concentration_trip of equity: only orders that "
+    "do not add exposure are accepted until it is below concentration_reset",
 )
 
 VERDICTS: dict[str, int] = {name: code for code, name in enumerate(VERDICT_NAMES)}
@@ -200,6 +207,7 @@ CHECK_ORDER: tuple[int, ...] = (
     MAX_ORDER_NOTIONAL,
     MAX_POSITION,
     MAX_OPEN_ORDERS,  # new orders
+    CONCENTRATION_BREAKER,
     MAX_GROSS_EXPOSURE,
     MAX_LEVERAGE,
     MAX_CONCENTRATION,
@@ -277,12 +285,16 @@ IL_UTC_OFFSET_S = 15  # seconds to add to UTC for the instrument's local time (D
 IL_N_WINDOWS = 16  # trading windows in use; 0 trades around the clock
 IL_WINDOWS = 17  # MAX_WINDOWS pairs (open, close) in local seconds of day; close < open wraps
 MAX_WINDOWS = 4
-N_IL = IL_WINDOWS + 2 * MAX_WINDOWS
+IL_REDUCE_ONLY = IL_WINDOWS + 2 * MAX_WINDOWS  # flag: only orders that add no exposure (breaker)
+N_IL = IL_REDUCE_ONLY + 1
 
 # ---- slim[strategy, SL_*] -------------------------------------------------------------------
 
 SL_MAX_DAILY_LOSS = 0  # currency, > 0
-N_SL = 1
+SL_MAX_ORDER_QTY = 1  # instrument units; the smaller of this and IL_MAX_ORDER_QTY applies
+SL_MAX_ORDER_NOTIONAL = 2  # currency; the smaller of this and IL_MAX_ORDER_NOTIONAL applies
+SL_MAX_POSITION = 3  # instrument units; the smaller of this and IL_MAX_POSITION applies
+N_SL = 4
 
 # ---- glim[GL_*] -----------------------------------------------------------------------------
 
@@ -507,7 +519,7 @@ def _check(
     lots = round(lots_f)
     if lots == 0 or abs(lots_f - lots) > GRID_TOLERANCE * (1.0 + abs(lots_f)):
         return NOT_WHOLE_LOTS, 0, NO_PRICE, NO_PRICE
-    if qty > ilim[i, IL_MAX_ORDER_QTY]:
+    if qty > ilim[i, IL_MAX_ORDER_QTY] or qty > slim[s, SL_MAX_ORDER_QTY]:
         return MAX_ORDER_QTY, 0, NO_PRICE, NO_PRICE
     lots_new = lots - replaced_filled  # what works after a modify (all of a new order)
     if lots_new <= 0:
@@ -557,9 +569,10 @@ def _check(
         return REDUCING_ONLY, 0, NO_PRICE, NO_PRICE
     tick_value = tick_size * lot_size * ilim[i, IL_MULTIPLIER]
     notional = lots * px * tick_value
-    if notional > ilim[i, IL_MAX_ORDER_NOTIONAL]:
+    if notional > ilim[i, IL_MAX_ORDER_NOTIONAL] or notional > slim[s, SL_MAX_ORDER_NOTIONAL]:
         return MAX_ORDER_NOTIONAL, 0, NO_PRICE, NO_PRICE
-    if abs(pos + pending * side) * lot_size > ilim[i, IL_MAX_POSITION]:
+    position = abs(pos + pending * side) * lot_size
+    if position > ilim[i, IL_MAX_POSITION] or position > slim[s, SL_MAX_POSITION]:
         return MAX_POSITION, 0, NO_PRICE, NO_PRICE
     if kind == KIND_NEW and ist[i, IS_OPEN_ORDERS] >= ilim[i, IL_MAX_OPEN_ORDERS]:
         return MAX_OPEN_ORDERS, 0, NO_PRICE, NO_PRICE
@@ -581,6 +594,8 @@ def _check(
     pnl = gst[GS_REALISED] + gst[GS_UNREAL] - gst[GS_FEES]
     equity = gst[GS_EQUITY_SOD] + pnl
     if increases:
+        if ilim[i, IL_REDUCE_ONLY] > 0.0:
+            return CONCENTRATION_BREAKER, 0, NO_PRICE, NO_PRICE
         if gross > glim[GL_MAX_GROSS]:
             return MAX_GROSS_EXPOSURE, 0, NO_PRICE, NO_PRICE
         leverage = glim[GL_MAX_LEVERAGE]

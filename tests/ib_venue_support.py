@@ -45,7 +45,7 @@ class IBHarness:
         self.symbols = symbols
         self.router = router
         self.sim_sections = sim or {}
-        self.risk = risk or RiskConfig()
+        self.risk = risk or RiskConfig(equity=1e9)
         self.venue_options = venue
         self.server: GatewaySimServer | None = None
 

@@ -64,6 +64,7 @@ class InstrumentLimits:
     venue: float = 0.0
     utc_offset_s: float = 0.0
     windows: list[tuple[float, float]] = field(default_factory=list)
+    reduce_only: float = 0.0  # the concentration breaker's flag
 
     @property
     def tick_value(self) -> float:
@@ -80,6 +81,15 @@ class InstrumentLimits:
             elif local >= opens or local < closes:  # overnight session
                 return True
         return False
+
+
+@dataclass
+class StrategyLimits:
+    """A strategy's own caps; the smaller of these and the instrument's apply."""
+
+    max_order_qty: float = math.inf
+    max_order_notional: float = math.inf
+    max_position: float = math.inf
 
 
 @dataclass
@@ -193,9 +203,11 @@ class RiskModel:
         strategy_max_loss: list[float],
         account_limits: AccountLimits,
         n_venues: int,
+        strategy_limits: list[StrategyLimits] | None = None,
     ) -> None:
         self.instruments = instruments
         self.strategy_max_loss = strategy_max_loss
+        self.strategy_limits = strategy_limits or [StrategyLimits() for _ in strategy_max_loss]
         self.limits = account_limits
         self.n_venues = n_venues
         self.books = [InstrumentState() for _ in instruments]
@@ -261,7 +273,8 @@ class RiskModel:
         ok, lots = whole(lots_f)
         if not ok:
             return "NOT_WHOLE_LOTS", order
-        if it.qty > inst.max_order_qty:
+        caps = self.strategy_limits[it.strategy]
+        if it.qty > min(inst.max_order_qty, caps.max_order_qty):
             return "MAX_ORDER_QTY", order
         lots_after = lots - it.replaced_filled
         if lots_after <= 0:
@@ -305,9 +318,10 @@ class RiskModel:
         if self.account.trading_state == REDUCING and not reduces:
             return "REDUCING_ONLY", order
         notional = lots * price * inst.tick_value
-        if notional > inst.max_order_notional:
+        if notional > min(inst.max_order_notional, caps.max_order_notional):
             return "MAX_ORDER_NOTIONAL", order
-        if abs(pos.lots + working_after * it.side) * inst.lot_size > inst.max_position:
+        position = abs(pos.lots + working_after * it.side) * inst.lot_size
+        if position > min(inst.max_position, caps.max_position):
             return "MAX_POSITION", order
         if it.kind == NEW and book.open_orders >= inst.max_open_orders:
             return "MAX_OPEN_ORDERS", order
@@ -323,6 +337,8 @@ class RiskModel:
         pnl = self.account.pnl.total()
         equity = self.account.equity_sod + pnl
         if increases:
+            if is_on(inst.reduce_only):
+                return "CONCENTRATION_BREAKER", order
             if gross > self.limits.max_gross:
                 return "MAX_GROSS_EXPOSURE", order
             lev = self.limits.max_leverage

@@ -403,7 +403,7 @@ async def test_second_venue_with_the_same_client_id_gets_326_and_retries(caplog)
 
 @pytest.mark.slow
 async def test_burst_of_500_orders_is_paced_under_the_gateway_limit() -> None:
-    risk = RiskConfig(max_open_orders=2000, order_burst=1000, strategy_order_burst=1000)
+    risk = RiskConfig(equity=1e9, max_open_orders=2000, order_burst=1000, strategy_order_burst=1000)
     async with IBHarness(risk=risk) as h:
         v = h.venue
         await h.book_ready("AAPL")

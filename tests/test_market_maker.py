@@ -26,7 +26,7 @@ class Harness:
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
         self.clock = SimClock(1_000_000_000)
         self.venue = SimVenue("SIM")
-        risk = risk or RiskConfig()
+        risk = risk or RiskConfig(equity=1e9)
         self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=risk)
         params = MarketMakerParams(size=2, half_spread_ticks=1, skew_ticks=2.0, max_inventory=40)
         self.mm: MarketMaker = self.engine.add_strategy(MarketMaker, "mm", params, ["ES"])
@@ -89,7 +89,7 @@ def test_a_quote_that_stopped_working_is_placed_again_at_an_unchanged_mid() -> N
 
 def test_a_rate_refusal_pauses_requotes_and_the_quote_moves_after_it() -> None:
     # Two messages of burst, one per second after: the two quotes use it up.
-    h = Harness(RiskConfig(strategy_order_rate_per_s=1.0, strategy_order_burst=2))
+    h = Harness(RiskConfig(equity=1e9, strategy_order_rate_per_s=1.0, strategy_order_burst=2))
     h.book((BID, 399, 10), (ASK, 401, 10))
     assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
     h.book((ASK, 402, 10), (ASK, 401, 0))  # the ask should move: the gate refuses it
@@ -106,7 +106,7 @@ def test_a_rate_refusal_pauses_requotes_and_the_quote_moves_after_it() -> None:
 
 
 def test_a_missing_quote_is_placed_during_a_pause() -> None:
-    h = Harness(RiskConfig(strategy_order_rate_per_s=1.0, strategy_order_burst=3))
+    h = Harness(RiskConfig(equity=1e9, strategy_order_rate_per_s=1.0, strategy_order_burst=3))
     h.book((BID, 399, 10), (ASK, 401, 10))
     bid = next(o for o in h.mm.open_orders("ES") if o.side == 1)
     h.mm.cancel(bid.client_order_id)

@@ -57,7 +57,7 @@ def make_engine(rings: RingsConfig | None = None, **venue_kw) -> tuple[Engine, S
     registry.add("MSFT", "SIM", AssetClass.STOCK, 0.01)
     clock = SimClock(1_700_000_000_000_000_000)
     venue = SimVenue("SIM", SimVenueConfig(**venue_kw))
-    engine = Engine(registry, {"SIM": venue}, clock, rings=rings, risk=RiskConfig())
+    engine = Engine(registry, {"SIM": venue}, clock, rings=rings, risk=RiskConfig(equity=1e9))
     return engine, clock
 
 

@@ -23,6 +23,9 @@ from engine.runtime import Engine
 from engine.strategy import Strategy
 
 START_NS = 1_000_000_000
+# Start-of-day equity: large enough that the default leverage (1.0) and concentration (0.2)
+# limits never bind on these tests' orders.
+EQUITY = 1e9
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 
 
@@ -44,7 +47,11 @@ class Harness:
         self.clock = SimClock(START_NS)
         self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
         self.engine = Engine(
-            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(), rings=rings
+            self.registry,
+            {"SIM": self.venue},
+            self.clock,
+            risk=risk or RiskConfig(equity=EQUITY),
+            rings=rings,
         )
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES", "BTC"])
         self.engine.start()
@@ -163,7 +170,7 @@ def test_bad_new_order_is_rejected_and_never_reaches_the_venue(
     inst, side, qty, price, limits, verdict
 ) -> None:
     verdict = Verdict(verdict)
-    h = Harness(RiskConfig(**limits))
+    h = Harness(RiskConfig(equity=EQUITY, **limits))
     h.es_book()
     send = h.buy if side == 1 else h.sell
     coid = send(inst, qty, price)
@@ -189,7 +196,7 @@ def test_bad_new_order_is_rejected_and_never_reaches_the_venue(
     ],
 )
 def test_orders_at_the_limits_pass(inst, side, qty, price, limits) -> None:
-    h = Harness(RiskConfig(**limits))
+    h = Harness(RiskConfig(equity=EQUITY, **limits))
     send = h.buy if side == 1 else h.sell
     coid = send(inst, qty, price)
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
@@ -218,7 +225,7 @@ def test_market_order_without_a_book_has_no_reference_price() -> None:
 
 
 def test_market_order_notional_is_valued_at_the_mid() -> None:
-    h = Harness(RiskConfig(max_order_notional=100_000))
+    h = Harness(RiskConfig(equity=EQUITY, max_order_notional=100_000))
     h.es_book()  # mid 399.5 ticks = 99.875: 20 lots x 99.875 x 50 = 99,875
     ok = h.buy(ES, 20)
     assert EventKind.REJECTED not in h.strat.kinds(ok)
@@ -232,7 +239,7 @@ def test_market_order_notional_is_valued_at_the_mid() -> None:
 
 
 def test_max_position_counts_the_position_from_fills() -> None:
-    h = Harness(RiskConfig(max_position=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_position=10))
     h.es_book()
     h.buy(ES, 8)
     assert h.lots(h.es) == 8
@@ -248,7 +255,7 @@ def test_max_position_counts_the_position_from_fills() -> None:
 
 
 def test_max_position_counts_open_orders_on_the_same_side() -> None:
-    h = Harness(RiskConfig(max_position=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_position=10))
     h.es_book()
     first = h.buy(ES, 6, 99.0)  # rests below the ask
     assert h.strat.kinds(first) == [EventKind.ACCEPTED]
@@ -267,7 +274,7 @@ def test_max_position_counts_open_orders_on_the_same_side() -> None:
 
 
 def test_max_position_counts_open_orders_sent_in_the_same_callback() -> None:
-    h = Harness(RiskConfig(max_position=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_position=10))
     coids = []
 
     def act(s: Strategy) -> None:
@@ -281,7 +288,7 @@ def test_max_position_counts_open_orders_sent_in_the_same_callback() -> None:
 
 
 def test_too_many_open_orders() -> None:
-    h = Harness(RiskConfig(max_open_orders=3))
+    h = Harness(RiskConfig(equity=EQUITY, max_open_orders=3))
     h.es_book()
     working = [h.buy(ES, 1, p) for p in (99.0, 98.75, 98.5)]
     assert all(h.strat.kinds(c) == [EventKind.ACCEPTED] for c in working)
@@ -302,7 +309,7 @@ def test_open_order_limit_with_orders_sent_in_one_callback() -> None:
     # A two-sided quote from one on_book (the MarketMaker pattern) with room for one open order:
     # the first order must pass and only the second be refused. Intents still queued behind
     # the one being checked are not open orders yet.
-    h = Harness(RiskConfig(max_open_orders=1))
+    h = Harness(RiskConfig(equity=EQUITY, max_open_orders=1))
     coids = []
 
     def act(s: Strategy) -> None:
@@ -422,7 +429,7 @@ def test_reducing_counts_open_reducing_orders() -> None:
 
 
 def test_reject_counters_by_verdict() -> None:
-    h = Harness(RiskConfig(max_order_qty=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_order_qty=10))
     h.buy(ES, 0, 100.0)
     h.buy(ES, NAN, 100.0)
     h.buy(ES, 1, NAN)
@@ -507,7 +514,7 @@ def test_modify_and_cancel_of_unknown_orders() -> None:
 def test_modify_cannot_raise_quantity_past_max_order_qty() -> None:
     # The gate is the only way to the venue: a modify must not carry an order past the limits a
     # new order of that size would be refused for.
-    h = Harness(RiskConfig(max_order_qty=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_order_qty=10))
     coid = h.buy(ES, 5, 99.0)
     h.modify(coid, qty=1000)
     ev = h.strat.of(coid)[-1]
@@ -518,7 +525,7 @@ def test_modify_cannot_raise_quantity_past_max_order_qty() -> None:
 
 
 def test_valid_modify_passes_the_gate() -> None:
-    h = Harness(RiskConfig(max_order_qty=10))
+    h = Harness(RiskConfig(equity=EQUITY, max_order_qty=10))
     coid = h.buy(ES, 5, 99.0)
     h.modify(coid, qty=7, price=99.5)
     ev = h.strat.of(coid)[-1]

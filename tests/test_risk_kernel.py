@@ -41,6 +41,7 @@ from risk_reference import (
     Intent,
     Position,
     RiskModel,
+    StrategyLimits,
 )
 
 import hotpath.risk as r
@@ -95,6 +96,7 @@ def to_model(a: RiskArrays) -> RiskModel:
                 venue=row[r.IL_VENUE],
                 utc_offset_s=row[r.IL_UTC_OFFSET_S],
                 windows=windows,
+                reduce_only=row[r.IL_REDUCE_ONLY],
             )
         )
     g = a.glim.tolist()
@@ -107,7 +109,18 @@ def to_model(a: RiskArrays) -> RiskModel:
         pdt_min_equity=g[r.GL_PDT_MIN_EQUITY],
     )
     n_venues = a.buckets.shape[0] - 1 - n_strat
-    m = RiskModel(instruments, a.slim[:, r.SL_MAX_DAILY_LOSS].tolist(), account_limits, n_venues)
+    strategy_limits = [
+        StrategyLimits(
+            max_order_qty=row[r.SL_MAX_ORDER_QTY],
+            max_order_notional=row[r.SL_MAX_ORDER_NOTIONAL],
+            max_position=row[r.SL_MAX_POSITION],
+        )
+        for row in a.slim.tolist()
+    ]
+    m = RiskModel(
+        instruments, a.slim[:, r.SL_MAX_DAILY_LOSS].tolist(), account_limits, n_venues,
+        strategy_limits,
+    )  # fmt: skip
     for i, row in enumerate(a.ist.tolist()):
         m.books[i] = InstrumentState(
             ref=row[r.IS_REF_TICKS],
@@ -373,6 +386,10 @@ MUTATIONS = {
         {"kind", "max_open"},
         lambda a, it: _set(a.ilim, (0, r.IL_MAX_OPEN_ORDERS), 0.0),
     ),
+    r.CONCENTRATION_BREAKER: (
+        {"reduce_only"},
+        lambda a, it: _set(a.ilim, (0, r.IL_REDUCE_ONLY), 1.0),
+    ),
     r.MAX_GROSS_EXPOSURE: ({"gross"}, lambda a, it: _set(a.glim, r.GL_MAX_GROSS, 500.0)),
     r.MAX_LEVERAGE: ({"leverage"}, lambda a, it: _set(a.glim, r.GL_MAX_LEVERAGE, 1e-4)),
     r.MAX_CONCENTRATION: (
@@ -437,6 +454,49 @@ def test_each_check_fires_alone_and_wins_over_every_later_one(code):
 
 
 # ---- rules in detail ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "strategy_cap", "verdict"),
+    [
+        (r.SL_MAX_ORDER_QTY, 5.0, "MAX_ORDER_QTY"),
+        (r.SL_MAX_ORDER_NOTIONAL, 500.0, "MAX_ORDER_NOTIONAL"),
+        (r.SL_MAX_POSITION, 5.0, "MAX_POSITION"),
+    ],
+)
+def test_the_smaller_of_the_strategy_and_instrument_limit_applies(column, strategy_cap, verdict):
+    a, it = base()  # buys 10 at 100.00: value 1,000
+    a.slim[1, column] = strategy_cap  # another strategy's cap changes nothing for strategy 0
+    assert check_both(a, it, NOW) == "PASS"
+    a, it = base()
+    a.slim[0, column] = strategy_cap
+    assert check_both(a, it, NOW) == verdict
+    a.slim[0, column] = INF
+    il = {
+        r.SL_MAX_ORDER_QTY: r.IL_MAX_ORDER_QTY,
+        r.SL_MAX_ORDER_NOTIONAL: r.IL_MAX_ORDER_NOTIONAL,
+        r.SL_MAX_POSITION: r.IL_MAX_POSITION,
+    }[column]
+    a.ilim[0, il] = strategy_cap
+    a.slim[0, column] = 1e9  # a larger strategy cap does not lift the instrument's
+    assert check_both(a, it, NOW) == verdict
+
+
+def test_the_concentration_breaker_admits_orders_that_add_no_exposure():
+    a, it = base()
+    fill(a, 0, 0, BUY, 20, BASE_TICKS)  # the account is long 20
+    a.ilim[0, r.IL_REDUCE_ONLY] = 1.0
+    assert check_both(a, it, NOW) == "CONCENTRATION_BREAKER"  # buying adds exposure
+    it.side = SELL
+    assert check_both(a, it, NOW) == "PASS"  # selling 10 of 20 reduces
+    it.qty = 40.0  # selling 40 more would leave the account short 30: more than long 20
+    assert check_both(a, it, NOW) == "CONCENTRATION_BREAKER"
+    # Another strategy reducing the account's position passes too (the flag is the account's).
+    it.strategy, it.qty = 1, 5.0
+    assert check_both(a, it, NOW) == "PASS"
+    a.ilim[0, r.IL_REDUCE_ONLY] = 0.0
+    it.side = BUY
+    assert check_both(a, it, NOW) == "PASS"
 
 
 def test_lots_and_ticks_come_back_on_a_pass():
@@ -719,12 +779,18 @@ def limits_and_history(draw):
         row[r.IL_COLLAR_TICKS] = draw(maybe([50, 150]))
         row[r.IL_MAX_CONCENTRATION] = draw(maybe([0.05, 0.5]))
         row[r.IL_MARGIN] = draw(st.sampled_from([1.0, 0.25]))
+        row[r.IL_REDUCE_ONLY] = draw(mostly(0.0, 1.0))
         if draw(mostly(False, True)):
             opens = draw(st.integers(0, 86_399))
             closes = (opens + draw(st.integers(1, 86_400))) % 86_400
             offset = draw(st.sampled_from([0, -18_000, 3600]))
             set_trading_hours(a.ilim, i, offset, [(opens, closes)])
     a.slim[:, r.SL_MAX_DAILY_LOSS] = [draw(maybe([1.0, 10.0])) for _ in range(n_strat)]
+    # Strategy caps in lots of the smallest lot (0.001) up to the largest (10): on some
+    # instruments they bind before the instrument's limits, on others after.
+    a.slim[:, r.SL_MAX_ORDER_QTY] = [draw(maybe([0.008, 5.0, 80.0])) for _ in range(n_strat)]
+    a.slim[:, r.SL_MAX_ORDER_NOTIONAL] = [draw(maybe([50.0, 5_000.0])) for _ in range(n_strat)]
+    a.slim[:, r.SL_MAX_POSITION] = [draw(maybe([0.02, 12.0, 150.0])) for _ in range(n_strat)]
     a.glim[r.GL_MAX_GROSS] = draw(maybe([2_000.0, 10_000.0]))
     a.glim[r.GL_MAX_LEVERAGE] = draw(maybe([0.2, 2.0]))
     a.glim[r.GL_MAX_DAILY_LOSS] = draw(maybe([2.0, 20.0]))

@@ -47,7 +47,9 @@ class Harness:
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, TICK, 1.0, 50.0)
         self.clock = clock or SimClock(START_NS)
         self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
-        self.engine = Engine(self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig())
+        self.engine = Engine(
+            self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig(equity=1e9)
+        )
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES"])
         self.engine.start()
 

@@ -13,6 +13,7 @@ venue rather than a stub:
   through its price;
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
 * cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``;
+  ``cancel_all`` cancels every working order (IB's global cancel);
 * only MARKET and LIMIT orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
   (stops, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what is not
   supported, after the acknowledgement latency. An iceberg's display size changes nothing here
@@ -174,6 +175,11 @@ class SimVenue:
             price_ticks,
         ))  # fmt: skip
 
+    def cancel_all(self) -> None:
+        """Cancel every working order of every strategy (a global cancel, as IB's
+        ``reqGlobalCancel``): each is answered ``CANCELLED``."""
+        self._request(self.ports.clock.now(), self._cancel_all, ())
+
     def _request(self, sent_ns: int, fn, args: tuple) -> None:
         """A request reaches the matching engine ``ack_latency_us`` after it was sent, and never
         before the match of a book batch it may have been sent in reaction to."""
@@ -296,6 +302,10 @@ class SimVenue:
             self._emit_unknown(coid, strategy_id, instrument_id, side, "cancel")
             return
         self._finish(so, _CANCELLED, "cancelled by request")
+
+    def _cancel_all(self) -> None:
+        for so in list(self._orders.values()):
+            self._finish(so, _CANCELLED, "cancelled by a global cancel")
 
     def _modify(
         self, coid: int, strategy_id: int, instrument_id: int, side: int, qty: int, ticks: int

@@ -1,0 +1,542 @@
+"""Circuit breakers, trading states and the kill switch (engine/breakers.py, engine/runtime.py),
+and risk limits per strategy and per instrument from config.
+
+Everything runs through a real Engine with the simulated venue on a simulated clock: the
+breakers' timer fires as the clock advances, fills come from the venue matching the test's books.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from event_recorder import Recorder
+
+from adapters.sim.venue import SimVenue
+from engine.breakers import TradingStateChange
+from engine.clock import SimClock
+from engine.config import (
+    BreakersConfig,
+    ConfigError,
+    InstrumentRiskConfig,
+    RiskConfig,
+    SimVenueConfig,
+    StrategyRiskConfig,
+    parse_config,
+)
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind, OrderType
+from engine.orders import OrderState
+from engine.risk_gate import TradingState, Verdict
+from engine.runtime import Engine
+from hotpath import risk as rk
+
+# 2024-03-05 12:00 UTC = 07:00 in New York (EST): the day rolls at 17:00 EST = 22:00 UTC.
+START_NS = int(datetime(2024, 3, 5, 12, 0, tzinfo=UTC).timestamp()) * 10**9
+MS = 1_000_000
+MINUTE = 60 * 10**9
+EQUITY = 1_000_000.0
+BID, ASK = int(BookSide.BID), int(BookSide.ASK)
+HALTED, REDUCING, ACTIVE = TradingState.HALTED, TradingState.REDUCING, TradingState.ACTIVE
+
+
+class StateRecorder(Recorder):
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.changes: list[TradingStateChange] = []
+
+    def on_trading_state(self, change: TradingStateChange) -> None:
+        self.changes.append(change)
+
+
+class Harness:
+    """Engine with ES (future, tick 0.25, lot 1, x50: 5,000 a lot at 100.00) and BTC (crypto)."""
+
+    def __init__(self, risk: RiskConfig | None = None) -> None:
+        self.registry = InstrumentRegistry()
+        self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
+        self.btc = self.registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.001, 1.0)
+        self.clock = SimClock(START_NS)
+        self.venue = SimVenue("SIM", SimVenueConfig())
+        self.engine = Engine(
+            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=EQUITY)
+        )
+        self.strat: StateRecorder = self.engine.add_strategy(StateRecorder, "rec", None, ["ES"])
+        self.engine.start()
+
+    def book(self, bid_ticks: int, ask_ticks: int, inst_id: int | None = None) -> None:
+        d = np.zeros(2, dtype=BOOK_DELTA)
+        d["instrument_id"] = self.es.id if inst_id is None else inst_id
+        d["action"] = DeltaAction.SET
+        d["side"] = [BID, ASK]
+        d["price"] = [bid_ticks, ask_ticks]
+        d["size"] = [500, 500]
+        d["ts_recv"] = self.clock.now()
+        self.engine.deltas.write(d)
+        self.engine.pump()
+
+    def move_book(self, bid_ticks: int, ask_ticks: int) -> None:
+        """A new top: the old levels go (size 0), so nothing stale is left to match against."""
+        old_bid, _, old_ask, _ = self.engine.books.tops[self.es.id]
+        d = np.zeros(4, dtype=BOOK_DELTA)
+        d["instrument_id"] = self.es.id
+        d["action"] = DeltaAction.SET
+        d["side"] = [BID, ASK, BID, ASK]
+        d["price"] = [old_bid, old_ask, bid_ticks, ask_ticks]
+        d["size"] = [0, 0, 500, 500]
+        d["ts_recv"] = self.clock.now()
+        self.engine.deltas.write(d)
+        self.engine.pump()
+
+    def buy(self, qty, price=None, **kw) -> int:
+        coid = self.strat.buy("ES", qty, price, **kw)
+        self.engine.pump()
+        return coid
+
+    def sell(self, qty, price=None, **kw) -> int:
+        coid = self.strat.sell("ES", qty, price, **kw)
+        self.engine.pump()
+        return coid
+
+    def advance(self, ns: int) -> None:
+        self.clock.advance_to(self.clock.now() + ns)
+
+    def lots(self) -> int:
+        return self.engine.portfolio.position(self.strat.id, self.es.id).lots
+
+    def last_kind(self, coid: int) -> EventKind:
+        return self.strat.kinds(coid)[-1]
+
+    def rejected_with(self, coid: int, verdict: Verdict) -> bool:
+        evs = self.strat.of(coid)
+        return (
+            [e.kind for e in evs] == [EventKind.REJECTED]
+            and evs[0].reason_code == int(verdict)
+            and evs[0].reason.startswith(f"{verdict.name}:")
+        )
+
+    def counter(self, name: str, **labels: str) -> float:
+        for n, _, lab, value in self.engine.counters():
+            if n == name and lab == labels:
+                return value
+        return 0.0
+
+
+# ---- daily loss -----------------------------------------------------------------------------
+
+
+def lose_five_percent(h: Harness) -> int:
+    """Long 20 ES bought at 100.00 with a resting sell at 110.00; the mid falls 200 ticks:
+    -200 x 20 x 12.50 = -50,000, 5% of 1,000,000. Returns the resting order's id."""
+    h.book(399, 400)
+    h.buy(20)
+    assert h.lots() == 20
+    resting = h.sell(1, 110.0)
+    assert h.last_kind(resting) == EventKind.ACCEPTED
+    h.move_book(199, 201)
+    return resting
+
+
+def test_daily_loss_halts_cancels_everything_and_refuses_new_orders(caplog):
+    h = Harness()
+    resting = lose_five_percent(h)
+    assert h.engine.trading_state is ACTIVE  # marks alone wait for the breakers' timer
+    assert h.engine.breakers.day_pnl() == pytest.approx(-50_000.0)
+    with caplog.at_level(logging.WARNING):
+        h.advance(100 * MS)
+    assert h.engine.trading_state is HALTED
+    assert h.engine.state_source == "daily_loss"
+    assert h.engine.breakers.loss_tripped
+    # The resting order was cancelled at the venue and the strategy was told.
+    assert h.venue._orders == {}
+    assert h.last_kind(resting) == EventKind.CANCELLED
+    assert h.engine.tracker.open == {}
+    (change,) = h.strat.changes
+    assert (change.old, change.new, change.source) == (ACTIVE, HALTED, "daily_loss")
+    assert "daily loss" in change.reason and "5%" in change.reason
+    assert h.counter("breaker_trips_total", breaker="daily_loss") == 1
+    assert h.counter("trading_state_changes_total", to="halted", source="daily_loss") == 1
+    assert any("daily loss breaker" in r.message for r in caplog.records)
+    # New orders are refused and never reach the venue; cancels would still pass.
+    received = h.venue.received
+    coid = h.buy(1, 50.0)
+    assert h.rejected_with(coid, Verdict.TRADING_HALTED)
+    assert h.venue.received == received
+
+
+def test_an_operator_reset_lifts_the_loss_halt_and_the_breaker_stays_quiet_for_the_day():
+    h = Harness()
+    lose_five_percent(h)
+    h.advance(100 * MS)
+    assert h.engine.trading_state is HALTED
+    h.engine.breakers.reset("risk manager approved", source="operator")
+    assert h.engine.trading_state is ACTIVE
+    assert h.strat.changes[-1].source == "operator"
+    assert not h.engine.breakers.loss_tripped
+    h.advance(500 * MS)  # the loss is still there: the breaker does not trip again today
+    assert h.engine.trading_state is ACTIVE
+    coid = h.buy(1, 50.0)
+    assert h.last_kind(coid) == EventKind.ACCEPTED
+    # Once the loss recovers above the threshold the breaker re-arms, and trips on a new loss.
+    h.move_book(299, 301)
+    h.advance(100 * MS)
+    h.move_book(199, 201)
+    h.advance(100 * MS)
+    assert h.engine.trading_state is HALTED
+    assert h.engine.breakers.trips["daily_loss"] == 2
+
+
+def test_roll_day_resets_the_loss_halt_and_the_days_pnl():
+    h = Harness()
+    lose_five_percent(h)
+    h.advance(100 * MS)
+    assert h.engine.trading_state is HALTED
+    h.engine.roll_day()
+    assert h.engine.trading_state is ACTIVE
+    change = h.strat.changes[-1]
+    assert (change.new, change.source) == (ACTIVE, "daily_loss")
+    assert "new trading day" in change.reason
+    gst = h.engine.risk.arrays.gst
+    assert gst[rk.GS_EQUITY_SOD] == pytest.approx(950_000.0)  # equity carries the close
+    assert h.engine.breakers.day_pnl() == 0.0
+    h.advance(100 * MS)
+    assert h.engine.trading_state is ACTIVE
+    assert h.last_kind(h.buy(1, 50.0)) == EventKind.ACCEPTED
+
+
+def test_roll_day_does_not_lift_a_halt_the_operator_set():
+    h = Harness()
+    lose_five_percent(h)
+    h.advance(100 * MS)
+    h.engine.set_trading_state(ACTIVE, "looked at it")
+    h.engine.set_trading_state(HALTED, "end of my shift")
+    h.engine.roll_day()
+    assert h.engine.trading_state is HALTED
+    assert h.engine.state_source == "operator"
+
+
+def test_the_day_rolls_at_the_configured_time_and_zone():
+    risk = RiskConfig(equity=EQUITY, breakers=BreakersConfig(interval_ms=3_600_000.0))
+    h = Harness(risk)
+    roll = int(datetime(2024, 3, 5, 22, 0, tzinfo=UTC).timestamp()) * 10**9  # 17:00 EST
+    assert h.engine.next_roll_ns(START_NS) == roll
+    # Across the DST change (10 March 2024) 17:00 New York is 21:00 UTC.
+    after_dst = int(datetime(2024, 3, 11, 21, 0, tzinfo=UTC).timestamp()) * 10**9
+    assert (
+        h.engine.next_roll_ns(int(datetime(2024, 3, 11, 12, 0, tzinfo=UTC).timestamp()) * 10**9)
+        == after_dst
+    )
+    lose_five_percent(h)
+    h.engine.breakers.evaluate()
+    assert h.engine.trading_state is HALTED
+    h.clock.advance_to(roll - 1)
+    assert h.engine.trading_state is HALTED
+    h.clock.advance_to(roll)
+    assert h.engine.trading_state is ACTIVE
+    assert h.engine.next_roll_ns(roll) == roll + 86_400 * 10**9
+
+
+# ---- rejection rate ---------------------------------------------------------------------------
+
+
+def test_two_rejects_out_of_three_do_not_trip_the_rejection_rate_breaker():
+    h = Harness()
+    h.book(399, 400)
+    h.buy(1, 99.0)
+    h.buy(1, 99.1)  # off the tick grid
+    h.buy(1, 99.1)
+    h.advance(100 * MS)
+    assert h.engine.risk.size_scale == 1.0
+    assert h.engine.breakers.trips["reject_rate"] == 0
+
+
+def test_a_high_rejection_rate_halves_order_sizes_for_30_minutes():
+    h = Harness()
+    h.book(399, 400)
+    for _ in range(15):
+        h.buy(1, 90.0)
+    for _ in range(5):  # 5 of 20 = 25% > 20%
+        h.buy(1, 90.1)
+    h.advance(100 * MS)
+    assert h.engine.risk.size_scale == 0.5
+    assert h.engine.breakers.trips["reject_rate"] == 1
+    # Sizes are halved down to whole lots, never below one lot.
+    for qty, lots in ((10, 5), (3, 1), (1, 1)):
+        coid = h.buy(qty, 90.0)
+        assert h.engine.tracker.get(coid).qty_lots == lots
+        assert h.venue._orders[coid].qty_lots == lots
+    h.advance(30 * MINUTE - 200 * MS)
+    assert h.engine.risk.size_scale == 0.5
+    h.advance(200 * MS)
+    assert h.engine.risk.size_scale == 1.0
+    assert h.engine.breakers.resets["reject_rate"] == 1
+    coid = h.buy(10, 90.0)
+    assert h.engine.tracker.get(coid).qty_lots == 10
+
+
+def test_venue_rejects_count_toward_the_rejection_rate():
+    h = Harness()
+    h.book(399, 400)
+    for _ in range(20):  # the gate passes STOP orders; the simulated venue refuses them
+        h.buy(1, order_type=OrderType.STOP, stop=101.0)
+    assert h.engine.risk.venue_rejects == 20
+    assert sum(h.engine.risk.rejects) == 0
+    h.advance(100 * MS)
+    assert h.engine.risk.size_scale == 0.5
+
+
+# ---- concentration --------------------------------------------------------------------------
+
+
+def test_concentration_above_30_percent_blocks_adding_until_below_25():
+    h = Harness(RiskConfig(equity=EQUITY, max_concentration=1.0))
+    h.book(399, 400)
+    h.buy(61)  # 61 x 99.875 x 50 = 304,619: 30.5% of equity
+    assert h.lots() == 61
+    assert h.engine.breakers.reduce_only(h.es.id)  # checked after the fill, not on a timer
+    received = h.venue.received
+    coid = h.buy(1, 99.0)
+    assert h.rejected_with(coid, Verdict.CONCENTRATION_BREAKER)
+    assert h.venue.received == received
+    assert h.counter("rejects_total", reason="CONCENTRATION_BREAKER") == 1
+    h.sell(5)  # reducing passes: 56 lots, 28% (still above the reset level)
+    assert h.lots() == 56
+    assert h.engine.breakers.reduce_only(h.es.id)
+    assert h.rejected_with(h.buy(1, 99.0), Verdict.CONCENTRATION_BREAKER)
+    h.sell(7)  # 49 lots: 24.5%
+    assert h.lots() == 49
+    assert not h.engine.breakers.reduce_only(h.es.id)
+    assert h.last_kind(h.buy(1, 99.0)) == EventKind.ACCEPTED
+    assert h.engine.breakers.trips["concentration"] == 1
+    assert h.engine.breakers.resets["concentration"] == 1
+
+
+def test_concentration_also_trips_on_the_timer_when_the_price_moves():
+    h = Harness(RiskConfig(equity=EQUITY, max_concentration=1.0))
+    h.book(399, 400)
+    h.buy(50)  # 25%
+    assert not h.engine.breakers.reduce_only(h.es.id)
+    h.move_book(519, 521)  # +120 ticks: 50 x 130 x 50 = 325,000 of equity 1,075,000: 30.2%
+    h.advance(100 * MS)
+    assert h.engine.breakers.reduce_only(h.es.id)
+
+
+# ---- kill switch and operator transitions ---------------------------------------------------
+
+
+def test_kill_switch_cancels_everything_at_the_venue_and_halts(caplog):
+    h = Harness()
+    h.book(399, 400)
+    coids = [h.buy(1, 99.0), h.buy(2, 98.75), h.sell(1, 101.0)]
+    assert len(h.venue._orders) == 3
+    with caplog.at_level(logging.WARNING):
+        change = h.engine.kill_switch("runaway strategy")
+    assert h.venue._orders == {}
+    for coid in coids:
+        assert h.last_kind(coid) == EventKind.CANCELLED
+    assert h.engine.tracker.open == {}
+    assert h.engine.trading_state is HALTED
+    assert change is not None and change.source == "kill_switch"
+    assert h.strat.changes == [change]
+    assert h.counter("kill_switch_total") == 1
+    assert h.counter("trading_state_changes_total", to="halted", source="kill_switch") == 1
+    assert any(r.levelno == logging.CRITICAL and "KILL SWITCH" in r.message for r in caplog.records)
+    assert h.rejected_with(h.buy(1, 99.0), Verdict.TRADING_HALTED)
+    # A breaker may not lift it; the operator may.
+    assert h.engine.set_trading_state(ACTIVE, "new day", source="daily_loss") is None
+    assert h.engine.trading_state is HALTED
+    assert h.engine.set_trading_state("active", "checked the strategy") is not None
+    assert h.last_kind(h.buy(1, 99.0)) == EventKind.ACCEPTED
+
+
+def test_kill_switch_marks_orders_pending_cancel_until_the_venue_answers():
+    h = Harness()
+    h.venue._ack_ns = 50_000  # answers after 50 µs
+    h.book(399, 400)
+    coid = h.buy(1, 99.0)
+    h.advance(50_000)
+    assert h.engine.tracker.get(coid).state is OrderState.ACCEPTED
+    h.engine.kill_switch("drill")
+    assert h.engine.tracker.get(coid).state is OrderState.PENDING_CANCEL
+    h.advance(50_000)
+    assert h.last_kind(coid) == EventKind.CANCELLED
+
+
+def test_operator_transitions_are_events_with_reasons_and_same_state_is_none():
+    h = Harness()
+    seen: list[tuple[str, TradingStateChange]] = []
+    h.engine.on_state_change = lambda c: seen.append(("hook", c, len(h.strat.changes)))
+    h.book(399, 400)
+    h.buy(3)
+    change = h.engine.set_trading_state(REDUCING, "close out before the news")
+    assert (change.old, change.new, change.reason, change.source) == (
+        ACTIVE, REDUCING, "close out before the news", "operator",
+    )  # fmt: skip
+    assert change.ts_ns == h.clock.now()
+    # The hook hears of it before the strategies (the journal writes it first).
+    assert seen == [("hook", change, 0)] and h.strat.changes == [change]
+    assert h.rejected_with(h.buy(1, 99.0), Verdict.REDUCING_ONLY)
+    assert h.last_kind(h.sell(2, 101.0)) == EventKind.ACCEPTED
+    # Same state: no event, no count.
+    assert h.engine.set_trading_state(REDUCING, "again") is None
+    assert len(h.strat.changes) == 1 and len(seen) == 1
+    assert h.counter("trading_state_changes_total", to="reducing", source="operator") == 1
+    h.engine.set_trading_state("HALTED", "lunch")
+    h.engine.set_trading_state(ACTIVE, "back")
+    assert [c.new for c in h.strat.changes] == [REDUCING, HALTED, ACTIVE]
+    with pytest.raises(ValueError, match="expected one of ACTIVE, REDUCING, HALTED"):
+        h.engine.set_trading_state("paused", "typo")
+    with pytest.raises(ValueError, match="needs a reason"):
+        h.engine.set_trading_state(HALTED, "")
+    assert h.engine.trading_state is ACTIVE
+
+
+def test_a_hook_or_strategy_that_raises_does_not_stop_the_transition(caplog):
+    h = Harness()
+
+    def broken(change: TradingStateChange) -> None:
+        raise RuntimeError("journal down")
+
+    h.engine.on_state_change = broken
+    with caplog.at_level(logging.ERROR):
+        h.engine.set_trading_state(HALTED, "drill")
+    assert h.engine.trading_state is HALTED
+    assert len(h.strat.changes) == 1
+    assert any("on_state_change hook raised" in r.message for r in caplog.records)
+
+
+# ---- limits per strategy and per instrument -------------------------------------------------
+
+NEW_CHECKS = [
+    # id, strategy limits, instrument limits, qty, verdict
+    ("strategy-max-order-qty", {"max_order_qty": 5}, {}, 6, Verdict.MAX_ORDER_QTY),
+    # 3 lots x 99.00 x 50 = 14,850
+    ("strategy-notional", {"max_order_notional": 14_000}, {}, 3, Verdict.MAX_ORDER_NOTIONAL),
+    ("strategy-max-position", {"max_position": 4}, {}, 5, Verdict.MAX_POSITION),
+    ("instrument-max-order-qty", {}, {"max_order_qty": 2}, 3, Verdict.MAX_ORDER_QTY),
+    ("instrument-max-position", {}, {"max_position": 2}, 3, Verdict.MAX_POSITION),
+    ("instrument-concentration", {}, {"max_concentration": 0.01}, 3, Verdict.MAX_CONCENTRATION),
+    ("instrument-open-orders", {}, {"max_open_orders": 1}, 1, Verdict.MAX_OPEN_ORDERS),
+]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "instrument", "qty", "verdict"),
+    [c[1:] for c in NEW_CHECKS],
+    ids=[c[0] for c in NEW_CHECKS],
+)
+def test_per_strategy_and_per_instrument_limits_reject_and_send_nothing(
+    strategy, instrument, qty, verdict
+):
+    risk = RiskConfig(
+        equity=EQUITY,
+        strategies={"rec": StrategyRiskConfig(**strategy)},
+        instruments={"ES": InstrumentRiskConfig(**instrument)},
+    )
+    h = Harness(risk)
+    h.book(399, 400)
+    if verdict is Verdict.MAX_OPEN_ORDERS:
+        h.buy(1, 98.0)
+    received = h.venue.received
+    coid = h.buy(qty, 99.0)
+    assert h.rejected_with(coid, verdict)
+    assert h.venue.received == received
+    assert h.engine.risk.rejects[verdict] == 1
+    assert h.counter("rejects_total", reason=verdict.name) == 1
+    # Another strategy, or another instrument, is not held to these limits.
+    other = h.engine.add_strategy(StateRecorder, "other", None, ["ES"])
+    coid = other.buy("ES", qty, 99.0)
+    h.engine.pump()
+    if instrument:  # the instrument's limits hold every strategy
+        return
+    assert other.kinds(coid) == [EventKind.ACCEPTED]
+
+
+def test_strategy_rate_limit_from_config():
+    risk = RiskConfig(
+        equity=EQUITY,
+        strategies={"rec": StrategyRiskConfig(order_rate_per_s=1.0, order_burst=2)},
+    )
+    h = Harness(risk)
+    h.book(399, 400)
+    assert h.last_kind(h.buy(1, 99.0)) == EventKind.ACCEPTED
+    assert h.last_kind(h.buy(1, 99.0)) == EventKind.ACCEPTED
+    assert h.rejected_with(h.buy(1, 99.0), Verdict.STRATEGY_RATE)
+
+
+def test_an_override_for_an_instrument_not_in_the_registry_is_an_error():
+    with pytest.raises(ValueError, match=r"risk.instruments.NQ: no instrument 'NQ'"):
+        Harness(RiskConfig(equity=EQUITY, instruments={"NQ": InstrumentRiskConfig()}))
+
+
+def test_the_seed_defaults():
+    cfg = RiskConfig()
+    assert cfg.max_concentration == 0.2
+    assert cfg.max_leverage == 1.0
+    b = cfg.breakers
+    assert (b.daily_loss_pct, b.reject_rate, b.size_scale, b.scale_minutes) == (5.0, 0.2, 0.5, 30)
+    assert (b.concentration_trip, b.concentration_reset) == (0.30, 0.25)
+    assert (cfg.daily_reset, cfg.daily_reset_tz) == ("17:00", "America/New_York")
+    assert math.isinf(cfg.max_position)
+
+
+def config(**risk) -> dict:
+    return {
+        "instruments": [{"symbol": "ES", "venue": "SIM", "tick_size": 0.25}],
+        "venues": {"SIM": {"kind": "sim"}},
+        "strategies": [
+            {
+                "name": "maker",
+                "class": "engine.strategies.market_maker:MarketMaker",
+                "instruments": ["ES"],
+            }
+        ],
+        "risk": risk,
+    }
+
+
+def test_config_reads_strategy_instrument_and_breaker_tables():
+    cfg = parse_config(
+        config(
+            strategies={"maker": {"max_position": 10, "daily_loss_limit": 500}},
+            instruments={"ES": {"max_order_qty": 3, "price_collar_pct": 2.0}},
+            breakers={"daily_loss_pct": 3.0, "reject_window_s": 30},
+            daily_reset="16:30",
+        ),
+        "t.toml",
+    )
+    assert cfg.risk.strategies["maker"] == StrategyRiskConfig(max_position=10, daily_loss_limit=500)
+    assert cfg.risk.instruments["ES"].max_order_qty == 3
+    assert cfg.risk.breakers.daily_loss_pct == 3.0
+    assert cfg.risk.daily_reset == "16:30"
+
+
+@pytest.mark.parametrize(
+    ("risk", "key", "message"),
+    [
+        (
+            {"strategies": {"makr": {"max_position": 1}}},
+            "risk.strategies.makr",
+            "did you mean 'maker'",
+        ),
+        ({"instruments": {"NQ": {"max_position": 1}}}, "risk.instruments.NQ", "not in"),
+        ({"strategies": {"maker": {"max_pos": 1}}}, "risk.strategies.maker.max_pos", "unknown key"),
+        ({"instruments": {"ES": {"collar": 1}}}, "risk.instruments.ES.collar", "unknown key"),
+        ({"breakers": {"reject_rate": 1.5}}, "risk.breakers.reject_rate", "between 0 and 1"),
+        (
+            {"breakers": {"concentration_reset": 0.4}},
+            "risk.breakers.concentration_reset",
+            "below concentration_trip",
+        ),
+        ({"daily_reset": "5pm"}, "risk.daily_reset", "HH:MM"),
+        ({"daily_reset_tz": "Mars/Olympus"}, "risk.daily_reset_tz", "unknown time zone"),
+    ],
+)
+def test_config_errors_name_the_key(risk, key, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config(config(**risk), "t.toml")
+    assert e.value.key == key
+    assert message in e.value.message
