@@ -353,7 +353,7 @@ class Engine:
     def cancel_everything(self) -> int:
         """Ask every venue to cancel all its open orders, and mark the engine's open orders
         PENDING_CANCEL; returns how many engine orders were open at a venue."""
-        for venue in self.venues.values():
+        for venue in [*self.venues.values(), *self.router.shadow_venues.values()]:
             try:
                 venue.cancel_all()
             except Exception:

@@ -79,7 +79,7 @@ class Harness:
         self.sim2 = Counting("SIM2", venue or SimVenueConfig())
         self.engine = Engine(
             self.registry, {"SIM": self.sim, "SIM2": self.sim2}, self.clock,
-            risk=RiskConfig(max_open_orders=100_000), router=router,
+            risk=RiskConfig(max_open_orders=100_000, equity=1e9), router=router,
         )  # fmt: skip
         if session_base is not None:
             # Client order ids as a restart with the same session base would make them: the
@@ -195,7 +195,7 @@ def test_shadow_orders_count_against_the_risk_limits() -> None:
     es = registry.add("ES", "SIM", AssetClass.FUTURE, 1.0, 1.0, 1.0)
     clock = SimClock(START_NS)
     engine = Engine(
-        registry, {"SIM": SimVenue("SIM")}, clock, risk=RiskConfig(max_position=10),
+        registry, {"SIM": SimVenue("SIM")}, clock, risk=RiskConfig(max_position=10, equity=1e9),
         router=canary(0.0, mode="shadow"),
     )  # fmt: skip
     strat = engine.add_strategy(Recorder, "rec", None, ["ES"])
