@@ -1,8 +1,86 @@
-"""Order records and their states, as the engine knows them.
+"""Order records and the order state machine: what each venue answer does to an order.
 
-This is the thin first version of the OMS: one record per client order id, moved through its
-states by order events. Open orders are kept by id; finished ones go to a bounded history so a
-long session does not grow without limit.
+One record per client order id, moved through ``OrderState`` by order events
+(``engine.messages.EventKind``) and by the strategy's own cancel and modify requests. Open orders
+are kept by id; finished ones go to a bounded history so a long session does not grow without
+limit, and so answers that arrive after an order finished (a fill racing a cancel) still find it.
+
+Transitions
+-----------
+Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the same table
+(CXL_REJ: CANCEL_REJECTED, COMM: COMMISSION)::
+
+    state            SUBMITTED ACCEPTED REJECTED CANCELLED EXPIRED MODIFIED FILL CXL_REJ COMM
+    INITIALIZED      bad       bad      REJ      bad       bad     bad      bad  note    note
+    SUBMITTED        dup       ACC      REJ      CXL       EXP     MOD      FILL note    note
+    ACCEPTED         old       dup      REJ      CXL       EXP     MOD      FILL note    note
+    PENDING_CANCEL   old       ack      REJ      CXL       EXP     MOD      FILL RES     note
+    PENDING_MODIFY   old       ack      REJ      CXL       EXP     MOD      FILL RES     note
+    PARTIALLY_FILLED old       old      REJ      CXL       EXP     MOD      FILL note    note
+    FILLED           old       old      bad      bad       bad     bad      LATE note    note
+    CANCELLED        old       old      bad      dup       bad     bad      LATE note    note
+    REJECTED         old       old      dup      bad       bad     bad      LATE note    note
+    EXPIRED          old       old      bad      bad       dup     bad      LATE note    note
+
+    state            cancel request   modify request
+    INITIALIZED      -                PENDING_MODIFY
+    SUBMITTED        PENDING_CANCEL   PENDING_MODIFY
+    ACCEPTED         PENDING_CANCEL   PENDING_MODIFY
+    PENDING_CANCEL   -                -
+    PENDING_MODIFY   PENDING_CANCEL   PENDING_MODIFY
+    PARTIALLY_FILLED PENDING_CANCEL   PENDING_MODIFY
+    final states     -                -
+
+(``-``: the state stays.) The entries:
+
+* ``ACC``: to ACCEPTED. ``REJ`` / ``CXL`` / ``EXP``: the order finishes REJECTED / CANCELLED /
+  EXPIRED with the event's reason. REJECTED after ACCEPTED or a partial fill is legal (IB's
+  Inactive after Submitted).
+* ``FILL``: the fill is counted (``filled_lots``); the order is FILLED when nothing is left,
+  else PARTIALLY_FILLED, except that a pending cancel or modify stays pending (its answer is
+  still to come). A fill implies the order was accepted.
+* ``MOD``: the order takes the event's quantity and price and goes back to working (ACCEPTED, or
+  PARTIALLY_FILLED if anything filled; FILLED if the new quantity is all filled); a pending
+  cancel stays pending. The same terms reported again on a working order are a duplicate.
+* ``ack``: an acceptance that arrives after the strategy asked to cancel or modify: the order
+  stays pending; it is news (APPLIED) the first time, a duplicate after.
+* ``RES``: the venue refused the pending cancel or modify: the order goes back to where it was
+  (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED).
+  A venue answers each request, but the answer does not say which request it answers: after a
+  modify and then a cancel, the first refusal ends the pending state.
+* ``note``: nothing changes, the event is passed on: a refused cancel or modify of an order that
+  is not pending (the risk gate refused a modify, or the order finished first), a commission.
+* ``LATE``: a fill on a finished order is real (it raced the cancel, or the venue reported the
+  end first): it is applied (outcome LATE_FILL, the position changes) and ``filled_lots`` grows.
+  The order keeps its final state, unless the late fill leaves nothing unfilled: then it is
+  FILLED (the cancel or expiry took nothing). A new fill on a FILLED order is an overfill, logged
+  as a warning and applied.
+* ``dup``: the status the order already has, reported again (outcome DUPLICATE).
+* ``old``: a status the order has already moved past (outcome STALE). IB sends openOrder,
+  orderStatus and execDetails in no guaranteed order, so an ACCEPTED after a fill or after the
+  order finished is expected, and changes nothing.
+* ``bad``: a transition no venue history can produce (outcome ILLEGAL): a final state replaced
+  by a different one, a modify of a finished order, any venue answer for an order the risk gate
+  has not passed. Counted in ``illegal`` and ``illegal_by[(state, kind)]``, logged as a warning
+  naming the order, its state and the event; the order is left unchanged.
+
+Duplicates and order of arrival
+-------------------------------
+Fills are recognised by ``exec_id``: each order keeps the set of its exec ids (for as long as the
+record lives), and a fill whose exec id is already there is a DUPLICATE. A fill with no exec id
+falls back to the cumulative quantity: ``0 < cum_lots <= filled_lots`` is a duplicate (correct
+only when such fills arrive in order; every venue we have sends exec ids). With exec ids, any
+permutation of a venue's history, with any events repeated, ends in the same state with the same
+filled quantity and the same fills applied (``tests/test_oms_states.py`` checks this property).
+
+Outcomes
+--------
+``OrderTracker.check(ev)`` classifies an event without changing anything (the risk kernels must
+see the order as it was before the event) and ``commit(ev)`` applies it; ``apply(ev)`` does
+both. The outcome is a plain int: APPLIED, LATE_FILL and UNKNOWN_ORDER events are passed on
+(risk kernels, portfolio, strategy); DUPLICATE, STALE and ILLEGAL ones are counted and dropped
+(``outcome >= DUPLICATE``). A fill for an order the tracker does not know (beyond the history, or
+from before a restart that did not restore it) is still a fill: UNKNOWN_ORDER, passed on.
 """
 
 from __future__ import annotations
@@ -11,7 +89,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from enum import Enum
+from enum import IntEnum
 from typing import NamedTuple
 
 from engine.messages import EventKind, OrderEvent, OrderIntent
@@ -19,26 +97,110 @@ from engine.messages import EventKind, OrderEvent, OrderIntent
 log = logging.getLogger(__name__)
 
 
-class OrderState(Enum):
-    INITIALIZED = "initialized"
-    SUBMITTED = "submitted"
-    ACCEPTED = "accepted"
-    PENDING_CANCEL = "pending_cancel"
-    PENDING_MODIFY = "pending_modify"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
+class OrderState(IntEnum):
+    """An order's state; the values are stable and index ``_TABLE``'s rows. Final states are
+    the highest values (``state >= FILLED``)."""
+
+    INITIALIZED = 0  # created by the strategy, not yet through the risk gate
+    SUBMITTED = 1  # passed the risk gate, on its way to the venue
+    ACCEPTED = 2
+    PENDING_CANCEL = 3
+    PENDING_MODIFY = 4
+    PARTIALLY_FILLED = 5
+    FILLED = 6
+    CANCELLED = 7
+    REJECTED = 8
+    EXPIRED = 9
 
 
 FINAL = frozenset(
     {OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED, OrderState.EXPIRED}
 )
 
-# Module-level names for the order path: an enum member read costs ~80 ns in Python 3.11.
+
+class Outcome(IntEnum):
+    """What an order event meant for its order (``OrderTracker.check``); the values are
+    stable: ``outcome >= DUPLICATE`` means "drop it"."""
+
+    APPLIED = 0  # news: pass it on
+    LATE_FILL = 1  # a fill on a finished order: real, pass it on
+    UNKNOWN_ORDER = 2  # no record of the order: pass it on (a fill is still a fill)
+    DUPLICATE = 3  # reported before
+    STALE = 4  # the order has moved past it
+    ILLEGAL = 5  # no venue history produces it
+
+
+# Plain ints and module-level names for the order path (an enum member read costs ~80 ns in
+# Python 3.11; a dict lookup keyed by an IntEnum hashes as an int).
+APPLIED = int(Outcome.APPLIED)
+LATE_FILL = int(Outcome.LATE_FILL)
+UNKNOWN_ORDER = int(Outcome.UNKNOWN_ORDER)
+DUPLICATE = int(Outcome.DUPLICATE)
+STALE = int(Outcome.STALE)
+ILLEGAL = int(Outcome.ILLEGAL)
+
 _INITIALIZED = OrderState.INITIALIZED
 _SUBMITTED = OrderState.SUBMITTED
+_ACCEPTED = OrderState.ACCEPTED
+_PENDING_CANCEL = OrderState.PENDING_CANCEL
+_PENDING_MODIFY = OrderState.PENDING_MODIFY
+_PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
+_FILLED = OrderState.FILLED
+_CANCELLED = OrderState.CANCELLED
+_REJECTED = OrderState.REJECTED
+_EXPIRED = OrderState.EXPIRED
+_EV_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+
+# The table's entries (see the module docstring).
+ACC, REJ, CXL, EXP, FILL, MOD, ACK, RES, NOTE, LATE, DUP, OLD, BAD = range(13)
+ACTION_NAMES = ("ACC", "REJ", "CXL", "EXP", "FILL", "MOD", "ack", "RES", "note", "LATE", "dup",
+                "old", "bad")  # fmt: skip
+
+# state -> entries by EventKind: SUBMITTED ACCEPTED REJECTED CANCELLED EXPIRED MODIFIED FILL
+# CANCEL_REJECTED COMMISSION. The one table of legal transitions.
+_TABLE: dict[OrderState, tuple[int, ...]] = {
+    _INITIALIZED:      (BAD, BAD, REJ, BAD, BAD, BAD, BAD,  NOTE, NOTE),
+    _SUBMITTED:        (DUP, ACC, REJ, CXL, EXP, MOD, FILL, NOTE, NOTE),
+    _ACCEPTED:         (OLD, DUP, REJ, CXL, EXP, MOD, FILL, NOTE, NOTE),
+    _PENDING_CANCEL:   (OLD, ACK, REJ, CXL, EXP, MOD, FILL, RES,  NOTE),
+    _PENDING_MODIFY:   (OLD, ACK, REJ, CXL, EXP, MOD, FILL, RES,  NOTE),
+    _PARTIALLY_FILLED: (OLD, OLD, REJ, CXL, EXP, MOD, FILL, NOTE, NOTE),
+    _FILLED:           (OLD, OLD, BAD, BAD, BAD, BAD, LATE, NOTE, NOTE),
+    _CANCELLED:        (OLD, OLD, BAD, DUP, BAD, BAD, LATE, NOTE, NOTE),
+    _REJECTED:         (OLD, OLD, DUP, BAD, BAD, BAD, LATE, NOTE, NOTE),
+    _EXPIRED:          (OLD, OLD, BAD, BAD, DUP, BAD, LATE, NOTE, NOTE),
+}  # fmt: skip
+# The same rows as a tuple indexed by the state's int value: the order path's lookup.
+_ROWS: tuple[tuple[int, ...], ...] = tuple(_TABLE[s] for s in OrderState)
+
+# What the strategy's requests do (None: the state stays).
+ON_CANCEL_REQUEST: dict[OrderState, OrderState | None] = {
+    _INITIALIZED: None,  # not sent yet: the risk gate's answer is on its way
+    _SUBMITTED: _PENDING_CANCEL,
+    _ACCEPTED: _PENDING_CANCEL,
+    _PENDING_CANCEL: None,
+    _PENDING_MODIFY: _PENDING_CANCEL,
+    _PARTIALLY_FILLED: _PENDING_CANCEL,
+    _FILLED: None,
+    _CANCELLED: None,
+    _REJECTED: None,
+    _EXPIRED: None,
+}
+ON_MODIFY_REQUEST: dict[OrderState, OrderState | None] = {
+    # An order the gate refused but whose REJECTED is not applied yet: pending, so that the
+    # reservation the modify made is released by that REJECTED.
+    _INITIALIZED: _PENDING_MODIFY,
+    _SUBMITTED: _PENDING_MODIFY,
+    _ACCEPTED: _PENDING_MODIFY,
+    _PENDING_CANCEL: None,  # the cancel wins: the order is on its way out
+    _PENDING_MODIFY: _PENDING_MODIFY,
+    _PARTIALLY_FILLED: _PENDING_MODIFY,
+    _FILLED: None,
+    _CANCELLED: None,
+    _REJECTED: None,
+    _EXPIRED: None,
+}
+_OUTCOME_OF = {DUP: DUPLICATE, OLD: STALE, BAD: ILLEGAL}
 
 
 class OrderExtras(NamedTuple):
@@ -70,10 +232,15 @@ class Order:
     ``side``, ``order_type`` and ``tif`` hold the plain int values of ``Side``, ``OrderType`` and
     ``TimeInForce``: they go to the risk kernels as they are. ``extras`` is None for a plain order
     (no order-type extras in its intent), else the ``OrderExtras`` the risk gate passed.
+    ``venue_order_id`` is the venue's id (IB: the order id, then the permId once known).
+    ``accepted`` says the venue has acknowledged the order (an acceptance, a fill or a modify);
+    ``exec_ids`` holds the exec ids of the fills applied (None until the first).
     """
 
     __slots__ = (
+        "accepted",
         "client_order_id",
+        "exec_ids",
         "extras",
         "filled_lots",
         "instrument_id",
@@ -113,6 +280,8 @@ class Order:
         self.filled_lots = 0
         self.reserved = 0  # lots the risk kernels count as working for this order
         self.state = _INITIALIZED
+        self.accepted = False
+        self.exec_ids: set[str] | None = None
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
@@ -121,7 +290,7 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.state not in FINAL
+        return self.state < _FILLED
 
     @property
     def leaves_lots(self) -> int:
@@ -131,16 +300,33 @@ class Order:
         return (
             f"Order(coid={self.client_order_id}, inst={self.instrument_id}, side={self.side}, "
             f"qty={self.qty_lots}, px={self.price_ticks}, filled={self.filled_lots}, "
-            f"state={self.state.value})"
+            f"state={self.state.name})"
         )
 
 
+_CANCEL_ROW = tuple(ON_CANCEL_REQUEST[s] for s in OrderState)
+_MODIFY_ROW = tuple(ON_MODIFY_REQUEST[s] for s in OrderState)
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return EventKind(kind).name
+    except ValueError:
+        return f"kind {kind!r}"
+
+
 class OrderTracker:
-    """Open orders by client order id, and the last ``history`` finished ones."""
+    """Open orders by client order id, the last ``history`` finished ones, and the state
+    machine that moves them (see the module docstring).
+
+    Counters (plain ints, read by the engine's metrics): ``duplicates``, ``stale``, ``illegal``
+    (with ``illegal_by[(state, kind)]``), ``unknown`` and ``late_fills``.
+    """
 
     def __init__(self, history: int = 10_000, session_base: int | None = None) -> None:
-        # Ids start from the session's start second so they do not repeat across restarts
-        # (the journal will make this exact); 2**24 orders per session before they could meet.
+        # Ids start from the session's start second so they do not repeat across restarts;
+        # 2**24 orders per second of downtime before they could meet, and recovery makes it
+        # exact with ``ensure_ids_above`` (the journal's highest id).
         base = int(time.time()) if session_base is None else session_base
         self._ids = itertools.count((base << 24) + 1)
         self.open: dict[int, Order] = {}
@@ -149,10 +335,28 @@ class OrderTracker:
         self._by_key: dict[tuple[int, int], dict[int, Order]] = {}
         self.finished: OrderedDict[int, Order] = OrderedDict()
         self._history = history
+        self.order: Order | None = None
+        """The order the last ``check`` found (None if unknown)."""
+        self._action = NOTE
+        self.duplicates = 0
+        self.stale = 0
         self.illegal = 0
+        self.illegal_by: dict[tuple[OrderState, EventKind | int], int] = {}
+        self.unknown = 0
+        self.late_fills = 0
+
+    # ---- ids --------------------------------------------------------------------------------
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def ensure_ids_above(self, coid: int) -> None:
+        """From now on ``next_id()`` returns ids > ``coid`` (recovery: above every journaled
+        id); ids already above it are left as they are."""
+        following = next(self._ids)
+        self._ids = itertools.count(max(following, coid + 1))
+
+    # ---- records ----------------------------------------------------------------------------
 
     def add(self, order: Order) -> None:
         coid = order.client_order_id
@@ -163,9 +367,36 @@ class OrderTracker:
             group = self._by_key[key] = {}
         group[coid] = order
 
+    def restore(self, order: Order) -> None:
+        """Put a recovered order back, in whatever state it has: an open one among the open
+        orders, a final one in the history. Its id is reserved (``ensure_ids_above``)."""
+        self.ensure_ids_above(order.client_order_id)
+        if order.state >= _FILLED:
+            self._remember(order)
+        else:
+            self.add(order)
+
     def submitted(self, order: Order) -> None:
         """The order passed the risk gate and is on its way to the venue."""
         order.state = _SUBMITTED
+
+    def request_cancel(self, order: Order) -> bool:
+        """The strategy asked to cancel ``order``: PENDING_CANCEL where the table says so;
+        True if the state changed."""
+        new = _CANCEL_ROW[order.state]
+        if new is None or new is order.state:
+            return False
+        order.state = new
+        return True
+
+    def request_modify(self, order: Order) -> bool:
+        """The strategy asked to modify ``order``: PENDING_MODIFY where the table says so;
+        True if the state changed."""
+        new = _MODIFY_ROW[order.state]
+        if new is None or new is order.state:
+            return False
+        order.state = new
+        return True
 
     def get(self, client_order_id: int) -> Order | None:
         return self.open.get(client_order_id)
@@ -191,64 +422,154 @@ class OrderTracker:
             del group[coid]
             if not group:
                 del self._by_key[(order.strategy_id, order.instrument_id)]
-            self.finished[coid] = order
-            if len(self.finished) > self._history:
-                self.finished.popitem(last=False)
+            self._remember(order)
 
-    def apply(self, ev: OrderEvent) -> Order | None:
-        """Move the order named by ``ev`` to its new state; None if the order is unknown.
+    def _remember(self, order: Order) -> None:
+        self.finished[order.client_order_id] = order
+        if len(self.finished) > self._history:
+            self.finished.popitem(last=False)
 
-        A fill for an already-finished order or a status that goes backwards is counted in
-        ``illegal`` and logged, not applied.
-        """
-        order = self.open.get(ev.client_order_id)
+    # ---- events -----------------------------------------------------------------------------
+
+    def apply(self, ev: OrderEvent) -> int:
+        """Classify ``ev`` and apply it if it is news; returns the outcome (``self.order`` is
+        the order, None if unknown)."""
+        outcome = self.check(ev)
+        if outcome < DUPLICATE:
+            self.commit(ev)
+        return outcome
+
+    def check(self, ev: OrderEvent) -> int:
+        """What ``ev`` means for its order (an ``Outcome`` value), changing nothing but the
+        counters of dropped events; ``self.order`` is set to the order (None if unknown) for
+        ``commit``, which must follow for the same event when the outcome is < DUPLICATE."""
+        coid = ev.client_order_id
+        order = self.open.get(coid)
         if order is None:
-            late = self.finished.get(ev.client_order_id)
-            if late is not None:
-                if ev.kind == EventKind.FILL:
-                    # A fill may be reported after the cancel it raced: the fill is real.
-                    late.filled_lots += ev.fill_lots
-                elif ev.kind != EventKind.CANCEL_REJECTED:
-                    # A cancel or modify refused because the order had just finished is the
-                    # normal end of that race; anything else on a finished order is not.
-                    self.illegal += 1
+            order = self.finished.get(coid)
+            if order is None:
+                self.order = None
+                self.unknown += 1
+                if ev.kind != _EV_CANCEL_REJECTED:  # a refused request for it is expected
                     log.warning(
-                        "order event %s for finished order %d (%s) ignored",
-                        EventKind(ev.kind).name, ev.client_order_id, late.state.value,
+                        "order event %s for unknown order %d passed on without an order record",
+                        _kind_name(ev.kind), coid,
                     )  # fmt: skip
-                return late
+                return UNKNOWN_ORDER
+        self.order = order
+        try:
+            action = _ROWS[order.state][ev.kind]
+        except (IndexError, TypeError):
+            action = BAD  # not an EventKind
+        self._action = action
+        if action in (FILL, LATE):
+            exec_id = ev.exec_id
+            if exec_id:
+                seen = order.exec_ids
+                if seen is not None and exec_id in seen:
+                    return self._drop(order, ev, DUPLICATE)
+            elif 0 < ev.cum_lots <= order.filled_lots:
+                return self._drop(order, ev, DUPLICATE)
+            return APPLIED if action == FILL else LATE_FILL
+        if action < LATE:
+            if action == MOD:
+                state = order.state
+                if (
+                    (state is _ACCEPTED or state is _PARTIALLY_FILLED)
+                    and ev.qty_lots == order.qty_lots
+                    and ev.price_ticks == order.price_ticks
+                ):
+                    return self._drop(order, ev, DUPLICATE)
+            elif action == ACK and order.accepted:
+                return self._drop(order, ev, DUPLICATE)
+            return APPLIED
+        return self._drop(order, ev, _OUTCOME_OF[action])
+
+    def _drop(self, order: Order, ev: OrderEvent, outcome: int) -> int:
+        if outcome == DUPLICATE:
+            self.duplicates += 1
+            log.debug("order %d: duplicate %r ignored", order.client_order_id, ev.kind)
+        elif outcome == STALE:
+            self.stale += 1
+            log.debug(
+                "order %d: stale %r in state %r ignored", order.client_order_id, ev.kind,
+                order.state,
+            )  # fmt: skip
+        else:
             self.illegal += 1
+            key = (order.state, ev.kind)
+            self.illegal_by[key] = self.illegal_by.get(key, 0) + 1
             log.warning(
-                "order event %s for unknown or finished order %d ignored",
-                EventKind(ev.kind).name,
-                ev.client_order_id,
-            )
-            return None
-        kind = ev.kind
+                "order %d: illegal transition %s in state %s ignored (venue order id %d)",
+                order.client_order_id, _kind_name(ev.kind), order.state.name,
+                ev.venue_order_id,
+            )  # fmt: skip
+        return outcome
+
+    def commit(self, ev: OrderEvent) -> None:
+        """Apply ``ev`` as the last ``check`` classified it."""
+        order = self.order
+        if order is None:
+            return
+        action = self._action
         if ev.venue_order_id:
             order.venue_order_id = ev.venue_order_id
-        if kind == EventKind.FILL:
-            order.filled_lots += ev.fill_lots
+        if action == FILL:
+            self._count_fill(order, ev)
+            order.accepted = True
             if order.filled_lots >= order.qty_lots:
-                self.finish(order, OrderState.FILLED)
-            else:
-                order.state = OrderState.PARTIALLY_FILLED
-        elif kind == EventKind.ACCEPTED:
-            if order.state in (OrderState.INITIALIZED, OrderState.SUBMITTED):
-                order.state = OrderState.ACCEPTED
-        elif kind == EventKind.CANCELLED:
-            self.finish(order, OrderState.CANCELLED, ev.reason)
-        elif kind == EventKind.REJECTED:
-            self.finish(order, OrderState.REJECTED, ev.reason)
-        elif kind == EventKind.EXPIRED:
-            self.finish(order, OrderState.EXPIRED, ev.reason)
-        elif kind == EventKind.MODIFIED:
+                self.finish(order, _FILLED)
+            elif order.state < _PENDING_CANCEL:  # a pending request stays pending
+                order.state = _PARTIALLY_FILLED
+        elif action == ACC:
+            order.state = _ACCEPTED
+            order.accepted = True
+        elif action == CXL:
+            self.finish(order, _CANCELLED, ev.reason)
+        elif action == REJ:
+            self.finish(order, _REJECTED, ev.reason)
+        elif action == EXP:
+            self.finish(order, _EXPIRED, ev.reason)
+        elif action == MOD:
+            if ev.qty_lots > 0:
+                order.qty_lots = ev.qty_lots
             order.price_ticks = ev.price_ticks
-            order.qty_lots = ev.qty_lots
-            order.state = OrderState.PARTIALLY_FILLED if order.filled_lots else OrderState.ACCEPTED
-        elif kind == EventKind.CANCEL_REJECTED and order.state in (
-            OrderState.PENDING_CANCEL,
-            OrderState.PENDING_MODIFY,
-        ):
-            order.state = OrderState.PARTIALLY_FILLED if order.filled_lots else OrderState.ACCEPTED
-        return order
+            order.accepted = True
+            if order.filled_lots >= order.qty_lots:
+                self.finish(order, _FILLED)
+            elif order.state is not _PENDING_CANCEL:
+                order.state = _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED
+        elif action == ACK:
+            order.accepted = True
+        elif action == RES:
+            order.state = (
+                _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
+                else _SUBMITTED
+            )  # fmt: skip
+        elif action == LATE:
+            self._count_fill(order, ev)
+            self.late_fills += 1
+            if order.state is _FILLED:
+                log.warning(
+                    "order %d: fill %r of %d lots beyond the order's %d (now %d filled)",
+                    order.client_order_id, ev.exec_id, ev.fill_lots, order.qty_lots,
+                    order.filled_lots,
+                )  # fmt: skip
+            else:
+                log.info(
+                    "order %d: fill %r of %d lots after the order was %s",
+                    order.client_order_id, ev.exec_id, ev.fill_lots, order.state.name,
+                )  # fmt: skip
+                if order.filled_lots >= order.qty_lots:
+                    order.state = _FILLED
+
+    @staticmethod
+    def _count_fill(order: Order, ev: OrderEvent) -> None:
+        exec_id = ev.exec_id
+        if exec_id:
+            seen = order.exec_ids
+            if seen is None:
+                order.exec_ids = {exec_id}
+            else:
+                seen.add(exec_id)
+        order.filled_lots += ev.fill_lots

@@ -100,7 +100,6 @@ _ENDED = (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED)
 _MODIFIED = EventKind.MODIFIED
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
 _INITIALIZED = OrderState.INITIALIZED
-_PENDING_CANCEL = OrderState.PENDING_CANCEL
 _PENDING_MODIFY = OrderState.PENDING_MODIFY
 
 
@@ -291,13 +290,12 @@ class RiskGate:
             if order is None:
                 self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
                 return
-            if order.state is not _INITIALIZED:
-                order.state = _PENDING_CANCEL
+            self._tracker.request_cancel(order)
             self._router.cancel(order)
         elif kind == _CANCEL_ALL:
             only = it.instrument_id if it.instrument_id >= 0 else None
             for order in self._tracker.open_for(it.strategy_id, only):
-                order.state = _PENDING_CANCEL
+                self._tracker.request_cancel(order)
                 self._router.cancel(order)
 
     def _new(self, it: OrderIntent) -> None:
@@ -479,7 +477,7 @@ class RiskGate:
         reserved = lots - order.filled_lots
         if reserved > order.reserved:
             order.reserved = reserved
-        order.state = _PENDING_MODIFY
+        self._tracker.request_modify(order)
         self._router.modify(order, lots, ticks)
 
     # ---- keeping the kernels' state in step -------------------------------------------------
