@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench soak lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	-$(PY) -m pip install --quiet -e '.[dev,anchors]'
 	$(PY) -m benchmarks.run
+
+# Crash recovery soak: SIGKILL mid-order, restart from the journal, reconcile (SEEDS runs).
+SEEDS ?= 500
+soak: $(STAMP)
+	TICKWIRE_CRASH_SEEDS=$(SEEDS) $(PY) -m pytest -q tests/test_crash_recovery.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -27,9 +27,14 @@ from engine.metrics import LatencySummary
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pipeline_app(strategies: bool = True, venue_latency_us: float = 0.0, seed: int = 7):
-    """The shipped demo config; ``venue_latency_us`` 0 makes the venue answer inline."""
+def pipeline_app(
+    strategies: bool = True, venue_latency_us: float = 0.0, seed: int = 7, journal: str = ""
+):
+    """The shipped demo config; ``venue_latency_us`` 0 makes the venue answer inline;
+    ``journal`` a journal file (batch fsync) every order and event is appended to."""
     data = tomllib.loads((ROOT / "config" / "demo.toml").read_text())
+    if journal:
+        data["journal"] = {"path": journal, "fsync": "batch"}
     data["venues"]["SIM"]["ack_latency_us"] = venue_latency_us
     data["venues"]["SIM"]["fill_latency_us"] = venue_latency_us
     data["metrics"]["enabled"] = False
@@ -112,11 +117,16 @@ def _reset_latency(engine) -> None:
         stage.max = 0
 
 
-def run(n_batches: int = 3000, batch: int = 100, warmup: int = 500) -> HarnessResult:
-    """Throughput and per-stage latency with both strategies, venue answering 20 µs later."""
+def run(
+    n_batches: int = 3000, batch: int = 100, warmup: int = 500, journal: str = ""
+) -> HarnessResult:
+    """Throughput and per-stage latency with both strategies, venue answering 20 µs later;
+    with ``journal`` (a path, removed first) every order and event is journaled."""
 
     async def main() -> HarnessResult:
-        app = pipeline_app(venue_latency_us=20.0)
+        if journal:
+            Path(journal).unlink(missing_ok=True)
+        app = pipeline_app(venue_latency_us=20.0, journal=journal)
         app.clock.bind(asyncio.get_running_loop())
         engine = app.engine
         engine.start()
@@ -128,6 +138,8 @@ def run(n_batches: int = 3000, batch: int = 100, warmup: int = 500) -> HarnessRe
         updates = sum(len(d) for d, _ in batches)
         seconds = await drive_on_loop(app, batches)
         await asyncio.sleep(0.01)
+        if engine.journal is not None:
+            engine.journal.close()
         return HarnessResult(
             updates,
             seconds,

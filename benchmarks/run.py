@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import pytest
 
-from benchmarks import anchors, gateway_sim, harness, ib_venue
+from benchmarks import anchors, gateway_sim, harness, ib_venue, journal
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,6 +63,10 @@ def main() -> int:
     rtt = anchors.loopback_rtt_ns()
     rtt_p50, rtt_p99 = np.percentile(rtt, [50, 99])
     lat = {b: harness.run(n_batches=n, batch=b) for b, n in ((16, 12000), (100, 3000))}
+    with tempfile.TemporaryDirectory() as tmp:
+        journaled = harness.run(n_batches=12000, batch=16, journal=f"{tmp}/bench.twj")
+        jt = {p: journal.journal_throughput(f"{tmp}/{p}.twj", 50_000 if p != "always" else 2_000, p)
+              for p in ("never", "batch", "always")}  # fmt: skip
     sim = [gateway_sim.measure(v) for v in (176, 225)]
     ibv = ib_venue.run()
 
@@ -161,12 +165,48 @@ def main() -> int:
             f"RTT p99; target <= 50 µs: {_verdict(ttl.p99 <= 50_000)}",
             "",
         ]
+    lines += _oms_lines(lat[16], journaled, jt)
     lines += _ib_lines(suites, sim)
     lines += _ib_venue_lines(ibv, rtt_p50, rtt_p99)
     text = "\n".join(lines)
     (HERE / "RESULTS.md").write_text(text)
     print(text)
     return 0
+
+
+def _oms_lines(plain, journaled, jt: dict[str, dict]) -> list[str]:
+    """Issue 6: risk gate + OMS + router + journal append per order, and journal throughput."""
+
+    def stage(r, name: str):
+        return next(s for s in r.stages if s.stage == name)
+
+    op = stage(journaled, "order_path")
+    base = stage(plain, "order_path")
+    lines = [
+        "## Order path: risk gate + OMS + router + journal append (+ sim venue's submit)",
+        "",
+        "Per order, from the strategy's order (`ts_created`) to the venue's submit (`ts_sent`),",
+        "the demo pipeline at 16 updates per read; the journal on (batch fsync) and off.",
+        "",
+        "| run | orders | p50 µs | p90 µs | p99 µs | p99.9 µs | target |",
+        "|---|---|---|---|---|---|---|",
+        f"| journal on | {op.count} | {op.p50 / 1e3:.1f} | {op.p90 / 1e3:.1f} | "
+        f"{op.p99 / 1e3:.1f} | {op.p999 / 1e3:.1f} | p50 <= 15, p99 <= 50 µs: "
+        f"{_verdict(op.p50 <= 15_000 and op.p99 <= 50_000)} |",
+        f"| journal off (anchor) | {base.count} | {base.p50 / 1e3:.1f} | {base.p90 / 1e3:.1f} | "
+        f"{base.p99 / 1e3:.1f} | {base.p999 / 1e3:.1f} | |",
+        "",
+        "### Journal throughput (`benchmarks/journal.py`, order/ack/fill mix, one record per call)",
+        "",
+        "| fsync policy | events/s | append p50 µs | append p99 µs |",
+        "|---|---|---|---|",
+    ]
+    for policy, r in jt.items():
+        lines.append(
+            f"| {policy} | {r['events_per_s']:,.0f} | {r['p50_ns'] / 1e3:.1f} | "
+            f"{r['p99_ns'] / 1e3:.1f} |"
+        )
+    return [*lines, ""]
 
 
 def _ib_lines(suites: dict[str, dict], sim: list[gateway_sim.SimThroughput]) -> list[str]:

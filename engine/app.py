@@ -22,7 +22,9 @@ import hotpath.jit
 from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
+from engine.journal import Journal, JournalError
 from engine.metrics import LatencySummary, MetricsServer
+from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
 from engine.runtime import Engine
 from engine.strategy import Strategy
@@ -52,6 +54,18 @@ class App:
     metrics: MetricsServer | None = None
     kernels: hotpath.jit.KernelReport | None = None
     status_lines: list[str] = field(default_factory=list)
+    recovery: RecoveryReport | None = None
+
+    async def after_venues_ready(self) -> None:
+        """Once the venues reconciled (they do before ``start`` returns): the positions the
+        journal and the reconciliation give, against each broker's own; then the recovery
+        report is logged whole."""
+        self.engine.pump()
+        if self.recovery is None:
+            return
+        check_positions(self.engine, self.recovery)
+        level = logging.WARNING if self.recovery.differences else logging.INFO
+        log.log(level, "%s", self.recovery.format())
 
 
 def build_app(config: Config, clock: Clock | None = None) -> App:
@@ -110,9 +124,26 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
         feed = feed_cls(config.feed, list(registry), [ic.ref_price for ic in config.instruments])
     # Every kernel was compiled (or loaded from cache) at import with explicit signatures and
     # warmed up by the engine; from here on a surprise signature raises instead of compiling.
+    recovery = _open_journal(config, engine)
     report = hotpath.jit.freeze()
     log.info("kernels: %s", report.format())
-    return App(config, engine, clock, feed, kernels=report)
+    return App(config, engine, clock, feed, kernels=report, recovery=recovery)
+
+
+def _open_journal(config: Config, engine: Engine) -> RecoveryReport | None:
+    """With ``[journal] path``: rebuild the engine from the journal (``engine.recovery``), then
+    journal everything from here on. Before any venue connects and any strategy starts."""
+    jc = config.journal
+    if not jc.path:
+        return None
+    try:
+        journal = Journal.open(jc.path, jc.fsync, jc.fsync_interval_ms)
+    except JournalError as e:
+        raise ConfigError(config.source, "journal.path", str(e)) from None
+    report = recover(engine, journal.contents, jc.path)
+    engine.attach_journal(journal)
+    engine.pump()  # what recovery reported (orders lost with an in-process venue) goes in now
+    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +218,7 @@ async def run_app(
         print(f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics", file=out)
     for venue in engine.venues.values():
         await venue.start()
+    await app.after_venues_ready()  # recovery's last step: strategies trade only after it
     engine.start()
     started = loop.time()
     feed_task = loop.create_task(app.feed.run(engine, stop)) if app.feed is not None else None
@@ -211,6 +243,11 @@ async def run_app(
         loop.create_task(every(interval, status)),
         loop.create_task(every(fold_s, engine.latency.fold)),
     ]
+    journal = engine.journal
+    if journal is not None and cfg.journal.fsync == "batch":
+        # Batch durability: what was appended reaches the disk within fsync_interval_ms.
+        sync_s = cfg.journal.fsync_interval_ms / 1e3
+        helpers.append(loop.create_task(every(sync_s, journal.maybe_sync)))
     try:
         if duration_s is None:
             await stop.wait()
@@ -228,6 +265,8 @@ async def run_app(
         engine.stop()
         for venue in engine.venues.values():
             await venue.stop()
+        engine.pump()  # the venues' last answers, journaled
+        engine.close_journal()
         if app.metrics is not None:
             await app.metrics.stop()
     elapsed = loop.time() - started

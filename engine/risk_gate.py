@@ -25,6 +25,7 @@ from engine.clock import Clock
 from engine.config import RiskConfig
 from engine.instruments import InstrumentRegistry
 from engine.messages import (
+    NO_PRICE,
     Algo,
     EventKind,
     IntentKind,
@@ -146,6 +147,7 @@ class RiskGate:
         self.state = TradingState.ACTIVE
         self.rejects = [0] * len(Verdict)
         self.passed = 0
+        self.journal = None  # the order journal (``Engine.attach_journal``)
         self.venue_rejects = 0  # REJECTED answers from venues to orders this gate passed
         self.size_scale = 1.0
         """Factor new orders' quantities are scaled by (the rejection-rate breaker sets it):
@@ -514,6 +516,32 @@ class RiskGate:
             done,
         )  # fmt: skip
 
+    def restore_working(self, order: Order) -> None:
+        """Recovery: reserve a journaled order's lots as working, as passing the checks did,
+        without checking it again (it was sent; limits apply to the orders still to come).
+        Buying power is reserved at the order's limit price, or at the last mark for a market
+        order (the kernel's rule when the order passed)."""
+        a = self.arrays
+        s, i, side, lots = order.strategy_id, order.instrument_id, int(order.side), order.qty_lots
+        if not (0 <= s < a.pst.shape[0] and 0 <= i < a.ist.shape[0]) or lots <= 0:
+            return
+        ilim, ist, pst, gst = a.ilim, a.ist, a.pst, a.gst
+        buy = side == 1
+        net = ist[i, rk.IS_NET_LOTS]
+        before = max(abs(net + ist[i, rk.IS_OPEN_BUY]), abs(net - ist[i, rk.IS_OPEN_SELL]))
+        ist[i, rk.IS_OPEN_BUY if buy else rk.IS_OPEN_SELL] += lots
+        after = max(abs(net + ist[i, rk.IS_OPEN_BUY]), abs(net - ist[i, rk.IS_OPEN_SELL]))
+        pst[s, i, rk.PS_OPEN_BUY if buy else rk.PS_OPEN_SELL] += lots
+        ist[i, rk.IS_OPEN_ORDERS] += 1.0
+        px = order.price_ticks if order.price_ticks != NO_PRICE else ist[i, rk.IS_MARK_TICKS]
+        tick_value = ilim[i, rk.IL_TICK_SIZE] * ilim[i, rk.IL_LOT_SIZE] * ilim[i, rk.IL_MULTIPLIER]
+        if after > before and px > 0:
+            required = lots * px * tick_value * ilim[i, rk.IL_MARGIN]
+            pst[s, i, rk.PS_BP_BUY if buy else rk.PS_BP_SELL] += required
+            gst[rk.GS_BP_RESERVED] += required
+        rk._revalue_exposure(ilim, ist, gst, i)
+        order.reserved = lots
+
     def on_book(self, ids: np.ndarray, top: np.ndarray, n: int) -> None:
         """New reference prices (the book's mid) for the instruments a batch changed."""
         self._mark(*self._fill_args, ids, top, n)
@@ -528,6 +556,13 @@ class RiskGate:
         """Answer ``it`` with a refusal; ``numbers`` (lead-in, qty, price, stop price) go into
         the reason (a NaN price or stop price is left out)."""
         self.rejects[verdict] += 1
+        journal = self.journal
+        if journal is not None and kind is _REJECTED:
+            # Every order intent is journaled: a refused one as the order record (0 lots: it
+            # never left) before its REJECTED event.
+            order = self._tracker.get(it.client_order_id)
+            if order is not None:
+                journal.append_order(order, self._now())
         ev = self._events.claim()
         ev.clear()
         ev.kind = kind

@@ -41,6 +41,7 @@ from engine.book import BookStore
 from engine.clock import Clock
 from engine.config import RouterConfig, SimVenueConfig
 from engine.instruments import InstrumentRegistry
+from engine.journal import Journal
 from engine.messages import NO_PRICE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import LatencyRecorder
 from engine.orders import Order
@@ -266,12 +267,16 @@ class Router:
         self._risk = latency["risk"]
         self._route = latency["route"]
         self._tick_to_order = latency["tick_to_order"]
+        self._order_path = latency["order_path"]
         self._stamps: list[tuple[int, int, int, int]] = []  # routed, not yet recorded
         self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once
         """Runs a callable once the strategies are done with the market data being dispatched
         (the engine sets its book actor's); by default at once."""
         self.orders = 0
         self.shadowed = 0  # of ``orders``, sent to a shadow venue
+        #: The order journal (``Engine.attach_journal``): orders, cancels and modifies are
+        #: appended before they are handed to a venue.
+        self.journal: Journal | None = None
         self.cancels = 0
         self.modifies = 0
 
@@ -290,13 +295,18 @@ class Router:
         it.ts_routed = now = self._now()
         i = it.instrument_id
         mode = self._mode[i]
+        journal = self.journal
         if mode == _LIVE:
+            if journal is not None and order is not None:
+                journal.append_order(order, now)  # before it can reach the venue
             self._live[i].submit(it, order)
         else:
             coid = it.client_order_id
             shadow = mode == _SHADOW or mix64(coid) % 10_000 >= self._cut[i]
             if order is not None:
                 order.shadow = shadow
+                if journal is not None:
+                    journal.append_order(order, now, shadow=shadow)
             top = self._books.tops[i] if self._books is not None else None
             mid = (
                 (top[0] + top[2]) / 2
@@ -325,6 +335,7 @@ class Router:
             self._risk.record(risk - created)
             self._route.record(sent - risk)
             self._tick_to_order.record(sent - trigger)
+            self._order_path.record(sent - created)
 
     def _holder(self, order: Order, what: str) -> Venue | None:
         """The shadow venue working shadow order ``order``; None (after answering
@@ -349,12 +360,16 @@ class Router:
 
     def cancel(self, order: Order) -> None:
         self.cancels += 1
+        if self.journal is not None:
+            self.journal.append_cancel(order.client_order_id, self._now())
         venue = self._holder(order, "cancel") if order.shadow else self._live[order.instrument_id]
         if venue is not None:
             venue.cancel(order)
 
     def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
         self.modifies += 1
+        if self.journal is not None:
+            self.journal.append_modify(order.client_order_id, qty_lots, price_ticks, self._now())
         venue = self._holder(order, "modify") if order.shadow else self._live[order.instrument_id]
         if venue is not None:
             venue.modify(order, qty_lots, price_ticks)

@@ -25,9 +25,10 @@ from engine.breakers import Breakers, TradingStateChange
 from engine.clock import Clock, TimerHandle
 from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig, RouterConfig
 from engine.instruments import InstrumentRegistry
+from engine.journal import Journal
 from engine.messages import BOOK_DELTA, QUOTE, TRADE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import EngineCollector, LatencyRecorder
-from engine.orders import DUPLICATE, OrderState, OrderTracker
+from engine.orders import DUPLICATE, Order, OrderState, OrderTracker
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
 from engine.risk_gate import RiskGate, TradingState, Verdict
@@ -39,12 +40,19 @@ from hotpath import risk as rk
 
 log = logging.getLogger(__name__)
 
-STAGES = ("feed_to_book", "strategy", "risk", "route", "tick_to_order", "order_ack")
+#: ``order_path``: from the strategy's order to the venue's write (risk gate, OMS record,
+#: router, journal append, venue encode): ``route`` + ``risk``, recorded per order.
+STAGES = (
+    "feed_to_book", "strategy", "risk", "route", "order_path", "tick_to_order", "order_ack",
+)  # fmt: skip
 ORDER_BATCH = 64
 
 _FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Python 3.11
 _ACCEPTED = EventKind.ACCEPTED
 _COMMISSION = EventKind.COMMISSION
+_CANCELLED = EventKind.CANCELLED
+#: ``reason_code`` of an order whose venue kept no state across a restart (``report_lost``).
+LOST_WITH_PROCESS = -4
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _INITIALIZED = OrderState.INITIALIZED
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
@@ -169,6 +177,9 @@ class Engine:
         self.state_source = ""  # who set the current trading state ("" at start)
         self.state_changes: dict[tuple[str, str], int] = {}  # (new state, source) -> count
         self.on_state_change: Callable[[TradingStateChange], None] | None = None
+        #: The order journal (``attach_journal``): every order, request and event is appended
+        #: to it before it is sent or before the OMS and the strategy see it.
+        self.journal: Journal | None = None
         """Called with every trading-state transition before the strategies hear of it (the
         journal's hook)."""
         self.kill_switches = 0
@@ -441,6 +452,15 @@ class Engine:
     # ---- order events (the OMS side) -------------------------------------------------------
 
     def _on_event(self, ev: OrderEvent) -> None:
+        journal = self.journal
+        if journal is not None:
+            journal.append_event(ev)  # before the OMS, the portfolio and the strategy see it
+        self.apply_event(ev, self.running)
+
+    def apply_event(self, ev: OrderEvent, deliver: bool = True) -> None:
+        """An order event through the OMS, the risk kernels and the portfolio, then (with
+        ``deliver``) to its strategy. Recovery replays journaled events with ``deliver`` off;
+        events that arrive before ``start`` (a venue reconciling) are not delivered either."""
         self.order_events += 1
         if ev.kind == _COMMISSION:
             # A commission reported after its fill: it changes fees, not the order.
@@ -467,6 +487,8 @@ class Engine:
         elif kind == _ACCEPTED and order is not None and order.ts_sent:
             self.latency["order_ack"].record(ev.ts_recv - order.ts_sent)
         self.router.on_event(ev)  # shadow-vs-live stats (accepts, fills)
+        if not deliver:
+            return
         if not 0 <= ev.strategy_id < len(self.strategies):
             log.error("order event for unknown strategy id %d dropped", ev.strategy_id)
             return
@@ -475,6 +497,62 @@ class Engine:
             strategy.on_fill(ev)
         else:
             strategy.on_order(ev)
+
+    # ---- journal and recovery --------------------------------------------------------------
+
+    def attach_journal(self, journal: Journal) -> None:
+        """From now on every order that passes the gate, every cancel and modify request,
+        every order event and every trading-state change is journaled (``engine.recovery``
+        has already rebuilt the engine from what the journal held)."""
+        self.journal = journal
+        self.router.journal = journal
+        self.risk.journal = journal
+        previous = self.on_state_change
+
+        def journal_state(change: TradingStateChange) -> None:
+            why = f"{change.source}: {change.reason}"
+            journal.append_state(change.new.value, why, change.ts_ns)
+            if previous is not None:
+                previous(change)
+
+        self.on_state_change = journal_state
+
+    def close_journal(self) -> None:
+        """Stop journaling and close the file (at shutdown, after the venues stopped)."""
+        journal, self.journal = self.journal, None
+        self.router.journal = self.risk.journal = None
+        if journal is not None:
+            journal.close()
+
+    def restore_trading_state(self, state: str, reason: str) -> str:
+        """Recovery: come back in the journal's last trading state. Only the operator lifts
+        a restored HALTED or REDUCING (the breaker that set it is not the one restoring it)."""
+        self.set_trading_state(state, f"restored from the journal ({reason})", "recovery")
+        return self.risk.state.value
+
+    def venue_of(self, order: Order) -> str:
+        """The name of the venue holding ``order`` (``NAME:shadow`` for a shadowed one)."""
+        name = self.registry[order.instrument_id].venue
+        return f"{name}:shadow" if order.shadow else name
+
+    def venue_named(self, name: str) -> Venue | None:
+        return self.venues.get(name) or self.router.shadow_venues.get(name.split(":")[0])
+
+    def report_lost(self, order: Order, reason: str) -> None:
+        """An open order whose venue kept no state across a restart: CANCELLED, with why."""
+        ev = self.events.claim()
+        ev.clear()
+        ev.kind = _CANCELLED
+        ev.strategy_id = order.strategy_id
+        ev.instrument_id = order.instrument_id
+        ev.client_order_id = order.client_order_id
+        ev.side = order.side
+        ev.cum_lots = order.filled_lots
+        ev.qty_lots = order.qty_lots
+        ev.price_ticks = order.price_ticks
+        ev.reason_code = LOST_WITH_PROCESS
+        ev.reason = f"lost in the restart: {reason}"
+        ev.ts_event = ev.ts_recv = self.clock.now()
 
     # ---- reading ---------------------------------------------------------------------------
 

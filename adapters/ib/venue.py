@@ -686,6 +686,13 @@ class IBVenue:
             log.error("IB %s: %s", self.name, problem)
         if self.ports is not None:
             self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
+            if self.ports.portfolio is not None:
+                # Positions reported before the contract was qualified (reconciliation asks for
+                # them first) were kept by conId: they are this instrument's.
+                view = self.ports.portfolio.broker_account(self.name)
+                suffix = f" {q.con_id}"
+                for key in [k for k in view.other_positions if k.endswith(suffix)]:
+                    view.positions[inst.id] = view.other_positions.pop(key)
 
     # ---- historical bars -----------------------------------------------------------------------
 
