@@ -55,12 +55,17 @@ class OrderExtras(NamedTuple):
     good_till_ns: int  # engine-clock ns, 0 = none
     algo: int  # engine.messages.Algo
     algo_params: tuple[tuple[str, str], ...] | None
+    parent_id: int = 0  # the parent's client order id, 0 = none
+    oca_group: str = ""  # "" = none
+    oca_type: int = 0  # IB's ocaType (1..3), 0 without a group
+    transmit: bool = True
 
     @classmethod
     def of(cls, it: OrderIntent) -> OrderExtras:
         return cls(
             it.stop_price, it.stop_ticks, it.trail_amount, it.trail_percent, it.limit_offset,
-            it.display_lots, it.good_till_ns, it.algo, it.algo_params,
+            it.display_lots, it.good_till_ns, it.algo, it.algo_params, it.parent_id,
+            it.oca_group, it.oca_type, it.transmit,
         )  # fmt: skip
 
 
@@ -70,6 +75,8 @@ class Order:
     ``side``, ``order_type`` and ``tif`` hold the plain int values of ``Side``, ``OrderType`` and
     ``TimeInForce``: they go to the risk kernels as they are. ``extras`` is None for a plain order
     (no order-type extras in its intent), else the ``OrderExtras`` the risk gate passed.
+    ``parent_id`` (the parent's client order id, 0 none), ``oca_group`` ("" none) and ``oca_type``
+    (0 without a group) are copied from those extras by the risk gate.
     """
 
     __slots__ = (
@@ -77,7 +84,10 @@ class Order:
         "extras",
         "filled_lots",
         "instrument_id",
+        "oca_group",
+        "oca_type",
         "order_type",
+        "parent_id",
         "price_ticks",
         "qty_lots",
         "reason",
@@ -116,6 +126,9 @@ class Order:
         self.reason = ""
         self.ts_sent = 0
         self.extras: OrderExtras | None = None
+        self.parent_id = 0
+        self.oca_group = ""
+        self.oca_type = 0
 
     @property
     def is_open(self) -> bool:

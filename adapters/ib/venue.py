@@ -110,6 +110,8 @@ HELD_BACK = -1
 UNKNOWN_AFTER_RECONNECT = -2
 #: ``reason_code`` of an order ibapi itself refused to encode (``IbEncodeError``).
 NOT_ENCODABLE = -3
+#: ``reason_code`` of a child order whose parent this venue does not know (or that ended unfilled).
+PARENT_UNKNOWN = -4
 
 _ACCEPTED = EventKind.ACCEPTED
 _REJECTED = EventKind.REJECTED
@@ -159,6 +161,7 @@ class _Live:
         "ib_id",
         "instrument_id",
         "last_error",
+        "parent_ib",
         "pending_cancel",
         "pending_modify",
         "perm_id",
@@ -179,6 +182,7 @@ class _Live:
         self.price_ticks = it.price_ticks
         self.proto = proto  # the shape it was sent with (a modify re-sends it)
         self.extras: OrderExtras | None = None
+        self.parent_ib = 0  # the parent's IB order id (a child order), else 0
         self.perm_id = 0
         self.cum_lots = 0
         self.accepted = False
@@ -859,6 +863,11 @@ class IBVenue:
             self.held_back += 1
             self._reject_intent(intent, HELD_BACK, why)
             return
+        parent_ib = 0
+        if intent.extended and intent.parent_id:
+            parent_ib = self._parent_ib(intent)
+            if not parent_ib:
+                return
         proto = self._proto(intent)
         ib_id = self._next_id
         self._next_id = ib_id + 1
@@ -867,6 +876,7 @@ class IBVenue:
         live = _Live(ib_id, intent, proto, self.epoch)
         if intent.extended:
             live.extras = order.extras if order is not None else OrderExtras.of(intent)
+            live.parent_ib = parent_ib
         try:
             frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
         except (IbEncodeError, ValueError, OverflowError) as e:
@@ -877,6 +887,21 @@ class IBVenue:
         self.orders_sent += 1
         intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
         self._send(ORDER, frame)
+
+    def _parent_ib(self, intent: OrderIntent) -> int:
+        """The IB order id of a child's parent, or 0 after refusing the child: the parent must
+        have been sent through this venue and not have ended unfilled."""
+        parent_id = intent.parent_id
+        parent = self._by_coid.get(parent_id)
+        if parent is not None and not (parent.done and parent.cum_lots < parent.qty_lots):
+            return parent.ib_id
+        where = "not" if parent is None else "no longer"
+        self._reject_intent(
+            intent, PARENT_UNKNOWN,
+            f"parent order {parent_id} is {where} working at {self.name}: a child goes to its "
+            "parent's venue, after the parent",
+        )  # fmt: skip
+        return 0
 
     def cancel(self, order: Order) -> None:
         live = self._by_coid.get(order.client_order_id)
@@ -960,6 +985,12 @@ class IBVenue:
         x = live.extras
         if x is not None:
             self._apply_extras(o, x, iid)
+            # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
+            # a modify of it must be too (else TWS would hold the change untransmitted).
+            o.parentId = live.parent_ib
+            o.ocaGroup = x.oca_group
+            o.ocaType = x.oca_type
+            o.transmit = x.transmit or live.accepted
         return encode_place_order(self.server_version, live.ib_id, self._contracts[iid], o)
 
     def _apply_extras(self, o: IbOrder, x: OrderExtras, iid: int) -> None:
@@ -1329,6 +1360,12 @@ class IBVenue:
             return  # warnings about an order never change its state
         if code == 202:  # "Order Canceled - reason:": the status follows
             live.last_error = (code, msg)
+            if not live.accepted and not live.done:
+                # Except for an order IB never acknowledged (held with transmit=False, then
+                # discarded): no status ever comes for it.
+                live.done = True
+                self._emit(_CANCELLED, live, code, f"IB {code}: {msg}")
+                self._wake()
             return
         if live.done:
             if code in _REFUSED_CHANGE or live.pending_cancel or live.pending_modify:
