@@ -37,6 +37,19 @@ arrives with or before its execution rides on the FILL; a later one is a COMMISS
 Error codes IB uses for information (2104, 2106, 2158, 399, 10349, 10167...) never change an
 order's state.
 
+Parent/child, OCA and transmit
+------------------------------
+An order's ``OrderExtras`` carry IB's attached-order fields: ``parentId`` is the IB order id of
+the parent, looked up from its client order id among this venue's orders (a child whose parent
+this venue never sent, or whose parent ended unfilled, is REJECTED at once with code
+``PARENT_UNKNOWN``); ``ocaGroup``, ``ocaType`` and ``transmit`` are sent as given, except that a
+modify of an order IB has acknowledged always goes with ``transmit`` True (else TWS would hold
+the change untransmitted). Plain orders never set them and keep the template fast path. A held
+child is PreSubmitted at IB: ACCEPTED. An order sent with ``transmit`` False gets no status from
+IB until its chain is transmitted, so it stays SUBMITTED; cancelled while held, IB discards it
+with only error 202, which ends it as CANCELLED. Such held orders are not in IB's open orders,
+so a reconnect before they are transmitted finds them unknown.
+
 Connectivity
 ------------
 New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
