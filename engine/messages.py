@@ -139,6 +139,13 @@ class OrderIntent:
     * ``good_till_ns`` (int, engine-clock ns since the epoch, 0 = none): required for GTD.
     * ``algo`` (int ``Algo``, 0 = none) and ``algo_params`` (tuple of (name, value) string pairs,
       or None): e.g. ``(("maxPctVol", "0.1"),)`` for VWAP, ``(("adaptivePriority", "Normal"),)``.
+    * ``parent_id`` (int, the parent's client order id, 0 = none): a child order, working only
+      once its parent has filled completely (IB's parentId).
+    * ``oca_group`` (str, "" = none) and ``oca_type`` (int, 0 when no group; IB's ocaType: 1 a
+      fill cancels the group's other orders, 2 reduces them by the filled quantity with overfill
+      protection, 3 reduces them without).
+    * ``transmit`` (bool, default True): False holds the order at the venue until an order of the
+      same parent chain is sent with True, which transmits the chain (IB's transmit).
     """
 
     __slots__ = (
@@ -151,7 +158,10 @@ class OrderIntent:
         "instrument_id",
         "kind",
         "limit_offset",
+        "oca_group",
+        "oca_type",
         "order_type",
+        "parent_id",
         "price",
         "price_ticks",
         "qty",
@@ -163,6 +173,7 @@ class OrderIntent:
         "tif",
         "trail_amount",
         "trail_percent",
+        "transmit",
         "ts_created",
         "ts_risk",
         "ts_routed",
@@ -199,6 +210,10 @@ class OrderIntent:
         good_till_ns: int,
         algo: int,
         algo_params: tuple[tuple[str, str], ...] | None,
+        parent_id: int = 0,
+        oca_group: str = "",
+        oca_type: int = 0,
+        transmit: bool = True,
     ) -> None:
         """Fill the order-type extras (``stop_ticks`` is the gate's) and set ``extended``."""
         self.extended = True
@@ -211,6 +226,10 @@ class OrderIntent:
         self.good_till_ns = good_till_ns
         self.algo = algo
         self.algo_params = algo_params
+        self.parent_id = parent_id
+        self.oca_group = oca_group
+        self.oca_type = oca_type
+        self.transmit = transmit
 
     def reset_extras(self) -> None:
         """Put the order-type extras back to "unused" and clear ``extended``."""
@@ -224,6 +243,10 @@ class OrderIntent:
         self.good_till_ns = 0
         self.algo = 0
         self.algo_params = None
+        self.parent_id = 0
+        self.oca_group = ""
+        self.oca_type = 0
+        self.transmit = True
 
 
 class EventKind(IntEnum):

@@ -217,12 +217,17 @@ class OrderExtras(NamedTuple):
     good_till_ns: int  # engine-clock ns, 0 = none
     algo: int  # engine.messages.Algo
     algo_params: tuple[tuple[str, str], ...] | None
+    parent_id: int = 0  # the parent's client order id, 0 = none
+    oca_group: str = ""  # "" = none
+    oca_type: int = 0  # IB's ocaType (1..3), 0 without a group
+    transmit: bool = True
 
     @classmethod
     def of(cls, it: OrderIntent) -> OrderExtras:
         return cls(
             it.stop_price, it.stop_ticks, it.trail_amount, it.trail_percent, it.limit_offset,
-            it.display_lots, it.good_till_ns, it.algo, it.algo_params,
+            it.display_lots, it.good_till_ns, it.algo, it.algo_params, it.parent_id,
+            it.oca_group, it.oca_type, it.transmit,
         )  # fmt: skip
 
 
@@ -235,6 +240,8 @@ class Order:
     ``venue_order_id`` is the venue's id (IB: the order id, then the permId once known).
     ``accepted`` says the venue has acknowledged the order (an acceptance, a fill or a modify);
     ``exec_ids`` holds the exec ids of the fills applied (None until the first).
+    ``parent_id`` (the parent's client order id, 0 none), ``oca_group`` ("" none) and ``oca_type``
+    (0 without a group) are copied from those extras by the risk gate.
     """
 
     __slots__ = (
@@ -244,7 +251,10 @@ class Order:
         "extras",
         "filled_lots",
         "instrument_id",
+        "oca_group",
+        "oca_type",
         "order_type",
+        "parent_id",
         "price_ticks",
         "qty_lots",
         "reason",
@@ -287,6 +297,9 @@ class Order:
         self.ts_sent = 0
         self.extras: OrderExtras | None = None
         self.shadow = False  # routed to the venue's shadow (SHADOW/CANARY), not sent
+        self.parent_id = 0
+        self.oca_group = ""
+        self.oca_type = 0
 
     @property
     def is_open(self) -> bool:

@@ -102,6 +102,8 @@ _MODIFIED = EventKind.MODIFIED
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
 _INITIALIZED = OrderState.INITIALIZED
 _PENDING_MODIFY = OrderState.PENDING_MODIFY
+_OCA_TYPES = (1, 2, 3)
+_MAX_OCA_GROUP = 64
 
 
 def _at_once(fn: Callable[[], object]) -> None:
@@ -348,6 +350,10 @@ class RiskGate:
         numbers in the kernel; the passing order keeps its extras for the venue."""
         stop = it.stop_price
         problem = self._params_problem(it)
+        if problem is None and (
+            it.parent_id or it.oca_group or it.oca_type or it.transmit is not True
+        ):
+            problem = self._link_problem(it)
         if problem is not None:
             self._reject(it, _REJECTED, _BAD_ORDER_PARAMS, (f"{problem}; ", it.qty, it.price, stop))
             return
@@ -369,6 +375,9 @@ class RiskGate:
             order.price_ticks = ticks
             order.reserved = lots
             order.extras = OrderExtras.of(it)
+            order.parent_id = it.parent_id
+            order.oca_group = it.oca_group
+            order.oca_type = it.oca_type
             self._tracker.submitted(order)
         self._router.submit(it, order)
 
@@ -442,6 +451,53 @@ class RiskGate:
                 return "algo parameters must be (name, value) pairs of strings"
         elif it.algo_params is not None:
             return "algo parameters need an algo"
+        return None
+
+    def _link_problem(self, it: OrderIntent) -> str | None:
+        """What is wrong with the intent's parent, OCA group and transmit flag, or None.
+
+        A parent must be an open order of the same strategy and instrument that this gate
+        passed (an order sent just before in the same batch counts: the gate has passed it),
+        on the other side (a child exits what its parent opens), for at least the child's
+        quantity. A child's quantity counts against the limits like any working order's, from
+        the moment it is sent, though it cannot fill before its parent has: conservative.
+        """
+        parent_id = it.parent_id
+        if parent_id.__class__ is not int or parent_id < 0:
+            return f"parent must be a client order id, not {parent_id!r}"
+        if parent_id:
+            if parent_id == it.client_order_id:
+                return "an order cannot be its own parent"
+            parent = self._tracker.get(parent_id)
+            if parent is None:
+                return f"parent order {parent_id} is not an open order"
+            if parent.strategy_id != it.strategy_id:
+                return f"parent order {parent_id} belongs to another strategy"
+            if parent.instrument_id != it.instrument_id:
+                return f"parent order {parent_id} is for another instrument"
+            if parent.state is _INITIALIZED:
+                return f"parent order {parent_id} was refused"
+            if parent.side == it.side:
+                return f"a child must be on the other side of its parent order {parent_id}"
+            i = it.instrument_id
+            if 0 <= i < len(self._lot_size):
+                most = parent.qty_lots * self._lot_size[i]
+                if it.qty > most * (1.0 + rk.GRID_TOLERANCE):
+                    return f"child quantity {it.qty:g} exceeds its parent's {most:g}"
+        group = it.oca_group
+        if group.__class__ is not str:
+            return f"OCA group must be a string, not {group!r}"
+        if group:
+            if len(group) > _MAX_OCA_GROUP:
+                return f"OCA group name is {len(group)} characters, at most {_MAX_OCA_GROUP}"
+            if not (group.isascii() and group.isprintable()):
+                return f"OCA group name {group!r} must be printable ASCII"
+            if it.oca_type.__class__ is not int or it.oca_type not in _OCA_TYPES:
+                return f"OCA type must be 1, 2 or 3, not {it.oca_type!r}"
+        elif it.oca_type:
+            return "an OCA type needs an OCA group"
+        if it.transmit is not True and it.transmit is not False:
+            return f"transmit must be True or False, not {it.transmit!r}"
         return None
 
     def _modify(self, it: OrderIntent) -> None:

@@ -52,7 +52,7 @@ _ACCEPTED = EventKind.ACCEPTED
 _COMMISSION = EventKind.COMMISSION
 _CANCELLED = EventKind.CANCELLED
 #: ``reason_code`` of an order whose venue kept no state across a restart (``report_lost``).
-LOST_WITH_PROCESS = -4
+LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encodable, -4 parent
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _INITIALIZED = OrderState.INITIALIZED
 _PENDING_CANCEL = OrderState.PENDING_CANCEL

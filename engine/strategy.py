@@ -31,7 +31,7 @@ from engine.messages import (
     Side,
     TimeInForce,
 )
-from engine.orders import Order
+from engine.orders import Order, OrderState
 
 if TYPE_CHECKING:
     from engine.breakers import TradingStateChange
@@ -50,6 +50,7 @@ _CANCEL_ALL = int(IntentKind.CANCEL_ALL)
 _DAY_ENUM = TimeInForce.DAY
 _DAY = int(TimeInForce.DAY)
 _NAN = math.nan
+_INITIALIZED = OrderState.INITIALIZED
 
 
 class OrderOptions(TypedDict, total=False):
@@ -60,7 +61,11 @@ class OrderOptions(TypedDict, total=False):
     ``trail_percent`` (percent) for TRAILING_*; ``limit_offset`` (TRAILING_STOP_LIMIT, currency);
     ``display`` (iceberg: the size shown, instrument units); ``good_till`` (GTD: engine-clock ns
     since the epoch, or an aware datetime); ``algo`` and ``algo_params`` (VWAP, TWAP, ADAPTIVE
-    on MARKET or LIMIT orders: ``(("maxPctVol", "0.1"),)`` or a mapping). None means unset.
+    on MARKET or LIMIT orders: ``(("maxPctVol", "0.1"),)`` or a mapping); ``parent`` (the
+    parent's client order id: a child, working once the parent has filled); ``oca_group`` (a name
+    of at most 64 characters) and ``oca_type`` (1 cancel the others on a fill, the default; 2 or
+    3 reduce them by the filled quantity); ``transmit`` (False holds the order at the venue until
+    an order of its parent chain is sent with True). None means unset.
     """
 
     order_type: OrderType | int | None
@@ -72,9 +77,15 @@ class OrderOptions(TypedDict, total=False):
     good_till: int | datetime | None
     algo: Algo | int | None
     algo_params: Iterable[tuple[str, str]] | Mapping[str, str] | None
+    parent: int | None
+    oca_group: str | None
+    oca_type: int | None
+    transmit: bool | None
 
 
 _OPTIONS = frozenset(OrderOptions.__annotations__)
+# What ``bracket`` sets on its legs itself.
+_BRACKET_OWN = frozenset({"order_type", "stop", "parent", "oca_group", "transmit"})
 
 
 class Trade:
@@ -185,6 +196,69 @@ class Strategy:
         if not options:
             return self._new(_SELL, instrument, qty, price, tif)
         return self._new_extended(_SELL, instrument, qty, price, tif, options, "sell")
+
+    def bracket(
+        self,
+        instrument: Instrument | str | int,
+        side: Side | int,
+        qty: float,
+        entry_price: float | None,
+        take_profit: float,
+        stop_loss: float,
+        tif: TimeInForce = TimeInForce.DAY,
+        **options: Unpack[OrderOptions],
+    ) -> tuple[int, int, int]:
+        """An entry with a take-profit and a stop-loss attached; returns the three client order
+        ids (entry, take-profit, stop-loss).
+
+        The entry is a LIMIT at ``entry_price`` (MARKET if None) on ``side``; the children are
+        on the other side, for the same quantity: a LIMIT at ``take_profit`` and a STOP at
+        ``stop_loss``, both children of the entry (they work only once it has filled
+        completely) and in one OCA group named ``bracket-<entry id>``, by default of type 2 (a
+        fill of one reduces the other by the filled quantity, so a full fill cancels it).
+        As IB brackets are sent, the entry and the take-profit go with ``transmit=False`` and
+        the stop-loss with ``transmit=True``, which releases all three at once. ``options``
+        (``oca_type``, ``display``, ``good_till``...) apply to every leg; ``order_type``,
+        ``stop``, ``parent``, ``oca_group`` and ``transmit`` are the bracket's own.
+
+        If the risk gate refuses any leg, the entry is cancelled at once (which cancels or
+        discards what the venue holds of the bracket); each refusal still comes back as a
+        REJECTED order event.
+        """
+        own = options.keys() & _BRACKET_OWN
+        if own:
+            raise TypeError(f"bracket() sets {sorted(own)} itself")
+        side = int(side)
+        exit_side = _SELL if side == _BUY else _BUY
+        inst_id = self.instrument(instrument).id
+        oca_type = options.pop("oca_type", None)
+        entry = self._new_extended(
+            side, inst_id, qty, entry_price, tif, {**options, "transmit": False}, "bracket"
+        )
+        group = f"bracket-{entry}"
+        legs = {
+            **options,
+            "parent": entry,
+            "oca_group": group,
+            "oca_type": 2 if oca_type is None else oca_type,
+        }
+        take = self._new_extended(
+            exit_side, inst_id, qty, take_profit, tif,
+            {**legs, "order_type": OrderType.LIMIT, "transmit": False}, "bracket",
+        )  # fmt: skip
+        stop = self._new_extended(
+            exit_side, inst_id, qty, None, tif,
+            {**legs, "order_type": OrderType.STOP, "stop": stop_loss, "transmit": True},
+            "bracket",
+        )  # fmt: skip
+        tracker = self._engine.tracker
+        for coid in (entry, take, stop):
+            order = tracker.get(coid)
+            if order is not None and order.state is _INITIALIZED:  # refused by the gate
+                if coid != entry:
+                    self.cancel(entry)
+                break
+        return entry, take, stop
 
     def cancel(self, client_order_id: int) -> None:
         # The risk gate looks the order up (it fills in instrument and side); a cancel of an
@@ -367,6 +441,10 @@ class Strategy:
         good_till = get("good_till")
         algo = get("algo")
         algo_params = get("algo_params")
+        parent = get("parent")
+        oca_group = get("oca_group")
+        oca_type = get("oca_type")
+        transmit = get("transmit")
         registry = self._engine.registry
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
             instrument if isinstance(instrument, int) else registry.get(instrument).id
@@ -397,6 +475,10 @@ class Strategy:
             0 if good_till is None else int(good_till),
             0 if algo is None else int(algo),
             algo_params,
+            0 if parent is None else parent,  # left as given: the gate refuses a non-int
+            "" if oca_group is None else oca_group,
+            (1 if oca_group else 0) if oca_type is None else oca_type,
+            True if transmit is None else transmit,
         )
         kind = None if order_type is None else int(order_type)
         return self._new(side, inst_id, qty, price, int(tif), kind, extras)

@@ -310,7 +310,9 @@ def test_each_order_type_tif_algo_and_iceberg_reaches_the_venue(side, qty, price
             sent.stop_price, sent.stop_ticks, sent.trail_amount, sent.trail_percent,
             sent.limit_offset, sent.display_lots, sent.good_till_ns, sent.algo, sent.algo_params,
         )  # fmt: skip
-        assert all(same(x, y) for x, y in zip(order.extras, want, strict=True)), order.extras
+        assert all(same(x, y) for x, y in zip(order.extras[:9], want, strict=True)), order.extras
+        # No parent, no OCA group, transmitted (tests/test_oca_brackets.py for those).
+        assert order.extras[9:] == (0, "", 0, True)
     assert h.open_orders(h.aapl) == 1
 
 
@@ -490,7 +492,9 @@ def test_a_bad_intent_written_without_the_extended_flag_is_still_checked():
 # ---- the simulated venue --------------------------------------------------------------------
 
 UNSUPPORTED = [
-    ("STP", None, 0, {"order_type": STP, "stop": 100.5}, "order type STOP"),
+    # STOP is simulated (tests/test_oca_brackets.py), STOP with GTD is not.
+    ("STP GTD", None, 4, {"order_type": STP, "stop": 99.5, "good_till": GOOD_TILL},
+     "time in force GTD"),
     ("STP LMT", 100.6, 0, {"order_type": STP_LMT, "stop": 100.5}, "order type STOP_LIMIT"),
     ("MOC", None, 0, {"order_type": MOC}, "order type MARKET_ON_CLOSE"),
     ("LOC", 100.0, 0, {"order_type": LOC}, "order type LIMIT_ON_CLOSE"),

@@ -37,6 +37,19 @@ arrives with or before its execution rides on the FILL; a later one is a COMMISS
 Error codes IB uses for information (2104, 2106, 2158, 399, 10349, 10167...) never change an
 order's state.
 
+Parent/child, OCA and transmit
+------------------------------
+An order's ``OrderExtras`` carry IB's attached-order fields: ``parentId`` is the IB order id of
+the parent, looked up from its client order id among this venue's orders (a child whose parent
+this venue never sent, or whose parent ended unfilled, is REJECTED at once with code
+``PARENT_UNKNOWN``); ``ocaGroup``, ``ocaType`` and ``transmit`` are sent as given, except that a
+modify of an order IB has acknowledged always goes with ``transmit`` True (else TWS would hold
+the change untransmitted). Plain orders never set them and keep the template fast path. A held
+child is PreSubmitted at IB: ACCEPTED. An order sent with ``transmit`` False gets no status from
+IB until its chain is transmitted, so it stays SUBMITTED; cancelled while held, IB discards it
+with only error 202, which ends it as CANCELLED. Such held orders are not in IB's open orders,
+so a reconnect before they are transmitted finds them unknown.
+
 Connectivity
 ------------
 New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
@@ -111,6 +124,8 @@ HELD_BACK = -1
 UNKNOWN_AFTER_RECONNECT = -2
 #: ``reason_code`` of an order ibapi itself refused to encode (``IbEncodeError``).
 NOT_ENCODABLE = -3
+#: ``reason_code`` of a child order whose parent this venue does not know (or that ended unfilled).
+PARENT_UNKNOWN = -4
 
 _ACCEPTED = EventKind.ACCEPTED
 _REJECTED = EventKind.REJECTED
@@ -160,6 +175,7 @@ class _Live:
         "ib_id",
         "instrument_id",
         "last_error",
+        "parent_ib",
         "pending_cancel",
         "pending_modify",
         "perm_id",
@@ -180,6 +196,7 @@ class _Live:
         self.price_ticks = it.price_ticks
         self.proto = proto  # the shape it was sent with (a modify re-sends it)
         self.extras: OrderExtras | None = None
+        self.parent_ib = 0  # the parent's IB order id (a child order), else 0
         self.perm_id = 0
         self.cum_lots = 0
         self.accepted = False
@@ -868,6 +885,11 @@ class IBVenue:
             self.held_back += 1
             self._reject_intent(intent, HELD_BACK, why)
             return
+        parent_ib = 0
+        if intent.extended and intent.parent_id:
+            parent_ib = self._parent_ib(intent)
+            if not parent_ib:
+                return
         proto = self._proto(intent)
         ib_id = self._next_id
         self._next_id = ib_id + 1
@@ -876,6 +898,7 @@ class IBVenue:
         live = _Live(ib_id, intent, proto, self.epoch)
         if intent.extended:
             live.extras = order.extras if order is not None else OrderExtras.of(intent)
+            live.parent_ib = parent_ib
         try:
             frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
         except (IbEncodeError, ValueError, OverflowError) as e:
@@ -919,7 +942,8 @@ class IBVenue:
             else:
                 shape.set_extras(
                     x.stop_price, x.trail_amount, x.trail_percent, x.limit_offset,
-                    x.display_lots, x.good_till_ns, x.algo, x.algo_params,
+                    x.display_lots, x.good_till_ns, x.algo, x.algo_params, x.parent_id,
+                    x.oca_group, x.oca_type, x.transmit,
                 )  # fmt: skip
             live = _Live(0, order, self._proto(shape), -1)
             live.extras = x
@@ -937,6 +961,21 @@ class IBVenue:
                 key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
                 self._execs[key] = _Exec(exec_id, lots, live, None, commission_known)
         return n
+
+    def _parent_ib(self, intent: OrderIntent) -> int:
+        """The IB order id of a child's parent, or 0 after refusing the child: the parent must
+        have been sent through this venue and not have ended unfilled."""
+        parent_id = intent.parent_id
+        parent = self._by_coid.get(parent_id)
+        if parent is not None and not (parent.done and parent.cum_lots < parent.qty_lots):
+            return parent.ib_id
+        where = "not" if parent is None else "no longer"
+        self._reject_intent(
+            intent, PARENT_UNKNOWN,
+            f"parent order {parent_id} is {where} working at {self.name}: a child goes to its "
+            "parent's venue, after the parent",
+        )  # fmt: skip
+        return 0
 
     def cancel(self, order: Order) -> None:
         live = self._by_coid.get(order.client_order_id)
@@ -1020,6 +1059,12 @@ class IBVenue:
         x = live.extras
         if x is not None:
             self._apply_extras(o, x, iid)
+            # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
+            # a modify of it must be too (else TWS would hold the change untransmitted).
+            o.parentId = live.parent_ib
+            o.ocaGroup = x.oca_group
+            o.ocaType = x.oca_type
+            o.transmit = x.transmit or live.accepted
         return encode_place_order(self.server_version, live.ib_id, self._contracts[iid], o)
 
     def _apply_extras(self, o: IbOrder, x: OrderExtras, iid: int) -> None:
@@ -1393,6 +1438,12 @@ class IBVenue:
             return  # warnings about an order never change its state
         if code == 202:  # "Order Canceled - reason:": the status follows
             live.last_error = (code, msg)
+            if not live.accepted and not live.done:
+                # Except for an order IB never acknowledged (held with transmit=False, then
+                # discarded): no status ever comes for it.
+                live.done = True
+                self._emit(_CANCELLED, live, code, f"IB {code}: {msg}")
+                self._wake()
             return
         if live.done:
             if code in _REFUSED_CHANGE or live.pending_cancel or live.pending_modify:

@@ -14,10 +14,33 @@ venue rather than a stub:
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
 * cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``;
   ``cancel_all`` cancels every working order (IB's global cancel);
-* only MARKET and LIMIT orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
-  (stops, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what is not
-  supported, after the acknowledgement latency. An iceberg's display size changes nothing here
-  (our orders are not in the market's book), so it is accepted and matched like any order.
+* MARKET, LIMIT and STOP orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
+  (stop limits, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what
+  is not supported, after the acknowledgement latency. An iceberg's display size changes nothing
+  here (our orders are not in the market's book), so it is accepted and matched like any order.
+  A STOP triggers when the touch reaches its stop (a buy stop when the best ask is at or above
+  it, a sell stop when the best bid is at or below it) or a trade prints at or through it, and
+  then works as a MARKET order;
+* parent/child orders and OCA groups as IB expresses them (``OrderIntent.parent_id``,
+  ``oca_group``, ``oca_type``, ``transmit``):
+
+  - a child (``parent_id``) is acknowledged but held, not matchable, until its parent has filled
+    completely; then it works at its full size. A parent that ends otherwise (cancelled,
+    expired, an IOC remainder; also after a partial fill) cancels its held children, naming
+    the parent: as IB and the gateway simulator do, the children never work for a partly filled
+    parent, and the strategy owns what the parent did fill. A child whose parent is unknown here
+    (refused, or finished without filling) is rejected;
+  - OCA groups (by name, as IB keys them per account): a fill of one member cancels the others
+    (type 1) or reduces their quantity by the filled quantity (types 2 and 3 alike: there is no
+    concurrent fill to block here), with a MODIFIED event, or CANCELLED once nothing is left.
+    These answers leave on the fill latency, after the fill that caused them. A member cancelled
+    by request leaves the group without touching the others;
+  - ``transmit=False`` holds an order unacknowledged (no event at all, as IB reports nothing
+    for an order TWS has not transmitted) until an order of its parent chain is sent with
+    ``transmit=True``: then the held parent goes first, then its held children in the order
+    they were sent, then the transmitting order. A held order that is cancelled is discarded
+    (CANCELLED, "never transmitted"), and so are its held children. An order held with no chain
+    to release it stays held until it is cancelled, as in TWS.
 
 Liquidity taken is not removed from the market's book (the book belongs to the market, we are
 not in it); fills at one level are capped at the size displayed there at that moment.
@@ -56,6 +79,8 @@ from engine.venue import VenuePorts
 _BUY = int(Side.BUY)
 _MARKET = int(OrderType.MARKET)
 _LIMIT = int(OrderType.LIMIT)
+_STOP = int(OrderType.STOP)
+_RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -86,11 +111,16 @@ class SimOrder:
     __slots__ = (
         "client_order_id",
         "cum_lots",
+        "held",
         "instrument_id",
+        "oca_group",
+        "oca_type",
         "order_type",
+        "parent_id",
         "price_ticks",
         "qty_lots",
         "side",
+        "stop_ticks",
         "strategy_id",
         "tif",
         "venue_order_id",
@@ -107,16 +137,36 @@ class SimOrder:
         self.price_ticks = it.price_ticks
         self.cum_lots = 0
         self.venue_order_id = venue_order_id
+        self.held = False  # a child waiting for its parent to fill
+        if it.extended:
+            self.stop_ticks = it.stop_ticks
+            self.parent_id = it.parent_id
+            self.oca_group = it.oca_group
+            self.oca_type = it.oca_type
+        else:
+            self.stop_ticks = NO_PRICE
+            self.parent_id = 0
+            self.oca_group = ""
+            self.oca_type = 0
 
     @property
     def leaves(self) -> int:
         return self.qty_lots - self.cum_lots
 
     def crosses(self, ticks: int) -> bool:
-        """Would this order trade at ``ticks``?"""
-        if self.order_type == _MARKET:
+        """Would this order trade at ``ticks``? (An untriggered stop never does.)"""
+        t = self.order_type
+        if t == _MARKET:
             return True
-        return ticks <= self.price_ticks if self.side == _BUY else ticks >= self.price_ticks
+        if t == _LIMIT:
+            return ticks <= self.price_ticks if self.side == _BUY else ticks >= self.price_ticks
+        return False
+
+    def stop_hit(self, bid: int, ask: int) -> bool:
+        """Does the touch trigger this (untriggered) stop? NO_PRICE sides do not."""
+        if self.side == _BUY:
+            return ask != NO_PRICE and ask >= self.stop_ticks
+        return bid != NO_PRICE and bid <= self.stop_ticks
 
 
 class SimVenue:
@@ -138,6 +188,10 @@ class SimVenue:
         self._batch: list[int] = []
         self._batch_ns = 0
         self._held: list[tuple] | None = None
+        self._untransmitted: dict[int, SimOrder] = {}  # transmit=False, by client order id
+        self._children: dict[int, list[SimOrder]] = {}  # parent's client order id -> children
+        self._oca: dict[str, list[SimOrder]] = {}  # OCA group -> its working members
+        self._recent_fills: dict[int, None] = {}  # completely filled, oldest first (bounded)
         self._settle_cb = self._settle
         self.ports: VenuePorts | None = None
         self.received = 0
@@ -159,8 +213,15 @@ class SimVenue:
         it.ts_sent = now
         self.received += 1
         so = SimOrder(it, next(self._venue_ids))
-        if it.order_type & _NOT_PLAIN_TYPE or it.tif & _NOT_PLAIN_TIF or (it.extended and it.algo):
+        if (
+            (it.order_type & _NOT_PLAIN_TYPE and it.order_type != _STOP)
+            or it.tif & _NOT_PLAIN_TIF
+            or (it.extended and it.algo)
+        ):
             self._request(now, self._refuse, (so, _unsupported(it)))
+            return
+        if it.extended and (so.parent_id or so.oca_group or not it.transmit):
+            self._request(now, self._place, (so, it.transmit))
             return
         self._request(now, self._accept, (so,))
 
@@ -217,6 +278,10 @@ class SimVenue:
                 # walking any levels.
                 top = tops[i]
                 for so in list(working.values()):
+                    if so.order_type == _STOP:
+                        if not so.stop_hit(top[0], top[2]):
+                            continue
+                        so.order_type = _MARKET  # triggered: a market order from now on
                     best = top[2] if so.side == _BUY else top[0]
                     if best != NO_PRICE and so.crosses(best):
                         self._match_book(so, at)
@@ -240,27 +305,142 @@ class SimVenue:
             for so in list(working.values()):
                 if size <= 0:
                     break
-                if so.order_type == _LIMIT and so.crosses(price):
+                if so.client_order_id not in self._orders:
+                    continue  # ended by an earlier fill of this loop (OCA)
+                t = so.order_type
+                if t == _LIMIT and so.crosses(price):
                     take = min(so.leaves, size)
                     size -= take
                     self._fill(so, take, so.price_ticks, now)
+                elif t == _STOP and (
+                    price >= so.stop_ticks if so.side == _BUY else price <= so.stop_ticks
+                ):
+                    so.order_type = _MARKET
+                    self._match_book(so, now)
 
     # ---- matching ---------------------------------------------------------------------------
 
     def _accept(self, so: SimOrder) -> None:
+        self._admit(so)
+        self._work(so, self.ports.clock.now())
+
+    def _admit(self, so: SimOrder) -> None:
+        """Acknowledge an order and make it working (cancellable, in its OCA group)."""
         self._emit(_ACCEPTED, so)
         self._orders[so.client_order_id] = so
+        if so.oca_group:
+            self._oca.setdefault(so.oca_group, []).append(so)
+
+    def _work(self, so: SimOrder, now: int) -> None:
+        """Put an accepted order in the market: match what crosses, rest the rest."""
         self._resting.setdefault(so.instrument_id, {})[so.client_order_id] = so
+        if so.order_type == _STOP:
+            top = self.ports.books.tops[so.instrument_id]
+            if so.stop_hit(top[0], top[2]):
+                so.order_type = _MARKET
         if so.tif == _FOK and self._available(so) < so.leaves:
             self._finish(so, _CANCELLED, "FOK: not enough liquidity to fill in full")
             return
-        now = self.ports.clock.now()
         self._match_book(so, now)
         if so.client_order_id in self._orders and so.tif in _IOC_FOK:
             # Sent on the fills' delay so it follows them.
             self._remove(so)
             args = (_CANCELLED, so, "IOC: remainder cancelled")
             self._send(now, self._fill_ns, self._emit, args)
+            if self._children:
+                self._orphan(so, now, self._fill_ns, "was cancelled (IOC remainder)")
+
+    # ---- parent/child, OCA, transmit ---------------------------------------------------------
+
+    def _place(self, so: SimOrder, transmit: bool) -> None:
+        """An order with a parent, an OCA group or ``transmit=False`` reaches the venue."""
+        if not transmit:
+            self._untransmitted[so.client_order_id] = so
+            return
+        held = self._untransmitted
+        p = so.parent_id
+        parent = None
+        if held and p:
+            # Transmitting a child transmits its held parent, then its held siblings; the
+            # parent starts matching only once they are all attached (it could fill at once).
+            parent = held.pop(p, None)
+            if parent is not None:
+                self._place_live(parent, False)
+            for coid, sibling in list(held.items()):
+                if sibling.parent_id == p:
+                    del held[coid]
+                    self._place_live(sibling)
+        self._place_live(so)
+        if parent is not None and not parent.held and parent.client_order_id in self._orders:
+            self._work(parent, self.ports.clock.now())
+
+    def _place_live(self, so: SimOrder, work: bool = True) -> None:
+        p = so.parent_id
+        if not p:
+            if work:
+                self._accept(so)
+            else:
+                self._admit(so)
+            return
+        parent = self._orders.get(p)
+        if parent is None:
+            if p in self._recent_fills:  # the parent has already filled: the child works now
+                if work:
+                    self._accept(so)
+                else:
+                    self._admit(so)
+            else:
+                self._refuse(so, f"parent order {p} is not working at {self.name}")
+            return
+        # Held until the parent fills: acknowledged, in its OCA group, not matchable.
+        so.held = True
+        self._admit(so)
+        self._children.setdefault(p, []).append(so)
+
+    def _activate(self, parent: SimOrder, at: int) -> None:
+        """The parent filled completely: its held children start working."""
+        for child in self._children.pop(parent.client_order_id, ()):
+            if child.held and child.client_order_id in self._orders:
+                child.held = False
+                self._work(child, at)
+
+    def _orphan(self, parent: SimOrder, at: int, delay_ns: int, what: str) -> None:
+        """The parent ended without filling completely: its held children are cancelled."""
+        reason = f"parent order {parent.client_order_id} {what}"
+        for child in self._children.pop(parent.client_order_id, ()):
+            if child.client_order_id in self._orders:
+                self._remove(child)
+                self._send(at, delay_ns, self._emit, (_CANCELLED, child, reason))
+                if self._children:
+                    self._orphan(child, at, delay_ns, "was cancelled")
+
+    def _oca_fill(self, so: SimOrder, lots: int, at: int) -> None:
+        """``so`` filled ``lots``: cancel (type 1) or reduce (2, 3) the rest of its group."""
+        group = self._oca.get(so.oca_group)
+        if not group:
+            return
+        reason = f"OCA group {so.oca_group!r}: order {so.client_order_id} filled"
+        delay = self._fill_ns
+        for other in tuple(group):
+            if other is so or other.client_order_id not in self._orders:
+                continue
+            if so.oca_type != 1:
+                other.qty_lots = max(other.qty_lots - lots, other.cum_lots)
+                if other.leaves > 0:
+                    self._send(at, delay, self._emit, (_MODIFIED, other, reason))
+                    continue
+            self._remove(other)
+            self._send(at, delay, self._emit, (_CANCELLED, other, reason))
+            if self._children:
+                self._orphan(other, at, delay, "was cancelled by its OCA group")
+
+    def _leave_oca(self, so: SimOrder) -> None:
+        group = self._oca.get(so.oca_group)
+        if group is not None:
+            if so in group:
+                group.remove(so)
+            if not group:
+                del self._oca[so.oca_group]
 
     def _refuse(self, so: SimOrder, reason: str) -> None:
         self._emit(_REJECTED, so, reason)
@@ -295,10 +475,22 @@ class SimVenue:
             self._remove(so)
         args = (so, lots, ticks, so.cum_lots, exec_id, commission)
         self._send(at, self._fill_ns, self._emit_fill, args)
+        if so.oca_group:
+            self._oca_fill(so, lots, at)
+        if done:
+            recent = self._recent_fills
+            recent[so.client_order_id] = None
+            if len(recent) > _RECENT_FILLS:
+                del recent[next(iter(recent))]
+            if self._children:
+                self._activate(so, at)
 
     def _cancel(self, coid: int, strategy_id: int, instrument_id: int, side: int) -> None:
         so = self._orders.get(coid)
         if so is None:
+            if coid in self._untransmitted:
+                self._discard(coid)
+                return
             self._emit_unknown(coid, strategy_id, instrument_id, side, "cancel")
             return
         self._finish(so, _CANCELLED, "cancelled by request")
@@ -307,11 +499,26 @@ class SimVenue:
         for so in list(self._orders.values()):
             self._finish(so, _CANCELLED, "cancelled by a global cancel")
 
+    def _discard(self, coid: int) -> None:
+        """Cancel an order held with ``transmit=False``, and its held children."""
+        held = self._untransmitted
+        so = held.pop(coid)
+        self._emit(_CANCELLED, so, "discarded: the order was never transmitted")
+        for other, child in list(held.items()):
+            if child.parent_id == coid and other in held:
+                self._discard(other)
+
     def _modify(
         self, coid: int, strategy_id: int, instrument_id: int, side: int, qty: int, ticks: int
     ) -> None:
         so = self._orders.get(coid)
         if so is None:
+            so = self._untransmitted.get(coid)
+            if so is not None:  # held: changed where it is held, still not transmitted
+                so.qty_lots = qty
+                so.price_ticks = ticks
+                self._emit(_MODIFIED, so)
+                return
             self._emit_unknown(coid, strategy_id, instrument_id, side, "modify")
             return
         if qty <= so.cum_lots:
@@ -320,14 +527,19 @@ class SimVenue:
         so.qty_lots = qty
         so.price_ticks = ticks
         self._emit(_MODIFIED, so)
-        self._match_book(so, self.ports.clock.now())
+        if not so.held:
+            self._match_book(so, self.ports.clock.now())
 
     def _finish(self, so: SimOrder, kind: EventKind, reason: str) -> None:
         self._remove(so)
         self._emit(kind, so, reason)
+        if self._children:
+            self._orphan(so, self.ports.clock.now(), 0, f"ended: {reason}")
 
     def _remove(self, so: SimOrder) -> None:
         self._orders.pop(so.client_order_id, None)
+        if so.oca_group:
+            self._leave_oca(so)
         working = self._resting.get(so.instrument_id)
         if working is not None:
             working.pop(so.client_order_id, None)
@@ -417,7 +629,7 @@ class SimVenue:
 
 def _unsupported(it: OrderIntent) -> str:
     """Why the simulated venue refuses an order it does not simulate."""
-    if it.order_type & _NOT_PLAIN_TYPE:
+    if it.order_type & _NOT_PLAIN_TYPE and it.order_type != _STOP:
         try:
             what = f"order type {OrderType(it.order_type).name}"
         except ValueError:

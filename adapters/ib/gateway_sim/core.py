@@ -16,6 +16,15 @@ execDetails (reqId -1), openOrder/orderStatus and commissionAndFeesReport on eac
 Cancelled plus error 202 on cancel; the 50 messages/s pacing (error 100, then a disconnect); the
 historical-data pacing (error 162); errors 200, 300, 309, 321, 322, 326, 354, 10167. Where IB's
 behaviour is undocumented the choice is written next to the code.
+
+``Order.transmit`` False: the order is kept untransmitted, as TWS keeps it: validated, but no
+openOrder, no orderStatus, absent from reqOpenOrders. A later placeOrder of a child of it (or of
+a sibling, with ``transmit`` True) transmits the chain: the held parent first, then its held
+children in the order they came, then the transmitting order (IB's bracket recipe). Re-sending
+a held order's id replaces it (and transmits it if ``transmit`` is now True). Cancelling a held
+order discards it and its held children: error 202 "Order Canceled - reason:" saying it was
+never transmitted, and nothing else (IB sends no status for an order it never had; it also
+follows with 161, which the simulator leaves out). A global cancel discards them too.
 """
 
 from __future__ import annotations
@@ -398,6 +407,8 @@ class GatewayCore:
         self.used_ids: set[tuple[int, int]] = set()
         #: Every new order as received: (client id, order id, orderRef), modifies not included.
         self.received: list[tuple[int, int, str]] = []
+        # Placed with transmit=False and not yet transmitted, by (client id, order id).
+        self.untransmitted: dict[tuple[int, int], SimOrder] = {}
         self.completed: deque[SimOrder] = deque(maxlen=10_000)
         self.executions: list[ExecRecord] = []
         self.positions: dict[tuple[str, int], Position] = {}
@@ -958,12 +969,14 @@ class GatewayCore:
         if live is not None:
             self._modify(s, live, req)
             return
-        if key in self.used_ids:
-            s.error(req.order_id, 103)
-            return
-        self.used_ids.add(key)
-        self.received.append((s.client_id, req.order_id, req.order.orderRef))
-        self.next_order_id = max(self.next_order_id, req.order_id + 1)
+        held = self.untransmitted.pop(key, None)  # re-sent: this one replaces it
+        if held is None:
+            if key in self.used_ids:
+                s.error(req.order_id, 103)
+                return
+            self.used_ids.add(key)
+            self.received.append((s.client_id, req.order_id, req.order.orderRef))
+            self.next_order_id = max(self.next_order_id, req.order_id + 1)
         inst = self._resolve_one(s, req.order_id, req.contract)
         if inst is None:
             return
@@ -973,7 +986,8 @@ class GatewayCore:
         elif order.account not in self.config.gateway.accounts:
             s.error(req.order_id, 321, reason=f"Invalid account {order.account}")
             return
-        sim = SimOrder(req.order_id, s.client_id, next(self._perm_ids), inst, req.contract, order)
+        perm_id = held.perm_id if held is not None else next(self._perm_ids)
+        sim = SimOrder(req.order_id, s.client_id, perm_id, inst, req.contract, order)
         if self.link_down:
             self._reject(s, sim, 201, "Connectivity between IB and TWS has been lost")
             return
@@ -985,8 +999,40 @@ class GatewayCore:
         if problem is not None:
             self._reject(s, sim, problem.code, problem.reason)
             return
-        self.orders[key] = sim
-        self._deliver(self.matching.submit(sim, self.now_ns))
+        if not order.transmit:
+            self.untransmitted[key] = sim
+            return
+        chain = self._chain(s.client_id, sim) if sim.parent_id and self.untransmitted else []
+        if not chain:
+            self.orders[key] = sim
+            self._deliver(self.matching.submit(sim, self.now_ns))
+            return
+        chain.append(sim)
+        for member in chain:
+            self.orders[(s.client_id, member.order_id)] = member
+        self._deliver(self.matching.submit_chain(chain, self.now_ns))
+
+    def _chain(self, client_id: int, child: SimOrder) -> list[SimOrder]:
+        """What a transmitted child takes with it: its held parent, then its held siblings."""
+        held = self.untransmitted
+        parent = held.pop((client_id, child.parent_id), None)
+        siblings = [
+            held.pop(key)
+            for key, sim in list(held.items())
+            if key[0] == client_id and sim.parent_id == child.parent_id
+        ]
+        return [parent, *siblings] if parent is not None else siblings
+
+    def _discard(self, s: Session | None, key: tuple[int, int]) -> None:
+        """Cancel an untransmitted order: it and its held children are discarded."""
+        sim = self.untransmitted.pop(key, None)
+        if sim is None:
+            return
+        if s is not None:
+            s.error(sim.order_id, 202, reason=" the order was never transmitted and is discarded")
+        for other, child in list(self.untransmitted.items()):
+            if other[0] == key[0] and child.parent_id == sim.order_id:
+                self._discard(s, other)
 
     def _reject(self, s: Session, sim: SimOrder, code: int, reason: str) -> None:
         """Error ``code`` for the order; a rejected new order also reports status Inactive.
@@ -1018,6 +1064,9 @@ class GatewayCore:
     def _cancel_order(self, s: Session, req: rq.CancelOrder) -> None:
         sim = self.orders.get((s.client_id, req.order_id))
         if sim is None:
+            if (s.client_id, req.order_id) in self.untransmitted:
+                self._discard(s, (s.client_id, req.order_id))
+                return
             s.error(req.order_id, 10147, order_id=req.order_id)
             return
         if sim.status in _DONE:
@@ -1026,6 +1075,8 @@ class GatewayCore:
         self._deliver(self.matching.cancel(sim, self.now_ns))
 
     def _global_cancel(self, s: Session, req: rq.ReqGlobalCancel) -> None:
+        for key in list(self.untransmitted):
+            self._discard(self.clients.get(key[0]), key)
         for sim in list(self.orders.values()):
             if sim.status not in _DONE:
                 self._deliver(self.matching.cancel(sim, self.now_ns))

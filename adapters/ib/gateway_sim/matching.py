@@ -654,6 +654,38 @@ class MatchingEngine:
         A marketable order fills at once; the events say what happened.
         """
         out: list[MatchEvent] = []
+        if self._admit(sim, now_ns, out):
+            self._activate(sim, now_ns, out, True)
+        return out
+
+    def submit_chain(self, sims: list[SimOrder], now_ns: int) -> list[MatchEvent]:
+        """Orders transmitted together (IB's ``transmit`` chain: a parent, then its children).
+
+        Every order is admitted before any works, and the children are placed before their
+        parent, so a parent that fills at once finds its children attached, as at IB.
+        """
+        out: list[MatchEvent] = []
+        admitted: list[SimOrder] = []
+        refused: set[int] = set()
+        for sim in sims:
+            if sim.parent_id in refused:
+                sim.status, sim.phase = "Inactive", Phase.DONE
+                reason = f"Order rejected - reason: parent order {sim.parent_id} was rejected"
+                out.append(Rejected(sim, 201, reason))
+                refused.add(sim.order_id)
+            elif self._admit(sim, now_ns, out):
+                admitted.append(sim)
+            else:
+                refused.add(sim.order_id)
+        ids = {sim.order_id for sim in admitted}
+        children = [sim for sim in admitted if sim.parent_id in ids]
+        for sim in [*children, *(sim for sim in admitted if sim.parent_id not in ids)]:
+            if sim.phase is Phase.NEW:
+                self._activate(sim, now_ns, out, True)
+        return out
+
+    def _admit(self, sim: SimOrder, now_ns: int, out: list[MatchEvent]) -> bool:
+        """Validate and register a new order; False (with a ``Rejected``) if it is refused."""
         rej = None if sim._checked else self.check(sim.contract, sim.order, sim.instrument)
         if rej is None and sim.phase is not Phase.NEW:
             rej = _r(103, f"Duplicate order id {sim.order_id}")
@@ -671,11 +703,10 @@ class MatchingEngine:
                 sim.status = "Inactive"
                 sim.phase = Phase.DONE
             out.append(Rejected(sim, rej.code, rej.reason))
-            return out
+            return False
         sim.submitted_ns = sim.updated_ns = now_ns
         self._ids[(sim.client_id, sim.order_id)] = sim
-        self._activate(sim, now_ns, out, True)
-        return out
+        return True
 
     def _derive(self, o: SimOrder, anchor_ns: int) -> None:
         """Everything the engine needs from ``o.order``, in ticks and lots (order is valid)."""
