@@ -243,6 +243,9 @@ async def run_app(
         loop.create_task(every(interval, status)),
         loop.create_task(every(fold_s, engine.latency.fold)),
     ]
+    # The portfolio's return series for historical VaR, one equity sample per interval.
+    var_s = cfg.portfolio.var_sample_s
+    helpers.append(loop.create_task(every(var_s, lambda: engine.portfolio.sample(app.clock.now()))))
     journal = engine.journal
     if journal is not None and cfg.journal.fsync == "batch":
         # Batch durability: what was appended reaches the disk within fsync_interval_ms.

@@ -328,6 +328,15 @@ def _kind_name(kind: int) -> str:
         return f"kind {kind!r}"
 
 
+def _request(order: Order, row) -> bool:
+    """Move ``order`` to what a strategy request's row gives for its state (None: stays)."""
+    new = row[order.state]
+    if new is None or new is order.state:
+        return False
+    order.state = new
+    return True
+
+
 class OrderTracker:
     """Open orders by client order id, the last ``history`` finished ones, and the state
     machine that moves them (see the module docstring).
@@ -396,20 +405,12 @@ class OrderTracker:
     def request_cancel(self, order: Order) -> bool:
         """The strategy asked to cancel ``order``: PENDING_CANCEL where the table says so;
         True if the state changed."""
-        new = _CANCEL_ROW[order.state]
-        if new is None or new is order.state:
-            return False
-        order.state = new
-        return True
+        return _request(order, _CANCEL_ROW)
 
     def request_modify(self, order: Order) -> bool:
         """The strategy asked to modify ``order``: PENDING_MODIFY where the table says so;
         True if the state changed."""
-        new = _MODIFY_ROW[order.state]
-        if new is None or new is order.state:
-            return False
-        order.state = new
-        return True
+        return _request(order, _MODIFY_ROW)
 
     def get(self, client_order_id: int) -> Order | None:
         return self.open.get(client_order_id)

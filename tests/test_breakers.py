@@ -280,8 +280,8 @@ def test_a_high_rejection_rate_halves_order_sizes_for_30_minutes():
 def test_venue_rejects_count_toward_the_rejection_rate():
     h = Harness()
     h.book(399, 400)
-    for _ in range(20):  # the gate passes STOP orders; the simulated venue refuses them
-        h.buy(1, order_type=OrderType.STOP, stop=101.0)
+    for _ in range(20):  # the gate passes STOP LIMIT orders; the simulated venue refuses them
+        h.buy(1, 101.0, order_type=OrderType.STOP_LIMIT, stop=101.0)
     assert h.engine.risk.venue_rejects == 20
     assert sum(h.engine.risk.rejects) == 0
     h.advance(100 * MS)

@@ -411,6 +411,7 @@ _float = st.floats(allow_nan=True, allow_infinity=True)
 _extras = st.builds(
     OrderExtras, _float, _i64, _float, _float, _float, _i64, _i64, st.integers(0, 9),
     st.none() | st.lists(st.tuples(_text, _text), max_size=3).map(tuple),
+    _i64, _text, st.integers(0, 3), st.booleans(),
 )  # fmt: skip
 _records = st.one_of(
     st.builds(
