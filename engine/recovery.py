@@ -98,9 +98,8 @@ class RecoveryReport:
 def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryReport:
     """Rebuild ``engine`` from ``contents`` and hand its venues their part (see the module
     docstring). Call before the venues start and before ``engine.start``."""
-    report = RecoveryReport(path, len(contents.records), contents.torn)
-    report.corrupt_at = getattr(contents, "corrupt_at", None)
-    report.warnings += list(getattr(contents, "warnings", ()))
+    report = RecoveryReport(path, len(contents.records), contents.torn, contents.corrupt_at)
+    report.warnings += contents.warnings
     tracker = engine.tracker
     risk = engine.risk
     ev = OrderEvent()

@@ -37,7 +37,7 @@ def _check(run) -> dict[str, int]:
     # last record excepted), and the recovered journal is whole.
     before, after = run.journal_before.records, run.journal_after.records
     assert after[: len(before)] == before
-    assert getattr(run.journal_after, "corrupt_at", None) is None
+    assert run.journal_after.corrupt_at is None
     assert run.journal_after.torn == 0
 
     # Every event the killed engine's strategy was told of had been journaled first.
