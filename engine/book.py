@@ -22,8 +22,11 @@ from hotpath.book import (
     grow_overflow,
     new_book_state,
 )
+from hotpath.jit import entry
 
 log = logging.getLogger(__name__)
+
+_APPLY_ENTRY = entry(apply_deltas)
 
 
 class BookStore:
@@ -83,7 +86,14 @@ class BookStore:
 
     def apply(self, deltas: np.ndarray, now: int) -> list[int]:
         """Apply a batch; returns the ids of instruments whose top of book changed."""
-        end, n, skipped, crossed = apply_deltas(
+        # A contiguous BOOK_DELTA batch (every ring read) enters the kernel directly; anything
+        # else goes through the dispatcher, which checks its type (``hotpath.jit.entry``).
+        kernel = (
+            _APPLY_ENTRY
+            if deltas.dtype is BOOK_DELTA and deltas.flags.c_contiguous and deltas.ndim == 1
+            else apply_deltas
+        )
+        end, n, skipped, crossed = kernel(
             deltas, 0, 0, self.levels, self.ovf_px, self.ovf_sz, self.rows, self.meta,
             self._ids, self._top, self._scratch, now,
         )  # fmt: skip

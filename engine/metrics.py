@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from hotpath.layouts import resident_zeros
+
 log = logging.getLogger(__name__)
 
 # Fine bins: 1 ns .. ~100 s, each 2% wider than the previous.
@@ -69,7 +71,7 @@ class StageLatency:
 
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
-        self._buf = np.zeros(capacity, dtype=np.int64)
+        self._buf = resident_zeros(capacity, np.int64)  # no page faults while recording
         self._mask = capacity - 1
         self.count = 0  # samples recorded
         self._folded = 0  # samples already binned

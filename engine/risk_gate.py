@@ -38,6 +38,7 @@ from engine.orders import Order, OrderExtras, OrderState, OrderTracker
 from engine.ring import ObjectRing
 from hotpath import limits as lim
 from hotpath import risk as rk
+from hotpath.jit import entry
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +160,15 @@ class RiskGate:
         self._now = clock.now
         self._lot_size = [inst.lot_size for inst in registry]
         self._tick_size = [inst.tick_size for inst in registry]
-        self._check_order = rk.check_order
-        self._check_modify = rk.check_modify
-        self._check_order_extended = rk.check_order_extended
-        self._check_modify_extended = rk.check_modify_extended
+        # Entry points, not dispatchers (``hotpath.jit.entry``): every call passes this gate's
+        # own arrays and plain ints and floats, and the dispatch would cost more than the checks.
+        self._check_order = entry(rk.check_order)
+        self._check_modify = entry(rk.check_modify)
+        self._check_order_extended = entry(rk.check_order_extended)
+        self._check_modify_extended = entry(rk.check_modify_extended)
         self._fill = rk.apply_fill
         self._release = rk.release_order
-        self._mark = rk.mark_to_market
+        self._mark = entry(rk.mark_to_market)  # ids and top: the BookStore's own arrays
         self._check_args = tuple(a)
         self._unfinished: list[tuple[OrderEvent, tuple[str, float, float, float]]] = []
         self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once

@@ -83,10 +83,10 @@ def new_book_state(
             f"book arrays: window must be >= 4 ticks, overflow and max_rows >= 1; got "
             f"window={window}, overflow={overflow}, max_rows={max_rows}"
         )
-    levels = np.zeros((n_instruments, 2, window), dtype=np.int64)
-    ovf_px = np.zeros((n_instruments, 2, overflow), dtype=np.int64)
-    ovf_sz = np.zeros((n_instruments, 2, overflow), dtype=np.int64)
-    rows = np.zeros((n_instruments, 2, max_rows, 3), dtype=np.int64)
+    levels = layouts.resident_zeros((n_instruments, 2, window), dtype=np.int64)
+    ovf_px = layouts.resident_zeros((n_instruments, 2, overflow), dtype=np.int64)
+    ovf_sz = layouts.resident_zeros((n_instruments, 2, overflow), dtype=np.int64)
+    rows = layouts.resident_zeros((n_instruments, 2, max_rows, 3), dtype=np.int64)
     meta = np.zeros((n_instruments, N_META), dtype=np.int64)
     meta[:, BEST : BEST + 2] = -1
     meta[:, TOP] = NO_PRICE
@@ -99,8 +99,8 @@ def grow_overflow(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copies of the overflow arrays with room for ``capacity`` levels per side."""
     n, _, old = ovf_px.shape
-    px = np.zeros((n, 2, capacity), dtype=np.int64)
-    sz = np.zeros((n, 2, capacity), dtype=np.int64)
+    px = layouts.resident_zeros((n, 2, capacity), dtype=np.int64)
+    sz = layouts.resident_zeros((n, 2, capacity), dtype=np.int64)
     px[:, :, :old] = ovf_px
     sz[:, :, :old] = ovf_sz
     return px, sz

@@ -41,6 +41,24 @@ class KernelReport:
         )
 
 
+def entry(dispatcher):
+    """The compiled entry point of a kernel with exactly one signature.
+
+    A dispatcher call works out the Numba type of every argument and looks the signature up
+    before it enters the machine code: ~300 ns for a risk check's fifteen arguments, ~700 ns for
+    the book kernel's twelve, more than the checks themselves. The entry point skips that and
+    only unboxes, which checks that an array is an array of the right item size but not its
+    dtype, dimensions or layout. So it is for call sites whose arguments are the engine's own
+    preallocated arrays and plain ints and floats, which are always of the kernel's types; a
+    caller with arrays from outside keeps the dispatcher. A kernel with several signatures has
+    no single entry point: it is returned as it is.
+    """
+    overloads = dispatcher.overloads
+    if len(overloads) != 1:
+        return dispatcher
+    return next(iter(overloads.values())).entry_point
+
+
 def compiled_signatures() -> int:
     """How many signatures exist across all kernels (a new one means something compiled)."""
     return sum(len(k.signatures) for k in KERNELS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.messages import BOOK_DELTA, OrderEvent
+from engine.messages import BOOK_DELTA, QUOTE, TRADE, OrderEvent
 from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
 
 KEY = ("instrument_id", "side", "price")
@@ -115,6 +116,51 @@ def test_write_across_wrap_point_then_read_in_two_contiguous_pieces() -> None:
     assert second["price"].tolist() == [8, 9, 10]
     assert len(ring) == 0
     assert len(ring.read(100)) == 0
+
+
+def test_write_takes_strided_batches_and_copies_their_rows() -> None:
+    """A batch that is a strided view (every other row of a decoder's output) is written row
+    for row, at the wrap point too, and later changes to the source do not reach the ring."""
+    ring = ArrayRing("md", BOOK_DELTA, 8)
+    ring.write(seq_rows(0, 6))
+    ring.read(6)
+    source = seq_rows(100, 10)
+    assert ring.write(source[::2]) == 5  # slots 6, 7, then 0, 1, 2
+    source["price"] = -1
+    assert read_all(ring)["price"].tolist() == [100, 102, 104, 106, 108]
+
+
+@pytest.mark.parametrize("layout", [BOOK_DELTA, QUOTE, TRADE])
+def test_kernel_copy_and_void_copy_write_the_same_rows(layout) -> None:
+    """A batch of the ring's own dtype object goes through the layout's copy kernel; one of an
+    equal dtype object through the void view. Both write every byte of every row, in order,
+    across the wrap point."""
+    rng = np.random.default_rng(3)
+    fast = ArrayRing("md", layout, 16)
+    slow = ArrayRing("md", layout, 16)
+    equal = copy.deepcopy(layout)
+    assert equal == layout and equal is not layout
+    for n in (5, 9, 16, 3, 11):
+        raw = rng.integers(0, 256, n * layout.itemsize, dtype=np.uint8)
+        own = raw.view(layout)
+        other = raw.copy().view(equal)
+        assert own.dtype is fast.buffer.dtype and fast._copy is not None  # the kernel's path
+        assert other.dtype is not slow.buffer.dtype  # the void view's
+        assert fast.write(own) == slow.write(other) == n
+        assert fast.buffer.tobytes() == slow.buffer.tobytes()
+        got = read_all(fast)
+        assert got.tobytes() == raw.tobytes()
+        read_all(slow)
+        # Stamped on the way in: the ring's rows carry ts_recv, the batch is left as it was.
+        ts = int(rng.integers(1, 2**62))
+        assert fast.write(own, ts) == slow.write(other, ts) == n
+        assert fast.buffer.tobytes() == slow.buffer.tobytes()
+        got = read_all(fast)
+        assert (got["ts_recv"] == ts).all() and (own["ts_recv"] != ts).all()
+        for name in layout.names:
+            if name != "ts_recv":
+                assert np.array_equal(got[name], own[name]), name
+        read_all(slow)
 
 
 def test_read_returns_contiguous_views_into_the_buffer() -> None:

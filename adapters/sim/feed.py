@@ -145,26 +145,26 @@ class SyntheticFeed:
         ts = engine.clock.now()
         for batch in (deltas, trades):
             batch["ts_event"] = ts
-            batch["ts_recv"] = ts
-        self._write(engine, deltas, trades)
+        self._write(engine, deltas, trades, ts)
         return len(deltas)
 
     def publish_snapshot(self, engine) -> None:
         self._write(engine, self.snapshot(engine.clock.now()), np.zeros(0, dtype=TRADE))
 
     @staticmethod
-    def _write(engine, deltas: np.ndarray, trades: np.ndarray) -> None:
+    def _write(engine, deltas: np.ndarray, trades: np.ndarray, ts_recv: int = 0) -> None:
         # Write no more than the ring holds, pumping in between, so nothing is conflated when
-        # the consumer is simply behind by one batch.
+        # the consumer is simply behind by one batch. ``ts_recv`` (not 0) stamps the rows as
+        # they are copied into the rings.
         ring = engine.deltas
         pos = 0
         while pos < len(deltas):
             room = max(ring.free, 1)
-            ring.write(deltas[pos : pos + room])
+            ring.write(deltas[pos : pos + room], ts_recv)
             pos += room
             engine.pump()
         if len(trades):
-            engine.trades.write(trades)
+            engine.trades.write(trades, ts_recv)
             engine.pump()
 
     async def run(self, engine, stop: asyncio.Event) -> None:
