@@ -62,7 +62,18 @@ def main() -> int:
     suites = _suites()
     rtt = anchors.loopback_rtt_ns()
     rtt_p50, rtt_p99 = np.percentile(rtt, [50, 99])
-    lat = {b: harness.run(n_batches=n, batch=b) for b, n in ((16, 12000), (100, 3000))}
+    # Three runs per read size; the one with the median tick-to-order p99 is reported (with
+    # the other two's): one burst of a neighbour's load in a 0.3 s run moves a p99 of ~800
+    # orders by tens of µs.
+    lat, runs_p99 = {}, {}
+    for b, n in ((16, 12000), (100, 3000)):
+        runs = sorted(
+            (harness.run(n_batches=n, batch=b) for _ in range(3)),
+            key=lambda r: _stage(r, "tick_to_order").p99,
+        )
+        lat[b] = runs[1]
+        runs_p99[b] = [_stage(r, "tick_to_order").p99 for r in runs]
+    jitter = {b: anchors.fixed_work_ns(_stage(r, "tick_to_order").p50) for b, r in lat.items()}
     with tempfile.TemporaryDirectory() as tmp:
         journaled = harness.run(n_batches=12000, batch=16, journal=f"{tmp}/bench.twj")
         jt = {p: journal.journal_throughput(f"{tmp}/{p}.twj", 50_000 if p != "always" else 2_000, p)
@@ -158,11 +169,18 @@ def main() -> int:
                 f"| {s.stage} | {s.count} | {s.p50 / 1e3:.1f} | {s.p90 / 1e3:.1f} | "
                 f"{s.p99 / 1e3:.1f} | {s.p999 / 1e3:.1f} | {s.max / 1e3:.1f} |"
             )
-        ttl = next(s for s in r.stages if s.stage == "tick_to_order")
+        ttl = _stage(r, "tick_to_order")
+        j50, j99 = np.percentile(jitter[batch], [50, 99])
         lines += [
             "",
-            f"tick-to-order p99 {ttl.p99 / 1e3:.1f} µs = {ttl.p99 / rtt_p99:.2f}x the loopback "
-            f"RTT p99; target <= 50 µs: {_verdict(ttl.p99 <= 50_000)}",
+            f"tick-to-order p99 {ttl.p99 / 1e3:.1f} µs (the median of three runs: "
+            + ", ".join(f"{p / 1e3:.1f}" for p in runs_p99[batch])
+            + f" µs) = {ttl.p99 / rtt_p99:.2f}x the loopback RTT p99; target <= 50 µs: "
+            f"{_verdict(ttl.p99 <= 50_000)}",
+            "",
+            f"Machine anchor: a fixed piece of pure-Python work sized like this p50 takes p50 "
+            f"{j50 / 1e3:.1f} µs, p99 {j99 / 1e3:.1f} µs ({j99 / j50:.2f}x) here, now; "
+            f"tick-to-order's p99 is {ttl.p99 / ttl.p50:.2f}x its p50.",
             "",
         ]
     lines += _oms_lines(lat[16], journaled, jt)
@@ -172,6 +190,10 @@ def main() -> int:
     (HERE / "RESULTS.md").write_text(text)
     print(text)
     return 0
+
+
+def _stage(r: harness.HarnessResult, name: str):
+    return next(s for s in r.stages if s.stage == name)
 
 
 def _oms_lines(plain, journaled, jt: dict[str, dict]) -> list[str]:
