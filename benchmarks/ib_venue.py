@@ -22,7 +22,10 @@ cancel
     Just before ``IBVenue._send_cancel`` encodes the cancel → ``ts_recv`` of the CANCELLED
     event. Measured at a moderate market-data rate and under a market-data flood (the
     simulator streaming L1 + 10 rows of depth + tick-by-tick on several instruments; the rate
-    that reached the client is counted from the frames the hot decoder took and reported).
+    that reached the client is counted from the frames the hot decoder took and reported). The
+    simulator streams in slices of ``market.slice_ms`` and holds a client's market data back
+    while its send buffers are full (see ``adapters.ib.gateway_sim.server``): messages held back
+    are never sent, so they are not in the counted rate, which stays what the client got.
 
 The anchor, measured in the same run, is a plain uvloop loopback TCP echo round trip between
 two processes (64 B): one network round trip's floor between the engine and another process.

@@ -32,7 +32,9 @@ from ibapi import comm
 from ibapi.client import EClient
 from ibapi.const import MAX_MSG_LEN
 from ibapi.decoder import Decoder
-from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER
+from ibapi.message import IN
+from ibapi.protobuf.ErrorMessage_pb2 import ErrorMessage
+from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER, MIN_SERVER_VER_ERROR_TIME
 from ibapi.wrapper import EWrapper
 
 from .decode import ColdFrame, HotDecoder, MalformedFrame
@@ -51,6 +53,16 @@ PORT_HINT = (
 
 #: Informational codes: they never change order state.
 INFO_CODES = frozenset({2104, 2106, 2107, 2108, 2158, 399, 10349, 10167})
+
+_ORDER_MSGS = (
+    IN.ORDER_STATUS, IN.EXECUTION_DATA, IN.EXECUTION_DATA_END, IN.COMMISSION_AND_FEES_REPORT,
+)  # fmt: skip
+#: Order-stream message ids (text and protobuf, id + 200) dispatched ahead of a read's market
+#: data. openOrder and completedOrder are not among them: they repeat what orderStatus says
+#: (IB sends the two in no guaranteed order) and ibapi takes ~50 µs to decode one (hot; several
+#: times that cold), so they keep their place after the rows.
+ORDER_STREAM_IDS = frozenset({*_ORDER_MSGS, *(i + 200 for i in _ORDER_MSGS)})
+_ERR_IDS = (IN.ERR_MSG, IN.ERR_MSG + 200)
 
 
 class IBConnectError(ConnectionError):
@@ -91,6 +103,9 @@ class ClientSession:
         self.on_rows = on_rows
         #: Called first thing on every socket read (the venue stamps ``ts_recv`` there).
         self.on_receive: Callable[[], None] | None = None
+        #: With ``on_rows``: errors whose id is at least this are about orders (the venue keeps
+        #: market-data request ids below it); None: no error counts as an order event.
+        self.order_ids_from: int | None = None
         self.hot: HotDecoder | None = None
         self.malformed = 0
         self.state = SessionState()
@@ -202,15 +217,22 @@ class ClientSession:
             if batch.fatal:
                 self.closed_reason = batch.fatal
                 return
-            # The read's hot rows first, in one call (one translate, one ring write, one pump),
-            # then the other frames in wire order. Splitting the rows at every cold frame (a
-            # tickString rides along with every trade) would pump the engine once per few
-            # frames and fall behind a busy feed; market data and order events are independent
-            # streams, and each keeps its own order.
+            # Order events first (the engine's priorities: a cancel's answer never waits
+            # behind the read's market data), then the hot rows in one call (one translate,
+            # one ring write, one pump), then the other frames in wire order. Splitting the
+            # rows at every cold frame (a tickString rides along with every trade) would pump
+            # the engine once per few frames and fall behind a busy feed; market data and
+            # order events are independent streams at IB, and each keeps its own order.
+            cold: list[ColdFrame] = []
+            for f in batch.cold:
+                if self._order_event(f):
+                    self._dispatch_id(f.msg_id, f.payload)
+                else:
+                    cold.append(f)
             if len(batch.rows):
                 self.on_rows(batch.rows)
-            if batch.cold or batch.malformed:
-                for part in sorted([*batch.cold, *batch.malformed], key=_frame_index):
+            if cold or batch.malformed:
+                for part in sorted([*cold, *batch.malformed], key=_frame_index):
                     if isinstance(part, ColdFrame):
                         self._dispatch_id(part.msg_id, part.payload)
                     else:
@@ -219,6 +241,28 @@ class ClientSession:
             if not batch.more:
                 return
             batch = hot.feed(b"")
+
+    def _order_event(self, frame: ColdFrame) -> bool:
+        """Whether ``frame`` belongs to the order stream: an order, execution or commission
+        message, or an error about an order (its id at or above ``order_ids_from``; an error
+        about market data or the connection keeps its place after the rows it followed)."""
+        msg_id = frame.msg_id
+        if msg_id in ORDER_STREAM_IDS:
+            return True
+        if msg_id not in _ERR_IDS or self.order_ids_from is None:
+            return False
+        try:
+            if msg_id > 200:
+                err = ErrorMessage()
+                err.ParseFromString(frame.payload)
+                req_id = err.id
+            else:
+                fields = frame.payload.split(b"\0", 2)
+                old = self.state.server_version < MIN_SERVER_VER_ERROR_TIME  # a version first
+                req_id = int(fields[1] if old else fields[0])
+        except Exception:  # ibapi will say what is wrong with it, in wire order
+            return False
+        return req_id >= self.order_ids_from
 
     def _on_handshake(self, payload: bytes) -> None:
         fields = comm.read_fields(payload)

@@ -516,6 +516,7 @@ class IBVenue:
         self.epoch += 1
         self.conn = conn
         conn.session.on_receive = self._stamp_read
+        conn.session.order_ids_from = MD_REQ_IDS  # order ids and other requests' ids
         self.connected = True
         self.in_1100 = False
         self.server_version = conn.session.state.server_version

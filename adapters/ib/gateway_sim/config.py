@@ -47,6 +47,11 @@ class GatewaySection:
     seed: int = 7
     #: Time zone name written in the handshake's connection time.
     time_zone: str = "US/Eastern"
+    #: Unsent bytes a client may have queued (the kernel's send buffer is sized to this, and
+    #: the server buffers as much again) before its market data is held back until it drains.
+    #: Bounded so a slow reader's backlog is visible and an order answer never queues behind
+    #: seconds of market data.
+    send_buffer_kib: int = field(default=64, metadata={"check": _positive})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,9 @@ class MarketSection:
     events_per_second: float = field(default=20.0, metadata={"check": _non_negative})
     #: How often the server advances the market and timers.
     tick_interval_ms: float = field(default=1.0, metadata={"check": _positive})
+    #: Longest the server generates market data before it writes it and reads the sockets
+    #: again: a flood goes out in slices, and a request (a cancel) waits at most one slice.
+    slice_ms: float = field(default=0.2, metadata={"check": _positive})
     #: JSON-lines recording to replay instead of the random walk ("" = random walk).
     replay: str = ""
     max_depth_subscriptions: int = field(default=3, metadata={"check": _positive})

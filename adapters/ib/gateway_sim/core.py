@@ -5,8 +5,15 @@ Sans-I/O. The server owns sockets and time; this module owns everything else:
 - ``GatewayCore.open_session(peer)`` gives a ``Session`` per TCP connection. Feed it bytes with
   ``Session.receive``; take what it wants written with ``Session.take_output``; close the socket
   once ``Session.close_reason`` is set and the output is flushed.
-- ``GatewayCore.advance(now_ns)`` runs the market, order timers, scripted faults and delayed
-  sends up to ``now_ns``. ``advance`` and ``receive`` are the only entry points that move time.
+- ``GatewayCore.advance(now_ns, budget_ns)`` runs the market, order timers, scripted faults and
+  delayed sends up to ``now_ns``; with ``budget_ns`` it stops making market events after that
+  long and returns True while more are due, so the server can read requests between slices of
+  a flood.
+  ``advance`` and ``receive`` are the only entry points that move time.
+- ``GatewayCore.hold_market_data(s)`` / ``release_market_data(s)``: write-side flow control. While
+  a client does not keep up, its streaming market data is not produced (conflated: depth, quotes
+  and bid/ask ticks catch up on release, prints in between are not sent); order, account and
+  request answers always are.
 - Faults (``GatewayCore.fault``) are what tests and the control interface drive.
 
 It behaves like IB Gateway where clients can see it: the handshake and version negotiation,
@@ -230,6 +237,11 @@ class Session:
         self._count = 0
         self._violations = 0
         self._paced: deque[rq.Request] = deque()
+        #: The client is not reading fast enough (the server's send buffers are full): its
+        #: streaming market data is held back, and caught up when it drains (``release``).
+        self.backpressured = False
+        #: Market-data messages not sent while backpressured (conflated away).
+        self.held_back = 0
 
     # -- bytes in ---------------------------------------------------------------------------
 
@@ -414,7 +426,12 @@ class GatewayCore:
         self.positions: dict[tuple[str, int], Position] = {}
         self.cash: dict[str, float] = {a: cfg.account.cash for a in cfg.gateway.accounts}
         self.subs_by_con: dict[int, list[MarketSub]] = {}
+        #: Sessions whose market data is held back (``hold_market_data``).
+        self.held: set[Session] = set()
         self._step_credit: dict[int, float] = {}
+        #: Market events made, and dropped because the loop fell too far behind the rate.
+        self.steps_taken = 0
+        self.steps_dropped = 0
         self._last_step_ns = self.now_ns
         self._hist_requests: deque[tuple[int, tuple[Any, ...]]] = deque()
         # faults
@@ -437,20 +454,28 @@ class GatewayCore:
     def _schedule(self, due_ns: int, fn: Callable[[], None]) -> None:
         heapq.heappush(self._timers, _Timer(due_ns, next(self._timer_seq), fn))
 
-    def advance(self, now_ns: int | None = None) -> None:
-        """Run the market, timers and delayed sends up to ``now_ns`` (default: the clock)."""
+    def advance(self, now_ns: int | None = None, budget_ns: int | None = None) -> bool:
+        """Run the market, timers and delayed sends up to ``now_ns`` (default: the clock).
+
+        With ``budget_ns`` the market stops making events once that much of the clock has
+        passed in this call (the instruments take turns, a few events each); the rest stay
+        due. Returns True while market events are still due, so a caller can write what this
+        slice produced and read requests before the next one (a gateway streaming a flood
+        still answers a cancel promptly).
+        """
         now = self.clock() if now_ns is None else now_ns
         self.now_ns = max(self.now_ns, now)
         timers = self._timers
         while timers and timers[0].due_ns <= self.now_ns:
             heapq.heappop(timers).fn()
-        self._run_market()
+        more = self._run_market(budget_ns)
         self._deliver(self.matching.on_time(self.now_ns))
         for s in list(self.sessions.values()):
             if s._paced:
                 s.drain_paced()
             if s._delayed:
                 s.release_delayed(self.now_ns)
+        return more
 
     @property
     def accepting(self) -> bool:
@@ -469,6 +494,7 @@ class GatewayCore:
         """The socket is gone: forget the session (its orders stay, as at IB)."""
         s.phase = Phase.CLOSED
         self.sessions.pop(s.conn_id, None)
+        self.held.discard(s)
         if s.client_id is not None and self.clients.get(s.client_id) is s:
             del self.clients[s.client_id]
         for sub in list(s.subs.values()):
@@ -844,39 +870,67 @@ class GatewayCore:
         if subs and sub in subs:
             subs.remove(sub)
 
-    def _run_market(self) -> None:
-        """Advance the market by the events due since the last call.
+    def _run_market(self, budget_ns: int | None = None) -> bool:
+        """Advance the market by the events due since the last call (for at most ``budget_ns``
+        of the clock); True while events are still due.
 
         Only instruments someone watches or has orders on move (the rest would cost time and
         change nothing anyone sees); a replayed instrument applies every record due by now.
+        Each instrument accrues ``events_per_second`` of credit and the instruments take turns,
+        ``_TURN`` events each, so a budget cut is fair. A backlog beyond ``_MAX_BACKLOG_STEPS``
+        is dropped (counted in ``steps_dropped``): the rate is a ceiling, not a debt, and a
+        loop that fell behind must not freeze to catch up.
         """
         now = self.now_ns
-        elapsed = (now - self._last_step_ns) / NS
+        elapsed = max((now - self._last_step_ns) / NS, 0.0)
         self._last_step_ns = now
-        if elapsed <= 0 or self.link_down:
-            return
+        if self.link_down:
+            return False
         active = {con for con, subs in self.subs_by_con.items() if subs}
         active.update(sim.instrument.con_id for sim in self.orders.values())
         rate = self.config.market.events_per_second
         credit = self._step_credit
         market = self.market
+        due: dict[int, int] = {}
         for con in active:
             if con in self.replayed:
-                self._publish(con, market.step(con, now))
-                self._deliver(self.matching.on_market(con, now))
+                if elapsed:
+                    self._publish(con, market.step(con, now))
+                    self._deliver(self.matching.on_market(con, now))
                 continue
             c = credit.get(con, 0.0) + elapsed * rate
-            n = min(int(c), _MAX_STEPS_PER_CALL)
-            credit[con] = c - n if n < _MAX_STEPS_PER_CALL else 0.0
-            for _ in range(n):
-                self._publish(con, market.step(con))
-            if n:
+            if c > _MAX_BACKLOG_STEPS:
+                self.steps_dropped += int(c - _MAX_BACKLOG_STEPS)
+                c = float(_MAX_BACKLOG_STEPS)
+            if c >= 1.0:
+                due[con] = int(c)
+            credit[con] = c - int(c)
+        start = self.clock() if budget_ns is not None else 0
+        while due:
+            for con, n in list(due.items()):
+                k = min(n, _TURN)
+                for _ in range(k):
+                    self._publish(con, market.step(con))
                 self._deliver(self.matching.on_market(con, now))
+                self.steps_taken += k
+                if n > k:
+                    due[con] = n - k
+                else:
+                    del due[con]
+            if due and budget_ns is not None and self.clock() - start >= budget_ns:
+                for con, n in due.items():
+                    credit[con] += n
+                return True
+        return False
 
     def _publish(self, con_id: int, events: Iterable[Any]) -> None:
         subs = self.subs_by_con.get(con_id)
         if not subs or self.farm_down or con_id in self.stopped_data:
             return
+        if self.held:
+            subs = [sub for sub in subs if not self._holds(sub)]
+            if not subs:
+                return
         depth = False
         for ev in events:
             if isinstance(ev, DepthRow):
@@ -913,6 +967,48 @@ class GatewayCore:
             for sub in subs:
                 if sub.kind == "depth":
                     self._sync_depth(sub)
+
+    def _holds(self, sub: MarketSub) -> bool:
+        """Whether ``sub``'s stream is held back now (its client is backpressured); counts it."""
+        if sub.session.backpressured and sub.kind != "bars":
+            sub.session.held_back += 1
+            return True
+        return False
+
+    def hold_market_data(self, s: Session) -> None:
+        """``s`` is not keeping up (its send buffers are full): stop streaming market data to
+        it. Order, account and request answers still go; nothing already queued is dropped.
+
+        A real gateway does not let a slow client's backlog grow without bound either, and
+        for a fast client it bounds how much market data an order answer can queue behind.
+        keepUpToDate bars keep flowing (they carry a running volume a skip would lose).
+        """
+        if not s.backpressured:
+            s.backpressured = True
+            self.held.add(s)
+
+    def release_market_data(self, s: Session) -> None:
+        """``s`` drained its buffers: bring its streams up to date (depth rows diffed against
+        what it has, the current quote; prints in between are not replayed) and resume."""
+        if not s.backpressured:
+            return
+        s.backpressured = False
+        self.held.discard(s)
+        if s.phase != Phase.READY or self.farm_down:
+            return
+        for sub in list(s.subs.values()):
+            con = sub.instrument.con_id
+            if con in self.stopped_data:
+                continue
+            if sub.kind == "depth":
+                self._sync_depth(sub)
+            elif sub.kind in ("mkt", "tbt"):
+                b = self.market.book(con)
+                q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
+                if sub.kind == "mkt":
+                    self._send_quote(sub, q)
+                else:
+                    self._send_tbt_quote(sub, q)
 
     def _send_quote(self, sub: MarketSub, q: Quote) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
@@ -1496,6 +1592,8 @@ class GatewayCore:
             "accepting": self.accepting,
             "link_down": self.link_down,
             "farm_down": self.farm_down,
+            "market_data_held": len(self.held),
+            "steps_dropped": self.steps_dropped,
         }
 
     def ledger(self) -> dict[str, Any]:
@@ -1566,9 +1664,11 @@ GatewayCore._handlers = {
 }
 
 _MAKERS = ("NSDQ", "ARCA", "BATS", "IEX")
-#: Market events per instrument per ``advance`` at most: a loop that falls behind a configured
-#: rate drops the backlog instead of freezing to catch up (the rate is a ceiling, not a debt).
-_MAX_STEPS_PER_CALL = 1_000
+#: Market events an instrument may have due at most: a loop that falls behind a configured
+#: rate drops the backlog beyond this instead of freezing to catch up.
+_MAX_BACKLOG_STEPS = 1_000
+#: Market events an instrument makes per turn before the next instrument's.
+_TURN = 8
 
 
 def _exec_matches(flt: ExecutionFilter, rec: ExecRecord) -> bool:

@@ -1,10 +1,23 @@
 """The thin asyncio layer: sockets, a periodic tick, and the control interface.
 
 ``GatewaySimServer`` listens on a loopback port, gives every connection a ``core.Session`` and
-flushes what the core wants written after each read and each tick. During a simulated daily
-restart the listener is closed (clients see "connection refused", like a stopped Gateway) or,
-with ``refuse = "accept_close"``, connections are accepted and closed at once (like the socat
-relays in the Docker images).
+flushes what the core wants written after each read and each tick.
+
+Streaming, it behaves like a gateway that serves its clients while it floods them:
+
+- Market data is produced in slices of about ``market.slice_ms``; each slice is written at
+  once and the loop reads the sockets before the next, so a request that arrives mid-flood is
+  answered within about one slice, not after the whole tick's burst.
+- Write-side flow control: each client's kernel send buffer is sized to
+  ``gateway.send_buffer_kib`` and the transport's high-water mark to the same; past it the
+  transport pauses the protocol, the core holds that client's market data back (conflated),
+  and on resume brings it up to date. So a client that cannot keep up sees fresher, fewer
+  updates instead of an ever older backlog, and an order answer never sits behind more than
+  about two buffers' worth of market data.
+
+During a simulated daily restart the listener is closed (clients see "connection refused", like
+a stopped Gateway) or, with ``refuse = "accept_close"``, connections are accepted and closed at
+once (like the socat relays in the Docker images).
 
 The control interface is a JSON-lines TCP port: send ``{"action": "farm_blip", "seconds": 2}``
 (any fault from ``config.FaultConfig``) or ``{"action": "status"}``; each line gets one JSON
@@ -17,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 import orjson
@@ -45,6 +59,21 @@ class _ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.session = core.open_session(f"{peer[0]}:{peer[1]}" if peer else "?")
         self.server.protocols[self.session] = self
+        limit = self.server.config.gateway.send_buffer_kib * 1024
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.server.core.hold_market_data(self.session)
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.server.core.release_market_data(self.session)
+            self.server.flush()
 
     def data_received(self, data: bytes) -> None:
         s = self.session
@@ -139,11 +168,15 @@ class GatewaySimServer:
 
     async def _tick_loop(self) -> None:
         interval = self.config.market.tick_interval_ms / 1000
+        budget = int(self.config.market.slice_ms * 1e6)
         core = self.core
         while True:
             await asyncio.sleep(interval)
             try:
-                core.advance()
+                while core.advance(budget_ns=budget):
+                    self.flush()
+                    # Let the loop read the sockets (a cancel) before the next slice.
+                    await asyncio.sleep(0)
                 self.flush()
                 await self._track_restart()
             except Exception:  # one bad tick must not stop the gateway

@@ -1,0 +1,204 @@
+"""Streaming under load: the gateway simulator serves requests between slices of a flood and
+holds a slow client's market data back; the client answers order events ahead of a read's
+market data.
+
+Behaviour only (which messages come, in what order, what state results), never how fast.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from ibapi.contract import Contract
+from ibapi.server_versions import MAX_CLIENT_VER
+
+from adapters.ib.connection import ClientSession
+from adapters.ib.gateway_sim.core import GatewayCore, Session
+from adapters.ib.gateway_sim.responses import ResponseEncoder
+from tests.ib_sim_support import RecordingApp, sim_config
+
+VERSIONS = [176, MAX_CLIENT_VER]
+MS = 1_000_000
+
+
+@pytest.fixture(params=VERSIONS, ids=lambda v: f"v{v}")
+def version(request: pytest.FixtureRequest) -> int:
+    return request.param
+
+
+class Clock:
+    """A clock that moves only when told to, or by ``tick`` on every reading."""
+
+    def __init__(self) -> None:
+        self.now = 1_750_000_000 * 10**9
+        self.tick = 0
+
+    def __call__(self) -> int:
+        self.now += self.tick
+        return self.now
+
+
+def es() -> Contract:
+    c = Contract()
+    c.symbol, c.secType, c.exchange, c.currency = "ES", "FUT", "CME", "USD"
+    c.lastTradeDateOrContractMonth = "202506"
+    return c
+
+
+class Pair:
+    """A sans-I/O client (``ClientSession`` with ibapi's decoder) wired to a core ``Session``."""
+
+    def __init__(self, version: int, events_per_second: float = 10_000.0) -> None:
+        self.clock = Clock()
+        cfg = sim_config(
+            gateway={"max_server_version": version},
+            market={"events_per_second": events_per_second},
+            pacing={"enabled": False},
+        )
+        self.core = GatewayCore(cfg, clock=self.clock)
+        self.app = RecordingApp()
+        self.client = ClientSession(self.app, 5, max_version=version)
+        self.s: Session = self.core.open_session("test")
+        self.s.receive(self.client.hello())
+        self.pump()
+        assert self.client.ready
+
+    def pump(self) -> None:
+        """Deliver what each side has written until both are quiet."""
+        while True:
+            out = self.s.take_output()
+            if out:
+                self.client.receive(out)
+            req = self.client.take_output()
+            if req:
+                self.s.receive(req)
+            if not out and not req:
+                return
+
+    def mark(self) -> int:
+        return len(self.app.calls)
+
+    def names(self, since: int) -> list[str]:
+        """Callbacks since ``since`` (ibapi's extra ``...ProtoBuf`` ones left out)."""
+        return [c.name for c in self.app.calls[since:] if not c.name.endswith("ProtoBuf")]
+
+
+def depth_book(app: RecordingApp, req_id: int) -> dict[int, list[tuple[float, Decimal]]]:
+    sides: dict[int, list[tuple[float, Decimal]]] = {0: [], 1: []}
+    for rid, pos, op, side, price, size in app.all("updateMktDepth"):
+        if rid != req_id:
+            continue
+        levels = sides[side]
+        if op == 0:
+            levels.insert(pos, (price, size))
+        elif op == 1:
+            levels[pos] = (price, size)
+        else:
+            levels.pop(pos)
+    return sides
+
+
+def market_top(core: GatewayCore, rows: int) -> dict[int, list[tuple[float, Decimal]]]:
+    b = core.market.book(core.market.resolve(es())[0].con_id)
+    return {0: b.asks[:rows], 1: b.bids[:rows]}
+
+
+def test_a_budgeted_advance_leaves_the_rest_due_and_a_request_is_answered_between(
+    version: int,
+) -> None:
+    p = Pair(version)
+    p.client.client.reqMktDepth(7, es(), 10, False, [])
+    p.pump()
+    p.clock.now += 50 * MS  # 500 market events due at 10k/s
+    p.clock.tick = 1  # every reading of the clock spends the (zero) budget
+    taken = p.core.steps_taken
+    assert p.core.advance(budget_ns=0) is True  # one turn, the rest still due
+    first = p.core.steps_taken - taken
+    assert 0 < first < 500
+    p.pump()
+    mark = p.mark()
+    p.client.client.reqCurrentTime()
+    p.pump()
+    # Answered at once, with none of the remaining market events ahead of it.
+    assert p.names(mark) == ["currentTime"]
+    while p.core.advance(budget_ns=0):
+        p.pump()
+    p.pump()
+    assert p.core.steps_taken - taken == 500
+    assert p.core.steps_dropped == 0
+    assert depth_book(p.app, 7) == market_top(p.core, 10)
+
+
+def test_a_held_client_gets_answers_but_no_market_data_then_catches_up(version: int) -> None:
+    p = Pair(version)
+    p.client.client.reqMktDepth(7, es(), 10, False, [])
+    p.pump()
+    p.core.hold_market_data(p.s)
+    assert p.core.status()["market_data_held"] == 1
+    mark = p.mark()
+    p.clock.now += 20 * MS
+    p.core.advance()
+    p.client.client.reqCurrentTime()
+    p.pump()
+    assert p.names(mark) == ["currentTime"]  # answers go, market data does not
+    assert p.s.held_back > 0
+    p.core.release_market_data(p.s)
+    p.pump()
+    assert "updateMktDepth" in p.names(mark)
+    assert depth_book(p.app, 7) == market_top(p.core, 10)  # caught up by the diff
+    p.clock.now += 20 * MS
+    p.core.advance()
+    p.pump()
+    assert depth_book(p.app, 7) == market_top(p.core, 10)
+    assert p.core.status()["market_data_held"] == 0
+
+
+# ---- the client: order events ahead of the read's market data ---------------------------------
+
+
+class _Order(RecordingApp):
+    """Records callbacks and, with them, how many row batches had arrived before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows_seen = 0
+
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        super()._record(name, (*args, self.rows_seen))
+
+
+def test_order_events_are_dispatched_before_the_reads_market_data(version: int) -> None:
+    app = _Order()
+    batches: list[int] = []
+
+    def on_rows(rows: np.ndarray) -> None:
+        batches.append(len(rows))
+        app.rows_seen += 1
+
+    session = ClientSession(app, 5, max_version=version, on_rows=on_rows)
+    session.order_ids_from = 4096
+    session.receive(b"\0\0\0\x1a" + f"{version}\0".encode() + b"20250602 10:00:00 EST\0")
+    assert session.hot is not None
+    enc = ResponseEncoder(version, True)
+    read = b"".join(
+        [
+            enc.update_mkt_depth(7, 0, 1, 1, 100.25, Decimal(3)),
+            enc.error(7, 317, "Market depth data has been RESET", 0),
+            enc.order_status(
+                5000, "Cancelled", Decimal(0), Decimal(1), 0.0, 99, 0, 0.0, 5, "", 0.0
+            ),
+            enc.update_mkt_depth(7, 0, 1, 0, 100.50, Decimal(4)),
+            enc.error(5000, 202, "Order Canceled - reason:", 0),
+        ]
+    )
+    session.receive(read)
+    assert batches == [2]  # the rows still go in one batch
+    (status,) = app.all("orderStatus")
+    app.calls = [c for c in app.calls if not c.name.endswith("ProtoBuf")]
+    assert status[0] == 5000 and status[-1] == 0  # before the rows
+    by_code = {args[2]: args[-1] for args in app.all("error")}
+    assert by_code[202] == 0  # an order's error goes with the order stream
+    assert by_code[317] == 1  # a market-data error keeps its place after the rows
