@@ -379,6 +379,135 @@ def test_place_order_matches_ibapi_on_any_patched_values(
     same_as_ibapi(version, order_id, contract, order)
 
 
+hot_ids = st.one_of(
+    int32s,
+    st.sampled_from((0x1FFFFF, 0x200000, 0xFFFFFFF, 0x10000000, -1, -(2**31))),
+)
+hot_quantities = st.one_of(
+    quantities,
+    st.integers(min_value=0, max_value=10**40),
+    st.sampled_from(
+        (Decimal(0), Decimal("-0"), Decimal(10**37), Decimal(10**38), Decimal("1E+2"), 0, True)
+    ),
+)
+hot_prices = st.one_of(
+    prices,
+    st.sampled_from((0.1 + 0.2, 1 / 3, 5e-324, -1e-300, 2.0**53 + 1, math.nan, -math.inf)),
+)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    profile_seed=st.integers(0, 15),
+    ref=texts,
+    hot=st.lists(st.tuples(hot_ids, hot_quantities, hot_prices), min_size=1, max_size=6),
+)
+def test_place_order_matches_ibapi_when_only_id_quantity_and_price_change(
+    version, profile_seed, ref, hot
+) -> None:
+    """The market maker's case: one shape, every other patched slot the first order's objects.
+
+    That is the renderer's fast case (cached bytes around the id, quantity and price), so the
+    edge values go through it: ids at varint length boundaries, negative and UNSET ids,
+    quantities of every length up to and past UNSET_DECIMAL's, prices that need repr's
+    precision, signed zeros, NaN, infinities and UNSET.
+    """
+    profile = random_profile(random.Random(profile_seed))
+    contract, order = build_order(profile, random.Random(profile_seed))
+    order.orderRef = ref  # unicode included: it is the template's memo, written as UTF-8
+    same_as_ibapi(version, 1, contract, order)
+    for order_id, qty, lmt in hot:
+        order.totalQuantity, order.lmtPrice = qty, lmt
+        same_as_ibapi(version, order_id, contract, order)
+
+
+EDGE_IDS = (
+    0,
+    1,
+    127,
+    128,
+    0x3FFF,
+    0x4000,
+    0x1FFFFF,
+    0x200000,
+    0xFFFFFFF,
+    0x10000000,
+    UNSET_INTEGER,
+    -1,
+    -(2**31),
+)
+EDGE_QUANTITIES = (
+    Decimal(0),
+    Decimal(7),
+    7,
+    0,
+    Decimal(10**37),
+    Decimal(10**38),
+    10**38 - 1,
+    10**38,
+    Decimal("-0"),
+    Decimal("1E+2"),
+    Decimal("2.50"),
+    UNSET_DECIMAL,
+    True,
+)
+EDGE_PRICES = (
+    UNSET_DOUBLE,
+    0.0,
+    -0.0,
+    0.1 + 0.2,
+    1 / 3,
+    5e-324,
+    1e22,
+    101.25,
+    math.nan,
+    math.inf,
+    -math.inf,
+    7,
+    float(UNSET_INTEGER),
+)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("ref", ["mm-AAPL", "r\u00e9f \u6ce8\u6587"])
+def test_edge_ids_quantities_and_prices_in_one_shape(version: int, ref: str) -> None:
+    """Every combination of edge values, each order otherwise the first one's objects."""
+    contract, order = stock(), Order()
+    order.action, order.orderType, order.tif, order.orderRef = "BUY", "LMT", "DAY", ref
+    order.totalQuantity, order.lmtPrice = Decimal(1), 1.5
+    same_as_ibapi(version, 1, contract, order)
+    for order_id in EDGE_IDS:
+        for order.totalQuantity in EDGE_QUANTITIES:
+            for order.lmtPrice in EDGE_PRICES:
+                same_as_ibapi(version, order_id, contract, order)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_equal_but_not_identical_values_in_usually_constant_slots(version: int) -> None:
+    """A slot equal to the first order's value but not the same object is formatted afresh."""
+    order = Order()
+    order.action, order.orderType, order.tif = "BUY", "STP LMT", "DAY"
+    order.totalQuantity, order.lmtPrice, order.auxPrice = Decimal(5), 10.5, 0.0
+    order.parentId, order.displaySize, order.orderRef = 0, 0, "r\u00e9f"
+    same_as_ibapi(version, 1, stock(), order)
+    for name, value in (
+        ("auxPrice", -0.0),
+        ("auxPrice", 0),
+        ("parentId", False),
+        ("parentId", 0.0),
+        ("displaySize", Decimal(0)),
+        ("orderRef", "".join(("r\u00e9", "f"))),  # a new str object
+    ):
+        changed = copy.copy(order)
+        setattr(changed, name, value)
+        for order_id, qty, lmt in ((2, Decimal(6), 10.75), (20_000, 7, UNSET_DOUBLE)):
+            changed.totalQuantity, changed.lmtPrice = qty, lmt
+            same_as_ibapi(version, order_id, stock(), changed)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_cancel_order_matches_ibapi(version: int) -> None:
     rng = random.Random(7 * version)

@@ -35,7 +35,9 @@ per-order scalars, ``PATCHED_FIELDS`` plus the order id; everything else is the 
 3. **Patch.** A cached shape is rendered by joining its chunks with the freshly formatted
    patched values, recomputing the length prefix (and the order sub-message's length). A slot
    holding the very object the template's first order held (the usual UNSET, "" and 0) reuses
-   its encoding.
+   its encoding. In protobuf, when only the id, the quantity and the limit price are new (a
+   non-negative id below 2**28, a digits-only quantity, a float price), the frame is one
+   ``struct`` pack whose bytes around those three fields are cached per their lengths.
 
 Why it is byte-exact: the chunks are ibapi's own bytes for that shape, and the patched values
 are formatted as ibapi formats them. Text ``comm.make_field`` is ``str(value)``;
@@ -284,6 +286,8 @@ def _varint(n: int) -> bytes:
         return _VARINT_14[n]
     if n < 0x200000:
         return _LOW_7[n & 0x7F] + _VARINT_14[n >> 7]
+    if n < 0x10000000:
+        return _LOW_7[n & 0x7F] + _LOW_7[n >> 7 & 0x7F] + _VARINT_14[n >> 14]
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -652,14 +656,21 @@ def _proto_renderer(frame: bytes, first: tuple) -> Renderer | None:
 
 
 def _proto_place(middle: bytes, tail: bytes, chunks: list[bytes], first: tuple) -> Renderer:
-    """Render PlaceOrderRequest frames; slots holding the first order's objects reuse bytes."""
+    """Render PlaceOrderRequest frames; slots holding the first order's objects reuse bytes.
+
+    The usual order of a shape changes only its id, quantity and limit price: every other
+    patched slot holds the very object the template's first order held. That case is one
+    ``struct`` pack per call, its format and the bytes around the three fields cached per
+    (id varint length, quantity length, limit price present): the lengths fix the order
+    sub-message's length and the frame's, so both are baked into the cached bytes. Any other
+    combination is rendered field by field below it.
+    """
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 = chunks
     t_parent, t_qty, t_display, t_lmt, t_aux, t_tpct, t_tstop, t_gtd, t_oca, t_ref = (
         tag for _, tag in _PROTO_SLOT_TAGS
     )
-    qty_1, lmt_1, aux_1, oca_1, ref_1, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
+    qty_1, _, aux_1, oca_1, ref_1, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
     k_qty, e_qty = _memo(_p_quantity, t_qty, qty_1)
-    k_lmt, e_lmt = _memo(_p_double, t_lmt, lmt_1)
     k_ref, e_ref = _memo(_p_string, t_ref, ref_1)
     k_parent, e_parent = _memo(_p_int32, t_parent, parent_1)
     k_display, e_display = _memo(_p_int32, t_display, display_1)
@@ -668,69 +679,78 @@ def _proto_place(middle: bytes, tail: bytes, chunks: list[bytes], first: tuple) 
     k_tstop, e_tstop = _memo(_p_double, t_tstop, tstop_1)
     k_gtd, e_gtd = _memo(_p_string, t_gtd, gtd_1)
     k_oca, e_oca = _memo(_p_string, t_oca, oca_1)
-    stable = (e_parent, e_display, e_aux, e_tpct, e_tstop, e_gtd, e_oca)
-    if None in stable:  # some k_ is a _Never: the pre-joined layout is never used
-        a = b = c = b""
-        fixed_body = 0
-    else:  # the chunks around the usually constant slots, pre-joined
-        a = c0 + e_parent + c1
-        b = c2 + e_display + c3
-        c = c4 + e_aux + c5 + e_tpct + c6 + e_tstop + c7 + e_gtd + c8 + e_oca + c9
-        fixed_body = len(a) + len(b) + len(c) + len(c10)
+    stable = (e_parent, e_display, e_aux, e_tpct, e_tstop, e_gtd, e_oca, e_ref)
+    if None in stable:  # some k_ is a _Never: the fast case never applies
+        before_qty = after_qty = after_lmt = b""
+    else:  # the order sub-message around the quantity and the limit price
+        before_qty = c0 + e_parent + c1 + t_qty
+        after_qty = c2 + e_display + c3
+        after_lmt = (
+            c4 + e_aux + c5 + e_tpct + c6 + e_tstop + c7 + e_gtd + c8 + e_oca + c9 + e_ref + c10
+        )
     msg_id, t_oid, t_order = _PLACE_PROTO_ID, _T_ORDER_ID, _T_ORDER
     head = middle + t_order
-    end = c10 + tail
-    fixed_msg = len(msg_id) + len(head) + len(tail)
-    lmt_pack = struct.Struct(f"<{len(t_lmt)}sd").pack
+    after_qty_lmt = after_qty + t_lmt  # the limit price's tag right after the quantity's slot
+    end = after_lmt + tail
+    after_qty_end = after_qty + end  # no limit price (MKT, STP...)
+    layouts: dict[int, tuple[Callable[..., bytes], bytes, bytes]] = {}
+
+    def layout(key: int) -> tuple[Callable[..., bytes], bytes, bytes]:
+        """(pack, bytes before the id varint, bytes from there to the quantity's digits)."""
+        id_len, qty_len, has_lmt = key >> 7, key >> 1 & 0x3F, key & 1
+        lmt_len = len(t_lmt) + 8 if has_lmt else 0
+        n = len(before_qty) + 1 + qty_len + len(after_qty) + lmt_len + len(after_lmt)
+        size_n = _varint(n)
+        total = len(msg_id) + len(t_oid) + id_len + len(head) + len(size_n) + n + len(tail)
+        pre = _U32(total) + msg_id + t_oid
+        mid = head + size_n + before_qty + _BYTE[qty_len]
+        if has_lmt:
+            fmt = f"<{len(pre)}s{id_len}s{len(mid)}s{qty_len}s{len(after_qty_lmt)}sd{len(end)}s"
+        else:
+            fmt = f"<{len(pre)}s{id_len}s{len(mid)}s{qty_len}s{len(after_qty_end)}s"
+        layouts[key] = found = (struct.Struct(fmt).pack, pre, mid)
+        return found
+
     unset = UNSET_DOUBLE
 
     def render(oid: Any, patched: tuple) -> bytes:
         qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
-        if qty is k_qty:
-            q = e_qty
-        elif qty.__class__ is Decimal:
-            s = str(qty)  # a plain finite number, shorter than UNSET: as _p_quantity does
-            if len(s) < 39 and s[-1].isdigit() and "E" not in s and "e" not in s:
-                q = t_qty + _BYTE[len(s)] + s.encode()
-            else:
-                q = _p_quantity(t_qty, qty)
-        else:
-            q = _p_quantity(t_qty, qty)
-        if lmt is k_lmt:
-            lp = e_lmt
-        elif lmt.__class__ is float and lmt != unset:
-            lp = lmt_pack(t_lmt, lmt)
-        else:
-            lp = _p_double(t_lmt, lmt)
-        r = e_ref if ref is k_ref else _p_string(t_ref, ref)
-        if oid.__class__ is int and 0 <= oid < 0x4000:
-            i = t_oid + _VARINT_14[oid]
-        else:
-            i = _p_int32(t_oid, oid)
         if (
-            parent is k_parent
+            ref is k_ref
+            and parent is k_parent
             and display is k_display
             and aux is k_aux
             and tpct is k_tpct
             and tstop is k_tstop
             and gtd is k_gtd
             and oca is k_oca
+            and oid.__class__ is int
+            and 0 <= oid < 0x10000000
+            and (qty.__class__ is Decimal or qty.__class__ is int)
+            and lmt.__class__ is float
         ):
-            n = fixed_body + len(q) + len(lp) + len(r)
-            nb = _VARINT_14[n] if n < 0x4000 else _varint(n)
-            return b"".join(
-                (_U32(fixed_msg + len(i) + len(nb) + n), msg_id, i, head, nb, a, q, b, lp, c, r,
-                 end)
-            )  # fmt: skip
+            # Digits only: a non-negative integer with no exponent, shorter than UNSET_DECIMAL,
+            # which decimalMaxString writes as str() writes it.
+            s = str(qty)
+            if s.isdigit() and len(s) < 39:
+                i = _VARINT_14[oid] if oid < 0x4000 else _varint(oid)
+                if lmt != unset:
+                    key = len(i) << 7 | len(s) << 1 | 1
+                    pack, pre, mid = layouts.get(key) or layout(key)
+                    return pack(pre, i, mid, s.encode(), after_qty_lmt, lmt, end)
+                key = len(i) << 7 | len(s) << 1
+                pack, pre, mid = layouts.get(key) or layout(key)
+                return pack(pre, i, mid, s.encode(), after_qty_end)
+        q = e_qty if qty is k_qty else _p_quantity(t_qty, qty)
         body = b"".join(
             (
-                c0, _p_int32(t_parent, parent), c1, q, c2, _p_int32(t_display, display), c3, lp,
-                c4, _p_double(t_aux, aux), c5, _p_double(t_tpct, tpct), c6,
-                _p_double(t_tstop, tstop), c7, _p_string(t_gtd, gtd), c8, _p_string(t_oca, oca),
-                c9, r, c10,
+                c0, _p_int32(t_parent, parent), c1, q, c2, _p_int32(t_display, display), c3,
+                _p_double(t_lmt, lmt), c4, _p_double(t_aux, aux), c5, _p_double(t_tpct, tpct),
+                c6, _p_double(t_tstop, tstop), c7, _p_string(t_gtd, gtd), c8,
+                _p_string(t_oca, oca), c9, e_ref if ref is k_ref else _p_string(t_ref, ref), c10,
             )
         )  # fmt: skip
-        msg = b"".join((msg_id, i, head, _varint(len(body)), body, tail))
+        msg = b"".join((msg_id, _p_int32(t_oid, oid), head, _varint(len(body)), body, tail))
         return _U32(len(msg)) + msg
 
     return render
