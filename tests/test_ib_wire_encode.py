@@ -778,3 +778,143 @@ def test_gateway_simulator_parser_reads_back_the_patched_fields(version: int) ->
             version, comm.read_msg(encode_cancel_order(version, i, OrderCancel()))[1]
         )
         assert isinstance(cancel, CancelOrder) and cancel.order_id == i
+
+
+# --- The prepared template: only id, quantity, price and orderRef change -------------------------
+
+PREPARED_VERSIONS = (176, 200, 201, 203, 225)
+
+
+def prepared_same_as_ibapi(
+    version: int, template: wire.PlaceOrderTemplate, contract: Contract, order: Order, *values: Any
+) -> bytes:
+    """``template.encode(*values)``, asserted equal to ibapi's frame for the prepared order with
+    those four fields replaced (or the same refusal / the same exception)."""
+    order_id, order.totalQuantity, order.lmtPrice, order.orderRef = values
+    try:
+        expected = ibapi_place(version, order_id, contract, order)
+    except Refused as refusal:
+        with pytest.raises(IbEncodeError) as err:
+            template.encode(*values)
+        assert err.value.code == refusal.code
+        return b""
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            template.encode(*values)
+        return b""
+    got = template.encode(*values)
+    assert got == expected, _diff(got, expected)
+    return got
+
+
+def lots(step: str) -> st.SearchStrategy[Decimal]:
+    """Quantities as the venue makes them: Decimal(lots) * lot size."""
+    return st.integers(min_value=0, max_value=10**7).map(lambda n: Decimal(n) * Decimal(step))
+
+
+venue_refs = st.integers(min_value=0, max_value=2**64).map(str)  # str(client_order_id)
+any_refs = st.one_of(venue_refs, texts, st.text(max_size=140), st.just("x" * 200))
+prepared_quantities = st.one_of(hot_quantities, lots("0.001"), lots("1"), lots("0.01"))
+prepared_ids = st.one_of(hot_ids, st.integers(min_value=-(2**40), max_value=2**40))
+
+
+@pytest.mark.parametrize("version", PREPARED_VERSIONS)
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    profile_seed=st.integers(0, 40),
+    calls=st.lists(
+        st.tuples(prepared_ids, prepared_quantities, hot_prices, any_refs), min_size=1, max_size=8
+    ),
+)
+def test_prepared_template_matches_ibapi_on_random_shapes_and_values(
+    version, profile_seed, calls
+) -> None:
+    """Random contract / order type / TIF / algo / flags, then random per-order values."""
+    rng = random.Random(profile_seed)
+    contract, order = build_order(random_profile(rng), rng)
+    template = wire.prepare_place_order(version, contract, order)
+    for values in calls:
+        prepared_same_as_ibapi(version, template, contract, order, *values)
+
+
+PREPARED_EDGE_QUANTITIES = (
+    *EDGE_QUANTITIES,
+    Decimal("0.001"),
+    Decimal("0.001") * 7,
+    Decimal("0.001") * 1000,
+    Decimal("0.001") * 123456789,
+    Decimal("0.01") * 0,
+    Decimal("1E-7"),
+    5.0,
+)
+PREPARED_EDGE_REFS = ("", "0", "7", "123456789", str(2**63), "x" * 127, "x" * 128, "é", "a\tb")
+
+
+@pytest.mark.parametrize("version", PREPARED_VERSIONS)
+@pytest.mark.parametrize("kind", ["LMT", "MKT"])
+def test_prepared_template_edge_grid(version: int, kind: str) -> None:
+    """Every combination of edge ids, quantities, prices and refs in one plain shape."""
+    contract, order = stock(), Order()
+    order.action, order.orderType, order.tif, order.account = "BUY", kind, "DAY", "DU123456"
+    template = wire.prepare_place_order(version, contract, order)
+    assert template.templated
+    for order_id in EDGE_IDS:
+        for qty in PREPARED_EDGE_QUANTITIES:
+            for lmt in EDGE_PRICES:
+                for ref in PREPARED_EDGE_REFS:
+                    prepared_same_as_ibapi(
+                        version, template, contract, order, order_id, qty, lmt, ref
+                    )
+
+
+@pytest.mark.parametrize("version", PREPARED_VERSIONS)
+def test_prepared_template_serves_the_venues_orders_without_ibapi(version: int) -> None:
+    """Digit refs, lot-size quantities and tick prices never reach ibapi after preparing, so the
+    differential tests above went through the templates, not through the fallback."""
+    rng = random.Random(version)
+    for _ in range(10):
+        contract, order = build_order(random_profile(rng), rng)
+        template = wire.prepare_place_order(version, contract, order)
+        assert template.templated
+        before = wire.cache_stats().ibapi_encodes
+        frames = [
+            template.encode(4096 + i, Decimal(rng.randint(1, 900)) * Decimal("0.01"),
+                            round(rng.uniform(1, 500), 2), str(10**12 + i))
+            for i in range(50)
+        ]  # fmt: skip
+        assert wire.cache_stats().ibapi_encodes == before
+        assert len(set(frames)) == 50
+
+
+@pytest.mark.parametrize("version", PREPARED_VERSIONS)
+def test_prepared_template_keeps_the_shape_it_was_given(version: int) -> None:
+    """The shape is snapshotted: changing the caller's objects afterwards changes nothing
+    (the documented contract: a new shape needs a new template)."""
+    contract, order = stock(), Order()
+    order.action, order.orderType, order.tif = "BUY", "LMT", "DAY"
+    order.algoStrategy, order.algoParams = "Adaptive", [TagValue("adaptivePriority", "Normal")]
+    original = (copy.deepcopy(contract), copy.deepcopy(order))
+    template = wire.prepare_place_order(version, contract, order)
+    order.tif, contract.exchange = "GTC", "ISLAND"
+    order.algoParams[0].value = "Urgent"
+    prepared_same_as_ibapi(version, template, *original, 9, Decimal(3), 10.5, "77")
+
+
+def test_prepared_template_below_fractional_positions_goes_to_ibapi() -> None:
+    contract, order = stock(), Order()
+    order.action, order.orderType = "BUY", "LMT"
+    template = wire.prepare_place_order(100, contract, order)
+    assert not template.templated
+    for qty in (7, Decimal("7.5"), Decimal(3)):
+        prepared_same_as_ibapi(100, template, contract, order, 1, qty, 1.25, "5")
+
+
+@pytest.mark.parametrize("version", PREPARED_VERSIONS)
+def test_prepared_template_of_a_shape_ibapi_refuses_refuses_every_call(version: int) -> None:
+    contract, order = stock(), Order()
+    order.action, order.orderType, order.account = "BUY", "LMT", "compte-é"
+    template = wire.prepare_place_order(version, contract, order)
+    for values in ((1, Decimal(1), 1.5, "1"), (2, Decimal(2), 2.5, "2")):
+        prepared_same_as_ibapi(version, template, contract, order, *values)
