@@ -7,11 +7,20 @@ cancel, modify, positions and account values, held-back orders, ids and orderRef
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
+from ibapi import comm
+from ibapi.client import EClient
+from ibapi.const import UNSET_DOUBLE
+from ibapi.order import Order as IbOrder
 from ibapi.server_versions import MAX_CLIENT_VER
+from ibapi.wrapper import EWrapper
 
+from adapters.ib.gateway_sim.requests import PlaceOrder, parse_request
+from adapters.ib.pacing import ORDER
 from engine.messages import Algo, BookSide, EventKind, OrderType, TimeInForce
 from engine.orders import OrderState
 from tests.ib_venue_support import IBHarness, until
@@ -189,3 +198,115 @@ async def test_ib_order_types_reach_the_gateway_as_ib_names_them() -> None:
         plain = h.strat.buy("AAPL", 10, far)
         await h.wait_kind(plain, A)
         assert h.sim_order(plain).order.displaySize in (0, None, 2**31 - 1)
+
+
+class _Keep:
+    """A connection for a reference EClient: it keeps what ibapi sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendMsg(self, msg: bytes) -> None:
+        self.sent.append(msg)
+
+    def isConnected(self) -> bool:
+        return True
+
+
+def eclient_frame(version: int, order_id: int, contract, fields: dict) -> bytes:
+    """What ibapi's own EClient.placeOrder sends for an Order built here from ``fields``."""
+    client = EClient(EWrapper())
+    client.conn, client.serverVersion_ = _Keep(), version
+    client.setConnState(EClient.CONNECTED)
+    order = IbOrder()
+    for name, value in fields.items():
+        setattr(order, name, value)
+    client.placeOrder(order_id, contract, order)
+    [frame] = client.conn.sent
+    return frame
+
+
+@pytest.mark.parametrize("version", [176, 200, MAX_CLIENT_VER])
+async def test_order_and_modify_frames_are_eclients(version: int) -> None:
+    """Every placeOrder frame the venue sends (new orders and modifies, over the prepared
+    templates) equals EClient.placeOrder's for an Order built independently from what the
+    strategy asked; re-qualification (a new contract object) and another server version make
+    the venue prepare again rather than reuse a stale template."""
+    async with IBHarness(sim={"gateway": {"max_server_version": version}}) as h:
+        v = h.venue
+        sent: list[bytes] = []
+        send = v._send
+        v._send = lambda priority, frame: (  # type: ignore[method-assign]
+            sent.append(frame) if priority == ORDER else None,
+            send(priority, frame),
+        )
+        await h.book_ready("AAPL")
+        await h.book_ready("MSFT")
+        low, high = round(h.mid("AAPL") * 0.95, 2), round(h.mid("MSFT") * 1.05, 2)
+        asked: dict[int, list[tuple[str, str, str, int, float]]] = {}
+
+        def order(side: str, sym: str, lots: int, price: float | None, tif=TimeInForce.DAY):
+            place = h.strat.buy if side == "BUY" else h.strat.sell
+            coid = place(sym, lots, price, tif)  # no options: a plain order, no extras
+            asked[coid] = [(side, "LMT" if price is not None else "MKT", tif.name, lots, price)]
+            return coid
+
+        resting = [
+            order("BUY", "AAPL", 5, low),
+            order("BUY", "AAPL", 7, round(low - 0.01, 2)),
+            order("SELL", "MSFT", 3, high, TimeInForce.GTC),
+        ]
+        taker = order("BUY", "AAPL", 1, None)
+        for coid in resting:
+            await h.wait_kind(coid, A)
+        await h.wait_kind(taker, F)
+        for i, coid in enumerate(resting):
+            side, kind, tif, lots, price = asked[coid][-1]
+            new = (side, kind, tif, lots + 2 + i, round(price + (0.02 if i % 2 else -0.03), 2))
+            asked[coid].append(new)
+            h.strat.modify(coid, qty=new[3], price=new[4])
+            await until(lambda c=coid: h.kinds(c).count(M) == 1, 5, f"modify of {coid}")
+        assert v._prepared  # the plain orders went through prepared templates
+
+        def expected(coid: int, sent_as: tuple) -> dict:
+            side, kind, tif, lots, price = sent_as
+            inst = h.registry[v._by_coid[coid].instrument_id]
+            return {
+                "action": side, "orderType": kind, "tif": tif, "account": v.account,
+                "totalQuantity": Decimal(lots) * Decimal(repr(inst.lot_size)),
+                "lmtPrice": UNSET_DOUBLE if price is None else price, "orderRef": str(coid),
+            }  # fmt: skip
+
+        by_coid: dict[int, list[bytes]] = {}
+        for frame in sent:
+            request = parse_request(version, comm.read_msg(frame)[1])
+            assert isinstance(request, PlaceOrder)
+            by_coid.setdefault(v._by_ib[request.order_id].client_order_id, []).append(frame)
+        assert sorted(by_coid) == sorted(asked)
+        for coid, frames in by_coid.items():
+            live = v._by_coid[coid]
+            contract = v._contracts[live.instrument_id]
+            want = [
+                eclient_frame(version, live.ib_id, contract, expected(coid, a)) for a in asked[coid]
+            ]
+            assert frames == want, coid
+
+        # A new contract object for the instrument (re-qualification) or another server
+        # version: the next frame is EClient's for that contract and that version.
+        live = v._by_coid[resting[0]]
+        moved = copy.deepcopy(v._contracts[live.instrument_id])
+        moved.primaryExchange = "ARCA"
+        v._contracts[live.instrument_id] = moved
+        side, kind, tif, lots, price = asked[resting[0]][-1]
+        fields = expected(resting[0], (side, kind, tif, lots + 1, price))
+        assert v._place_frame(live, lots + 1, round(price * 100)) == eclient_frame(
+            version, live.ib_id, moved, fields
+        )
+        other = 200 if version != 200 else 176
+        v.server_version, current = other, v.server_version
+        try:
+            assert v._place_frame(live, lots + 1, round(price * 100)) == eclient_frame(
+                other, live.ib_id, moved, fields
+            )
+        finally:
+            v.server_version = current

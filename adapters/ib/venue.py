@@ -100,7 +100,13 @@ from adapters.ib.history import HistoryClient
 from adapters.ib.marketdata import MarketDataTranslator, Subscription
 from adapters.ib.pacing import CANCEL, DATA, ORDER, MessagePacer
 from adapters.ib.reconnect import Backoff, OutageSchedule, OutageWindow
-from adapters.ib.wire import IbEncodeError, encode_cancel_order, encode_place_order
+from adapters.ib.wire import (
+    IbEncodeError,
+    PlaceOrderTemplate,
+    encode_cancel_order,
+    encode_place_order,
+    prepare_place_order,
+)
 from engine.config import IBVenueConfig
 from engine.instruments import Instrument
 from engine.messages import (
@@ -331,6 +337,8 @@ class IBVenue:
         self._early_commission: dict[str, float] = {}
         self._deferred_cancels: set[int] = set()
         self._protos: dict[tuple[int, int, int, int], IbOrder] = {}
+        #: Prepared placeOrder templates by proto, each with the contract it was made for.
+        self._prepared: dict[IbOrder, tuple[Contract, PlaceOrderTemplate]] = {}
         self._cancel_msg = OrderCancel()
         # Connection state.
         self.epoch = 0
@@ -1048,25 +1056,49 @@ class IBVenue:
         return o
 
     def _place_frame(self, live: _Live, qty_lots: int, price_ticks: int) -> bytes:
+        """The placeOrder frame for a new order or a modify (IB: the same id, sent again).
+
+        The per-order fields are written into the proto (``live.proto`` stays what was sent).
+        An order without extras changes only quantity, limit price and orderRef in a proto whose
+        other fields are fixed since ``_proto`` made it, so it is encoded by a template prepared
+        for that proto; the template is made again when the instrument's contract object or the
+        server version differs from what it was made for (re-qualification, a reconnect). An
+        order with extras writes more fields into its proto, so it takes the generic encoder,
+        which checks the whole shape, and the proto's template is dropped: a later order
+        without extras on it prepares one from what the proto then holds, as sent generically.
+        """
         o = live.proto
         iid = live.instrument_id
-        o.totalQuantity = Decimal(qty_lots) * self._lot_dec[iid]
+        o.totalQuantity = qty = Decimal(qty_lots) * self._lot_dec[iid]
         if price_ticks == NO_PRICE or o.orderType not in _LIMIT_PRICED:
-            o.lmtPrice = UNSET_DOUBLE
+            o.lmtPrice = lmt = UNSET_DOUBLE
         else:
             tick = self.ports.registry[iid].tick_size  # type: ignore[union-attr]
-            o.lmtPrice = round(price_ticks * tick, self._price_digits[iid])
-        o.orderRef = str(live.client_order_id)
+            o.lmtPrice = lmt = round(price_ticks * tick, self._price_digits[iid])
+        o.orderRef = ref = str(live.client_order_id)
+        contract = self._contracts[iid]
         x = live.extras
-        if x is not None:
-            self._apply_extras(o, x, iid)
-            # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
-            # a modify of it must be too (else TWS would hold the change untransmitted).
-            o.parentId = live.parent_ib
-            o.ocaGroup = x.oca_group
-            o.ocaType = x.oca_type
-            o.transmit = x.transmit or live.accepted
-        return encode_place_order(self.server_version, live.ib_id, self._contracts[iid], o)
+        if x is None:
+            found = self._prepared.get(o)
+            if (
+                found is None
+                or found[0] is not contract
+                or found[1].server_version != self.server_version
+            ):
+                found = self._prepared[o] = (
+                    contract,
+                    prepare_place_order(self.server_version, contract, o),
+                )
+            return found[1].encode(live.ib_id, qty, lmt, ref)
+        self._prepared.pop(o, None)
+        self._apply_extras(o, x, iid)
+        # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
+        # a modify of it must be too (else TWS would hold the change untransmitted).
+        o.parentId = live.parent_ib
+        o.ocaGroup = x.oca_group
+        o.ocaType = x.oca_type
+        o.transmit = x.transmit or live.accepted
+        return encode_place_order(self.server_version, live.ib_id, contract, o)
 
     def _apply_extras(self, o: IbOrder, x: OrderExtras, iid: int) -> None:
         """Stop, trail, iceberg and good-till fields, as IB names them (``OrderExtras``)."""
