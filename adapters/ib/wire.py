@@ -55,6 +55,18 @@ ibapi, which encodes or refuses it. Below server version 101
 (``MIN_SERVER_VER_FRACTIONAL_POSITIONS``) ibapi writes ``int(totalQuantity)``, a format that
 depends on the value, so those versions always go through ibapi.
 
+Prepared templates
+------------------
+``encode_place_order`` pays ~0.8 µs per call to copy and compare ~170 values against the
+template: the price of accepting any Order. A caller that sends many orders of one shape and
+changes only the order id, the quantity, the limit price and the orderRef (``IBVenue``: the ref
+carries its client order id, so it changes on every order) calls
+``prepare_place_order(server_version, contract, order)`` once and
+``template.encode(order_id, quantity, limit_price, order_ref)`` per order. The template is cut
+from ibapi's probe frames as above, with the other patched fields fixed to the prepared order's
+values, and checked against ibapi before use; ``encode`` does no shape check (the shape is a
+snapshot taken when preparing) and formats four values, in protobuf mostly one ``struct`` pack.
+
 Limits: shape attributes are compared by value, as any tuple key would be. An attribute that
 holds ``1`` in one order and ``1.0`` in a later order of the same shape is encoded as the first
 (ibapi prints "1" vs "1.0" in text, and refuses a float in an int32 field in protobuf); checking
