@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.ib.reconnect import Backoff, OutageSchedule, OutageWindow
@@ -57,3 +57,41 @@ def test_guard_window_before_a_scheduled_restart() -> None:
     assert sched.guarding(datetime(2026, 3, 2, 23, 44, 40, tzinfo=NY)) is not None
     assert sched.guarding(datetime(2026, 3, 2, 23, 44, 0, tzinfo=NY)) is None
     assert sched.guarding(datetime(2026, 3, 2, 23, 47, 0, tzinfo=NY)) is not None
+
+
+def test_guard_changes_at_the_guard_start_and_at_the_window_end() -> None:
+    sched = OutageSchedule([OutageWindow.parse("23:45", 5, "US/Eastern")], guard_s=30)
+    before = datetime(2026, 3, 2, 12, 0, tzinfo=NY)
+    assert sched.guard_changes(before) == datetime(2026, 3, 2, 23, 44, 30, tzinfo=NY)
+    inside = datetime(2026, 3, 2, 23, 46, tzinfo=NY)
+    assert sched.guard_changes(inside) == datetime(2026, 3, 2, 23, 50, tzinfo=NY)
+    after = datetime(2026, 3, 2, 23, 50, tzinfo=NY)
+    assert sched.guard_changes(after) == datetime(2026, 3, 3, 23, 44, 30, tzinfo=NY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.times(),
+    minutes=st.floats(1, 180),
+    guard_s=st.floats(0, 3600),
+    second_tz=st.sampled_from(["Europe/Zurich", "Asia/Hong_Kong", "US/Central"]),
+    now_s=st.integers(1_767_225_600, 1_798_761_600),  # 2026: both DST changes
+    fractions=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=6),
+)
+def test_guarding_is_constant_until_guard_changes(
+    start, minutes, guard_s, second_tz, now_s, fractions
+) -> None:
+    """Whatever the windows, time zones and DST: ``guarding`` answers the same at every moment
+    from ``now`` until ``guard_changes(now)`` (so the venue may work it out once per change)."""
+    windows = [
+        OutageWindow(start.replace(tzinfo=None), minutes, "US/Eastern"),
+        OutageWindow(time(3, 15), 10.0, second_tz, "reset"),
+    ]
+    sched = OutageSchedule(windows, guard_s=guard_s)
+    now = datetime.fromtimestamp(now_s, UTC)
+    until = sched.guard_changes(now)
+    assert now < until <= now + timedelta(days=1)
+    first = sched.guarding(now)
+    for f in fractions:
+        moment = min(now + (until - now) * f, until - timedelta(microseconds=1))
+        assert sched.guarding(moment) == first, (moment, until)

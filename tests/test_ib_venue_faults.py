@@ -16,11 +16,14 @@ import math
 import struct
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from adapters.ib.gateway_sim.market import ASK, BID
+from adapters.ib.reconnect import OutageSchedule, OutageWindow
 from adapters.ib.venue import HELD_BACK, UNKNOWN_AFTER_RECONNECT, IBVenue
 from engine.clock import LiveClock
 from engine.config import IBVenueConfig, RiskConfig
@@ -570,3 +573,32 @@ async def test_disconnect_with_requests_still_paced_resubscribes_cleanly() -> No
             assert ev.reason_code == -2
         assert v.unknown_after_reconnect == 2
         assert names(reqs)["PlaceOrder"] == 0 == len(sim_ids(h))
+
+
+async def test_orders_are_held_back_just_before_a_scheduled_restart() -> None:
+    """Within ``restart_guard_s`` of an expected gateway restart new orders are refused
+    (HELD_BACK, naming the window) and nothing reaches the gateway; once that window is no
+    longer ahead, orders go again. The answer is worked out when it can change, not per order."""
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        placed = len(sim_ids(h))
+        soon = (datetime.now(UTC) + timedelta(seconds=20)).astimezone(ZoneInfo("US/Eastern"))
+        window = OutageWindow(soon.time().replace(microsecond=0), 5, "US/Eastern", "test restart")
+        v.outages = OutageSchedule([window], guard_s=60)
+        v._guard_until = 0.0  # the schedule was swapped under it: work the answer out again
+        held = h.strat.buy("AAPL", 1, take_px(h))
+        h.engine.pump()
+        (ev,) = h.strat.of(held)
+        assert ev.kind == R and ev.reason_code == HELD_BACK and "test restart" in ev.reason
+        assert len(sim_ids(h)) == placed
+        # Until the window has ended, the cached answer stands: a second order is held too.
+        again = h.strat.buy("AAPL", 1, take_px(h))
+        h.engine.pump()
+        assert [e.reason_code for e in h.strat.of(again)] == [HELD_BACK]
+        assert v._guard_until >= (datetime.now(UTC) + timedelta(seconds=20)).timestamp()
+        v.outages = OutageSchedule([], guard_s=60)
+        v._guard_until = 0.0
+        sent = h.strat.buy("AAPL", 1, rest_px(h))
+        await h.wait_kind(sent, A)
+        assert len(sim_ids(h)) == placed + 1

@@ -113,3 +113,22 @@ class OutageSchedule:
             if w.next_start(now) - now.astimezone(UTC) <= timedelta(seconds=self.guard_s):
                 return w
         return None
+
+    def guard_changes(self, now: datetime) -> datetime:
+        """The first time after ``now`` at which ``guarding`` may answer differently: the end
+        of a window occurrence, or the moment ``guard_s`` before one starts (at most a day
+        ahead). Between the two its answer is constant, so a caller on the order
+        path works it out once per change instead of per order (zoneinfo arithmetic costs tens
+        of µs)."""
+        guard = timedelta(seconds=self.guard_s)
+        when = now.astimezone(UTC) + timedelta(days=1)
+        for w in self.windows:
+            _, end = w.around(now)
+            following = w.next_start(now)
+            # The current (or last) occurrence's end, the next one's guard start and its end
+            # (``now`` may already be in the next one's guard).
+            for t in (end, following - guard, following + timedelta(minutes=w.minutes)):
+                t = t.astimezone(UTC)
+                if now < t < when:
+                    when = t
+        return when

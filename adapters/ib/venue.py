@@ -876,10 +876,11 @@ class IBVenue:
             return "IB reports connectivity lost (1100); orders held back until it is restored"
         if self.reconciling or not self.ready:
             return "IB venue is reconciling after a reconnect; order held back"
-        now = time.time()
-        if now >= self._guard_until:
-            self._guard_until = now + 1.0
-            window = self.outages.guarding(datetime.now(UTC))
+        if time.time() >= self._guard_until:
+            # Worked out again only when the answer can change (twice a day per window).
+            now = datetime.now(UTC)
+            self._guard_until = self.outages.guard_changes(now).timestamp()
+            window = self.outages.guarding(now)
             self._guarding = (
                 f"within {self.outages.guard_s:.0f} s of the expected {window.name}; new orders "
                 "held back until the gateway is back"
