@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uvloop
+
 from benchmarks.harness import drive, pipeline_app, pregenerate
 
 BATCH = 100
@@ -10,6 +12,9 @@ BATCHES = 200
 
 def _prepared(strategies: bool):
     app = pipeline_app(strategies=strategies)
+    # The engine's timers (breakers, day roll) need a loop to be set on; it never runs here:
+    # the pipeline is driven synchronously, the venue answering inline.
+    app.clock.bind(uvloop.new_event_loop())
     app.engine.start()
     app.feed.publish_snapshot(app.engine)
     drive(app, pregenerate(app, 300, BATCH))  # warm-up: kernels, quotes working, histories
