@@ -21,6 +21,20 @@ from adapters.ib.gateway_sim.config import GatewaySimConfig, parse_gateway_confi
 from adapters.ib.gateway_sim.server import GatewaySimServer
 
 
+class SentFrames:
+    """Stands in for the socket connection of ibapi's EClient (and ib_async's Client): it keeps
+    the frames they would send, length prefix included."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendMsg(self, msg: bytes) -> None:
+        self.sent.append(msg)
+
+    def isConnected(self) -> bool:
+        return True
+
+
 @dataclass(slots=True)
 class Call:
     name: str

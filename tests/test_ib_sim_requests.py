@@ -87,6 +87,7 @@ from adapters.ib.gateway_sim.requests import (
     Unsupported,
     parse_request,
 )
+from tests.ib_sim_support import SentFrames
 
 VERSIONS = (176, 178, 200, 201, 203, 206, 213, 225)
 CLIENT_ID = 7
@@ -94,19 +95,6 @@ CAPABILITIES = "cap-a"
 
 
 # --- Capturing the real encoders ---------------------------------------------------------------
-
-
-class _Wire:
-    """Stands in for the socket connection of EClient and of ib_async's Client."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendMsg(self, msg: bytes) -> None:
-        self.sent.append(msg)
-
-    def isConnected(self) -> bool:
-        return True
 
 
 class _RefuseLoudly(EWrapper):
@@ -124,7 +112,7 @@ def _payload(frame: bytes) -> bytes:
 
 def ibapi_payload(version: int, call: Callable[[EClient], object]) -> bytes:
     client = EClient(_RefuseLoudly())
-    wire = _Wire()
+    wire = SentFrames()
     client.conn = wire
     client.serverVersion_ = version
     client.setConnState(EClient.CONNECTED)
@@ -137,7 +125,7 @@ def ibapi_payload(version: int, call: Callable[[EClient], object]) -> bytes:
 
 def ib_async_payloads(version: int, call: Callable[[IbAsyncClient], object]) -> list[bytes]:
     client = IbAsyncClient(wrapper=None)
-    wire = _Wire()
+    wire = SentFrames()
     client.conn = wire
     client._serverVersion = version
     client.connState = IbAsyncClient.CONNECTED

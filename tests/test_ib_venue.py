@@ -23,6 +23,7 @@ from adapters.ib.gateway_sim.requests import PlaceOrder, parse_request
 from adapters.ib.pacing import ORDER
 from engine.messages import Algo, BookSide, EventKind, OrderType, TimeInForce
 from engine.orders import OrderState
+from tests.ib_sim_support import SentFrames
 from tests.ib_venue_support import IBHarness, until
 
 A, F, C, R, M, X = (
@@ -200,23 +201,10 @@ async def test_ib_order_types_reach_the_gateway_as_ib_names_them() -> None:
         assert h.sim_order(plain).order.displaySize in (0, None, 2**31 - 1)
 
 
-class _Keep:
-    """A connection for a reference EClient: it keeps what ibapi sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendMsg(self, msg: bytes) -> None:
-        self.sent.append(msg)
-
-    def isConnected(self) -> bool:
-        return True
-
-
 def eclient_frame(version: int, order_id: int, contract, fields: dict) -> bytes:
     """What ibapi's own EClient.placeOrder sends for an Order built here from ``fields``."""
     client = EClient(EWrapper())
-    client.conn, client.serverVersion_ = _Keep(), version
+    client.conn, client.serverVersion_ = SentFrames(), version
     client.setConnState(EClient.CONNECTED)
     order = IbOrder()
     for name, value in fields.items():

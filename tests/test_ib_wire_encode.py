@@ -37,23 +37,13 @@ from ibapi.wrapper import EWrapper
 from adapters.ib import wire
 from adapters.ib.gateway_sim.requests import CancelOrder, PlaceOrder, parse_request
 from adapters.ib.wire import IbEncodeError, encode_cancel_order, encode_place_order
+from tests.ib_sim_support import SentFrames
 
 VERSIONS = (176, 200, 201, 203, 213, MAX_CLIENT_VER)
 SEEDED_CASES = 2500  # per version
 
 
 # --- The reference: ibapi's EClient ---------------------------------------------------------------
-
-
-class _Wire:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendMsg(self, msg: bytes) -> None:
-        self.sent.append(msg)
-
-    def isConnected(self) -> bool:
-        return True
 
 
 class Refused(Exception):
@@ -67,9 +57,9 @@ class _RaiseOnError(EWrapper):
         raise Refused(errorCode, errorString)
 
 
-def _client(version: int) -> tuple[EClient, _Wire]:
+def _client(version: int) -> tuple[EClient, SentFrames]:
     client = EClient(_RaiseOnError())
-    client.conn = _Wire()
+    client.conn = SentFrames()
     client.serverVersion_ = version
     client.setConnState(EClient.CONNECTED)
     return client, client.conn

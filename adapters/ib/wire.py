@@ -487,6 +487,18 @@ _PRICE_TEXT: dict[float, str] = {}  # str() of recent non-zero limit prices
 _PRICE_TEXT_SIZE: Final = 4096
 
 
+def _price_text_miss(price_text: dict[float, str], price: float) -> str:
+    """``str(price)``, as ibapi's make_field writes a float, remembered in ``price_text``
+    (the callers look it up inline first: prices repeat, and str() of a float is the dearest
+    step of a templated frame). 0.0 and -0.0 are equal keys with different text: not kept."""
+    text = str(price)
+    if price:
+        if len(price_text) >= _PRICE_TEXT_SIZE:
+            price_text.clear()
+        price_text[price] = text
+    return text
+
+
 def _split_text(frame: bytes, raw_id: bool) -> tuple[str, list[str]]:
     """A text frame as (message id with its separator, the NUL-separated fields after it)."""
     payload = frame[4:].decode("latin-1")
@@ -553,11 +565,7 @@ def _text_place(chunks: list[str], first: tuple) -> Renderer:
             # repeat, and str() of a float is the dearest step here: keep recent ones.
             lmt_s = price_text.get(lmt)
             if lmt_s is None:
-                lmt_s = str(lmt)
-                if lmt:  # 0.0 and -0.0 are equal keys with different text
-                    if len(price_text) >= _PRICE_TEXT_SIZE:
-                        price_text.clear()
-                    price_text[lmt] = lmt_s
+                lmt_s = _price_text_miss(price_text, lmt)
         else:
             lmt_s = _t_price(lmt)
         ref_s = e_ref if ref is k_ref else _t_str(ref)
@@ -1099,11 +1107,7 @@ def _text_prepared(chunks: list[str], fixed: tuple, slow: Encoder) -> Encoder:
         ):
             lmt = price_text.get(limit_price)  # str() of a float is the dearest step here
             if lmt is None:
-                lmt = str(limit_price)
-                if limit_price:  # 0.0 and -0.0 are equal keys with different text
-                    if len(price_text) >= _PRICE_TEXT_SIZE:
-                        price_text.clear()
-                    price_text[limit_price] = lmt
+                lmt = _price_text_miss(price_text, limit_price)
         else:
             try:
                 lmt = _t_price(limit_price)  # UNSET, Infinity, NaN, ints
