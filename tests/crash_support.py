@@ -280,8 +280,26 @@ class CrashRun:
     log: str
 
 
-def crash_run(tmp: Path, seed: int, min_s: float = 0.4, max_s: float = 1.6) -> CrashRun:
-    """Gateway up; engine trades and is SIGKILLed after a seeded delay; engine recovers."""
+def _wait_for_first_order(journal_path: Path, eng: int, timeout_s: float = 60.0) -> None:
+    """Until the engine has journaled its first order: the seeded delay counts from there, so
+    a machine slow to start the engine (imports, the gateway handshake) moves no kill before
+    trading began."""
+    from engine.journal import JournalError, OrderRecord, read_journal
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, JournalError):  # not created, no header yet
+            if any(isinstance(r, OrderRecord) for r in read_journal(journal_path).records):
+                return
+        done, _ = os.waitpid(eng, os.WNOHANG)
+        assert done == 0, "the engine exited before it sent an order"
+        time.sleep(0.005)
+    raise AssertionError(f"the engine journaled no order within {timeout_s:.0f} s")
+
+
+def crash_run(tmp: Path, seed: int, min_s: float = 0.0, max_s: float = 1.2) -> CrashRun:
+    """Gateway up; engine trades and, a seeded delay after its first order, is SIGKILLed;
+    engine recovers."""
     from engine.journal import read_journal
 
     rng = random.Random(seed)
@@ -296,6 +314,7 @@ def crash_run(tmp: Path, seed: int, min_s: float = 0.4, max_s: float = 1.6) -> C
         log_file = str(tmp / "engine.log")
         eng = _child(_engine_main, cfg, log_file)
         journal_path = Path(cfg["journal"]["path"])
+        _wait_for_first_order(journal_path, eng)
         if seed % 2:
             # Just after the journal grows past a seeded size: an order or an event was
             # journaled a moment ago, and what follows it (the socket write, the strategy's
