@@ -1,9 +1,9 @@
 """The latency harness: the demo pipeline driven flat out, with per-stage nanosecond stamps.
 
 Market data is generated before timing (the generator is the market, not the engine) and each
-batch is stamped ``ts_recv`` just before it is written into the ring, as a socket read would
-be. The engine records every stage's delta into its preallocated latency rings; the report is
-p50/p90/p99/p99.9/max per stage, plus throughput.
+batch is stamped ``ts_recv`` as it is copied into the ring (``ArrayRing.write(batch, ts)``), as
+a socket read would be. The engine records every stage's delta into its preallocated latency
+rings; the report is p50/p90/p99/p99.9/max per stage, plus throughput.
 """
 
 from __future__ import annotations
