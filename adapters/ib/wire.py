@@ -57,7 +57,7 @@ depends on the value, so those versions always go through ibapi.
 
 Prepared templates
 ------------------
-``encode_place_order`` pays ~0.8 µs per call to copy and compare ~170 values against the
+``encode_place_order`` pays ~1.1 µs per call to copy and compare ~170 values against the
 template: the price of accepting any Order. A caller that sends many orders of one shape and
 changes only the order id, the quantity, the limit price and the orderRef (``IBVenue``: the ref
 carries its client order id, so it changes on every order) calls
@@ -466,21 +466,6 @@ def _probe_order(order: Order, probe: _Probe) -> Order:
 Renderer = Callable[[Any, tuple], bytes]
 
 
-class _Never:
-    """Stands in for a first-order value the fast path cannot format: nothing ``is`` it."""
-
-
-def _memo(fmt: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
-    """(value, its encoding) to reuse when a later order holds the very same object."""
-    value = args[-1]
-    if value.__class__ not in _ATOMS:
-        return _Never(), None
-    try:
-        return value, fmt(*args)
-    except Exception:  # a value only ibapi formats: no memo for this slot
-        return _Never(), None
-
-
 # --- Text placeOrder (server version < 203) ------------------------------------------------------
 
 _PRICE_TEXT: dict[float, str] = {}  # str() of recent non-zero limit prices
@@ -533,58 +518,37 @@ def _text_chunks(frames: list[bytes], raw_id: bool) -> list[str] | None:
 
 
 def _text_place(chunks: list[str], first: tuple) -> Renderer:
-    """Render text frames; slots holding the first order's very objects reuse their text."""
+    """Render text frames. An order whose usually constant slots hold the very objects the
+    template's first order held takes the prepared encoder's path (``_text_prepared``): only
+    the id, quantity, limit price and ref are formatted. Any other order is rendered slot by
+    slot."""
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = chunks
-    _, lmt_1, aux_1, oca_1, ref_1, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
-    k_lmt, e_lmt = _memo(_t_price, lmt_1)
-    k_ref, e_ref = _memo(_t_str, ref_1)
-    k_aux, e_aux = _memo(_t_price, aux_1)
-    k_oca, e_oca = _memo(_t_str, oca_1)
-    k_parent, e_parent = _memo(_t_int, parent_1)
-    k_display, e_display = _memo(_t_int, display_1)
-    k_gtd, e_gtd = _memo(_t_str, gtd_1)
-    k_tstop, e_tstop = _memo(_t_price, tstop_1)
-    k_tpct, e_tpct = _memo(_t_price, tpct_1)
-    stable = (e_aux, e_oca, e_parent, e_display, e_gtd, e_tstop, e_tpct)
-    if None in stable:  # some k_ is a _Never: the pre-joined layout is never used
-        mid = end = ""
-    else:  # the chunks around the usually constant slots, pre-joined
-        mid = c3 + e_aux + c4 + e_oca + c5
-        end = c6 + e_parent + c7 + e_display + c8 + e_gtd + c9 + e_tstop + c10 + e_tpct + c11
-    unset_double, unset_int = UNSET_DOUBLE, float(UNSET_INTEGER)
-    price_text = _PRICE_TEXT
+    _, _, aux_1, oca_1, _, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
+    try:
+        fast = _text_prepared(chunks, first, _refuse)
+    except Exception:  # a first-order value only ibapi formats: every order slot by slot
+        fast = None
 
     def render(oid: Any, patched: tuple) -> bytes:
         qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
+        if (
+            aux is aux_1
+            and oca is oca_1
+            and parent is parent_1
+            and display is display_1
+            and gtd is gtd_1
+            and tstop is tstop_1
+            and tpct is tpct_1
+            and fast is not None
+        ):
+            return fast(oid, qty, lmt, ref)
         if oid.__class__ is not int or qty.__class__ not in _NUMBERS:
             raise _NotTemplatable
-        if lmt is k_lmt:
-            lmt_s = e_lmt
-        elif lmt.__class__ is float and lmt < unset_double and lmt != unset_int:
-            # Not UNSET, not Infinity, not NaN: str(lmt), as make_field writes it. Prices
-            # repeat, and str() of a float is the dearest step here: keep recent ones.
-            lmt_s = price_text.get(lmt)
-            if lmt_s is None:
-                lmt_s = _price_text_miss(price_text, lmt)
-        else:
-            lmt_s = _t_price(lmt)
-        ref_s = e_ref if ref is k_ref else _t_str(ref)
-        if (
-            aux is k_aux
-            and oca is k_oca
-            and parent is k_parent
-            and display is k_display
-            and gtd is k_gtd
-            and tstop is k_tstop
-            and tpct is k_tpct
-        ):
-            body = f"{c0}{oid!s}{c1}{qty!s}{c2}{lmt_s}{mid}{ref_s}{end}".encode()
-        else:
-            body = "".join((
-                c0, str(oid), c1, str(qty), c2, lmt_s, c3, _t_price(aux), c4, _t_str(oca),
-                c5, ref_s, c6, _t_int(parent), c7, _t_int(display), c8, _t_str(gtd), c9,
-                _t_price(tstop), c10, _t_price(tpct), c11,
-            )).encode()  # fmt: skip
+        body = "".join((
+            c0, str(oid), c1, str(qty), c2, _t_price(lmt), c3, _t_price(aux), c4, _t_str(oca),
+            c5, _t_str(ref), c6, _t_int(parent), c7, _t_int(display), c8, _t_str(gtd), c9,
+            _t_price(tstop), c10, _t_price(tpct), c11,
+        )).encode()  # fmt: skip
         return _U32(len(body)) + body
 
     return render
@@ -690,100 +654,40 @@ def _proto_parts(frame: bytes) -> tuple[bytes, bytes, list[bytes]] | None:
 
 
 def _proto_place(middle: bytes, tail: bytes, chunks: list[bytes], first: tuple) -> Renderer:
-    """Render PlaceOrderRequest frames; slots holding the first order's objects reuse bytes.
-
-    The usual order of a shape changes only its id, quantity and limit price: every other
-    patched slot holds the very object the template's first order held. That case is one
-    ``struct`` pack per call, its format and the bytes around the three fields cached per
-    (id varint length, quantity length, limit price present): the lengths fix the order
-    sub-message's length and the frame's, so both are baked into the cached bytes. Any other
-    combination is rendered field by field below it.
-    """
+    """Render PlaceOrderRequest frames. An order whose usually constant slots hold the very
+    objects the template's first order held takes the prepared encoder's path
+    (``_proto_prepared``: one ``struct`` pack in the usual case). Any other order is rendered
+    field by field."""
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 = chunks
     t_parent, t_qty, t_display, t_lmt, t_aux, t_tpct, t_tstop, t_gtd, t_oca, t_ref = (
         tag for _, tag in _PROTO_SLOT_TAGS
     )
-    qty_1, _, aux_1, oca_1, ref_1, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
-    k_qty, e_qty = _memo(_p_quantity, t_qty, qty_1)
-    k_ref, e_ref = _memo(_p_string, t_ref, ref_1)
-    k_parent, e_parent = _memo(_p_int32, t_parent, parent_1)
-    k_display, e_display = _memo(_p_int32, t_display, display_1)
-    k_aux, e_aux = _memo(_p_double, t_aux, aux_1)
-    k_tpct, e_tpct = _memo(_p_double, t_tpct, tpct_1)
-    k_tstop, e_tstop = _memo(_p_double, t_tstop, tstop_1)
-    k_gtd, e_gtd = _memo(_p_string, t_gtd, gtd_1)
-    k_oca, e_oca = _memo(_p_string, t_oca, oca_1)
-    stable = (e_parent, e_display, e_aux, e_tpct, e_tstop, e_gtd, e_oca, e_ref)
-    if None in stable:  # some k_ is a _Never: the fast case never applies
-        before_qty = after_qty = after_lmt = b""
-    else:  # the order sub-message around the quantity and the limit price
-        before_qty = c0 + e_parent + c1 + t_qty
-        after_qty = c2 + e_display + c3
-        after_lmt = (
-            c4 + e_aux + c5 + e_tpct + c6 + e_tstop + c7 + e_gtd + c8 + e_oca + c9 + e_ref + c10
-        )
-    msg_id, t_oid, t_order = _PLACE_PROTO_ID, _T_ORDER_ID, _T_ORDER
-    head = middle + t_order
-    after_qty_lmt = after_qty + t_lmt  # the limit price's tag right after the quantity's slot
-    end = after_lmt + tail
-    after_qty_end = after_qty + end  # no limit price (MKT, STP...)
-    layouts: dict[int, tuple[Callable[..., bytes], bytes, bytes]] = {}
-
-    def layout(key: int) -> tuple[Callable[..., bytes], bytes, bytes]:
-        """(pack, bytes before the id varint, bytes from there to the quantity's digits)."""
-        id_len, qty_len, has_lmt = key >> 7, key >> 1 & 0x3F, key & 1
-        lmt_len = len(t_lmt) + 8 if has_lmt else 0
-        n = len(before_qty) + 1 + qty_len + len(after_qty) + lmt_len + len(after_lmt)
-        size_n = _varint(n)
-        total = len(msg_id) + len(t_oid) + id_len + len(head) + len(size_n) + n + len(tail)
-        pre = _U32(total) + msg_id + t_oid
-        mid = head + size_n + before_qty + _BYTE[qty_len]
-        if has_lmt:
-            fmt = f"<{len(pre)}s{id_len}s{len(mid)}s{qty_len}s{len(after_qty_lmt)}sd{len(end)}s"
-        else:
-            fmt = f"<{len(pre)}s{id_len}s{len(mid)}s{qty_len}s{len(after_qty_end)}s"
-        layouts[key] = found = (struct.Struct(fmt).pack, pre, mid)
-        return found
-
-    unset = UNSET_DOUBLE
+    _, _, aux_1, oca_1, _, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
+    try:
+        fast = _proto_prepared(middle, tail, chunks, first, _refuse)
+    except Exception:  # a first-order value only ibapi formats: every order field by field
+        fast = None
+    msg_id, t_oid, head = _PLACE_PROTO_ID, _T_ORDER_ID, middle + _T_ORDER
 
     def render(oid: Any, patched: tuple) -> bytes:
         qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
         if (
-            ref is k_ref
-            and parent is k_parent
-            and display is k_display
-            and aux is k_aux
-            and tpct is k_tpct
-            and tstop is k_tstop
-            and gtd is k_gtd
-            and oca is k_oca
-            and oid.__class__ is int
-            and 0 <= oid < 0x10000000
-            and (qty.__class__ is Decimal or qty.__class__ is int)
-            and lmt.__class__ is float
+            aux is aux_1
+            and oca is oca_1
+            and parent is parent_1
+            and display is display_1
+            and gtd is gtd_1
+            and tstop is tstop_1
+            and tpct is tpct_1
+            and fast is not None
         ):
-            # Digits only: a non-negative integer with no exponent, shorter than UNSET_DECIMAL,
-            # which decimalMaxString writes as str() writes it.
-            s = str(qty)
-            if s.isdigit() and len(s) < 39:
-                i = _VARINT_14[oid] if oid < 0x4000 else _varint(oid)
-                if lmt != unset:
-                    key = len(i) << 7 | len(s) << 1 | 1
-                    pack, pre, mid = layouts.get(key) or layout(key)
-                    return pack(pre, i, mid, s.encode(), after_qty_lmt, lmt, end)
-                key = len(i) << 7 | len(s) << 1
-                pack, pre, mid = layouts.get(key) or layout(key)
-                return pack(pre, i, mid, s.encode(), after_qty_end)
-        q = e_qty if qty is k_qty else _p_quantity(t_qty, qty)
-        body = b"".join(
-            (
-                c0, _p_int32(t_parent, parent), c1, q, c2, _p_int32(t_display, display), c3,
-                _p_double(t_lmt, lmt), c4, _p_double(t_aux, aux), c5, _p_double(t_tpct, tpct),
-                c6, _p_double(t_tstop, tstop), c7, _p_string(t_gtd, gtd), c8,
-                _p_string(t_oca, oca), c9, e_ref if ref is k_ref else _p_string(t_ref, ref), c10,
-            )
-        )  # fmt: skip
+            return fast(oid, qty, lmt, ref)
+        body = b"".join((
+            c0, _p_int32(t_parent, parent), c1, _p_quantity(t_qty, qty), c2,
+            _p_int32(t_display, display), c3, _p_double(t_lmt, lmt), c4, _p_double(t_aux, aux),
+            c5, _p_double(t_tpct, tpct), c6, _p_double(t_tstop, tstop), c7,
+            _p_string(t_gtd, gtd), c8, _p_string(t_oca, oca), c9, _p_string(t_ref, ref), c10,
+        ))  # fmt: skip
         msg = b"".join((msg_id, _p_int32(t_oid, oid), head, _varint(len(body)), body, tail))
         return _U32(len(msg)) + msg
 
@@ -1013,7 +917,7 @@ def prepare_place_order(
     a later change to any other attribute (an account, a TIF, an algo parameter, an extra such
     as ``auxPrice`` or ``parentId``). A caller whose shape changes must prepare a new template;
     one that cannot promise a fixed shape uses ``encode_place_order``, which compares the shape
-    on every call. The price of that check (~0.8 µs) is what this API saves.
+    on every call. The price of that check (~1.1 µs) is what this API saves.
 
     The template is built from ibapi's own frames for probe values, then checked against ibapi
     on ``_PREPARE_CHECKS``; a shape it cannot reproduce (or a server version below 101, where
