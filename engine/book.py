@@ -18,6 +18,7 @@ from hotpath.book import (
     NROWS,
     apply_deltas,
     apply_levels,
+    apply_span,
     depth_levels,
     grow_overflow,
     new_book_state,
@@ -27,6 +28,7 @@ from hotpath.jit import entry
 log = logging.getLogger(__name__)
 
 _APPLY_ENTRY = entry(apply_deltas)
+_SPAN_ENTRY = entry(apply_span)
 
 
 class BookStore:
@@ -58,6 +60,7 @@ class BookStore:
         self._px = np.zeros(window + overflow, dtype=np.int64)
         self._sz = np.zeros(window + overflow, dtype=np.int64)
         self._work = np.zeros(256, dtype=BOOK_DELTA)  # apply_levels' scratch batch
+        self._span_buffer: np.ndarray | None = None  # the ring buffer apply_span last checked
         # Top of book as Python lists, refreshed per batch for the instruments that changed:
         # strategies read it many times per callback, and a list read is ~20x cheaper than a
         # numpy scalar read.
@@ -105,6 +108,32 @@ class BookStore:
             )  # fmt: skip
             skipped += more
         return self._finish(n, skipped, crossed)
+
+    def apply_span(
+        self, buffer: np.ndarray, start: int, end: int, now: int
+    ) -> tuple[list[int], int]:
+        """Apply rows ``buffer[start:end]`` of a ring's ``BOOK_DELTA`` buffer in place (a ring
+        read, ``ArrayRing.read_span``, with no view made); returns ``apply``'s ids and the
+        ``ts_recv`` of the first row (0 if there is none)."""
+        if buffer is not self._span_buffer:  # checked once per buffer: the entry point does not
+            if not (buffer.dtype is BOOK_DELTA and buffer.ndim == 1 and buffer.flags.c_contiguous):
+                raise TypeError(
+                    "apply_span takes a contiguous 1-d buffer of BOOK_DELTA rows (a ring's), "
+                    f"not {buffer.dtype} of shape {buffer.shape}"
+                )
+            self._span_buffer = buffer
+        stop, n, skipped, crossed, ts_recv = _SPAN_ENTRY(
+            buffer, start, end, 0, self.levels, self.ovf_px, self.ovf_sz, self.rows, self.meta,
+            self._ids, self._top, self._scratch, now,
+        )  # fmt: skip
+        while stop < end:  # rare: an overflow is full
+            first = stop if self._make_room(int(buffer[stop]["instrument_id"])) else stop + 1
+            stop, n, more, crossed, _ = _SPAN_ENTRY(
+                buffer, first, end, n, self.levels, self.ovf_px, self.ovf_sz, self.rows,
+                self.meta, self._ids, self._top, self._scratch, now,
+            )  # fmt: skip
+            skipped += more
+        return self._finish(n, skipped, crossed), ts_recv
 
     def apply_levels(
         self, i: int, sides: np.ndarray, prices: np.ndarray, sizes: np.ndarray,

@@ -38,6 +38,9 @@ class BookActor:
         self.trade_subs: list[list[Strategy]] = [[] for _ in range(n)]
         self._feed_to_book = engine.latency["feed_to_book"]
         self._mark = engine.risk.on_book  # reference prices for collars and market orders
+        # The same, bound to the book store's output arrays: one call with the count.
+        self._mark_top = engine.risk.marker(self._books._ids, self._books._top)
+        self._deltas = engine.deltas
         self._trade = Trade()
         self._dispatching = False
         self._after: list[Callable[[], object]] = []  # waiting for the strategies to finish
@@ -55,16 +58,20 @@ class BookActor:
             self.trade_subs[instrument_id].append(strategy)
 
     def drain_deltas(self, max_n: int) -> None:
-        view = self._engine.deltas.read(max_n)
-        if not len(view):
+        ring = self._deltas
+        start, end = ring.read_span(max_n)
+        if start == end:
             return
-        ids = self._books.apply(view, self._clock.now())
-        self.updates += len(view)
+        # The kernel reads the rows where they are in the ring: no view on the order path.
+        buffer = ring.buffer
+        ids, ts_recv = self._books.apply_span(buffer, start, end, self._clock.now())
+        self.updates += end - start
         if ids:
-            self._mark(self._books._ids, self._books._top, len(ids))
-        self._dispatch(ids, view["ts_recv"].item(0))
+            self._mark_top(len(ids))
+        self._dispatch(ids, ts_recv)
         # Bookkeeping after the strategies had their turn: it is not on the order path.
-        self._feed_to_book.record_many(view["ts_book"] - view["ts_recv"])
+        rows = buffer[start:end]
+        self._feed_to_book.record_many(rows["ts_book"] - rows["ts_recv"])
 
     def drain_quotes(self, max_n: int) -> None:
         q = self._engine.quotes.read(max_n)

@@ -144,6 +144,15 @@ class ArrayRing:
         self.head += k
         return self.buffer[start : start + k]
 
+    def read_span(self, max_n: int) -> tuple[int, int]:
+        """``read`` as buffer indices: rows ``buffer[start:stop]``, for a kernel that takes the
+        buffer itself (no view is made). Released at once, as by ``read``."""
+        h = self.head
+        start = h & self._mask
+        k = min(max_n, self.tail - h, self.capacity - start)
+        self.head = h + k
+        return start, start + k
+
     def _make_room(self, batch: np.ndarray) -> np.ndarray:
         if self.policy is OverflowPolicy.CONFLATE:
             self._conflate()

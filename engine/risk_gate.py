@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable
 from enum import Enum, IntEnum
+from functools import partial
 
 import numpy as np
 
@@ -604,6 +605,16 @@ class RiskGate:
     def on_book(self, ids: np.ndarray, top: np.ndarray, n: int) -> None:
         """New reference prices (the book's mid) for the instruments a batch changed."""
         self._mark(*self._fill_args, ids, top, n)
+
+    def marker(self, ids: np.ndarray, top: np.ndarray) -> Callable[[int], None]:
+        """``on_book`` bound to ``ids`` and ``top`` (int64, C-contiguous, ``ids`` 1-d and ``top``
+        n x 4, the book store's own output arrays): ``marker(ids, top)(n)``, one call per batch."""
+        if not (
+            ids.dtype == np.int64 and top.dtype == np.int64 and ids.ndim == 1 and top.ndim == 2
+            and top.shape[1] >= 4 and ids.flags.c_contiguous and top.flags.c_contiguous
+        ):  # fmt: skip
+            raise TypeError("marker takes the book store's int64 ids (n,) and top (n, 4) arrays")
+        return partial(self._mark, *self._fill_args, ids, top)
 
     def _reject(
         self,

@@ -486,14 +486,16 @@ def _collect(levels, ovf_px, ovf_sz, meta, out_ids, out_top, n_touched):  # prag
 
 @_helper
 def _apply(
-    deltas, start, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top, scratch, now
-):  # pragma: no cover
-    """The kernels' loop (see ``apply_deltas``); a ``SET`` inside the window stays inline."""
+    deltas, start, end, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top, scratch,
+    now,
+):  # fmt: skip  # pragma: no cover
+    """The kernels' loop over ``deltas[start:end]`` (see ``apply_deltas``); a ``SET`` inside the
+    window stays inline."""
     n_inst = meta.shape[0]
     w = levels.shape[2]
     nt = n_touched
     skipped = 0
-    for k in range(start, deltas.shape[0]):
+    for k in range(start, end):
         d = deltas[k]
         d.ts_book = now
         i = np.int64(d.instrument_id)
@@ -538,7 +540,7 @@ def _apply(
         if status == _STOP:
             return k, nt, skipped, 0
     n, crossed = _collect(levels, ovf_px, ovf_sz, meta, out_ids, out_top, nt)
-    return deltas.shape[0], n, skipped, crossed
+    return end, n, skipped, crossed
 
 
 # ---- kernels ----------------------------------------------------------------------------------
@@ -552,6 +554,7 @@ _a4 = types.Array(_i64, 4, "C")
 _f1 = types.Array(_f64, 1, "C")
 _DELTAS = types.Array(numba.from_dtype(layouts.BOOK_DELTA), 1, "C")
 _RESULT = types.UniTuple(_i64, 4)
+_RESULT5 = types.UniTuple(_i64, 5)
 
 
 @kernel([_RESULT(_DELTAS, _i64, _i64, _a3, _a3, _a3, _a4, _a2, _a1, _a2, _a2, _i64)])
@@ -569,8 +572,28 @@ def apply_deltas(
     ``skipped`` counts invalid deltas (see the module docstring) in either case.
     """
     return _apply(
-        deltas, start, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top, scratch, now
-    )
+        deltas, start, deltas.shape[0], n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids,
+        out_top, scratch, now,
+    )  # fmt: skip
+
+
+@kernel([_RESULT5(_DELTAS, _i64, _i64, _i64, _a3, _a3, _a3, _a4, _a2, _a1, _a2, _a2, _i64)])
+def apply_span(
+    buffer, start, end, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top,
+    scratch, now,
+):  # fmt: skip  # pragma: no cover
+    """``apply_deltas`` on rows ``buffer[start:end]`` of a ring buffer, in place: a ring read
+    without a view made for it. Returns ``(end, n, skipped, crossed, ts_recv)``, the first four
+    as ``apply_deltas``'s (``end`` is where it stopped), ``ts_recv`` that of row ``start`` (0 for
+    an empty span). A span reaching outside the buffer is cut to it."""
+    end = min(end, buffer.shape[0])
+    start = min(max(start, 0), end)
+    ts_recv = buffer[start].ts_recv if start < end else 0
+    stop, n, skipped, crossed = _apply(
+        buffer, start, end, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top,
+        scratch, now,
+    )  # fmt: skip
+    return stop, n, skipped, crossed, ts_recv
 
 
 @kernel(
@@ -603,7 +626,7 @@ def apply_levels(
         d.price = np.int64(pt) if valid else 0
         d.size = np.int64(qt) if valid else 0
     return _apply(
-        work[:n], start, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top,
+        work, start, n, n_touched, levels, ovf_px, ovf_sz, rows, meta, out_ids, out_top,
         scratch, 0,
     )  # fmt: skip
 

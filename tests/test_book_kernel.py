@@ -11,13 +11,15 @@ instruments whose top changed, skipped and crossed counts.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from book_reference import ASK, BID, CLEAR, DELETE, INSERT, SET, UPDATE, Delta, RefBooks, to_deltas
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sortedcontainers import SortedDict
 
 from engine.book import BookStore, L2Book
-from engine.messages import NO_PRICE
+from engine.messages import BOOK_DELTA, NO_PRICE
+from engine.ring import ArrayRing
 
 N_INST = 4
 WINDOW = 32
@@ -148,6 +150,45 @@ def test_kernel_matches_reference(stream) -> None:
         assert set(store.crossed_ids) == {i for i in ref_changed if ref.is_crossed(i)}
         assert_same_books(store, ref)
     assert store.dropped == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=streams(), capacity_log2=st.integers(3, 7), offset=st.integers(0, 200))
+def test_ring_span_kernel_matches_reference(stream, capacity_log2, offset) -> None:
+    """``apply_span`` on the rows where a ring holds them (wrapping round its end) gives the
+    reference's books, changed instruments and counts, stamps ``ts_book`` in the ring and
+    reports the first row's ``ts_recv``."""
+    _, batches = stream
+    ring = ArrayRing("deltas", BOOK_DELTA, 1 << capacity_log2)
+    ring.head = ring.tail = offset  # start anywhere: reads wrap round the buffer's end
+    store = BookStore(N_INST, WINDOW, overflow=2, max_overflow=1 << 16, max_rows=MAX_ROWS)
+    ref = RefBooks(N_INST, MAX_ROWS)
+    for now, batch in enumerate(batches, start=1):
+        for k in range(0, len(batch), ring.capacity):
+            part = batch[k : k + ring.capacity]
+            ring.write(to_deltas(part), 1000 + now)
+            while len(ring):
+                skipped0, crossed0 = store.skipped, store.crossed
+                start, end = ring.read_span(ring.capacity)
+                ids, ts_recv = store.apply_span(ring.buffer, start, end, now)
+                assert ts_recv == 1000 + now
+                assert (ring.buffer["ts_book"][start:end] == now).all()
+                skipped, ref_changed, crossed = ref.apply(part[: end - start])
+                part = part[end - start :]
+                assert store.skipped - skipped0 == skipped
+                assert len(ids) == len(set(ids))
+                assert set(ids) == ref_changed
+                assert store.crossed - crossed0 == crossed
+                assert_same_books(store, ref)
+    assert store.apply_span(ring.buffer, 3, 3, 0) == ([], 0)
+
+
+def test_apply_span_refuses_a_buffer_that_is_not_book_deltas() -> None:
+    store = BookStore(2, 16)
+    with pytest.raises(TypeError, match="BOOK_DELTA"):
+        store.apply_span(np.zeros(8, dtype=np.int64), 0, 4, 0)
+    with pytest.raises(TypeError, match="BOOK_DELTA"):
+        store.apply_span(np.zeros(8, dtype=BOOK_DELTA)[::2], 0, 4, 0)
 
 
 @settings(max_examples=60, deadline=None)
