@@ -260,10 +260,11 @@ class BookStore:
 class BookView:
     """A strategy's read-only view of one instrument's book (prices in ticks and in currency)."""
 
-    __slots__ = ("_i", "_store", "instrument")
+    __slots__ = ("_i", "_store", "_tops", "instrument")
 
     def __init__(self, store: BookStore, instrument) -> None:
         self._store = store
+        self._tops = store.tops  # the store's list (its rows are replaced, never the list)
         self._i = instrument.id
         self.instrument = instrument
 
@@ -296,7 +297,7 @@ class BookView:
     @property
     def mid_ticks(self) -> float | None:
         """Mid in ticks (may be a half tick), or None if either side is empty."""
-        top = self._store.tops[self._i]
+        top = self._tops[self._i]
         b = top[0]
         a = top[2]
         if b == NO_PRICE or a == NO_PRICE:

@@ -156,9 +156,10 @@ class BookActor:
             subs = self.book_subs
             intents = eng.intents
             for i in ids:
+                view = views[i]
                 for s in subs[i]:
                     try:
-                        s.on_book(views[i])
+                        s.on_book(view)
                     except Exception:
                         self._callback_failed(s, "on_book")
                     if intents.tail != intents.head:

@@ -145,6 +145,7 @@ class RiskGate:
         self._registry = registry
         self._limits = limits
         self._tracker = tracker
+        self._open_order = tracker.open.get  # ``tracker.get`` without its Python frame
         self._events = events
         self._router = router
         self._clock = clock
@@ -325,7 +326,7 @@ class RiskGate:
         it.price_ticks = ticks
         it.ts_risk = self._now()
         self.passed += 1
-        order = self._tracker.get(it.client_order_id)
+        order = self._open_order(it.client_order_id)
         if order is not None:
             order.qty_lots = lots
             order.price_ticks = ticks
@@ -506,7 +507,7 @@ class RiskGate:
 
     def _modify(self, it: OrderIntent) -> None:
         """A modify is checked as the order it would become, replacing the working one."""
-        order = self._tracker.get(it.client_order_id)
+        order = self._open_order(it.client_order_id)
         if order is None:
             self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
             return

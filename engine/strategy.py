@@ -126,6 +126,7 @@ class Strategy:
         self.instruments: list[Instrument] = []
         # The order path's collaborators, looked up once (an action runs on every requote).
         self._intents = engine.intents
+        self._flush = engine.flush_intents
         self._now = engine.clock.now
         self._next_id = engine.tracker.next_id
         self._add_order = engine.tracker.add
@@ -263,7 +264,6 @@ class Strategy:
     def cancel(self, client_order_id: int) -> None:
         # The risk gate looks the order up (it fills in instrument and side); a cancel of an
         # unknown order comes back CANCEL_REJECTED with instrument -1.
-        eng = self._engine
         it = self._intents.claim()
         it.kind = _CANCEL
         it.strategy_id = self.id
@@ -271,7 +271,7 @@ class Strategy:
         it.instrument_id = -1
         it.side = _BUY
         it.ts_trigger = it.ts_created = self._now()
-        eng.flush_intents()
+        self._flush()
 
     def cancel_all(self, instrument: Instrument | str | int | None = None) -> None:
         eng = self._engine
@@ -281,14 +281,12 @@ class Strategy:
         it.client_order_id = 0
         it.instrument_id = -1 if instrument is None else eng.registry.resolve(instrument).id
         it.ts_trigger = it.ts_created = self._now()
-        eng.flush_intents()
+        self._flush()
 
     def modify(
         self, client_order_id: int, qty: float | None = None, price: float | None = None
     ) -> None:
         """Change an open order's quantity and/or limit price (cancel/replace at the venue)."""
-        eng = self._engine
-        now = self._now()
         it = self._intents.claim()
         it.kind = _MODIFY
         it.strategy_id = self.id
@@ -297,8 +295,8 @@ class Strategy:
         it.side = _BUY
         it.qty = _NAN if qty is None else float(qty)
         it.price = _NAN if price is None else float(price)
-        it.ts_trigger = it.ts_created = now
-        eng.flush_intents()
+        it.ts_trigger = it.ts_created = self._now()
+        self._flush()
 
     # ---- reading state -----------------------------------------------------------------------
 
@@ -355,7 +353,7 @@ class Strategy:
 
     def now(self) -> int:
         """Engine time in nanoseconds since the epoch (simulated in replay)."""
-        return self._engine.clock.now()
+        return self._now()
 
     def set_timer(self, name: str, interval_s: float, repeat: bool = True) -> None:
         """Call ``on_timer(name)`` after ``interval_s`` seconds (and every interval if repeat)."""
@@ -406,7 +404,7 @@ class Strategy:
         it.ts_created = now
         it.ts_risk = it.ts_routed = it.ts_sent = 0
         self._add_order(Order(coid, sid, inst_id, side, order_type, tif, 0, NO_PRICE))
-        eng.flush_intents()
+        self._flush()
         return coid
 
     def _new_extended(

@@ -68,8 +68,10 @@ class SmaCrossover(Strategy):
             return
         i = book.instrument.id
         p: SmaParams = self.params
-        self._seen[i] += 1
-        if self._seen[i] % p.sample_every:
+        seen = self._seen
+        n = seen[i] + 1
+        seen[i] = n
+        if n % p.sample_every:
             return
         fast = self._fast[i]
         slow = self._slow[i]
