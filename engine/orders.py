@@ -328,15 +328,6 @@ def _kind_name(kind: int) -> str:
         return f"kind {kind!r}"
 
 
-def _request(order: Order, row) -> bool:
-    """Move ``order`` to what a strategy request's row gives for its state (None: stays)."""
-    new = row[order.state]
-    if new is None or new is order.state:
-        return False
-    order.state = new
-    return True
-
-
 class OrderTracker:
     """Open orders by client order id, the last ``history`` finished ones, and the state
     machine that moves them (see the module docstring).
@@ -405,12 +396,20 @@ class OrderTracker:
     def request_cancel(self, order: Order) -> bool:
         """The strategy asked to cancel ``order``: PENDING_CANCEL where the table says so;
         True if the state changed."""
-        return _request(order, _CANCEL_ROW)
+        new = _CANCEL_ROW[order.state]  # None: the state stays
+        if new is None or new is order.state:
+            return False
+        order.state = new
+        return True
 
     def request_modify(self, order: Order) -> bool:
         """The strategy asked to modify ``order``: PENDING_MODIFY where the table says so;
         True if the state changed."""
-        return _request(order, _MODIFY_ROW)
+        new = _MODIFY_ROW[order.state]  # None: the state stays
+        if new is None or new is order.state:
+            return False
+        order.state = new
+        return True
 
     def get(self, client_order_id: int) -> Order | None:
         return self.open.get(client_order_id)

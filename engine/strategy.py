@@ -126,7 +126,7 @@ class Strategy:
         self.instruments: list[Instrument] = []
         # The order path's collaborators, looked up once (an action runs on every requote).
         self._intents = engine.intents
-        self._flush = engine.flush_intents
+        self._flush_intents = engine.flush_intents
         self._now = engine.clock.now
         self._next_id = engine.tracker.next_id
         self._add_order = engine.tracker.add
@@ -271,7 +271,7 @@ class Strategy:
         it.instrument_id = -1
         it.side = _BUY
         it.ts_trigger = it.ts_created = self._now()
-        self._flush()
+        self._flush_intents()
 
     def cancel_all(self, instrument: Instrument | str | int | None = None) -> None:
         eng = self._engine
@@ -281,7 +281,7 @@ class Strategy:
         it.client_order_id = 0
         it.instrument_id = -1 if instrument is None else eng.registry.resolve(instrument).id
         it.ts_trigger = it.ts_created = self._now()
-        self._flush()
+        self._flush_intents()
 
     def modify(
         self, client_order_id: int, qty: float | None = None, price: float | None = None
@@ -296,7 +296,7 @@ class Strategy:
         it.qty = _NAN if qty is None else float(qty)
         it.price = _NAN if price is None else float(price)
         it.ts_trigger = it.ts_created = self._now()
-        self._flush()
+        self._flush_intents()
 
     # ---- reading state -----------------------------------------------------------------------
 
@@ -404,7 +404,7 @@ class Strategy:
         it.ts_created = now
         it.ts_risk = it.ts_routed = it.ts_sent = 0
         self._add_order(Order(coid, sid, inst_id, side, order_type, tif, 0, NO_PRICE))
-        self._flush()
+        self._flush_intents()
         return coid
 
     def _new_extended(
