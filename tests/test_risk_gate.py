@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 from event_recorder import Ev, Recorder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
@@ -610,3 +612,40 @@ def test_stage_latencies_of_orders_sent_during_a_book_update_are_recorded_after_
     h.strat.on_book_action = None
     h.buy(ES, 1, 98.0)  # outside a book update: recorded at once
     assert tick_to_order.count == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tops=st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.one_of(st.just(NO_PRICE), st.integers(1, 400_000)),
+            st.integers(0, 50),
+            st.one_of(st.just(NO_PRICE), st.integers(1, 400_000)),
+            st.integers(0, 50),
+        ),
+        max_size=2,
+    ),
+    n=st.integers(0, 2),
+)
+def test_bound_marker_marks_as_on_book(tops, n) -> None:
+    """``marker(ids, top)(n)`` (the book actor's one call per batch) leaves the risk state
+    exactly as ``on_book(ids, top, n)`` does, whatever the tops (empty sides included)."""
+    gates = [Harness().engine.risk for _ in range(2)]
+    ids = np.zeros(2, dtype=np.int64)
+    top = np.zeros((2, 4), dtype=np.int64)
+    for k, (i, bid, bq, ask, aq) in enumerate(tops):
+        ids[k] = i
+        top[k] = (bid, bq, ask, aq)
+    gates[0].on_book(ids, top, n)
+    gates[1].marker(ids, top)(n)
+    for a, b in zip(gates[0].arrays, gates[1].arrays, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_marker_refuses_arrays_the_kernel_cannot_take() -> None:
+    gate = Harness().engine.risk
+    with pytest.raises(TypeError, match="int64"):
+        gate.marker(np.zeros(2, dtype=np.int32), np.zeros((2, 4), dtype=np.int64))
+    with pytest.raises(TypeError, match="int64"):
+        gate.marker(np.zeros(2, dtype=np.int64), np.zeros((4, 2), dtype=np.int64).T)
