@@ -431,6 +431,8 @@ class PhaseResult:
     gc_in_path: tuple[int, int, int] = (0, 0, 0)
     warm_runs: int = 0  # the engine's dry runs of the order path (``keep_warm``)
     warm_skips: int = 0
+    #: How long each dry run took (the most a read arriving meanwhile waits for it).
+    warm_run: LatencySummary | None = None
 
     def __getitem__(self, stage: str) -> LatencySummary:
         return self.stages[stage]
@@ -509,6 +511,17 @@ async def _run_session(
     strat.spacing_ns = int(spacing_ms * 1e6)
     strat.marks = marks
     strat.rest_s = rest_s
+    warm_ns: list[int] = []
+    dry_run = engine.warm_order_path
+
+    def timed_dry_run() -> bool:  # the timer calls it through the instance: time each run
+        t0 = probe.now()
+        ran = dry_run()
+        if ran and strat.recording:
+            warm_ns.append(probe.now() - t0)
+        return ran
+
+    engine.warm_order_path = timed_dry_run  # type: ignore[method-assign]
     engine.start()
     busy = BusyPoll(loop)
     if ENGINE_OPTIONS["busy_poll"]:
@@ -600,6 +613,7 @@ async def _run_session(
         gc_in_path,  # type: ignore[arg-type]
         engine.warm_runs,
         engine.warm_skips,
+        _summary("warm_up_run", warm_ns) if warm_ns else None,
     )  # fmt: skip
 
 
@@ -687,6 +701,8 @@ def _quiet_report(ph: PhaseResult) -> str:
         f"{ph.warm_runs:,}, skipped {ph.warm_skips:,}",
     ]
     lines += [_fmt(s) for s in ph.stages.values()]
+    if ph.warm_run is not None:
+        lines.append(_fmt(ph.warm_run))
     lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
     if ph.breakdown:
         lines.append("stage probes (read entry -> order sent, each stamp to the next):")
@@ -711,6 +727,8 @@ def report(r: IBVenueResult) -> str:
             f"{ph.seconds:.1f} s; queued {ph.queued}, lost {ph.lost}, rejected {len(ph.rejected)}"
         )
         lines += [_fmt(s) for s in ph.stages.values()]
+        if ph.warm_run is not None:
+            lines.append(_fmt(ph.warm_run))
         lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
         lines += [f"  rejected: {x}" for x in ph.rejected[:5]]
         lines += [f"  IB error: {e}" for e in ph.ib_errors[:5]]
