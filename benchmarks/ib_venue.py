@@ -61,11 +61,12 @@ from adapters.ib.decode import HotDecoder
 from adapters.ib.venue import IBVenue
 from benchmarks.anchors import echo_rounds
 from engine.clock import LiveClock
-from engine.config import IBVenueConfig, RiskConfig
+from engine.config import EngineSection, IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import NO_PRICE, EventKind, OrderEvent
 from engine.metrics import LatencySummary
 from engine.runtime import Engine
+from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,11 @@ TICK_TO_WIRE_TARGET_NS = 200_000
 ORDER_ACK_TARGET_NS = 2_000_000
 CANCEL_FLOOD_TARGET_NS = 500_000
 FLOOD_TARGET_PER_S = 100_000
+
+#: How the engine under test runs its loop: ``keep_warm_ms`` (``[engine] keep_warm``: the
+#: shipped default for an IB venue is on, every 1 ms) and ``busy_poll``. ``--keep-warm-ms 0``
+#: and ``--busy-poll`` change them for a run.
+ENGINE_OPTIONS = {"keep_warm_ms": EngineSection().keep_warm_interval_ms, "busy_poll": False}
 
 _ACCEPTED = EventKind.ACCEPTED
 _CANCELLED = EventKind.CANCELLED
@@ -164,6 +170,7 @@ class _Probe:
         self.reads = 0
         self.bytes = 0
         self.frames = 0
+        self.gc_starts: list[tuple[int, int]] = []  # ``--stages``: (time, generation)
 
 
 @contextlib.contextmanager
@@ -190,6 +197,75 @@ def _probing(probe: _Probe) -> Iterator[None]:
     finally:
         transport_cls.data_received = orig_received  # type: ignore[method-assign]
         HotDecoder.feed = orig_feed  # type: ignore[method-assign]
+
+
+#: ``--stages``: where a triggering read's time goes, stamp by stamp (names in order). Each stamp
+#: is the last one taken before the order left, relative to the read's entry.
+STAGE_MARKS = (
+    "ts_recv",  # IBVenue._stamp_read (the session's receive entry)
+    "decoded",  # HotDecoder.feed returned (the read cut into rows)
+    "translated",  # MarketDataTranslator.translate returned (rows -> ring records)
+    "pump",  # Scheduler.pump entered (after the ring writes)
+    "book",  # BookStore.apply entered (the kernel)
+    "booked",  # BookStore.apply returned
+    "marked",  # RiskGate.on_book returned (mark-to-market kernel)
+    "on_book",  # the strategy's on_book entered
+    "created",  # intent.ts_created (Strategy._new)
+    "gate",  # RiskGate.on_intent entered
+    "risked",  # intent.ts_risk (the risk kernel passed it)
+    "routed",  # intent.ts_routed (Router.submit entered, after OMS ``submitted``)
+    "venue",  # IBVenue.submit entered
+    "encode",  # IBVenue._place_frame entered
+    "encoded",  # IBVenue._place_frame returned
+    "sent",  # intent.ts_sent
+)
+
+
+@contextlib.contextmanager
+def _stage_probing(marks: dict[str, int], probe: _Probe) -> Iterator[None]:
+    """Class-level wrappers stamping ``marks[name] = now()`` (``--stages`` only: each wrapper
+    adds a Python frame, ~0.2 µs warm and more cold, to the path it measures)."""
+    from adapters.ib.marketdata import MarketDataTranslator
+    from engine.book import BookStore
+    from engine.risk_gate import RiskGate
+    from engine.scheduler import Scheduler
+
+    patched: list[tuple[type, str, object]] = []
+
+    def wrap(cls: type, name: str, enter: str | None, leave: str | None) -> None:
+        orig = getattr(cls, name)
+
+        def wrapper(self, *args):
+            if enter:
+                marks[enter] = probe.now()
+            out = orig(self, *args)
+            if leave:
+                marks[leave] = probe.now()
+            return out
+
+        patched.append((cls, name, orig))
+        setattr(cls, name, wrapper)
+
+    wrap(HotDecoder, "feed", None, "decoded")
+    wrap(MarketDataTranslator, "translate", None, "translated")
+    wrap(Scheduler, "pump", "pump", None)
+    wrap(BookStore, "apply", "book", "booked")
+    wrap(RiskGate, "on_book", None, "marked")
+    wrap(RiskGate, "on_intent", "gate", None)
+    wrap(IBVenue, "submit", "venue", None)
+    wrap(IBVenue, "_place_frame", "encode", "encoded")
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            probe.gc_starts.append((probe.now(), info["generation"]))
+
+    gc.callbacks.append(on_gc)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(on_gc)
+        for cls, name, orig in reversed(patched):
+            setattr(cls, name, orig)
 
 
 class _BenchVenue(IBVenue):
@@ -240,6 +316,8 @@ class _Driver(Strategy):
         self.queued = 0
         self.rejected: list[str] = []
         self.lost = 0
+        self.marks: dict[str, int] | None = None  # ``--stages``: the stage probes' stamps
+        self.stage_rows: list[list[int]] = []  # read entry, then STAGE_MARKS
 
     def on_book(self, view) -> None:
         if not self.active or self.live_coid or view.instrument.symbol != self.symbol:
@@ -247,6 +325,9 @@ class _Driver(Strategy):
         now = self._now()
         if now < self.next_at:
             return
+        marks = self.marks
+        if marks is not None:
+            marks["on_book"] = now
         bid = view.bid_ticks
         if bid == NO_PRICE:
             return
@@ -268,6 +349,14 @@ class _Driver(Strategy):
         self.sent_ns[coid] = sent
         if self.recording:
             self.tick.append((trigger, sent, venue.last_write_ns, entry))  # type: ignore[union-attr]
+            if marks is not None:
+                ring = self._engine.intents
+                it = ring._slots[(ring.tail - 1) & ring._mask]
+                marks.update(
+                    ts_recv=trigger, created=it.ts_created, risked=it.ts_risk,
+                    routed=it.ts_routed, sent=it.ts_sent,
+                )  # fmt: skip
+                self.stage_rows.append([entry, *(marks.get(m, 0) for m in STAGE_MARKS)])
 
     def on_order(self, ev: OrderEvent) -> None:
         coid = ev.client_order_id
@@ -335,6 +424,15 @@ class PhaseResult:
     lost: int
     rejected: list[str]
     ib_errors: list[tuple[int, int, str]] = field(default_factory=list)
+    #: ``--stages``: read entry -> each stamp of ``STAGE_MARKS``, and each stamp -> the next.
+    breakdown: dict[str, LatencySummary] = field(default_factory=dict)
+    #: ``--stages``: garbage collections that started between a read's entry and its order's
+    #: send, by generation (a structural wait, not coldness).
+    gc_in_path: tuple[int, int, int] = (0, 0, 0)
+    warm_runs: int = 0  # the engine's dry runs of the order path (``keep_warm``)
+    warm_skips: int = 0
+    #: How long each dry run took (the most a read arriving meanwhile waits for it).
+    warm_run: LatencySummary | None = None
 
     def __getitem__(self, stage: str) -> LatencySummary:
         return self.stages[stage]
@@ -358,21 +456,35 @@ async def _session(
     rest_s: float,
     max_seconds: float,
     warmup: int = 15,
+    stages: bool = False,
 ) -> PhaseResult:
     proc, port = start_simulator(events_per_second, len(symbols))
     probe = _Probe()
+    marks: dict[str, int] | None = {} if stages else None
     try:
-        with _probing(probe):
+        with _probing(probe), contextlib.ExitStack() as stack:
+            if marks is not None:
+                stack.enter_context(_stage_probing(marks, probe))
             return await _run_session(
                 name, port, probe, symbols, events_per_second, samples, spacing_ms, rest_s,
-                max_seconds, warmup,
+                max_seconds, warmup, marks,
             )  # fmt: skip
     finally:
         _stop_process(proc)
 
 
 async def _run_session(
-    name, port, probe, symbols, events_per_second, samples, spacing_ms, rest_s, max_seconds, warmup
+    name,
+    port,
+    probe,
+    symbols,
+    events_per_second,
+    samples,
+    spacing_ms,
+    rest_s,
+    max_seconds,
+    warmup,
+    marks=None,
 ) -> PhaseResult:
     loop = asyncio.get_running_loop()
     clock = LiveClock()
@@ -391,12 +503,29 @@ async def _run_session(
         strategy_order_rate_per_s=100.0, strategy_order_burst=100,
         venue_msgs_per_s=40.0, venue_burst=10,
     )  # fmt: skip
-    engine = Engine(registry, {"IB": venue}, clock, risk=risk)
+    engine = Engine(
+        registry, {"IB": venue}, clock, risk=risk, keep_warm_ms=ENGINE_OPTIONS["keep_warm_ms"]
+    )
     strat: _Driver = engine.add_strategy(_Driver, "bench", None, list(symbols))  # type: ignore
     strat.venue, strat.probe = venue, probe
     strat.spacing_ns = int(spacing_ms * 1e6)
+    strat.marks = marks
     strat.rest_s = rest_s
+    warm_ns: list[int] = []
+    dry_run = engine.warm_order_path
+
+    def timed_dry_run() -> bool:  # the timer calls it through the instance: time each run
+        t0 = probe.now()
+        ran = dry_run()
+        if ran and strat.recording:
+            warm_ns.append(probe.now() - t0)
+        return ran
+
+    engine.warm_order_path = timed_dry_run  # type: ignore[method-assign]
     engine.start()
+    busy = BusyPoll(loop)
+    if ENGINE_OPTIONS["busy_poll"]:
+        busy.start()
     await venue.start()
     try:
         if not await venue.wait_ready(15):
@@ -439,6 +568,7 @@ async def _run_session(
         while strat.live_coid and loop.time() < deadline + 2:
             await asyncio.sleep(0.005)
     finally:
+        busy.stop()
         engine.stop()
         await venue.stop()
 
@@ -458,11 +588,32 @@ async def _run_session(
         "cancel_read": _summary("cancel_read", canc[:, 1]),
     }
     engine_stages = {s.stage: s for s in engine.latency.summaries() if s.count}
+    breakdown: dict[str, LatencySummary] = {}
+    gc_in_path = (0, 0, 0)
+    if strat.stage_rows:
+        rows = np.array(strat.stage_rows, dtype=np.int64)
+        rows = rows[(rows > 0).all(axis=1) & (rows[:, 0] <= rows[:, 1])]  # the same read
+        names = ("entry", *STAGE_MARKS)
+        for k in range(1, len(names)):
+            key = f"{names[k - 1]}->{names[k]}"
+            breakdown[key] = _summary(key, rows[:, k] - rows[:, k - 1])
+        breakdown["entry->sent"] = _summary("entry->sent", rows[:, -1] - rows[:, 0])
+        if probe.gc_starts:
+            at, gen = np.array(probe.gc_starts, dtype=np.int64).T
+            inside = np.zeros(len(at), dtype=bool)
+            for start, stop in zip(rows[:, 0], rows[:, -1], strict=True):
+                inside |= (at >= start) & (at <= stop)
+            gc_in_path = tuple(int(((gen == g) & inside).sum()) for g in range(3))
     return PhaseResult(
         name, events_per_second, len(symbols), frames / seconds, rows / seconds, reads / seconds,
         nbytes / max(reads, 1), seconds, stages, engine_stages, strat.queued, strat.lost,
         list(strat.rejected),
         [e for e in venue.errors if e[1] not in (202, 2104, 2106, 2158)],  # 202: cancelled
+        breakdown,
+        gc_in_path,  # type: ignore[arg-type]
+        engine.warm_runs,
+        engine.warm_skips,
+        _summary("warm_up_run", warm_ns) if warm_ns else None,
     )  # fmt: skip
 
 
@@ -498,9 +649,14 @@ class IBVenueResult:
         }
 
 
-def measure_quiet(samples: int = 250, max_seconds: float = 18.0) -> PhaseResult:
-    """Tick-to-wire, order→ack and cancel at a moderate market-data rate (2 instruments)."""
-    return uvloop.run(_session("quiet", ("AAPL", "MSFT"), 1000.0, samples, 55.0, 0.01, max_seconds))
+def measure_quiet(
+    samples: int = 250, max_seconds: float = 18.0, stages: bool = False
+) -> PhaseResult:
+    """Tick-to-wire, order→ack and cancel at a moderate market-data rate (2 instruments);
+    ``stages``: with the stage probes (``STAGE_MARKS``), which slow the path they measure."""
+    return uvloop.run(
+        _session("quiet", ("AAPL", "MSFT"), 1000.0, samples, 55.0, 0.01, max_seconds, stages=stages)
+    )
 
 
 def measure_flood(
@@ -531,10 +687,37 @@ def _fmt(s: LatencySummary) -> str:
     )
 
 
+def _options() -> str:
+    ms = ENGINE_OPTIONS["keep_warm_ms"]
+    warm = f"every {ms:g} ms" if ms else "off"
+    return f"engine: keep_warm {warm}, busy_poll {'on' if ENGINE_OPTIONS['busy_poll'] else 'off'}"
+
+
+def _quiet_report(ph: PhaseResult) -> str:
+    lines = [
+        _options(),
+        f"[{ph.name}] {ph.md_frames_per_s:,.0f} market-data msgs/s over {ph.seconds:.1f} s; "
+        f"queued {ph.queued}, lost {ph.lost}, rejected {len(ph.rejected)}; warm-up runs "
+        f"{ph.warm_runs:,}, skipped {ph.warm_skips:,}",
+    ]
+    lines += [_fmt(s) for s in ph.stages.values()]
+    if ph.warm_run is not None:
+        lines.append(_fmt(ph.warm_run))
+    lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
+    if ph.breakdown:
+        lines.append("stage probes (read entry -> order sent, each stamp to the next):")
+        lines += ["  " + _fmt(s) for s in ph.breakdown.values()]
+        g0, g1, g2 = ph.gc_in_path
+        lines.append(f"garbage collections inside the order path: gen0 {g0}, gen1 {g1}, gen2 {g2}")
+    lines += [f"  rejected: {x}" for x in ph.rejected[:5]]
+    return "\n".join(lines)
+
+
 def report(r: IBVenueResult) -> str:
     lines = [
+        _options(),
         f"anchor: two-process uvloop loopback echo RTT 64 B: p50 {r.anchor_p50_ns / 1e3:.1f} µs, "
-        f"p99 {r.anchor_p99_ns / 1e3:.1f} µs (n={r.anchor_n})"
+        f"p99 {r.anchor_p99_ns / 1e3:.1f} µs (n={r.anchor_n})",
     ]
     for ph in (r.quiet, r.flood):
         lines.append(
@@ -544,6 +727,8 @@ def report(r: IBVenueResult) -> str:
             f"{ph.seconds:.1f} s; queued {ph.queued}, lost {ph.lost}, rejected {len(ph.rejected)}"
         )
         lines += [_fmt(s) for s in ph.stages.values()]
+        if ph.warm_run is not None:
+            lines.append(_fmt(ph.warm_run))
         lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
         lines += [f"  rejected: {x}" for x in ph.rejected[:5]]
         lines += [f"  IB error: {e}" for e in ph.ib_errors[:5]]
@@ -566,8 +751,22 @@ def main() -> int:
     cli.add_argument("--samples", type=int, default=250, help="orders per phase")
     cli.add_argument("--flood-eps", type=float, default=None,
                      help="only the flood phase, at this many events/s per instrument")  # fmt: skip
+    cli.add_argument("--quiet-only", action="store_true",
+                     help="only the quiet phase (tick-to-wire), no anchor, no flood")  # fmt: skip
+    cli.add_argument("--stages", action="store_true",
+                     help="quiet phase only, with per-stage probes (they add to what they "
+                     "measure: use the plain run for the headline figures)")  # fmt: skip
+    cli.add_argument("--keep-warm-ms", type=float, default=ENGINE_OPTIONS["keep_warm_ms"],
+                     help="the engine's order-path warm-up interval; 0: off "
+                     "(default: %(default)s, the shipped IB default)")  # fmt: skip
+    cli.add_argument("--busy-poll", action="store_true",
+                     help="run the loop with [engine] busy_poll (a core at 100%%)")  # fmt: skip
     args = cli.parse_args()
+    ENGINE_OPTIONS.update(keep_warm_ms=args.keep_warm_ms, busy_poll=args.busy_poll)
     logging.basicConfig(level=logging.ERROR)
+    if args.quiet_only or args.stages:
+        print(_quiet_report(measure_quiet(args.samples, stages=args.stages)))
+        return 0
     if args.flood_eps is not None:
         ph = measure_flood(args.samples, events_per_second=args.flood_eps)
         print(f"{ph.md_frames_per_s:,.0f} msgs/s, {ph.md_rows_per_s:,.0f} rows/s")

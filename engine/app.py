@@ -27,6 +27,7 @@ from engine.metrics import LatencySummary, MetricsServer
 from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
 from engine.runtime import Engine
+from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,15 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             # Relative to the config file that names it, as secrets files are.
             vc = dataclasses.replace(vc, simulator_config=str(Path(file).parent / sim_path))
         venues[name] = load_object(VENUE_ADAPTERS[vc.kind])(name, vc)
+    warm = config.engine.keep_warm
+    if warm == "auto":
+        warm = "on" if any(getattr(v, "wants_warm_path", False) for v in venues.values()) else "off"
     try:
         engine = Engine(
             registry, venues, clock, rings=config.rings, risk=config.risk,
             metrics=config.metrics, name=config.engine.name, trading_hours=hours,
             portfolio=config.portfolio, router=config.router,
+            keep_warm_ms=config.engine.keep_warm_interval_ms if warm == "on" else 0.0,
         )  # fmt: skip
     except ValueError as e:  # a venue refusing its part of the config (say, a contract)
         raise ConfigError(file, "venues", str(e)) from None
@@ -220,6 +225,9 @@ async def run_app(
         await venue.start()
     await app.after_venues_ready()  # recovery's last step: strategies trade only after it
     engine.start()
+    busy = BusyPoll(loop)
+    if cfg.engine.busy_poll:
+        busy.start()
     started = loop.time()
     feed_task = loop.create_task(app.feed.run(engine, stop)) if app.feed is not None else None
 
@@ -259,6 +267,7 @@ async def run_app(
                 await asyncio.wait_for(stop.wait(), duration_s)
     finally:
         stop.set()
+        busy.stop()
         for sig in signals:
             loop.remove_signal_handler(sig)
         for t in helpers:

@@ -94,6 +94,13 @@ class EngineSection:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     status_interval_s: float = field(default=1.0, metadata=_check(_positive))
+    #: A dry run of the order path (risk check, route, the venue's encode; nothing sent or
+    #: changed) every ``keep_warm_interval_ms`` while idle, so a sparse order does not find its
+    #: path cold. "auto": on when a venue asks for it (IB: orders are paced, so always sparse).
+    keep_warm: Literal["auto", "on", "off"] = "auto"
+    keep_warm_interval_ms: float = field(default=1.0, metadata=_check(_positive))
+    #: Poll sockets without blocking: the loop's core stays busy (100 %) and never idles.
+    busy_poll: bool = False
 
 
 @dataclass(frozen=True, slots=True)

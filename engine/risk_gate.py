@@ -334,6 +334,24 @@ class RiskGate:
             self._tracker.submitted(order)
         self._router.submit(it, order)
 
+    _dry_arrays: tuple[np.ndarray, ...] | None = None  # dry_check's scratch, made at first use
+
+    def dry_check(self, it: OrderIntent) -> int:
+        """The verdict ``on_intent`` would give plain NEW ``it`` now, from the same kernel on
+        scratch copies of the limit state: nothing is written (no rate token, reservation or
+        count) and nothing is sent on. For the engine's warm-up (``Engine.warm_order_path``)."""
+        scratch = self._dry_arrays
+        if scratch is None:
+            scratch = self._dry_arrays = tuple(a.copy() for a in self._check_args)
+        else:
+            for dst, src in zip(scratch, self._check_args, strict=True):
+                np.copyto(dst, src)
+        verdict, _, _ = self._check_order(
+            *scratch, it.strategy_id, it.instrument_id, it.side, it.order_type, it.qty, it.price,
+            self._now(),
+        )  # fmt: skip
+        return verdict
+
     def _scale(self, it: OrderIntent) -> None:
         """The rejection-rate breaker is on: scale the quantity down to whole lots, never
         below one lot (an order the strategy sized at one lot stays one lot). A quantity that

@@ -328,6 +328,16 @@ class Router:
         if len(stamps) == 1:
             self.after_dispatch(self._record)
 
+    def dry_route(self, it: OrderIntent) -> None:
+        """Where ``submit`` would send ``it``, without sending it: that venue's ``warm(it)``
+        (a dry run that sends and changes nothing), if it has one. Nothing is journaled,
+        counted or stamped. For the engine's warm-up (``Engine.warm_order_path``)."""
+        i = it.instrument_id
+        if self._mode[i] == _LIVE:
+            warm = getattr(self._live[i], "warm", None)
+            if warm is not None:
+                warm(it)
+
     def _record(self) -> None:
         stamps, self._stamps = self._stamps, []
         for trigger, created, risk, sent in stamps:

@@ -26,7 +26,15 @@ from engine.clock import Clock, TimerHandle
 from engine.config import MetricsConfig, PortfolioConfig, RingsConfig, RiskConfig, RouterConfig
 from engine.instruments import InstrumentRegistry
 from engine.journal import Journal
-from engine.messages import BOOK_DELTA, QUOTE, TRADE, EventKind, OrderEvent, OrderIntent
+from engine.messages import (
+    BOOK_DELTA,
+    QUOTE,
+    TRADE,
+    EventKind,
+    IntentKind,
+    OrderEvent,
+    OrderIntent,
+)
 from engine.metrics import EngineCollector, LatencyRecorder
 from engine.orders import DUPLICATE, Order, OrderState, OrderTracker
 from engine.portfolio import Portfolio
@@ -47,6 +55,7 @@ STAGES = (
 )  # fmt: skip
 ORDER_BATCH = 64
 
+_NEW = int(IntentKind.NEW)
 _FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Python 3.11
 _ACCEPTED = EventKind.ACCEPTED
 _COMMISSION = EventKind.COMMISSION
@@ -89,6 +98,10 @@ _HELP = {
 }
 
 
+def _drop(_: object) -> None:
+    pass
+
+
 class Engine:
     """One trading engine instance: see the module docstring for the data flow."""
 
@@ -108,6 +121,7 @@ class Engine:
         trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
         portfolio: PortfolioConfig | None = None,
         router: RouterConfig | None = None,
+        keep_warm_ms: float = 0.0,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -188,6 +202,15 @@ class Engine:
         self._day_trades: deque[float] = deque(maxlen=PDT_WINDOW_DAYS - 1)  # earlier days'
         self._breaker_timer: TimerHandle | None = None
         self._roll_timer: TimerHandle | None = None
+        #: ``keep_warm_ms`` > 0: every that many ms while idle, ``warm_order_path`` (a dry run).
+        self.keep_warm_ms = keep_warm_ms
+        self.warm_runs = 0  # dry runs made
+        self.warm_skips = 0  # timer ticks skipped: work pending, or no order shape yet
+        self._warm_timer: TimerHandle | None = None
+        self._warm_intent = OrderIntent()  # private: the last plain order's shape, copied
+        self._warm_ready = False
+        # Private: the intent ring's code runs on it (claim, drain) with a handler that drops.
+        self._warm_ring: ObjectRing[OrderIntent] = ObjectRing("warm", OrderIntent, 2)
 
         sched = self.scheduler
         sched.add_lane(self.intents, self._drain_intents, ORDER_BATCH, Priority.ORDER_COMMANDS)
@@ -275,6 +298,8 @@ class Engine:
         if self._risk_config.breakers.enabled:
             self._arm_breakers()
         self._arm_roll_day()
+        if self.keep_warm_ms > 0:
+            self._arm_keep_warm()
         for s in self.strategies:
             try:
                 s.on_start()
@@ -296,10 +321,10 @@ class Engine:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
-        for t in (self._breaker_timer, self._roll_timer):
+        for t in (self._breaker_timer, self._roll_timer, self._warm_timer):
             if t is not None:
                 t.cancel()
-        self._breaker_timer = self._roll_timer = None
+        self._breaker_timer = self._roll_timer = self._warm_timer = None
 
     # ---- trading state ---------------------------------------------------------------------
 
@@ -416,6 +441,80 @@ class Engine:
             self._breaker_timer = self.clock.call_later(interval_ns, fire)
 
         self._breaker_timer = self.clock.call_later(interval_ns, fire)
+
+    # ---- keeping the order path warm -------------------------------------------------------
+
+    def warm_order_path(self) -> bool:
+        """A dry run of the order path for the last plain order that passed the gate: the risk
+        check on scratch copies of the limit state (``RiskGate.dry_check``), then the router's
+        choice of venue and that venue's ``warm`` (IB: the placeOrder template encoded again into
+        a scratch frame). Nothing is sent, journaled, counted or changed: no order id, position,
+        risk counter or rate token, no pacer or socket write. Returns whether it ran.
+
+        Orders are sparse on a paced venue (IB: ~45 msg/s at most), and between two of them
+        the caches, branch predictors and the interpreter's specialised code for this path go
+        cold: a cold order costs several times a warm one. Running it every ~1 ms while idle
+        keeps it warm (``[engine] keep_warm``). Skipped, not delayed, while anything is pending:
+        a ring holds work, the pump or a dispatch is running, or an intent is being flushed.
+        """
+        if not self.running or self._flushing or self.scheduler.pumping:
+            self.warm_skips += 1
+            return False
+        for ring in (self.intents, self.events, self.deltas, self.quotes, self.trades):
+            if ring.tail != ring.head:
+                self.warm_skips += 1
+                return False
+        it = self._warm_intent
+        intents = self.intents
+        if intents.tail:
+            last = intents._slots[(intents.tail - 1) & intents._mask]
+            # A plain NEW the gate passed (it wrote qty_lots): copy its shape, never use the slot.
+            if last.kind == _NEW and last.qty_lots > 0 and not last.extended:
+                it.kind = _NEW
+                it.strategy_id = last.strategy_id
+                it.instrument_id = last.instrument_id
+                it.client_order_id = last.client_order_id
+                it.side = last.side
+                it.order_type = last.order_type
+                it.tif = last.tif
+                it.qty = last.qty
+                it.price = last.price
+                it.qty_lots = last.qty_lots
+                it.price_ticks = last.price_ticks
+                self._warm_ready = True
+        if not self._warm_ready:
+            self.warm_skips += 1
+            return False
+        # What a strategy's order goes through before the gate, on private objects: an Order
+        # made and dropped, a ring claimed and drained (handler: a no-op), an empty flush.
+        Order(
+            it.client_order_id, it.strategy_id, it.instrument_id, it.side, it.order_type, it.tif,
+            it.qty_lots, it.price_ticks,
+        )  # fmt: skip
+        ring = self._warm_ring
+        ring.claim()
+        ring.drain(_drop, ORDER_BATCH)
+        self.flush_intents()
+        self.tracker.get(it.client_order_id)
+        if self.risk.dry_check(it) == 0:
+            self.router.dry_route(it)
+        self.warm_runs += 1
+        return True
+
+    def _arm_keep_warm(self) -> None:
+        interval_ns = max(round(self.keep_warm_ms * 1e6), 1)
+
+        def fire() -> None:
+            if not self.running:
+                return
+            try:
+                self.warm_order_path()
+            except Exception:
+                log.exception("keep_warm: the order path's dry run raised; warm-up stopped")
+                return
+            self._warm_timer = self.clock.call_later(interval_ns, fire)
+
+        self._warm_timer = self.clock.call_later(interval_ns, fire)
 
     def next_roll_ns(self, now_ns: int) -> int:
         """When the next trading day starts after ``now_ns`` (``[risk] daily_reset``)."""

@@ -40,6 +40,7 @@ class IBHarness:
         sim: dict[str, Any] | None = None,
         risk: RiskConfig | None = None,
         router: RouterConfig | None = None,
+        engine: dict[str, Any] | None = None,
         **venue: Any,
     ) -> None:
         self.symbols = symbols
@@ -47,6 +48,7 @@ class IBHarness:
         self.sim_sections = sim or {}
         self.risk = risk or RiskConfig(equity=1e9)
         self.venue_options = venue
+        self.engine_options = engine or {}  # more ``Engine`` keywords (``keep_warm_ms``...)
         self.server: GatewaySimServer | None = None
 
     async def __aenter__(self) -> IBHarness:
@@ -66,8 +68,9 @@ class IBHarness:
         }
         self.venue = IBVenue("IB", IBVenueConfig(**options))
         self.engine = Engine(
-            self.registry, {"IB": self.venue}, self.clock, risk=self.risk, router=self.router
-        )
+            self.registry, {"IB": self.venue}, self.clock, risk=self.risk, router=self.router,
+            **self.engine_options,
+        )  # fmt: skip
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
         self.engine.start()
         await self.venue.start()

@@ -507,3 +507,50 @@ def test_strategy_class_that_is_not_a_strategy(tmp_path: Path) -> None:
         build_app(load_config(path))
     assert info.value.key == "strategies[0].class"
     assert "not a Strategy subclass" in info.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping the order path warm, busy poll
+
+
+DEMO_IB = DEMO.parent / "demo_ib.toml"
+
+
+def test_keep_warm_auto_is_on_for_ib_and_off_for_the_sim_venue() -> None:
+    cfg = load_config(DEMO_IB)
+    assert cfg.engine.keep_warm == "auto" and not cfg.engine.busy_poll
+    assert build_app(cfg).engine.keep_warm_ms == cfg.engine.keep_warm_interval_ms == 1.0
+    assert build_app(load_config(DEMO)).engine.keep_warm_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "demo", "expected"),
+    [('"on"', DEMO, 0.5), ('"off"', DEMO_IB, 0.0), ('"auto"', DEMO_IB, 0.5)],
+)
+def test_keep_warm_setting(tmp_path: Path, setting: str, demo: Path, expected: float) -> None:
+    text = re.sub(  # demo_ib.toml sets them: drop those lines first
+        r"^(keep_warm|keep_warm_interval_ms|busy_poll) = .*\n", "", demo.read_text(), flags=re.M
+    )
+    text, n = re.subn(
+        r"^\[engine\]$",
+        f"[engine]\nkeep_warm = {setting}\nkeep_warm_interval_ms = 0.5\nbusy_poll = true",
+        text,
+        flags=re.MULTILINE,
+    )
+    assert n == 1
+    cfg = load_config(write(tmp_path, text, demo.name))
+    assert cfg.engine.busy_poll
+    assert build_app(cfg).engine.keep_warm_ms == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('keep_warm = "always"', "engine.keep_warm"),
+        ("keep_warm_interval_ms = 0", "engine.keep_warm_interval_ms"),
+        ('busy_poll = "yes"', "engine.busy_poll"),
+    ],
+)
+def test_keep_warm_bad_values(tmp_path: Path, line: str, key: str) -> None:
+    text = re.sub(r"^\[engine\]$", f"[engine]\n{line}", DEMO_TEXT, count=1, flags=re.MULTILINE)
+    assert config_error(write(tmp_path, text)).key == key

@@ -300,6 +300,10 @@ class _Wrapper(EWrapper):
 class IBVenue:
     """See the module docstring."""
 
+    #: Orders here are paced (≤ 45 msg/s), so always sparse: ``[engine] keep_warm = "auto"``
+    #: keeps their path warm with a dry run (``warm``) while idle.
+    wants_warm_path = True
+
     def __init__(self, name: str, config: IBVenueConfig | None = None) -> None:
         self.name = name
         self.config = config or IBVenueConfig()
@@ -919,6 +923,39 @@ class IBVenue:
         self.orders_sent += 1
         intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
         self._send(ORDER, frame)
+
+    def warm(self, intent: OrderIntent) -> bool:
+        """A dry run of ``submit`` for a plain order this venue sent (``intent`` names it by
+        client order id, with the lots and ticks it was sent with): the same checks and the
+        same ``_place_frame`` on a scratch ``_Live`` with the order's own IB id, encoded into a
+        frame that is dropped. Nothing is sent or queued (no pacer, no socket), no id is taken,
+        no order is registered, no counter moves; the proto's per-order fields are put back as
+        they were. Skipped (False) when orders are held back, for an order sent with extras,
+        or when the proto has no current template (preparing one would change the cache).
+        ``Engine.warm_order_path`` calls it through the router while the engine is idle."""
+        if self._held_back():
+            return False
+        sent = self._by_coid.get(intent.client_order_id)
+        if sent is None or sent.extras is not None or not sent.ib_id:
+            return False
+        o = sent.proto
+        found = self._prepared.get(o)
+        if (
+            found is None
+            or found[0] is not self._contracts[sent.instrument_id]
+            or found[1].server_version != self.server_version
+        ):
+            return False
+        scratch = _Live(sent.ib_id, intent, o, self.epoch)
+        saved = o.totalQuantity, o.lmtPrice, o.orderRef
+        try:
+            self._place_frame(scratch, intent.qty_lots, intent.price_ticks)
+        except (IbEncodeError, ValueError, OverflowError):
+            return False
+        finally:
+            o.totalQuantity, o.lmtPrice, o.orderRef = saved
+        self.ports.clock.now()  # type: ignore[union-attr]
+        return True
 
     def restore(
         self,
