@@ -441,6 +441,13 @@ class GatewayCore:
         self.farm_down = False
         self.stopped_data: set[int] = set()
         self.down_until_ns = 0
+        #: Set by the server: write a session's pending output now (an order answer goes to
+        #: the socket before the rest of its handling is encoded).
+        self.urgent: Callable[[Session], None] | None = None
+        #: Set by the server: whether a client has sent something not yet read; a market slice
+        #: ends early when it has, so a request (a cancel) waits for one instrument's turn,
+        #: not for the whole slice.
+        self.input_pending: Callable[[], bool] | None = None
         self.refuse_mode = "refuse"
         for fault in cfg.faults:
             self._schedule(self.started_ns + int(fault.at_s * NS), self._fault_runner(fault))
@@ -906,6 +913,7 @@ class GatewayCore:
                 due[con] = int(c)
             credit[con] = c - int(c)
         start = self.clock() if budget_ns is not None else 0
+        pending = self.input_pending if budget_ns is not None else None
         while due:
             for con, n in list(due.items()):
                 k = min(n, _TURN)
@@ -917,7 +925,13 @@ class GatewayCore:
                     due[con] = n - k
                 else:
                     del due[con]
-            if due and budget_ns is not None and self.clock() - start >= budget_ns:
+                if due and pending is not None and pending():
+                    break
+            if (
+                due
+                and budget_ns is not None
+                and (self.clock() - start >= budget_ns or (pending is not None and pending()))
+            ):
                 for con, n in due.items():
                     credit[con] += n
                 return True
@@ -1021,12 +1035,13 @@ class GatewayCore:
 
     def _send_trade(self, sub: MarketSub, t: Trade) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
-        book = self.market.book(sub.instrument.con_id)
+        st = self.market.state(sub.instrument.con_id)  # the day's volume, without a BookView
         d = sub.delayed
         send(enc.tick_price(rid, 68 if d else 4, t.price, t.size, 0))
-        send(enc.tick_size(rid, 74 if d else 8, book.volume))
+        send(enc.tick_size(rid, 74 if d else 8, st.grid.size(st.volume)))
         send(enc.tick_string(rid, 88 if d else 45, str(self.now_ns // NS)))
         if "233" in sub.generic:
+            book = self.market.book(st.instrument.con_id)
             send(enc.tick_string(rid, 48, self._rt_volume(book, t)))
 
     def _update_quote_bar(self, sub: MarketSub, q: Quote) -> None:
@@ -1196,10 +1211,24 @@ class GatewayCore:
             elif isinstance(ev, StatusChange):
                 at = self._as_of[sim] = prev._replace(status=ev.status)
                 if owner is not None:
-                    msgs = [self._open_order_msg(owner, sim, at), self._status_msg(owner, sim, at)]
-                    self._send_shuffled(owner, msgs)
-                    if ev.status == "Cancelled":
-                        owner.error(sim.order_id, 202, reason=ev.reason)
+                    if self.config.orders.shuffle_events:
+                        msgs = [
+                            self._open_order_msg(owner, sim, at),
+                            self._status_msg(owner, sim, at),
+                        ]
+                        self._send_shuffled(owner, msgs)
+                        if ev.status == "Cancelled":
+                            owner.error(sim.order_id, 202, reason=ev.reason)
+                    else:
+                        # The short orderStatus (and a cancel's error 202) first, handed to
+                        # the socket at once; openOrder, many times dearer to encode, after
+                        # (IB guarantees no order between the two).
+                        owner.send(self._status_msg(owner, sim, at))
+                        if ev.status == "Cancelled":
+                            owner.error(sim.order_id, 202, reason=ev.reason)
+                        if self.urgent is not None:
+                            self.urgent(owner)
+                        owner.send(self._open_order_msg(owner, sim, at))
             elif isinstance(ev, Rejected) and owner is not None:
                 self._reject(owner, sim, ev.code, ev.reason)
             if sim.status in _DONE:

@@ -7,7 +7,11 @@ Streaming, it behaves like a gateway that serves its clients while it floods the
 
 - Market data is produced in slices of about ``market.slice_ms``; each slice is written at
   once and the loop reads the sockets before the next, so a request that arrives mid-flood is
-  answered within about one slice, not after the whole tick's burst.
+  answered within about one slice, not after the whole tick's burst. Between instruments'
+  turns within a slice the client sockets are polled (no read): a slice with a request waiting
+  ends early, so a cancel waits for one turn of a few events, not for the slice.
+- An order answer's short orderStatus is handed to the socket as soon as it is encoded, before
+  the openOrder that goes with it (see ``GatewayCore.urgent``).
 - Write-side flow control: each client's kernel send buffer is sized to
   ``gateway.send_buffer_kib`` and the transport's high-water mark to the same; past it the
   transport pauses the protocol, the core holds that client's market data back (conflated),
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 from typing import Any
 
@@ -64,6 +69,7 @@ class _ClientProtocol(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+            self.server.watch_input(self.session, sock.fileno())
         transport.set_write_buffer_limits(high=limit, low=limit // 4)  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
@@ -88,6 +94,7 @@ class _ClientProtocol(asyncio.Protocol):
         s = self.session
         if s is not None:
             self.server.protocols.pop(s, None)
+            self.server.unwatch_input(s)
             self.server.core.connection_lost(s)
 
 
@@ -105,6 +112,33 @@ class GatewaySimServer:
         self._control: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._was_down = False
+        # Client sockets polled between instruments' turns of a market slice (see
+        # ``GatewayCore.input_pending``); the event loop still does all the reading.
+        self._input = select.poll()
+        self._input_fds: dict[Session, int] = {}
+        self.core.input_pending = self._input_pending
+        self.core.urgent = self._write_now
+
+    def watch_input(self, s: Session, fd: int) -> None:
+        self._input_fds[s] = fd
+        self._input.register(fd, select.POLLIN)
+
+    def unwatch_input(self, s: Session) -> None:
+        fd = self._input_fds.pop(s, None)
+        if fd is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._input.unregister(fd)
+
+    def _input_pending(self) -> bool:
+        return bool(self._input_fds) and bool(self._input.poll(0))
+
+    def _write_now(self, s: Session) -> None:
+        """Hand ``s``'s pending output to its transport now (an order answer)."""
+        proto = self.protocols.get(s)
+        if proto is not None and proto.transport is not None and s.close_reason is None:
+            out = s.take_output()
+            if out:
+                proto.transport.write(out)
 
     async def start(self) -> None:
         """Listen on the configured host/port (port 0 picks one; see ``self.port``)."""
