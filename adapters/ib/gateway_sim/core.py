@@ -225,6 +225,11 @@ class Session:
         self._magic = bytearray()
         self._reader = FrameReader()
         self._out = bytearray()
+        #: Under a server (``core.input_pending`` set): the market data published (steps,
+        #: depth diffs, book changes an order caused), in order, written after ``_out``, so an
+        #: answer to a request (a cancel) goes ahead of market data not yet written. The two
+        #: are independent streams at IB too; each keeps its own order.
+        self._md_out = bytearray()
         self._delayed: deque[tuple[int, bytes]] = deque()
         self.market_data_type = 1
         self.subs: dict[int, MarketSub] = {}
@@ -334,6 +339,8 @@ class Session:
         latency = self.core.latency_ns
         if latency or self._delayed:
             self._delayed.append((self.core.now_ns + latency, data))
+        elif self.core.streaming:
+            self._md_out += data
         else:
             self._out += data
         self.core.dirty.add(self)
@@ -351,7 +358,16 @@ class Session:
             self.core.dirty.add(self)
 
     def take_output(self) -> bytes:
-        """Bytes to write to the socket now."""
+        """Bytes to write to the socket now: answers first, then streamed market data."""
+        out = bytes(self._out)
+        self._out.clear()
+        if self._md_out:
+            out += self._md_out
+            self._md_out.clear()
+        return out
+
+    def take_answers(self) -> bytes:
+        """Only what is not streamed market data (see ``_md_out``), to write ahead of it."""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -448,6 +464,8 @@ class GatewayCore:
         #: ends early when it has, so a request (a cancel) waits for one instrument's turn,
         #: not for the whole slice.
         self.input_pending: Callable[[], bool] | None = None
+        #: True while market data is being published under a server (see ``Session._md_out``).
+        self.streaming = False
         self.refuse_mode = "refuse"
         for fault in cfg.faults:
             self._schedule(self.started_ns + int(fault.at_s * NS), self._fault_runner(fault))
@@ -700,6 +718,16 @@ class GatewayCore:
         self._subscribe(sub)
 
     def _sync_depth(self, sub: MarketSub) -> None:
+        if self.input_pending is None or self.streaming:
+            self._sync_depth_rows(sub)
+            return
+        self.streaming = True  # rows are positions: they keep their order with the stream's
+        try:
+            self._sync_depth_rows(sub)
+        finally:
+            self.streaming = False
+
+    def _sync_depth_rows(self, sub: MarketSub) -> None:
         """Send the rows that turn the client's copy of the book into the top ``sub.rows``.
 
         The market's rows are positions in its whole book, so forwarding them to a client that
@@ -938,6 +966,16 @@ class GatewayCore:
         return False
 
     def _publish(self, con_id: int, events: Iterable[Any]) -> None:
+        if self.input_pending is None or self.streaming:
+            self._publish_events(con_id, events)
+            return
+        self.streaming = True  # all market data in order in ``_md_out`` (see there)
+        try:
+            self._publish_events(con_id, events)
+        finally:
+            self.streaming = False
+
+    def _publish_events(self, con_id: int, events: Iterable[Any]) -> None:
         subs = self.subs_by_con.get(con_id)
         if not subs or self.farm_down or con_id in self.stopped_data:
             return
@@ -1010,19 +1048,23 @@ class GatewayCore:
         self.held.discard(s)
         if s.phase != Phase.READY or self.farm_down:
             return
-        for sub in list(s.subs.values()):
-            con = sub.instrument.con_id
-            if con in self.stopped_data:
-                continue
-            if sub.kind == "depth":
-                self._sync_depth(sub)
-            elif sub.kind in ("mkt", "tbt"):
-                b = self.market.book(con)
-                q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
-                if sub.kind == "mkt":
-                    self._send_quote(sub, q)
-                else:
-                    self._send_tbt_quote(sub, q)
+        streaming, self.streaming = self.streaming, self.input_pending is not None
+        try:
+            for sub in list(s.subs.values()):
+                con = sub.instrument.con_id
+                if con in self.stopped_data:
+                    continue
+                if sub.kind == "depth":
+                    self._sync_depth(sub)
+                elif sub.kind in ("mkt", "tbt"):
+                    b = self.market.book(con)
+                    q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
+                    if sub.kind == "mkt":
+                        self._send_quote(sub, q)
+                    else:
+                        self._send_tbt_quote(sub, q)
+        finally:
+            self.streaming = streaming
 
     def _send_quote(self, sub: MarketSub, q: Quote) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
@@ -1697,7 +1739,7 @@ _MAKERS = ("NSDQ", "ARCA", "BATS", "IEX")
 #: rate drops the backlog beyond this instead of freezing to catch up.
 _MAX_BACKLOG_STEPS = 1_000
 #: Market events an instrument makes per turn before the next instrument's.
-_TURN = 8
+_TURN = 4
 
 
 def _exec_matches(flt: ExecutionFilter, rec: ExecRecord) -> bool:

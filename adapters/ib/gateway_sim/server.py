@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import select
 import socket
 from typing import Any
@@ -133,12 +134,24 @@ class GatewaySimServer:
         return bool(self._input_fds) and bool(self._input.poll(0))
 
     def _write_now(self, s: Session) -> None:
-        """Hand ``s``'s pending output to its transport now (an order answer)."""
+        """Send ``s``'s answers (not its streamed market data) now, an order answer before
+        the rest of its handling is encoded. The transport would only send at the end of this
+        callback (uvloop queues writes until then), so when it holds nothing unsent the bytes
+        go straight to the socket; whatever the socket does not take goes through the
+        transport as usual, in order."""
         proto = self.protocols.get(s)
-        if proto is not None and proto.transport is not None and s.close_reason is None:
-            out = s.take_output()
-            if out:
-                proto.transport.write(out)
+        if proto is None or proto.transport is None or s.close_reason is not None:
+            return
+        out = s.take_answers()
+        if not out:
+            return
+        fd = self._input_fds.get(s)
+        if fd is not None and not proto.transport.get_write_buffer_size():
+            # full (BlockingIOError) or broken: the transport deals with it
+            with contextlib.suppress(OSError):
+                out = out[os.write(fd, out) :]
+        if out:
+            proto.transport.write(out)
 
     async def start(self) -> None:
         """Listen on the configured host/port (port 0 picks one; see ``self.port``)."""
@@ -208,6 +221,10 @@ class GatewaySimServer:
             await asyncio.sleep(interval)
             try:
                 while core.advance(budget_ns=budget):
+                    if self._input_pending():
+                        # A request is waiting: read it first, so its answer is written
+                        # ahead of this slice's market data.
+                        await asyncio.sleep(0)
                     self.flush()
                     # Let the loop read the sockets (a cancel) before the next slice.
                     await asyncio.sleep(0)
