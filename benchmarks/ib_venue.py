@@ -769,7 +769,10 @@ def main() -> int:
         return 0
     if args.flood_eps is not None:
         ph = measure_flood(args.samples, events_per_second=args.flood_eps)
-        print(f"{ph.md_frames_per_s:,.0f} msgs/s, {ph.md_rows_per_s:,.0f} rows/s")
+        print(
+            f"{ph.md_frames_per_s:,.0f} msgs/s, {ph.md_rows_per_s:,.0f} rows/s, "
+            f"{ph.reads_per_s:,.0f} reads/s of {ph.bytes_per_read / 1024:.1f} KiB"
+        )
         for s in ph.stages.values():
             print(_fmt(s))
         return 0

@@ -202,3 +202,73 @@ def test_order_events_are_dispatched_before_the_reads_market_data(version: int) 
     by_code = {args[2]: args[-1] for args in app.all("error")}
     assert by_code[202] == 0  # an order's error goes with the order stream
     assert by_code[317] == 1  # a market-data error keeps its place after the rows
+
+
+# ---- the simulator's priority lane: answers ahead of streamed market data -----------------------
+
+
+def test_a_slice_ends_after_one_turn_when_a_request_is_waiting(version: int) -> None:
+    p = Pair(version)
+    p.client.client.reqMktDepth(7, es(), 10, False, [])
+    p.pump()
+    p.clock.now += 50 * MS  # 500 market events due, budget never spent (the clock stands)
+    state = {"polls": 0, "waiting": False}
+
+    def waiting() -> bool:
+        state["polls"] += 1
+        if state["polls"] == 3:  # a request arrives after two turns
+            state["waiting"] = True
+        return state["waiting"]
+
+    p.core.input_pending = waiting
+    taken = p.core.steps_taken
+    assert p.core.advance(budget_ns=10**12) is True  # cut short, the rest still due
+    assert 0 < p.core.steps_taken - taken < 500
+    state["waiting"] = False  # the server reads it
+    while p.core.advance(budget_ns=10**12):
+        pass
+    p.pump()
+    assert p.core.steps_taken - taken == 500  # nothing lost by the cut
+    assert depth_book(p.app, 7) == market_top(p.core, 10)
+
+
+def test_answers_are_written_ahead_of_streamed_market_data(version: int) -> None:
+    p = Pair(version)
+    p.client.client.reqMktDepth(7, es(), 10, False, [])
+    p.pump()
+    p.core.input_pending = lambda: False  # as under the server: a budgeted advance streams
+    p.clock.now += 5 * MS
+    assert p.core.advance(budget_ns=10**12) is False
+    assert p.s._md_out and not p.s._out  # the slice's market data, not written yet
+    mark = p.mark()
+    p.client.client.reqCurrentTime()
+    p.s.receive(p.client.take_output())
+    p.client.receive(p.s.take_answers())
+    assert p.names(mark) == ["currentTime"]  # the answer alone, ahead of the market data
+    p.pump()
+    assert set(p.names(mark)[1:]) == {"updateMktDepth"}
+    assert depth_book(p.app, 7) == market_top(p.core, 10)
+
+
+def test_a_cancel_answers_with_order_status_first_and_urgently(version: int) -> None:
+    from ibapi.order import Order
+    from ibapi.order_cancel import OrderCancel
+
+    p = Pair(version)
+    urgent: list[bytes] = []
+    p.core.urgent = lambda s: urgent.append(s.take_answers())
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.lmtPrice = "BUY", Decimal(1), "LMT", 1.0
+    p.client.client.placeOrder(100, es(), o)
+    p.pump()
+    mark = p.mark()
+    urgent.clear()
+    p.client.client.cancelOrder(100, OrderCancel())
+    p.s.receive(p.client.take_output())
+    assert urgent, "the server was asked to write the answer at once"
+    first = p.mark()
+    p.client.receive(b"".join(urgent))
+    assert p.names(first) == ["orderStatus", "error"]  # no openOrder encoded yet
+    assert p.app.all("orderStatus")[-1][1] == "Cancelled"
+    p.pump()
+    assert p.names(mark) == ["orderStatus", "error", "openOrder"]

@@ -26,15 +26,22 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 from ibapi import comm
 from ibapi.client import EClient
-from ibapi.const import MAX_MSG_LEN
+from ibapi.const import MAX_MSG_LEN, UNSET_DECIMAL, UNSET_DOUBLE, UNSET_INTEGER, UNSET_LONG
 from ibapi.decoder import Decoder
 from ibapi.message import IN
 from ibapi.protobuf.ErrorMessage_pb2 import ErrorMessage
-from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER, MIN_SERVER_VER_ERROR_TIME
+from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
+from ibapi.server_versions import (
+    MAX_CLIENT_VER,
+    MIN_CLIENT_VER,
+    MIN_SERVER_VER_ERROR_TIME,
+    MIN_SERVER_VER_MARKET_CAP_PRICE,
+)
 from ibapi.wrapper import EWrapper
 
 from .decode import ColdFrame, HotDecoder, MalformedFrame
@@ -299,6 +306,8 @@ class ClientSession:
         assert self.decoder is not None
         if self.on_frame is not None and self.on_frame(msg_id, body):
             return
+        if msg_id in _ORDER_STATUS_IDS and self._order_status(msg_id, body):
+            return
         known = (
             self.decoder.msgId2handleInfoProtoBuf if msg_id > 200 else self.decoder.msgId2handleInfo
         )
@@ -313,6 +322,56 @@ class ClientSession:
         except Exception as e:  # one bad message must not break the connection
             self.malformed += 1
             log.warning("IB: dropped message id %d that failed to decode: %r", msg_id, e)
+
+    def _order_status(self, msg_id: int, body: bytes) -> bool:
+        """orderStatus straight into ``wrapper.orderStatus`` with the arguments ibapi's
+        ``Decoder`` would pass (it goes field by field through a logging ``decode``; a cancel's
+        answer waits on this). False: anything unusual (an old server version, a missing or
+        unset text field, an unreadable value), which ibapi then decodes as before."""
+        try:
+            if msg_id > 200:
+                pb = OrderStatusProto()
+                pb.ParseFromString(body)
+                has = pb.HasField
+                args = (
+                    pb.orderId if has("orderId") else UNSET_INTEGER,
+                    pb.status if has("status") else "",
+                    Decimal(pb.filled) if has("filled") else UNSET_DECIMAL,
+                    Decimal(pb.remaining) if has("remaining") else UNSET_DECIMAL,
+                    pb.avgFillPrice if has("avgFillPrice") else UNSET_DOUBLE,
+                    pb.permId if has("permId") else UNSET_LONG,
+                    pb.parentId if has("parentId") else UNSET_INTEGER,
+                    pb.lastFillPrice if has("lastFillPrice") else UNSET_DOUBLE,
+                    pb.clientId if has("clientId") else UNSET_INTEGER,
+                    pb.whyHeld if has("whyHeld") else "",
+                    pb.mktCapPrice if has("mktCapPrice") else UNSET_DOUBLE,
+                )
+                self.wrapper.orderStatusProtoBuf(pb)
+            else:
+                if self.state.server_version < MIN_SERVER_VER_MARKET_CAP_PRICE:
+                    return False
+                f = body.split(b"\0")
+                if len(f) != 12 or f[11] or not all(f[i] for i in _OS_NUMERIC):
+                    return False
+                if f[2] in _UNSET_TEXT or f[3] in _UNSET_TEXT:
+                    return False
+                args = (
+                    int(f[0]), f[1].decode(errors="backslashreplace"), Decimal(f[2].decode()),
+                    Decimal(f[3].decode()), float(f[4]), int(f[5]), int(f[6]), float(f[7]),
+                    int(f[8]), f[9].decode(errors="backslashreplace"), float(f[10]),
+                )  # fmt: skip
+        except Exception:  # ibapi decodes it (and says what is wrong with it)
+            return False
+        self.wrapper.orderStatus(*args)
+        return True
+
+
+_ORDER_STATUS_IDS = (IN.ORDER_STATUS, IN.ORDER_STATUS + 200)
+_OS_NUMERIC = (0, 2, 3, 4, 5, 6, 7, 8, 10)
+#: Texts ibapi's ``decode`` turns into ``UNSET_DECIMAL``.
+_UNSET_TEXT = frozenset(
+    {b"2147483647", b"9223372036854775807", b"1.7976931348623157E308", b"-9223372036854775808"}
+)
 
 
 def _frame_index(frame: ColdFrame | MalformedFrame) -> int:

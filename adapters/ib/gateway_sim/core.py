@@ -225,6 +225,11 @@ class Session:
         self._magic = bytearray()
         self._reader = FrameReader()
         self._out = bytearray()
+        #: Under a server (``core.input_pending`` set): the market data published (steps,
+        #: depth diffs, book changes an order caused), in order, written after ``_out``, so an
+        #: answer to a request (a cancel) goes ahead of market data not yet written. The two
+        #: are independent streams at IB too; each keeps its own order.
+        self._md_out = bytearray()
         self._delayed: deque[tuple[int, bytes]] = deque()
         self.market_data_type = 1
         self.subs: dict[int, MarketSub] = {}
@@ -334,6 +339,8 @@ class Session:
         latency = self.core.latency_ns
         if latency or self._delayed:
             self._delayed.append((self.core.now_ns + latency, data))
+        elif self.core.streaming:
+            self._md_out += data
         else:
             self._out += data
         self.core.dirty.add(self)
@@ -351,7 +358,16 @@ class Session:
             self.core.dirty.add(self)
 
     def take_output(self) -> bytes:
-        """Bytes to write to the socket now."""
+        """Bytes to write to the socket now: answers first, then streamed market data."""
+        out = bytes(self._out)
+        self._out.clear()
+        if self._md_out:
+            out += self._md_out
+            self._md_out.clear()
+        return out
+
+    def take_answers(self) -> bytes:
+        """Only what is not streamed market data (see ``_md_out``), to write ahead of it."""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -441,6 +457,15 @@ class GatewayCore:
         self.farm_down = False
         self.stopped_data: set[int] = set()
         self.down_until_ns = 0
+        #: Set by the server: write a session's pending output now (an order answer goes to
+        #: the socket before the rest of its handling is encoded).
+        self.urgent: Callable[[Session], None] | None = None
+        #: Set by the server: whether a client has sent something not yet read; a market slice
+        #: ends early when it has, so a request (a cancel) waits for one instrument's turn,
+        #: not for the whole slice.
+        self.input_pending: Callable[[], bool] | None = None
+        #: True while market data is being published under a server (see ``Session._md_out``).
+        self.streaming = False
         self.refuse_mode = "refuse"
         for fault in cfg.faults:
             self._schedule(self.started_ns + int(fault.at_s * NS), self._fault_runner(fault))
@@ -693,6 +718,16 @@ class GatewayCore:
         self._subscribe(sub)
 
     def _sync_depth(self, sub: MarketSub) -> None:
+        if self.input_pending is None or self.streaming:
+            self._sync_depth_rows(sub)
+            return
+        self.streaming = True  # rows are positions: they keep their order with the stream's
+        try:
+            self._sync_depth_rows(sub)
+        finally:
+            self.streaming = False
+
+    def _sync_depth_rows(self, sub: MarketSub) -> None:
         """Send the rows that turn the client's copy of the book into the top ``sub.rows``.
 
         The market's rows are positions in its whole book, so forwarding them to a client that
@@ -906,6 +941,7 @@ class GatewayCore:
                 due[con] = int(c)
             credit[con] = c - int(c)
         start = self.clock() if budget_ns is not None else 0
+        pending = self.input_pending if budget_ns is not None else None
         while due:
             for con, n in list(due.items()):
                 k = min(n, _TURN)
@@ -917,13 +953,29 @@ class GatewayCore:
                     due[con] = n - k
                 else:
                     del due[con]
-            if due and budget_ns is not None and self.clock() - start >= budget_ns:
+                if due and pending is not None and pending():
+                    break
+            if (
+                due
+                and budget_ns is not None
+                and (self.clock() - start >= budget_ns or (pending is not None and pending()))
+            ):
                 for con, n in due.items():
                     credit[con] += n
                 return True
         return False
 
     def _publish(self, con_id: int, events: Iterable[Any]) -> None:
+        if self.input_pending is None or self.streaming:
+            self._publish_events(con_id, events)
+            return
+        self.streaming = True  # all market data in order in ``_md_out`` (see there)
+        try:
+            self._publish_events(con_id, events)
+        finally:
+            self.streaming = False
+
+    def _publish_events(self, con_id: int, events: Iterable[Any]) -> None:
         subs = self.subs_by_con.get(con_id)
         if not subs or self.farm_down or con_id in self.stopped_data:
             return
@@ -996,19 +1048,23 @@ class GatewayCore:
         self.held.discard(s)
         if s.phase != Phase.READY or self.farm_down:
             return
-        for sub in list(s.subs.values()):
-            con = sub.instrument.con_id
-            if con in self.stopped_data:
-                continue
-            if sub.kind == "depth":
-                self._sync_depth(sub)
-            elif sub.kind in ("mkt", "tbt"):
-                b = self.market.book(con)
-                q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
-                if sub.kind == "mkt":
-                    self._send_quote(sub, q)
-                else:
-                    self._send_tbt_quote(sub, q)
+        streaming, self.streaming = self.streaming, self.input_pending is not None
+        try:
+            for sub in list(s.subs.values()):
+                con = sub.instrument.con_id
+                if con in self.stopped_data:
+                    continue
+                if sub.kind == "depth":
+                    self._sync_depth(sub)
+                elif sub.kind in ("mkt", "tbt"):
+                    b = self.market.book(con)
+                    q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
+                    if sub.kind == "mkt":
+                        self._send_quote(sub, q)
+                    else:
+                        self._send_tbt_quote(sub, q)
+        finally:
+            self.streaming = streaming
 
     def _send_quote(self, sub: MarketSub, q: Quote) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
@@ -1021,12 +1077,13 @@ class GatewayCore:
 
     def _send_trade(self, sub: MarketSub, t: Trade) -> None:
         enc, rid, send = sub.session.encoder, sub.req_id, sub.session.send
-        book = self.market.book(sub.instrument.con_id)
+        st = self.market.state(sub.instrument.con_id)  # the day's volume, without a BookView
         d = sub.delayed
         send(enc.tick_price(rid, 68 if d else 4, t.price, t.size, 0))
-        send(enc.tick_size(rid, 74 if d else 8, book.volume))
+        send(enc.tick_size(rid, 74 if d else 8, st.grid.size(st.volume)))
         send(enc.tick_string(rid, 88 if d else 45, str(self.now_ns // NS)))
         if "233" in sub.generic:
+            book = self.market.book(st.instrument.con_id)
             send(enc.tick_string(rid, 48, self._rt_volume(book, t)))
 
     def _update_quote_bar(self, sub: MarketSub, q: Quote) -> None:
@@ -1196,10 +1253,24 @@ class GatewayCore:
             elif isinstance(ev, StatusChange):
                 at = self._as_of[sim] = prev._replace(status=ev.status)
                 if owner is not None:
-                    msgs = [self._open_order_msg(owner, sim, at), self._status_msg(owner, sim, at)]
-                    self._send_shuffled(owner, msgs)
-                    if ev.status == "Cancelled":
-                        owner.error(sim.order_id, 202, reason=ev.reason)
+                    if self.config.orders.shuffle_events:
+                        msgs = [
+                            self._open_order_msg(owner, sim, at),
+                            self._status_msg(owner, sim, at),
+                        ]
+                        self._send_shuffled(owner, msgs)
+                        if ev.status == "Cancelled":
+                            owner.error(sim.order_id, 202, reason=ev.reason)
+                    else:
+                        # The short orderStatus (and a cancel's error 202) first, handed to
+                        # the socket at once; openOrder, many times dearer to encode, after
+                        # (IB guarantees no order between the two).
+                        owner.send(self._status_msg(owner, sim, at))
+                        if ev.status == "Cancelled":
+                            owner.error(sim.order_id, 202, reason=ev.reason)
+                        if self.urgent is not None:
+                            self.urgent(owner)
+                        owner.send(self._open_order_msg(owner, sim, at))
             elif isinstance(ev, Rejected) and owner is not None:
                 self._reject(owner, sim, ev.code, ev.reason)
             if sim.status in _DONE:
@@ -1668,7 +1739,7 @@ _MAKERS = ("NSDQ", "ARCA", "BATS", "IEX")
 #: rate drops the backlog beyond this instead of freezing to catch up.
 _MAX_BACKLOG_STEPS = 1_000
 #: Market events an instrument makes per turn before the next instrument's.
-_TURN = 8
+_TURN = 4
 
 
 def _exec_matches(flt: ExecutionFilter, rec: ExecRecord) -> bool:

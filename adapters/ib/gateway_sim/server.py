@@ -7,7 +7,11 @@ Streaming, it behaves like a gateway that serves its clients while it floods the
 
 - Market data is produced in slices of about ``market.slice_ms``; each slice is written at
   once and the loop reads the sockets before the next, so a request that arrives mid-flood is
-  answered within about one slice, not after the whole tick's burst.
+  answered within about one slice, not after the whole tick's burst. Between instruments'
+  turns within a slice the client sockets are polled (no read): a slice with a request waiting
+  ends early, so a cancel waits for one turn of a few events, not for the slice.
+- An order answer's short orderStatus is handed to the socket as soon as it is encoded, before
+  the openOrder that goes with it (see ``GatewayCore.urgent``).
 - Write-side flow control: each client's kernel send buffer is sized to
   ``gateway.send_buffer_kib`` and the transport's high-water mark to the same; past it the
   transport pauses the protocol, the core holds that client's market data back (conflated),
@@ -30,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import select
 import socket
 from typing import Any
 
@@ -64,6 +70,7 @@ class _ClientProtocol(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+            self.server.watch_input(self.session, sock.fileno())
         transport.set_write_buffer_limits(high=limit, low=limit // 4)  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
@@ -88,6 +95,7 @@ class _ClientProtocol(asyncio.Protocol):
         s = self.session
         if s is not None:
             self.server.protocols.pop(s, None)
+            self.server.unwatch_input(s)
             self.server.core.connection_lost(s)
 
 
@@ -105,6 +113,45 @@ class GatewaySimServer:
         self._control: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._was_down = False
+        # Client sockets polled between instruments' turns of a market slice (see
+        # ``GatewayCore.input_pending``); the event loop still does all the reading.
+        self._input = select.poll()
+        self._input_fds: dict[Session, int] = {}
+        self.core.input_pending = self._input_pending
+        self.core.urgent = self._write_now
+
+    def watch_input(self, s: Session, fd: int) -> None:
+        self._input_fds[s] = fd
+        self._input.register(fd, select.POLLIN)
+
+    def unwatch_input(self, s: Session) -> None:
+        fd = self._input_fds.pop(s, None)
+        if fd is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._input.unregister(fd)
+
+    def _input_pending(self) -> bool:
+        return bool(self._input_fds) and bool(self._input.poll(0))
+
+    def _write_now(self, s: Session) -> None:
+        """Send ``s``'s answers (not its streamed market data) now, an order answer before
+        the rest of its handling is encoded. The transport would only send at the end of this
+        callback (uvloop queues writes until then), so when it holds nothing unsent the bytes
+        go straight to the socket; whatever the socket does not take goes through the
+        transport as usual, in order."""
+        proto = self.protocols.get(s)
+        if proto is None or proto.transport is None or s.close_reason is not None:
+            return
+        out = s.take_answers()
+        if not out:
+            return
+        fd = self._input_fds.get(s)
+        if fd is not None and not proto.transport.get_write_buffer_size():
+            # full (BlockingIOError) or broken: the transport deals with it
+            with contextlib.suppress(OSError):
+                out = out[os.write(fd, out) :]
+        if out:
+            proto.transport.write(out)
 
     async def start(self) -> None:
         """Listen on the configured host/port (port 0 picks one; see ``self.port``)."""
@@ -174,6 +221,10 @@ class GatewaySimServer:
             await asyncio.sleep(interval)
             try:
                 while core.advance(budget_ns=budget):
+                    if self._input_pending():
+                        # A request is waiting: read it first, so its answer is written
+                        # ahead of this slice's market data.
+                        await asyncio.sleep(0)
                     self.flush()
                     # Let the loop read the sockets (a cancel) before the next slice.
                     await asyncio.sleep(0)
