@@ -523,11 +523,31 @@ def _text_place(chunks: list[str], first: tuple) -> Renderer:
     the id, quantity, limit price and ref are formatted. Any other order is rendered slot by
     slot."""
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = chunks
-    _, _, aux_1, oca_1, _, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
+
+    def render(oid: Any, patched: tuple) -> bytes:
+        qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
+        if oid.__class__ is not int or qty.__class__ not in _NUMBERS:
+            raise _NotTemplatable
+        body = "".join((
+            c0, str(oid), c1, str(qty), c2, _t_price(lmt), c3, _t_price(aux), c4, _t_str(oca),
+            c5, _t_str(ref), c6, _t_int(parent), c7, _t_int(display), c8, _t_str(gtd), c9,
+            _t_price(tstop), c10, _t_price(tpct), c11,
+        )).encode()  # fmt: skip
+        return _U32(len(body)) + body
+
     try:
         fast = _text_prepared(chunks, first, _refuse)
     except Exception:  # a first-order value only ibapi formats: every order slot by slot
-        fast = None
+        return render
+    return _first_shape_fast(first, fast, render)
+
+
+def _first_shape_fast(first: tuple, fast: Encoder, other: Renderer) -> Renderer:
+    """A renderer that sends an order whose usually constant slots (every patched field but
+    the quantity, the limit price and the ref) hold the very objects the template's first
+    order held to ``fast``, a prepared encoder built with those values; any other to ``other``.
+    Identity, not equality: ``0`` and ``0.0`` are equal but ibapi writes them differently."""
+    _, _, aux_1, oca_1, _, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
 
     def render(oid: Any, patched: tuple) -> bytes:
         qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
@@ -539,17 +559,9 @@ def _text_place(chunks: list[str], first: tuple) -> Renderer:
             and gtd is gtd_1
             and tstop is tstop_1
             and tpct is tpct_1
-            and fast is not None
         ):
             return fast(oid, qty, lmt, ref)
-        if oid.__class__ is not int or qty.__class__ not in _NUMBERS:
-            raise _NotTemplatable
-        body = "".join((
-            c0, str(oid), c1, str(qty), c2, _t_price(lmt), c3, _t_price(aux), c4, _t_str(oca),
-            c5, _t_str(ref), c6, _t_int(parent), c7, _t_int(display), c8, _t_str(gtd), c9,
-            _t_price(tstop), c10, _t_price(tpct), c11,
-        )).encode()  # fmt: skip
-        return _U32(len(body)) + body
+        return other(oid, patched)
 
     return render
 
@@ -662,26 +674,10 @@ def _proto_place(middle: bytes, tail: bytes, chunks: list[bytes], first: tuple) 
     t_parent, t_qty, t_display, t_lmt, t_aux, t_tpct, t_tstop, t_gtd, t_oca, t_ref = (
         tag for _, tag in _PROTO_SLOT_TAGS
     )
-    _, _, aux_1, oca_1, _, parent_1, display_1, gtd_1, tstop_1, tpct_1 = first
-    try:
-        fast = _proto_prepared(middle, tail, chunks, first, _refuse)
-    except Exception:  # a first-order value only ibapi formats: every order field by field
-        fast = None
     msg_id, t_oid, head = _PLACE_PROTO_ID, _T_ORDER_ID, middle + _T_ORDER
 
     def render(oid: Any, patched: tuple) -> bytes:
         qty, lmt, aux, oca, ref, parent, display, gtd, tstop, tpct = patched
-        if (
-            aux is aux_1
-            and oca is oca_1
-            and parent is parent_1
-            and display is display_1
-            and gtd is gtd_1
-            and tstop is tstop_1
-            and tpct is tpct_1
-            and fast is not None
-        ):
-            return fast(oid, qty, lmt, ref)
         body = b"".join((
             c0, _p_int32(t_parent, parent), c1, _p_quantity(t_qty, qty), c2,
             _p_int32(t_display, display), c3, _p_double(t_lmt, lmt), c4, _p_double(t_aux, aux),
@@ -691,7 +687,11 @@ def _proto_place(middle: bytes, tail: bytes, chunks: list[bytes], first: tuple) 
         msg = b"".join((msg_id, _p_int32(t_oid, oid), head, _varint(len(body)), body, tail))
         return _U32(len(msg)) + msg
 
-    return render
+    try:
+        fast = _proto_prepared(middle, tail, chunks, first, _refuse)
+    except Exception:  # a first-order value only ibapi formats: every order field by field
+        return render
+    return _first_shape_fast(first, fast, render)
 
 
 # --- placeOrder: the cache ----------------------------------------------------------------------
