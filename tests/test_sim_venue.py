@@ -6,6 +6,7 @@ orders go through a recording strategy, the risk gate and the router like any st
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import numpy as np
@@ -597,6 +598,22 @@ def test_latencies_hold_answers_until_the_clock_passes_them() -> None:
     assert_fill_sequence(evs[1:], 8)
     assert h.position().lots == 8
     assert h.order(coid).state is OrderState.FILLED
+
+
+def test_a_stopped_venue_sends_no_answer_still_waiting_out_its_latency() -> None:
+    # At shutdown the engine closes its journal after the venues stopped: an answer delivered
+    # later would reach the OMS and the portfolio without being journaled.
+    h = Harness(SimVenueConfig(ack_latency_us=50, fill_latency_us=20))
+    standard_book(h)
+    coid = h.buy(8)
+    h.clock.advance_to(START_NS + 50_000)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]  # its fills are due 20 µs later
+    asyncio.run(h.venue.stop())
+    h.clock.advance_to(START_NS + 10_000_000)
+    h.engine.pump()
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    assert h.position().lots == 0
+    assert h.engine.fills == 0
 
 
 class SlowAnswers(SimClock):

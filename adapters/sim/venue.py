@@ -60,6 +60,7 @@ from functools import partial
 
 import numpy as np
 
+from engine.clock import TimerHandle
 from engine.config import SimVenueConfig
 from engine.messages import (
     NO_PRICE,
@@ -100,11 +101,12 @@ class _Outbox:
     """Answers waiting for one latency, earliest first, and when the timer armed for them is
     due (None when none is armed)."""
 
-    __slots__ = ("armed_for", "items")
+    __slots__ = ("armed_for", "items", "timer")
 
     def __init__(self) -> None:
         self.items: deque = deque()
         self.armed_for: int | None = None
+        self.timer: TimerHandle | None = None  # the armed timer (``stop`` cancels it)
 
 
 class SimOrder:
@@ -204,7 +206,16 @@ class SimVenue:
         return None
 
     async def stop(self) -> None:
-        return None
+        """The venue closes: answers still waiting out their latency are never sent. They die
+        with the venue, as everything an in-process venue holds does; after the engine closed
+        its journal nothing may reach the OMS that the journal did not record (recovery
+        reports the venue's open orders lost, and a fill after that would put the portfolio
+        ahead of the journal)."""
+        for box in self._outbox.values():
+            if box.timer is not None:
+                box.timer.cancel()
+            box.timer = box.armed_for = None
+            box.items.clear()
 
     # ---- requests from the router -----------------------------------------------------------
 
@@ -566,14 +577,14 @@ class SimVenue:
     def _arm(self, box: _Outbox, due: int) -> None:
         box.armed_for = due
         clock = self.ports.clock
-        clock.call_later(due - clock.now(), partial(self._deliver, box, due))
+        box.timer = clock.call_later(due - clock.now(), partial(self._deliver, box, due))
 
     def _deliver(self, box: _Outbox, due: int) -> None:
         """Answer what is due. What the timer was armed for is due even if the event loop, whose
         clock is coarser than ours, fired it a little early; it may also have gone out already,
         with an earlier timer, if answering took longer than the latency."""
         if box.armed_for == due:
-            box.armed_for = None
+            box.armed_for = box.timer = None
         clock = self.ports.clock
         items = box.items
         while items and items[0][0] <= max(clock.now(), due):
