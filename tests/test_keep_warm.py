@@ -167,6 +167,9 @@ async def _scenario(wire: list[bytes], warm: bool) -> tuple[list[bytes], list, l
     opts = {"keep_warm_ms": 0.2} if warm else {}
     async with IBHarness(engine=opts) as h:
         e = h.engine
+        # Client order ids start from the session's start second, and they are in the frames
+        # (orderRef): both runs take theirs from one fixed point above it.
+        e.tracker.ensure_ids_above(35 * 10**15)
         await h.book_ready("AAPL")
         start = len(wire)
         sent_before = h.venue.orders_sent
