@@ -114,3 +114,11 @@ def test_config_errors_exit_2_naming_file_and_key(tmp_path):
     proc = _run(["run", "--config", str(missing)])
     assert proc.returncode == 2
     assert str(missing) in proc.stderr and "not found" in proc.stderr
+
+    # A file the config names (the embedded simulator's) is checked at start-up too.
+    sim_missing = tmp_path / "demo_ib.toml"
+    sim_missing.write_text((ROOT / "config" / "demo_ib.toml").read_text())
+    proc = _run(["demo", "--duration", "1", "--config", str(sim_missing)])
+    assert proc.returncode == 2, proc.stderr
+    assert str(tmp_path / "gateway_sim_demo.toml") in proc.stderr and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr

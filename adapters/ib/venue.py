@@ -307,6 +307,13 @@ class IBVenue:
     def __init__(self, name: str, config: IBVenueConfig | None = None) -> None:
         self.name = name
         self.config = config or IBVenueConfig()
+        #: The embedded simulator's config, read here so that a bad or missing file is a
+        #: ConfigError (naming the file and key) at build time, not a traceback at start.
+        self._sim_config = None
+        if self.config.embedded_simulator and self.config.simulator_config:
+            from adapters.ib.gateway_sim.config import load_gateway_config
+
+            self._sim_config = load_gateway_config(self.config.simulator_config)
         cfg = self.config
         self.port = cfg.port
         self.ports: VenuePorts | None = None
@@ -462,11 +469,10 @@ class IBVenue:
         """The gateway simulator in this process, on a free loopback port (the demo)."""
         import dataclasses
 
-        from adapters.ib.gateway_sim.config import GatewaySimConfig, load_gateway_config
+        from adapters.ib.gateway_sim.config import GatewaySimConfig
         from adapters.ib.gateway_sim.server import GatewaySimServer
 
-        path = self.config.simulator_config
-        sim_cfg = load_gateway_config(path) if path else GatewaySimConfig()
+        sim_cfg = self._sim_config or GatewaySimConfig()
         gateway = dataclasses.replace(sim_cfg.gateway, host="127.0.0.1", port=0)
         self.simulator = GatewaySimServer(dataclasses.replace(sim_cfg, gateway=gateway))
         await self.simulator.start()
