@@ -538,6 +538,8 @@ def test_keep_warm_setting(tmp_path: Path, setting: str, demo: Path, expected: f
         flags=re.MULTILINE,
     )
     assert n == 1
+    sim = DEMO.parent / "gateway_sim_demo.toml"  # demo_ib.toml names it, next to itself
+    write(tmp_path, sim.read_text(), sim.name)
     cfg = load_config(write(tmp_path, text, demo.name))
     assert cfg.engine.busy_poll
     assert build_app(cfg).engine.keep_warm_ms == expected
