@@ -309,16 +309,21 @@ def _ib_lines(suites: dict[str, dict], sim: list[gateway_sim.SimThroughput]) -> 
     return [*lines, ""]
 
 
+def _latency_row(label: str, s, anchor_ns: float, target: str) -> str:
+    """A table row: the label cells, n, p50/p99/p99.9 in µs, p99 over the anchor, target."""
+    return (
+        f"| {label} | {s.count} | {s.p50 / 1e3:.1f} | {s.p99 / 1e3:.1f} | "
+        f"{s.p999 / 1e3:.1f} | {s.p99 / anchor_ns:.1f}x | {target} |"
+    )
+
+
 def _ib_venue_lines(r: ib_venue.IBVenueResult, rtt_p50: float, rtt_p99: float) -> list[str]:
     """IBVenue end to end over loopback against the simulator in its own process."""
     q, f = r.quiet, r.flood
     anchor = r.anchor_p99_ns
 
     def row(what: str, span: str, s, target: str = "") -> str:
-        return (
-            f"| {what} | {span} | {s.count} | {s.p50 / 1e3:.1f} | {s.p99 / 1e3:.1f} | "
-            f"{s.p999 / 1e3:.1f} | {s.p99 / anchor:.1f}x | {target} |"
-        )
+        return _latency_row(f"{what} | {span}", s, anchor, target)
 
     v = r.verdicts()
     flood_ok = v["cancel_flood"] and v["flood_rate"]
@@ -382,10 +387,7 @@ def _ib_venue_busy_lines(r: ib_venue.IBVenueResult) -> list[str]:
     v = r.verdicts()
 
     def row(what: str, s, target: str = "") -> str:
-        return (
-            f"| {what} | {s.count} | {s.p50 / 1e3:.1f} | {s.p99 / 1e3:.1f} | "
-            f"{s.p999 / 1e3:.1f} | {s.p99 / anchor:.1f}x | {target} |"
-        )
+        return _latency_row(what, s, anchor, target)
 
     return [
         "### The same run with `[engine] busy_poll = true`",

@@ -248,6 +248,14 @@ class ObjectRing(Generic[T]):
         self.tail = t + 1
         return self._slots[t & self._mask]
 
+    def last(self) -> T | None:
+        """The message claimed last, handled or not (its slot keeps it until claimed again);
+        None before the first claim."""
+        if self._spill:
+            return self._spill[-1]
+        t = self.tail
+        return self._slots[(t - 1) & self._mask] if t else None
+
     def drain(self, handler: Callable[[T], object], max_n: int) -> int:
         """Call ``handler`` on up to ``max_n`` messages in order; returns how many were handled.
 

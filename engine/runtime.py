@@ -465,23 +465,21 @@ class Engine:
                 self.warm_skips += 1
                 return False
         it = self._warm_intent
-        intents = self.intents
-        if intents.tail:
-            last = intents._slots[(intents.tail - 1) & intents._mask]
-            # A plain NEW the gate passed (it wrote qty_lots): copy its shape, never use the slot.
-            if last.kind == _NEW and last.qty_lots > 0 and not last.extended:
-                it.kind = _NEW
-                it.strategy_id = last.strategy_id
-                it.instrument_id = last.instrument_id
-                it.client_order_id = last.client_order_id
-                it.side = last.side
-                it.order_type = last.order_type
-                it.tif = last.tif
-                it.qty = last.qty
-                it.price = last.price
-                it.qty_lots = last.qty_lots
-                it.price_ticks = last.price_ticks
-                self._warm_ready = True
+        last = self.intents.last()
+        # A plain NEW the gate passed (it wrote qty_lots): copy its shape, never use the slot.
+        if last is not None and last.kind == _NEW and last.qty_lots > 0 and not last.extended:
+            it.kind = _NEW
+            it.strategy_id = last.strategy_id
+            it.instrument_id = last.instrument_id
+            it.client_order_id = last.client_order_id
+            it.side = last.side
+            it.order_type = last.order_type
+            it.tif = last.tif
+            it.qty = last.qty
+            it.price = last.price
+            it.qty_lots = last.qty_lots
+            it.price_ticks = last.price_ticks
+            self._warm_ready = True
         if not self._warm_ready:
             self.warm_skips += 1
             return False

@@ -505,6 +505,19 @@ def test_object_ring_claim_returns_pooled_objects() -> None:
     assert [id(o) for o in again] == [id(o) for o in first]
 
 
+def test_object_ring_last_is_the_message_claimed_last_even_when_spilled() -> None:
+    ring: ObjectRing[OrderEvent] = ObjectRing("events", OrderEvent, 4)
+    assert ring.last() is None
+    claimed = [ring.claim() for _ in range(3)]
+    assert ring.last() is claimed[-1]
+    ring.drain(lambda ev: None, 3)
+    assert ring.last() is claimed[-1]  # handled, still in its slot
+    more = [ring.claim() for _ in range(6)]  # wraps, then spills past the capacity
+    assert ring.overflowed and ring.last() is more[-1]
+    ring.drain(lambda ev: None, 4)  # the spill moves into the freed slots
+    assert not ring.overflowed and ring.last() is more[-1]
+
+
 def test_object_ring_drain_max_n() -> None:
     ring: ObjectRing[OrderEvent] = ObjectRing("events", OrderEvent, 8)
     claim_seq(ring, 0, 6)
