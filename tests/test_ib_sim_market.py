@@ -293,6 +293,23 @@ def test_steps_reproduce_the_book_for_a_client_and_never_cross() -> None:
     assert market.book(EURUSD.con_id).last == -1.0  # IDEALPRO never prints
 
 
+def test_level_sizes_wander_around_the_level_size_however_long_the_flow() -> None:
+    # Order flow moves a level's size halfway to a fresh draw: sizes must neither collapse to
+    # one lot (a multiplicative walk drifts down) nor run away, even after a long flood. Steps
+    # as short as a 40k events/s flood's: the price barely moves, so levels are not renewed.
+    market = Market([AAPL], seed=4, step_ns=NS // 40_000)
+    lots = market.state(AAPL.con_id).level_lots
+    changed = 0
+    for _ in range(60_000):
+        evs = market.step(AAPL.con_id)
+        changed += any(type(e) is DepthRow and e.operation == UPDATE for e in evs)
+    st_ = market.state(AAPL.con_id)
+    sizes = sorted(st_.bid_sz + st_.ask_sz)
+    assert lots // 4 <= sizes[len(sizes) // 2] <= 3 * lots, (sizes, lots)
+    assert sizes[-1] <= 4 * lots
+    assert changed > 50_000  # nearly every step's order flow changes a size
+
+
 def test_walk_scales_with_time_given() -> None:
     calm_market = Market([AAPL], seed=3)
     for k in range(300):

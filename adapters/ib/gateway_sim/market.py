@@ -12,8 +12,10 @@ The model, per instrument (``BookState``):
   on the fair price. When the fair price moves, levels that fall outside the new window are
   deleted and the missing ones inserted with fresh random sizes, so a move of one increment is
   one delete and one insert per side, exactly as IB's depth feed reports it.
-- Each step also changes the size of one random level (order flow) and, with probability
-  ``trade_probability``, prints a trade against the best bid or ask that consumes size there.
+- Each step also changes the size of one random level (order flow: the size moves halfway to a
+  fresh draw around the level size, so sizes wander but do not drift away, however long the
+  run) and, with probability ``trade_probability``, prints a trade against the best bid or ask
+  that consumes size there.
 - Prices are integers in units of ``min_tick`` ("ticks"); sizes are integers in units of
   ``size_increment`` ("lots"). Events carry IB's float prices and ``Decimal`` sizes.
 
@@ -57,6 +59,7 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from ibapi.common import BarData
 from ibapi.const import UNSET_DOUBLE
 from ibapi.contract import Contract, ContractDetails
@@ -76,6 +79,9 @@ REFERENCE_DATE = date(2025, 6, 2)
 
 #: How many recent prints each book keeps for ``matching`` to catch up on.
 TRADE_MEMORY = 4096
+
+#: How many of the walk's N(0, 1) draws a book makes at a time.
+NORMALS_BATCH = 1024
 
 
 # ---- events -----------------------------------------------------------------------------------
@@ -412,6 +418,8 @@ class BookState:
         "level",
         "level_lots",
         "low_px",
+        "normals",
+        "normals_rng",
         "notional",
         "open_px",
         "replay",
@@ -429,6 +437,10 @@ class BookState:
         self.instrument = instrument
         self.grid = g = Grid(instrument)
         self.rng = random.Random(f"{seed}/{instrument.con_id}")
+        # The walk's N(0, 1) draws, made in batches (a draw each from ``random.gauss`` costs
+        # more than the rest of the walk's step); ``normals.pop()`` takes the next one.
+        self.normals_rng = np.random.default_rng(zlib.crc32(f"{seed}/{instrument.con_id}".encode()))
+        self.normals: list[float] = []
         self.depth = max(1, instrument.depth_levels)
         start = g.ticks_near(instrument.price)
         self.level = g.increment_ticks(start)
@@ -452,6 +464,11 @@ class BookState:
         self.trades: deque[tuple[int, int, int]] = deque(maxlen=TRADE_MEMORY)
         self.last_ns: int | None = None
         self.replay: Replay | None = None
+
+    def refill_normals(self) -> float:
+        """Refill ``normals`` with a batch of N(0, 1) draws and take the first one."""
+        self.normals = self.normals_rng.standard_normal(NORMALS_BATCH).tolist()
+        return self.normals.pop()
 
     def touch(self) -> tuple[int, int, int, int]:
         """``(bid_ticks, bid_lots, ask_ticks, ask_lots)``; -1 and 0 for an empty side."""
@@ -504,6 +521,7 @@ class Market:
     ) -> None:
         self.seed = seed
         self.step_ns = step_ns
+        self._step_scale = math.sqrt(step_ns / NS)  # the walk's sqrt(dt) for a step without time
         self._instruments: dict[int, SimInstrument] = {}
         self._books: dict[int, BookState] = {}
         for inst in instruments:
@@ -562,54 +580,52 @@ class Market:
         if st.replay is not None:
             return _replay_step(st, now_ns)
         if now_ns is None:
-            dt = self.step_ns
+            scale = self._step_scale
         else:
             dt = self.step_ns if st.last_ns is None else max(0, now_ns - st.last_ns)
             st.last_ns = now_ns
-        bp, ap = st.bid_px, st.ask_px
-        before = (
-            bp[0] if bp else -1,
-            st.bid_sz[0] if bp else 0,
-            ap[0] if ap else -1,
-            st.ask_sz[0] if ap else 0,
-        )
-        r = st.rng
-        if dt:
-            st.fair *= 1.0 + st.vol * math.sqrt(dt / NS) * r.gauss(0.0, 1.0)
+            scale = math.sqrt(dt / NS)
+        bp, ap, bs, asz = st.bid_px, st.ask_px, st.bid_sz, st.ask_sz
+        before = (bp[0] if bp else -1, bs[0] if bp else 0, ap[0] if ap else -1, asz[0] if ap else 0)
+        if scale:
+            normals = st.normals
+            st.fair *= 1.0 + st.vol * scale * (normals.pop() if normals else st.refill_normals())
         out: list[MarketEvent] = []
         _reshape(st, out)
-        g = st.grid
-        # order flow: one level changes size
-        n_b, n_a = len(bp), len(ap)
-        if n_b + n_a:
-            i = int(r.random() * (n_b + n_a))
+        r = st.rng
+        # order flow: one level's size moves halfway to a fresh draw around the level size
+        n_b = len(bp)
+        n = n_b + len(ap)
+        if n:
+            i = int(r.random() * n)
             if i < n_b:
-                side, pos, sizes = BID, i, st.bid_sz
-                price = bp[i]
+                side, pos, sizes, price = BID, i, bs, bp[i]
             else:
-                side, pos, sizes = ASK, i - n_b, st.ask_sz
-                price = ap[pos]
-            new = max(1, int(sizes[pos] * (0.6 + 0.8 * r.random())))
-            if new != sizes[pos]:
+                pos = i - n_b
+                side, sizes, price = ASK, asz, ap[pos]
+            old = sizes[pos]
+            fresh = int(st.level_lots * (0.5 + r.random()) * (1.0 + 0.1 * pos))
+            new = max(1, (old + fresh) // 2)
+            if new != old:
                 sizes[pos] = new
+                g = st.grid
                 out.append(DepthRow(side, pos, UPDATE, g.price(price), g.size(new)))
         # a print against the touch
         if r.random() < st.trade_prob:
             buy = r.random() < 0.5
-            px, sz = (ap, st.ask_sz) if buy else (bp, st.bid_sz)
+            px, sz = (ap, asz) if buy else (bp, bs)
             if px:
                 q = min(sz[0], 1 + int(r.random() * st.level_lots * 0.3))
                 _consume(st, ASK if buy else BID, q, out)
                 _print(st, px[0], q, out)
                 if not sz[0]:
                     _remove(st, ASK if buy else BID, 0, out)
-        after = (
+        if before != (
             bp[0] if bp else -1,
-            st.bid_sz[0] if bp else 0,
+            bs[0] if bp else 0,
             ap[0] if ap else -1,
-            st.ask_sz[0] if ap else 0,
-        )
-        if after != before:
+            asz[0] if ap else 0,
+        ):
             out.append(st.quote())
         return out
 
