@@ -156,6 +156,65 @@ def test_a_held_client_gets_answers_but_no_market_data_then_catches_up(version: 
     assert p.core.status()["market_data_held"] == 0
 
 
+def test_depth_streams_stay_exact_through_holds_faults_and_takes(version: int) -> None:
+    """A whole-book subscription gets the market's own rows (it goes live); a partial one is
+    diffed. Either client book must equal the market whenever data flows, across holds (a
+    live stream is frozen at the next advance), a farm blip, stopped data and orders that
+    take liquidity between steps."""
+    import random
+
+    from ibapi.order import Order
+
+    p = Pair(version)
+    p.client.client.reqMktDepth(7, es(), 10, False, [])  # ES has 10 levels: the whole book
+    p.client.client.reqMktDepth(8, es(), 4, False, [])
+    p.pump()
+    rng = random.Random(5)
+    held = stopped = False
+    live_seen = frozen = 0
+    order_id = 100
+    for _ in range(400):
+        was_live = p.s.subs[7].live
+        action = rng.choice(["md", "md", "md", "hold", "release", "take", "blip", "stop"])
+        if action == "md":
+            p.clock.now += rng.randint(1, 4) * MS
+            p.core.advance()
+        elif action == "hold":
+            p.core.hold_market_data(p.s)
+            held = True
+        elif action == "release":
+            p.core.release_market_data(p.s)
+            held = False
+        elif action == "take":
+            o = Order()
+            o.action, o.orderType = rng.choice(["BUY", "SELL"]), "MKT"
+            o.totalQuantity = Decimal(rng.randint(1, 40))
+            p.client.client.placeOrder(order_id, es(), o)
+            order_id += 1
+        elif action == "blip" and not p.core.farm_down:
+            p.core.fault("farm_blip", seconds=0.003)
+        elif action == "stop":
+            stopped = not stopped
+            p.core.fault("stop_market_data" if stopped else "resume_market_data", symbol="ES")
+        p.pump()
+        live_seen += p.s.subs[7].live
+        frozen += was_live and not p.s.subs[7].live
+        assert not p.s.subs[8].live  # it sees 4 of 10 levels: always diffed
+        flowing = not (held or stopped or p.core.farm_down)
+        if action == "md" and flowing:
+            assert depth_book(p.app, 7) == market_top(p.core, 10)
+            assert depth_book(p.app, 8) == market_top(p.core, 4)
+    p.core.release_market_data(p.s)
+    if stopped:
+        p.core.fault("resume_market_data", symbol="ES")
+    p.clock.now += 10 * MS
+    p.core.advance()
+    p.pump()
+    assert depth_book(p.app, 7) == market_top(p.core, 10)
+    assert depth_book(p.app, 8) == market_top(p.core, 4)
+    assert live_seen > 40 and frozen > 5  # both ways through the forwarding were taken
+
+
 # ---- the client: order events ahead of the read's market data ---------------------------------
 
 

@@ -105,7 +105,7 @@ def client_depth_at_sim(h: IBHarness, symbol: str) -> tuple | None:
                 return tuple(
                     tuple(
                         (float(g.price(p)), float(g.size(q)))
-                        for p, q in zip(*sub.levels[side], strict=True)
+                        for p, q in zip(*core.client_depth(sub)[side], strict=True)
                     )
                     for side in (BID, ASK)
                 )

@@ -42,7 +42,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -171,6 +171,9 @@ class MarketSub:
     generic: tuple[str, ...] = ()
     #: Depth: the levels the client has, ``{side: (ticks, lots)}`` (see ``_sync_depth``).
     levels: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    #: Depth: the client's copy is the market's whole book, kept so by forwarding the market's
+    #: own rows; ``levels`` is stale meanwhile (see ``GatewayCore._publish_events``).
+    live: bool = False
 
 
 @dataclass(slots=True)
@@ -444,6 +447,7 @@ class GatewayCore:
         self.subs_by_con: dict[int, list[MarketSub]] = {}
         #: Sessions whose market data is held back (``hold_market_data``).
         self.held: set[Session] = set()
+        self._freeze_due = False  # a held client may have live depth streams (_freeze_depth)
         self._step_credit: dict[int, float] = {}
         #: Market events made, and dropped because the loop fell too far behind the rate.
         self.steps_taken = 0
@@ -490,6 +494,8 @@ class GatewayCore:
         """
         now = self.clock() if now_ns is None else now_ns
         self.now_ns = max(self.now_ns, now)
+        if self._freeze_due:
+            self._freeze_depth()
         timers = self._timers
         while timers and timers[0].due_ns <= self.now_ns:
             heapq.heappop(timers).fn()
@@ -737,6 +743,8 @@ class GatewayCore:
         it also catches a client up after a pause in the data (farm blip, stopped data). Both
         sides' deletes come first, so no prefix of the rows leaves the client's book crossed.
         """
+        if sub.live:  # the client has every row the market published: nothing to diff
+            return
         st = self.market.state(sub.instrument.con_id)
         n, have = sub.rows, sub.levels
         g, send = st.grid, self._send_depth
@@ -942,11 +950,19 @@ class GatewayCore:
             credit[con] = c - int(c)
         start = self.clock() if budget_ns is not None else 0
         pending = self.input_pending if budget_ns is not None else None
+        step, publish = market.step, self._publish_events
+        # streamed market data goes to ``_md_out`` (see ``_publish``); order answers do not
+        stream = self.input_pending is not None and not self.streaming
         while due:
             for con, n in list(due.items()):
                 k = min(n, _TURN)
-                for _ in range(k):
-                    self._publish(con, market.step(con))
+                self.streaming = stream or self.streaming
+                try:
+                    for _ in range(k):
+                        publish(con, step(con))
+                finally:
+                    if stream:
+                        self.streaming = False
                 self._deliver(self.matching.on_market(con, now))
                 self.steps_taken += k
                 if n > k:
@@ -965,7 +981,7 @@ class GatewayCore:
                 return True
         return False
 
-    def _publish(self, con_id: int, events: Iterable[Any]) -> None:
+    def _publish(self, con_id: int, events: Sequence[Any]) -> None:
         if self.input_pending is None or self.streaming:
             self._publish_events(con_id, events)
             return
@@ -975,19 +991,32 @@ class GatewayCore:
         finally:
             self.streaming = False
 
-    def _publish_events(self, con_id: int, events: Iterable[Any]) -> None:
+    def _publish_events(self, con_id: int, events: Sequence[Any]) -> None:
+        """Send one batch of ``con_id``'s market events to its subscribers.
+
+        Depth rows: a *live* subscription (its client's copy is the whole book, in sync) gets
+        the market's own rows, which keep that copy exact; any other has its copy diffed
+        against the book (``_sync_depth_rows``), and goes live when it sees every row. A live
+        stream keeps getting rows while it is held back, the farm is down or its data stopped,
+        until ``_freeze_depth`` records what its client has: only then is that known exactly.
+        """
         subs = self.subs_by_con.get(con_id)
-        if not subs or self.farm_down or con_id in self.stopped_data:
+        if not subs:
             return
-        if self.held:
-            subs = [sub for sub in subs if not self._holds(sub)]
+        if self.farm_down or con_id in self.stopped_data:
+            subs = [sub for sub in subs if sub.live]
+            if not subs:
+                return
+        elif self.held:
+            subs = [sub for sub in subs if sub.live or not self._holds(sub)]
             if not subs:
                 return
         depth = False
         for ev in events:
-            if isinstance(ev, DepthRow):
+            kind = type(ev)
+            if kind is DepthRow:
                 depth = True
-            elif isinstance(ev, Quote):
+            elif kind is Quote:
                 for sub in subs:
                     if sub.kind == "mkt":
                         self._send_quote(sub, ev)
@@ -995,7 +1024,7 @@ class GatewayCore:
                         self._send_tbt_quote(sub, ev)
                     elif sub.kind == "bars" and sub.what != "TRADES":
                         self._update_quote_bar(sub, ev)
-            elif isinstance(ev, Trade):
+            elif kind is Trade:
                 for sub in subs:
                     if sub.kind == "mkt":
                         self._send_trade(sub, ev)
@@ -1015,10 +1044,46 @@ class GatewayCore:
                         )
                     elif sub.kind == "bars" and sub.what == "TRADES":
                         self._update_bar(sub, ev.price, ev.size)
-        if depth:
+        if not depth:
+            return
+        for sub in subs:
+            if sub.kind != "depth":
+                continue
+            if sub.live:
+                send = self._send_depth
+                for ev in events:
+                    if type(ev) is DepthRow:
+                        send(sub, ev)
+            else:
+                self._sync_depth(sub)
+                sub.live = sub.rows >= self.market.state(con_id).depth
+
+    def client_depth(self, sub: MarketSub) -> dict[int, tuple[list[int], list[int]]]:
+        """The book a depth subscription's client has, ``{side: (ticks, lots)}``: the market's
+        top rows while the stream is live, else what was last sent (tests compare it with
+        the client's own book)."""
+        if not sub.live:
+            return sub.levels
+        st, n = self.market.state(sub.instrument.con_id), sub.rows
+        return {BID: (st.bid_px[:n], st.bid_sz[:n]), ASK: (st.ask_px[:n], st.ask_sz[:n])}
+
+    def _freeze_depth(self) -> None:
+        """Stop forwarding rows to each live depth stream that must not stream now (its client
+        is held back, the farm is down, its instrument's data stopped): record what its client
+        has, the book as it is, for ``_sync_depth_rows`` to diff against when it resumes.
+
+        Exact only where every market event made so far has been published, as at the entry
+        of ``advance`` and at a fault's start (both run between market events): an order's
+        handling publishes its book changes after the fills that go with them, so a client
+        held back in between would be recorded with changes it never got.
+        """
+        self._freeze_due = False
+        for con, subs in self.subs_by_con.items():
+            stopped = self.farm_down or con in self.stopped_data
             for sub in subs:
-                if sub.kind == "depth":
-                    self._sync_depth(sub)
+                if sub.live and (stopped or sub.session.backpressured):
+                    sub.levels = self.client_depth(sub)
+                    sub.live = False
 
     def _holds(self, sub: MarketSub) -> bool:
         """Whether ``sub``'s stream is held back now (its client is backpressured); counts it."""
@@ -1038,6 +1103,7 @@ class GatewayCore:
         if not s.backpressured:
             s.backpressured = True
             self.held.add(s)
+            self._freeze_due = True
 
     def release_market_data(self, s: Session) -> None:
         """``s`` drained its buffers: bring its streams up to date (depth rows diffed against
@@ -1624,6 +1690,7 @@ class GatewayCore:
 
     def _fault_farm_blip(self, f: FaultConfig) -> None:
         self.farm_down = True
+        self._freeze_depth()
         self._broadcast_error(2103)
 
         def restore() -> None:
@@ -1648,6 +1715,7 @@ class GatewayCore:
 
     def _fault_stop_market_data(self, f: FaultConfig) -> None:
         self.stopped_data |= {i.con_id for i in self.instruments if i.symbol == f.symbol}
+        self._freeze_depth()
 
     def _fault_resume_market_data(self, f: FaultConfig) -> None:
         self.stopped_data -= {i.con_id for i in self.instruments if i.symbol == f.symbol}
