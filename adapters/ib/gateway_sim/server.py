@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -305,6 +306,10 @@ async def _skip_line(reader: asyncio.StreamReader) -> None:
 async def serve_forever(config: GatewaySimConfig, duration_s: float | None = None) -> None:
     """Run a simulator until cancelled (or for ``duration_s``)."""
     async with GatewaySimServer(config) as server:
+        # A gateway process runs for days: what start-up built (the universe, ibapi, the
+        # encoders' templates) stays, so the collector need not walk it again and again.
+        gc.collect()
+        gc.freeze()
         print(
             f"gateway simulator on {server.host}:{server.port}"
             + (f", control on {server.control_port}" if server.control_port else ""),
