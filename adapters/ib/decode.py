@@ -55,6 +55,9 @@ from ibapi.decoder import Decoder
 from hotpath import ibwire
 
 HOT_ROW = ibwire.HOT_ROW
+#: Up to this many frames in a batch, ``_collect`` finds the cold ones in Python: cheaper than
+#: the numpy calls (~3 µs) it takes to find a few among many.
+_FEW_FRAMES = 16
 UNSET_SIZE = ibwire.UNSET_SIZE
 MAX_MSG_LEN = ibwire.MAX_MSG_LEN
 PROTOBUF_MSG_ID = ibwire.PROTOBUF_MSG_ID
@@ -201,8 +204,14 @@ class HotDecoder:
     def _collect(self, n_frames: int, cold: list[ColdFrame], bad: list[MalformedFrame]) -> None:
         frames = self._frames
         view = self._view
-        for i in np.flatnonzero(frames[:n_frames, ibwire.F_STATUS] != ibwire.FRAME_HOT).tolist():
-            offset, length, msg_id, status, at, _, err, payload = frames[i].tolist()
+        status_col, hot = ibwire.F_STATUS, ibwire.FRAME_HOT
+        if n_frames <= _FEW_FRAMES:  # a small read (an order's answer): no numpy calls
+            rows = enumerate(frames[:n_frames].tolist())
+            todo = [(i, r) for i, r in rows if r[status_col] != hot]
+        else:
+            picked = np.flatnonzero(frames[:n_frames, status_col] != hot).tolist()
+            todo = [(i, frames[i].tolist()) for i in picked]
+        for i, (offset, length, msg_id, status, at, _, err, payload) in todo:
             end = offset + length
             if status == ibwire.FRAME_COLD:
                 cold.append(ColdFrame(i, at, msg_id, view[payload:end].tobytes()))
