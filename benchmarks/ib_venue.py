@@ -662,11 +662,13 @@ def measure_quiet(
 def measure_flood(
     samples: int = 250,
     max_seconds: float = 18.0,
-    events_per_second: float = 40_000.0,
+    events_per_second: float = 25_000.0,
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "SPY"),
 ) -> PhaseResult:
     """The same cycle under a market-data flood: cancel latency (and the others) at the
-    achieved rate."""
+    achieved rate. 3 x 25,000 events/s is ~1.65 messages an event, ~125,000 messages/s
+    (above the 100,000 the target asks for) with the simulator at about half its CPU: past
+    ~35,000 it saturates, and its own queueing then shows in every answer it gives."""
     return uvloop.run(
         _session("flood", symbols, events_per_second, samples, 60.0, 0.02, max_seconds)
     )
