@@ -162,39 +162,3 @@ def test_protobuf_with_fields_missing_decodes_as_ibapi_does() -> None:
     rec.calls.clear()
     s._dispatch(_LEN.pack(203) + b"\x0a\xff")  # truncated: ibapi's decoder reports it
     assert rec.calls == _reference(MAX_CLIENT_VER, _LEN.pack(203) + b"\x0a\xff")
-
-
-@pytest.mark.parametrize("version", [176, 200, 202, MAX_CLIENT_VER], ids=lambda v: f"v{v}")
-def test_the_warm_up_frame_is_what_the_gateway_sends_and_makes_no_call(
-    version: int, monkeypatch
-) -> None:
-    from adapters.ib import connection
-    from adapters.ib.decode import HotDecoder
-
-    # The canned orderStatus is the gateway's own (its encoder at this version)...
-    canned = connection._canned_order_status(version)
-    enc = ResponseEncoder(version, True)
-    sent = enc.order_status(1, "Cancelled", Decimal(0), Decimal(1), 0.0, 1, 0, 0.0, 1, "", 0.0)
-    assert canned == sent
-    # ...and the warm-up takes the fast path on it, through a decoder of its own, with no call.
-    s, rec = _session(version)
-    s.hot = HotDecoder(version)
-    parsed: list[Any] = []
-    real = ClientSession._order_status_args
-    monkeypatch.setattr(
-        ClientSession,
-        "_order_status_args",
-        lambda self, *a: parsed.append(real(self, *a)) or parsed[-1],
-    )
-    state = (s.hot._start, s.hot._end, s.hot._consumed, bytes(s._buf), s.malformed)
-    for _ in range(3):
-        assert s.warm_receive()
-    assert rec.calls == []
-    assert (s.hot._start, s.hot._end, s.hot._consumed, bytes(s._buf), s.malformed) == state
-    assert len(parsed) == 3 and all(p is not None for p in parsed)
-    assert parsed[0][0] == _reference(version, canned[4:])[-1][1]  # ibapi's orderStatus args
-
-
-def test_no_warm_up_before_the_handshake() -> None:
-    s = ClientSession(Recorder(), 1)
-    assert not s.warm_receive()

@@ -2,10 +2,9 @@
 busy poll, over a real loopback socket to the gateway simulator.
 
 The dry run must never send, queue, journal, count or change anything: every check below compares
-the real objects (risk arrays, OMS, venue ids and counters, pacer, journal, socket writes, the wire
-session's receive buffer and decoder, what the simulator received) before and after. And an order
-sent with the warm-up running is handled exactly as one sent without it: same frames on the wire,
-same events.
+the real objects (risk arrays, OMS, venue ids and counters, pacer, journal, socket writes, what
+the simulator received) before and after. And an order sent with the warm-up running is handled
+exactly as one sent without it: same frames on the wire, same events.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.ib.connection import ClientSession, Connection
+from adapters.ib.connection import Connection
 from adapters.ib.venue import IBVenue
 from engine.journal import Journal
 from engine.messages import EventKind
@@ -82,17 +81,7 @@ def _state(h: IBHarness, journal: Journal | None = None) -> dict[str, Any]:
         "latency": [s.count for s in e.latency.stages.values()],
         "journal": None if journal is None else journal.bytes,
         "sim_received": list(h.core().received),
-        "session": _session_state(v),
-        "foreign_events": v.foreign_events,
     }
-
-
-def _session_state(v: IBVenue) -> tuple[Any, ...]:
-    """The venue's wire session: its receive buffer and decoder, and what it dropped."""
-    assert v.conn is not None
-    s = v.conn.session
-    assert s.hot is not None
-    return (s.hot._start, s.hot._end, s.hot._consumed, bytes(s._buf), s.malformed)
 
 
 def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -105,22 +94,7 @@ def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
             assert now == was, f"{key} changed: {was!r} -> {now!r}"
 
 
-def _count_calls(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> list[Any]:
-    """What each call of ``cls.name`` returned, in order."""
-    returned: list[Any] = []
-    real = getattr(cls, name)
-
-    def spy(self: Any, *args: Any) -> Any:
-        returned.append(real(self, *args))
-        return returned[-1]
-
-    monkeypatch.setattr(cls, name, spy)
-    return returned
-
-
-async def test_dry_run_changes_nothing(
-    tmp_path: Path, wire: list[bytes], frames, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_dry_run_changes_nothing(tmp_path: Path, wire: list[bytes], frames) -> None:
     async with IBHarness() as h:
         e = h.engine
         journal = Journal.open(tmp_path / "orders.journal", "never")
@@ -134,10 +108,8 @@ async def test_dry_run_changes_nothing(
         real_frame = frames[-1]
         assert any(real_frame in w for w in wire), "the order's frame was written"
         before, writes, made = _state(h, journal), len(wire), len(frames)
-        warmed_rx = _count_calls(monkeypatch, ClientSession, "warm_receive")
         for _ in range(20):
             assert e.warm_order_path()
-        assert warmed_rx == [True] * 20  # the answer's way in was warmed as well
         _assert_same(before, _state(h, journal))
         assert len(wire) == writes, "the dry run wrote to the socket"
         assert e.warm_runs == 20

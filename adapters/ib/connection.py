@@ -41,8 +41,6 @@ from ibapi.server_versions import (
     MIN_CLIENT_VER,
     MIN_SERVER_VER_ERROR_TIME,
     MIN_SERVER_VER_MARKET_CAP_PRICE,
-    MIN_SERVER_VER_PROTOBUF,
-    MIN_SERVER_VER_PROTOBUF_PLACE_ORDER,
 )
 from ibapi.wrapper import EWrapper
 
@@ -125,7 +123,6 @@ class ClientSession:
         self.decoder: Decoder | None = None
         self._buf = bytearray()
         self.closed_reason: str | None = None
-        self._warm_rx: tuple[HotDecoder, bytes] | None = None  # warm_receive's scratch
         self._hook_readiness()
 
     def _hook_readiness(self) -> None:
@@ -329,22 +326,8 @@ class ClientSession:
     def _order_status(self, msg_id: int, body: bytes) -> bool:
         """orderStatus straight into ``wrapper.orderStatus`` with the arguments ibapi's
         ``Decoder`` would pass (it goes field by field through a logging ``decode``; a cancel's
-        answer waits on this). False: anything unusual, which ibapi then decodes as before."""
-        parsed = self._order_status_args(msg_id, body)
-        if parsed is None:
-            return False
-        args, pb = parsed
-        if pb is not None:
-            self.wrapper.orderStatusProtoBuf(pb)
-        self.wrapper.orderStatus(*args)
-        return True
-
-    def _order_status_args(
-        self, msg_id: int, body: bytes
-    ) -> tuple[tuple[object, ...], OrderStatusProto | None] | None:
-        """``wrapper.orderStatus``'s arguments from an orderStatus frame, and the protobuf
-        message for ``orderStatusProtoBuf`` (None for text). None: anything unusual (an old
-        server version, a missing or unset text field, an unreadable value)."""
+        answer waits on this). False: anything unusual (an old server version, a missing or
+        unset text field, an unreadable value), which ibapi then decodes as before."""
         try:
             if msg_id > 200:
                 pb = OrderStatusProto()
@@ -363,60 +346,24 @@ class ClientSession:
                     pb.whyHeld if has("whyHeld") else "",
                     pb.mktCapPrice if has("mktCapPrice") else UNSET_DOUBLE,
                 )
-                return args, pb
-            if self.state.server_version < MIN_SERVER_VER_MARKET_CAP_PRICE:
-                return None
-            f = body.split(b"\0")
-            if len(f) != 12 or f[11] or not all(f[i] for i in _OS_NUMERIC):
-                return None
-            if f[2] in _UNSET_TEXT or f[3] in _UNSET_TEXT:
-                return None
-            args = (
-                int(f[0]), f[1].decode(errors="backslashreplace"), Decimal(f[2].decode()),
-                Decimal(f[3].decode()), float(f[4]), int(f[5]), int(f[6]), float(f[7]),
-                int(f[8]), f[9].decode(errors="backslashreplace"), float(f[10]),
-            )  # fmt: skip
+                self.wrapper.orderStatusProtoBuf(pb)
+            else:
+                if self.state.server_version < MIN_SERVER_VER_MARKET_CAP_PRICE:
+                    return False
+                f = body.split(b"\0")
+                if len(f) != 12 or f[11] or not all(f[i] for i in _OS_NUMERIC):
+                    return False
+                if f[2] in _UNSET_TEXT or f[3] in _UNSET_TEXT:
+                    return False
+                args = (
+                    int(f[0]), f[1].decode(errors="backslashreplace"), Decimal(f[2].decode()),
+                    Decimal(f[3].decode()), float(f[4]), int(f[5]), int(f[6]), float(f[7]),
+                    int(f[8]), f[9].decode(errors="backslashreplace"), float(f[10]),
+                )  # fmt: skip
         except Exception:  # ibapi decodes it (and says what is wrong with it)
-            return None
-        return args, None
-
-    def warm_receive(self) -> bool:
-        """A dry run of the receive path an order's answer takes (for ``IBVenue.warm``): an
-        orderStatus as the gateway sends it at this version, cut by a scratch ``HotDecoder``
-        and parsed as ``_dispatch_id`` would, with no callback made. This session's own
-        decoder, buffer and wrapper are not touched. False before the handshake."""
-        version = self.state.server_version
-        if self.hot is None or not version:
             return False
-        scratch = self._warm_rx
-        if scratch is None or scratch[0].server_version != version:
-            scratch = self._warm_rx = (HotDecoder(version, 16, 4096), _canned_order_status(version))
-        decoder, frame = scratch
-        batch = decoder.feed(frame)
-        parsed = 0
-        for f in batch.cold:
-            if self._order_event(f) and f.msg_id in _ORDER_STATUS_IDS:
-                parsed += self._order_status_args(f.msg_id, f.payload) is not None
-        return parsed == 1
-
-
-def _canned_order_status(version: int) -> bytes:
-    """A cancelled order's orderStatus frame (length prefix included) as a gateway at
-    ``version`` sends it: protobuf from 203, raw integer id from 201, text before."""
-    if version >= MIN_SERVER_VER_PROTOBUF_PLACE_ORDER:
-        msg = OrderStatusProto(
-            orderId=1, status="Cancelled", filled="0", remaining="1", avgFillPrice=0.0,
-            permId=1, parentId=0, lastFillPrice=0.0, clientId=1, whyHeld="", mktCapPrice=0.0,
-        )  # fmt: skip
-        body = (IN.ORDER_STATUS + 200).to_bytes(4, "big") + msg.SerializeToString()
-    else:
-        head = (
-            IN.ORDER_STATUS.to_bytes(4, "big")
-            if version >= MIN_SERVER_VER_PROTOBUF
-            else b"%d\0" % IN.ORDER_STATUS
-        )
-        body = head + b"1\0Cancelled\x000\x001\x000.0\x001\x000\x000.0\x001\0\x000.0\0"
-    return _LEN.pack(len(body)) + body
+        self.wrapper.orderStatus(*args)
+        return True
 
 
 _ORDER_STATUS_IDS = (IN.ORDER_STATUS, IN.ORDER_STATUS + 200)

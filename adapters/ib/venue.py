@@ -938,15 +938,9 @@ class IBVenue:
         no order is registered, no counter moves; the proto's per-order fields are put back as
         they were. Skipped (False) when orders are held back, for an order sent with extras,
         or when the proto has no current template (preparing one would change the cache).
-        ``Engine.warm_order_path`` calls it through the router while the engine is idle.
-
-        The answer's way in is warmed too (``ClientSession.warm_receive``: a canned
-        orderStatus cut and parsed by scratch copies, no callback): after an idle spell it is
-        as cold as the way out, and a cancel's latency is both."""
+        ``Engine.warm_order_path`` calls it through the router while the engine is idle."""
         if self._held_back():
             return False
-        if self.conn is not None:
-            self.conn.session.warm_receive()
         sent = self._by_coid.get(intent.client_order_id)
         if sent is None or sent.extras is not None or not sent.ib_id:
             return False
