@@ -956,7 +956,8 @@ class GatewayCore:
         while due:
             for con, n in list(due.items()):
                 k = min(n, _TURN)
-                self.streaming = stream or self.streaming
+                if stream:
+                    self.streaming = True
                 try:
                     for _ in range(k):
                         publish(con, step(con))
