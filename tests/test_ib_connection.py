@@ -8,11 +8,18 @@ import socket
 import struct
 
 import pytest
+import uvloop
 from ibapi.contract import Contract
 from ibapi.server_versions import MAX_CLIENT_VER
 from ibapi.wrapper import EWrapper
 
-from adapters.ib.connection import ClientSession, IBConnectError, connect
+from adapters.ib.connection import (
+    ClientSession,
+    Connection,
+    IBConnectError,
+    _Transport,
+    connect,
+)
 from adapters.ib.gateway_sim.server import GatewaySimServer
 from tests.ib_sim_support import record_callbacks, sim_config
 
@@ -145,3 +152,70 @@ def test_bad_frames_are_dropped_and_the_session_continues(caplog) -> None:
     assert "unknown id 9999" in text and "message id 1" in text
     session.receive(struct.pack(">I", 0x1000000))
     assert session.closed_reason and "16 MB" in session.closed_reason
+
+
+def _raw_peer() -> tuple[socket.socket, int]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    return srv, srv.getsockname()[1]
+
+
+def test_order_bytes_reach_the_socket_before_the_loop_turns() -> None:
+    """On uvloop, ``transport.write`` waits for the end of the loop's iteration; an order
+    written through ``Connection.write`` is on the socket when the call returns."""
+
+    async def main() -> None:
+        srv, port = _raw_peer()
+        loop = asyncio.get_running_loop()
+        session = ClientSession(EWrapper(), 1)
+        _, proto = await loop.create_connection(
+            lambda: _Transport(session, print), "127.0.0.1", port
+        )
+        peer, _ = srv.accept()
+        peer.setblocking(False)
+        try:
+            await asyncio.sleep(0.05)  # the handshake's hello, written the transport's way
+            assert peer.recv(1 << 16).startswith(b"API\0")
+            conn = Connection(session, proto)
+            assert conn.write(b"\x00\x00\x00\x03abc")
+            assert peer.recv(1 << 16) == b"\x00\x00\x00\x03abc"  # no await in between
+        finally:
+            proto.transport.close()
+            peer.close()
+            srv.close()
+
+    uvloop.run(main())
+
+
+def test_writes_stay_in_order_when_the_socket_is_full() -> None:
+    """What the socket does not take waits in the transport, and later writes queue behind it."""
+
+    async def main() -> tuple[bytes, bytes]:
+        srv, port = _raw_peer()
+        loop = asyncio.get_running_loop()
+        session = ClientSession(EWrapper(), 1)
+        _, proto = await loop.create_connection(
+            lambda: _Transport(session, print), "127.0.0.1", port
+        )
+        peer, _ = srv.accept()
+        peer.setblocking(False)
+        try:
+            conn = Connection(session, proto)
+            await asyncio.sleep(0.05)
+            assert peer.recv(1 << 16).startswith(b"API\0")  # the hello
+            big = bytes(range(256)) * (32 << 10)  # 8 MiB: more than the socket buffers hold
+            assert conn.write(big)
+            assert proto.transport.get_write_buffer_size() > 0
+            got = bytearray(peer.recv(1 << 20))  # room in the socket again, the rest still queued
+            assert conn.write(b"TAIL")
+            while len(got) < len(big) + 4:
+                got += await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), 5)
+            return bytes(got), big
+        finally:
+            proto.transport.close()
+            peer.close()
+            srv.close()
+
+    got, big = uvloop.run(main())
+    assert got == big + b"TAIL"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -384,9 +385,13 @@ class _Transport(asyncio.Protocol):
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.changed = asyncio.Event()
+        #: The socket's descriptor, for ``write_now``; -1 when the transport has none.
+        self.fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         transport.write(self.session.hello())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
@@ -401,6 +406,7 @@ class _Transport(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.fd = -1
         self.changed.set()
         self.on_lost(str(exc) if exc else "closed by the gateway")
 
@@ -408,6 +414,26 @@ class _Transport(asyncio.Protocol):
         out = self.session.take_output()
         if out and self.transport is not None:
             self.transport.write(out)
+
+    def write_now(self, data: bytes) -> bool:
+        """Put ``data`` on the socket now; False when the socket is gone.
+
+        uvloop's ``transport.write`` only queues the bytes until the end of the loop's
+        iteration, so an order sent from a handler would wait for everything else that
+        iteration runs (the rest of a market-data read, the pump). When the transport holds
+        nothing unsent, the bytes go straight to the socket, which keeps them in order; what
+        the socket does not take (full, or an error the transport will report) goes through
+        the transport as usual.
+        """
+        transport = self.transport
+        if transport is None:
+            return False
+        if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            with contextlib.suppress(OSError):  # BlockingIOError included
+                data = data[os.write(self.fd, data) :]
+        if data:
+            transport.write(data)
+        return True
 
 
 @dataclass(slots=True)
@@ -430,12 +456,9 @@ class Connection:
         self.protocol.flush()
 
     def write(self, data: bytes) -> bool:
-        """Write frames encoded elsewhere (the order path); False when the socket is gone."""
-        transport = self.protocol.transport
-        if transport is None:
-            return False
-        transport.write(data)
-        return True
+        """Write frames encoded elsewhere (the order path) at once; False when the socket is
+        gone."""
+        return self.protocol.write_now(data)
 
     def close(self) -> None:
         if self.protocol.transport is not None:
