@@ -331,3 +331,33 @@ def test_a_cancel_answers_with_order_status_first_and_urgently(version: int) -> 
     assert p.app.all("orderStatus")[-1][1] == "Cancelled"
     p.pump()
     assert p.names(mark) == ["orderStatus", "error", "openOrder"]
+
+
+def test_the_cancel_answer_warm_up_sends_and_changes_nothing(version: int) -> None:
+    from ibapi.order import Order
+    from ibapi.order_cancel import OrderCancel
+
+    p = Pair(version)
+    p.core.warm_answers()  # no cancel seen yet: nothing to re-run
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.lmtPrice = "BUY", Decimal(1), "LMT", 1.0
+    for oid in (100, 101):
+        p.client.client.placeOrder(oid, es(), o)
+    p.pump()
+    p.client.client.cancelOrder(100, OrderCancel())
+    frame = p.client.take_output()
+    p.s.receive(frame)
+    p.pump()
+    assert p.s.last_cancel == frame[4:]  # the frame's payload, kept to re-run
+    before, mark = p.core.ledger(), p.mark()
+    for _ in range(3):
+        p.core.warm_answers()
+    assert not p.s.take_output() and not p.s.take_answers()
+    assert p.core.ledger() == before and p.mark() == mark
+    p.client.client.cancelOrder(101, OrderCancel())  # the real path still answers
+    p.pump()
+    assert p.names(mark) == ["orderStatus", "error", "openOrder"]
+    assert p.app.all("orderStatus")[-1][:2] == (101, "Cancelled")
+    p.s.last_cancel = b"\x00\x00"  # unreadable: dropped, not raised
+    p.core.warm_answers()
+    assert p.s.last_cancel == b""

@@ -245,6 +245,8 @@ class Session:
         self._count = 0
         self._violations = 0
         self._paced: deque[rq.Request] = deque()
+        #: The last cancelOrder frame this client sent, re-run dry by ``GatewayCore.warm_answers``.
+        self.last_cancel: bytes = b""
         #: The client is not reading fast enough (the server's send buffers are full): its
         #: streaming market data is held back, and caught up when it drains (``release``).
         self.backpressured = False
@@ -301,6 +303,8 @@ class Session:
             else:
                 core.log_event(self, f"{type(req).__name__} before startApi ignored")
             return
+        if type(req) is rq.CancelOrder:
+            self.last_cancel = payload
         if self._over_pace():
             if "+PACEAPI" in self.options:
                 self._paced.append(req)
@@ -1281,6 +1285,31 @@ class GatewayCore:
             req.order.account = live.order.account
         self._deliver(self.matching.modify(live, req.order, self.now_ns))
 
+    def warm_answers(self) -> None:
+        """Run each client's cancel answer path dry: parse its last cancelOrder frame again and
+        encode the orderStatus(Cancelled) and error 202 that answer it. Nothing is sent or
+        changed.
+
+        IB Gateway is a JIT-compiled, warm JVM; in this Python stand-in, a path last run tens
+        of milliseconds ago (while a flood streamed) costs about three times its warm time,
+        which would be the simulator's latency, not the client's. The server calls this every
+        ``market.keep_warm_ms`` (see there); it costs ~40 µs.
+        """
+        for s in list(self.clients.values()):
+            enc = s.encoder
+            if not s.last_cancel or enc is None or s.phase == Phase.CLOSED:
+                continue
+            try:
+                req = rq.parse_request(s.version, s.last_cancel)
+            except (rq.MalformedRequest, ValueError):
+                s.last_cancel = b""
+                continue
+            order_id = req.order_id if isinstance(req, rq.CancelOrder) else 0
+            enc.order_status(
+                order_id, "Cancelled", _ZERO, _ONE, 0.0, 0, 0, 0.0, s.client_id or 0, "", 0.0
+            )
+            enc.error(order_id, 202, ERRORS[202].format(reason=""), self.now_ns // 1_000_000)
+
     def _cancel_order(self, s: Session, req: rq.CancelOrder) -> None:
         sim = self.orders.get((s.client_id, req.order_id))
         if sim is None:
@@ -1809,6 +1838,7 @@ _MAKERS = ("NSDQ", "ARCA", "BATS", "IEX")
 _MAX_BACKLOG_STEPS = 1_000
 #: Market events an instrument makes per turn before the next instrument's.
 _TURN = 4
+_ZERO, _ONE = Decimal(0), Decimal(1)
 
 
 def _exec_matches(flt: ExecutionFilter, rec: ExecRecord) -> bool:

@@ -217,10 +217,15 @@ class GatewaySimServer:
     async def _tick_loop(self) -> None:
         interval = self.config.market.tick_interval_ms / 1000
         budget = int(self.config.market.slice_ms * 1e6)
+        warm_ns = int(self.config.market.keep_warm_ms * 1e6)
+        warmed = 0
         core = self.core
         while True:
             await asyncio.sleep(interval)
             try:
+                if warm_ns and core.clock() - warmed >= warm_ns:
+                    warmed = core.clock()
+                    core.warm_answers()
                 while core.advance(budget_ns=budget):
                     if self._input_pending():
                         # A request is waiting: read it first, so its answer is written
