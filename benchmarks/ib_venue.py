@@ -206,9 +206,9 @@ STAGE_MARKS = (
     "decoded",  # HotDecoder.feed returned (the read cut into rows)
     "translated",  # MarketDataTranslator.translate returned (rows -> ring records)
     "pump",  # Scheduler.pump entered (after the ring writes)
-    "book",  # BookStore.apply entered (the kernel)
-    "booked",  # BookStore.apply returned
-    "marked",  # RiskGate.on_book returned (mark-to-market kernel)
+    "book",  # BookStore.apply / apply_span entered (the kernel)
+    "booked",  # BookStore.apply / apply_span returned
+    "marked",  # BookActor._dispatch entered (after the mark-to-market kernel)
     "on_book",  # the strategy's on_book entered
     "created",  # intent.ts_created (Strategy._new)
     "gate",  # RiskGate.on_intent entered
@@ -227,6 +227,7 @@ def _stage_probing(marks: dict[str, int], probe: _Probe) -> Iterator[None]:
     adds a Python frame, ~0.2 µs warm and more cold, to the path it measures)."""
     from adapters.ib.marketdata import MarketDataTranslator
     from engine.book import BookStore
+    from engine.book_actor import BookActor
     from engine.risk_gate import RiskGate
     from engine.scheduler import Scheduler
 
@@ -249,8 +250,9 @@ def _stage_probing(marks: dict[str, int], probe: _Probe) -> Iterator[None]:
     wrap(HotDecoder, "feed", None, "decoded")
     wrap(MarketDataTranslator, "translate", None, "translated")
     wrap(Scheduler, "pump", "pump", None)
-    wrap(BookStore, "apply", "book", "booked")
-    wrap(RiskGate, "on_book", None, "marked")
+    wrap(BookStore, "apply", "book", "booked")  # L1 quotes
+    wrap(BookStore, "apply_span", "book", "booked")  # depth rows, read in the ring
+    wrap(BookActor, "_dispatch", "marked", None)
     wrap(RiskGate, "on_intent", "gate", None)
     wrap(IBVenue, "submit", "venue", None)
     wrap(IBVenue, "_place_frame", "encode", "encoded")
