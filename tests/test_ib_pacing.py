@@ -29,6 +29,37 @@ def test_cancels_go_before_orders_before_data() -> None:
     assert p.next_due(0.2) is None
 
 
+def test_a_frame_goes_at_once_only_when_nothing_waits_and_a_token_is_free() -> None:
+    p = MessagePacer(rate=10, burst=2)
+    assert p.send_now(0.0) and p.send_now(0.0)  # the burst
+    assert not p.send_now(0.0)  # no token: the caller queues it
+    p.submit(ORDER, b"o1")
+    assert not p.send_now(1.0)  # tokens again, but o1 waits: it goes first
+    assert p.drain(1.0) == b"o1"
+    assert p.send_now(1.0) and p.sent == 4 and p.pending == 0
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 0.2), st.integers(0, 4)), min_size=1, max_size=300),
+    st.integers(1, 400),
+)
+def test_frames_sent_at_once_count_against_the_rate_too(
+    steps: list[tuple[float, int]], n: int
+) -> None:
+    p = MessagePacer(rate=45, burst=5)
+    for i in range(n):
+        p.submit(i % 3, b"x")
+    t = 0.0
+    sends: list[float] = []
+    for gap, tries in steps:
+        t += gap
+        sends += [t] * len(p.drain(t))
+        sends += [t for _ in range(tries) if p.send_now(t)]
+    for i, at in enumerate(sends):
+        assert len([s for s in sends[i:] if s < at + 1.0]) <= 45 + 5
+    assert p.sent == len(sends)
+
+
 @given(st.lists(st.floats(0, 0.2), min_size=1, max_size=300), st.integers(1, 400))
 def test_no_rolling_second_exceeds_the_rate_plus_burst(gaps: list[float], n: int) -> None:
     p = MessagePacer(rate=45, burst=5)

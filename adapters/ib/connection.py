@@ -429,8 +429,11 @@ class _Transport(asyncio.Protocol):
         if transport is None:
             return False
         if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
-            with contextlib.suppress(OSError):  # BlockingIOError included
-                data = data[os.write(self.fd, data) :]
+            try:
+                sent = os.write(self.fd, data)
+            except OSError:  # full (BlockingIOError) or broken: the transport deals with it
+                sent = 0
+            data = data[sent:]
         if data:
             transport.write(data)
         return True

@@ -44,9 +44,23 @@ class MessagePacer:
         """Queue ``frame`` (one complete message) at ``priority`` (CANCEL, ORDER or DATA)."""
         self._queues[priority].append(frame)
 
+    def send_now(self, now: float) -> bool:
+        """Spend a token on a frame that goes out at once, not queued: True when nothing is
+        waiting (so no priority is passed over) and a token is free; False: ``submit`` it."""
+        q0, q1, q2 = self._queues
+        if q0 or q1 or q2:
+            return False
+        self._refill(now)
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        self.sent += 1
+        return True
+
     @property
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues)
+        q0, q1, q2 = self._queues
+        return len(q0) + len(q1) + len(q2)
 
     def _refill(self, now: float) -> None:
         if self._last is not None:

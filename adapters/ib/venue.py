@@ -1168,6 +1168,10 @@ class IBVenue:
     # ---- outgoing bytes: paced ---------------------------------------------------------------
 
     def _send(self, priority: int, frame: bytes) -> None:
+        conn = self.conn
+        if conn is not None and self.pacer.send_now(time.monotonic()):
+            conn.write(frame)  # nothing queued and a token free: the order path's usual case
+            return
         self.pacer.submit(priority, frame)
         self._flush_pacer()
 
