@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 import uvloop
@@ -154,11 +156,26 @@ def test_bad_frames_are_dropped_and_the_session_continues(caplog) -> None:
     assert session.closed_reason and "16 MB" in session.closed_reason
 
 
-def _raw_peer() -> tuple[socket.socket, int]:
+@contextlib.asynccontextmanager
+async def _connected_to_a_plain_socket() -> AsyncIterator[tuple[Connection, socket.socket]]:
+    """A ``Connection`` to a plain socket the test reads by hand, our hello already read."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    return srv, srv.getsockname()[1]
+    session = ClientSession(EWrapper(), 1)
+    _, proto = await asyncio.get_running_loop().create_connection(
+        lambda: _Transport(session, lambda reason: None), "127.0.0.1", srv.getsockname()[1]
+    )
+    peer, _ = srv.accept()
+    peer.setblocking(False)
+    try:
+        await asyncio.sleep(0.05)  # the hello goes the transport's way: at the loop's turn
+        assert peer.recv(1 << 16).startswith(b"API\0")
+        yield Connection(session, proto), peer
+    finally:
+        proto.transport.close()
+        peer.close()
+        srv.close()
 
 
 def test_order_bytes_reach_the_socket_before_the_loop_turns() -> None:
@@ -166,24 +183,9 @@ def test_order_bytes_reach_the_socket_before_the_loop_turns() -> None:
     written through ``Connection.write`` is on the socket when the call returns."""
 
     async def main() -> None:
-        srv, port = _raw_peer()
-        loop = asyncio.get_running_loop()
-        session = ClientSession(EWrapper(), 1)
-        _, proto = await loop.create_connection(
-            lambda: _Transport(session, print), "127.0.0.1", port
-        )
-        peer, _ = srv.accept()
-        peer.setblocking(False)
-        try:
-            await asyncio.sleep(0.05)  # the handshake's hello, written the transport's way
-            assert peer.recv(1 << 16).startswith(b"API\0")
-            conn = Connection(session, proto)
+        async with _connected_to_a_plain_socket() as (conn, peer):
             assert conn.write(b"\x00\x00\x00\x03abc")
             assert peer.recv(1 << 16) == b"\x00\x00\x00\x03abc"  # no await in between
-        finally:
-            proto.transport.close()
-            peer.close()
-            srv.close()
 
     uvloop.run(main())
 
@@ -192,30 +194,16 @@ def test_writes_stay_in_order_when_the_socket_is_full() -> None:
     """What the socket does not take waits in the transport, and later writes queue behind it."""
 
     async def main() -> tuple[bytes, bytes]:
-        srv, port = _raw_peer()
-        loop = asyncio.get_running_loop()
-        session = ClientSession(EWrapper(), 1)
-        _, proto = await loop.create_connection(
-            lambda: _Transport(session, print), "127.0.0.1", port
-        )
-        peer, _ = srv.accept()
-        peer.setblocking(False)
-        try:
-            conn = Connection(session, proto)
-            await asyncio.sleep(0.05)
-            assert peer.recv(1 << 16).startswith(b"API\0")  # the hello
+        async with _connected_to_a_plain_socket() as (conn, peer):
             big = bytes(range(256)) * (32 << 10)  # 8 MiB: more than the socket buffers hold
             assert conn.write(big)
-            assert proto.transport.get_write_buffer_size() > 0
+            assert conn.protocol.transport.get_write_buffer_size() > 0
             got = bytearray(peer.recv(1 << 20))  # room in the socket again, the rest still queued
             assert conn.write(b"TAIL")
+            loop = asyncio.get_running_loop()
             while len(got) < len(big) + 4:
                 got += await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), 5)
             return bytes(got), big
-        finally:
-            proto.transport.close()
-            peer.close()
-            srv.close()
 
     got, big = uvloop.run(main())
     assert got == big + b"TAIL"
