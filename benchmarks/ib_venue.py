@@ -65,7 +65,7 @@ from engine.config import EngineSection, IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import NO_PRICE, EventKind, OrderEvent
 from engine.metrics import LatencySummary
-from engine.runtime import Engine
+from engine.runtime import Engine, settle_heap
 from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
@@ -547,7 +547,7 @@ async def _run_session(
             await asyncio.sleep(0.005)
         strat.active = False
         await asyncio.sleep(0.1)
-        gc.collect()
+        settle_heap()  # as run_app does before trading starts
         _reset_latency(engine)
         strat.queued, strat.lost, strat.rejected = 0, 0, []
         venue.errors.clear()

@@ -26,7 +26,7 @@ from engine.journal import Journal, JournalError
 from engine.metrics import LatencySummary, MetricsServer
 from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
-from engine.runtime import Engine
+from engine.runtime import Engine, settle_heap
 from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
@@ -224,6 +224,8 @@ async def run_app(
     for venue in engine.venues.values():
         await venue.start()
     await app.after_venues_ready()  # recovery's last step: strategies trade only after it
+    frozen = settle_heap()  # no full collection walks start-up's objects mid-session
+    log.debug("gc: %d start-up objects frozen", frozen)
     engine.start()
     busy = BusyPoll(loop)
     if cfg.engine.busy_poll:

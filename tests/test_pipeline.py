@@ -262,3 +262,31 @@ def test_buy_and_sell_fill_against_the_book_and_update_position():
     assert s.position("AAPL") == 0
     pnl = s.pnl()
     assert pnl.realised == pytest.approx((9_999 - (50 * 10_001 + 20 * 10_002) / 70) * 70 * 0.01)
+
+
+async def test_start_up_objects_are_frozen_before_trading_starts() -> None:
+    """``run_app`` freezes what start-up built before the strategies start, so no full
+    collection walks it mid-session (the engine itself included)."""
+    import io
+
+    from engine.app import run_app
+
+    data = demo_like_config()
+    data["venues"]["SIM"]["ack_latency_us"] = 50
+    app = build_app(parse_config(data, "demo-test.toml"))
+    seen: list[tuple[int, bool]] = []
+    start = app.engine.start
+
+    def start_and_look() -> None:
+        tracked = {id(o) for o in gc.get_objects()}  # frozen objects are not listed
+        seen.append((gc.get_freeze_count(), id(app.engine) in tracked))
+        start()
+
+    app.engine.start = start_and_look  # type: ignore[method-assign]
+    gc.unfreeze()
+    try:
+        report = await run_app(app, 0.2, io.StringIO())
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
+    assert seen and seen[0][0] > 10_000 and not seen[0][1]
+    assert report.orders > 0  # and it traded as before
