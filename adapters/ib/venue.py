@@ -297,6 +297,17 @@ class _Wrapper(EWrapper):
         self.v.history.on_historical_data_update(reqId, bar)
 
 
+def _protobuf_form(self: _Wrapper, *_: object) -> None:
+    """ibapi hands a protobuf message to ``xxxProtoBuf`` and then its values to ``xxx``; the
+    venue takes the values. EWrapper's default only logs (a frame lookup and a dict of locals
+    per message, for a logger we keep at WARNING), on the order path for orderStatus."""
+
+
+for _name in [n for n in vars(EWrapper) if n.endswith("ProtoBuf")]:
+    if _name not in vars(_Wrapper):
+        setattr(_Wrapper, _name, _protobuf_form)
+
+
 class IBVenue:
     """See the module docstring."""
 
