@@ -414,6 +414,10 @@ def test_rows_that_are_not_contiguous_are_copied_and_other_dtypes_refused():
     assert quote_tuples(quotes) == [(NO_PRICE, 10, 0, 0, 9, 9, 1)]
     with pytest.raises(TypeError, match="HOT_ROW"):
         tr.translate(np.zeros(1, dtype=BOOK_DELTA), 9)
+    with pytest.raises(TypeError, match="1-d"):
+        tr.translate(rows.reshape(2, 1), 9)
+    with pytest.raises(TypeError, match="own bytes"):  # raw that is not these rows' bytes
+        tr.translate(rows, 9, np.zeros((1, rows.dtype.itemsize), dtype=np.uint8))
 
 
 def test_clear_depth_is_one_clear_delta():
@@ -466,14 +470,20 @@ def test_gateway_depth_frames_build_the_book_they_describe(version, protobuf, op
                 enc.update_mkt_depth_l2(DEPTH_REQ[i], pos, maker, op, side, price, size, True)
             )
     tr = MarketDataTranslator(2, FRAME_TICKS, FRAME_LOTS, max_req_ids=64, capacity=8)
+    given_raw = MarketDataTranslator(2, FRAME_TICKS, FRAME_LOTS, max_req_ids=64, capacity=8)
     for i, req in DEPTH_REQ.items():
         tr.bind(req, i, Subscription.DEPTH)
+        given_raw.bind(req, i, Subscription.DEPTH)
     store = BookStore(2, window=64, overflow=4, max_rows=64)
     hot = HotDecoder(version)
     for a in range(0, len(frames), cut):  # one socket read per ``cut`` messages
         batch = hot.feed(b"".join(frames[a : a + cut]))
         assert not batch.cold and not batch.malformed
+        # The venue's way (the decoder's bytes of the rows) and the checked way agree.
+        same = [x.copy() for x in given_raw.translate(batch.rows, 1000 + a, batch.raw)]
         deltas, quotes, trades = tr.translate(batch.rows, 1000 + a)
+        for ours, theirs in zip(same, (deltas, quotes, trades), strict=True):
+            assert ours.tobytes() == theirs.tobytes()
         assert len(quotes) == len(trades) == 0
         assert deltas["flags"][-1] & 1 and not (deltas["flags"][:-1] & 1).any()
         smart = (deltas["flags"] & 2) != 0  # updateMktDepthL2's isSmartDepth

@@ -233,7 +233,8 @@ def test_order_events_are_dispatched_before_the_reads_market_data(version: int) 
     app = _Order()
     batches: list[int] = []
 
-    def on_rows(rows: np.ndarray) -> None:
+    def on_rows(rows: np.ndarray, raw: np.ndarray) -> None:
+        assert raw.shape == (len(rows), rows.dtype.itemsize)
         batches.append(len(rows))
         app.rows_seen += 1
 

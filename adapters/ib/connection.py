@@ -97,7 +97,7 @@ class ClientSession:
         max_version: int = MAX_CLIENT_VER,
         connect_options: str = "",
         on_frame: Callable[[int, bytes], bool] | None = None,
-        on_rows: Callable[[np.ndarray], None] | None = None,
+        on_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.wrapper = wrapper
         self.client_id = client_id
@@ -106,8 +106,8 @@ class ClientSession:
         #: Called with (msg id, payload after the id) before ibapi's decoder; True = handled.
         self.on_frame = on_frame
         #: With ``on_rows``, frames after the handshake go through ``HotDecoder``: the hot
-        #: market-data messages arrive as ``HOT_ROW`` rows (a view valid during the call), the
-        #: rest through ibapi's decoder, in wire order.
+        #: market-data messages arrive as ``HOT_ROW`` rows and their bytes (``Batch.rows`` and
+        #: ``raw``: views valid during the call), the rest through ibapi's decoder, in wire order.
         self.on_rows = on_rows
         #: Called first thing on every socket read (the venue stamps ``ts_recv`` there).
         self.on_receive: Callable[[], None] | None = None
@@ -238,7 +238,7 @@ class ClientSession:
                 else:
                     cold.append(f)
             if len(batch.rows):
-                self.on_rows(batch.rows)
+                self.on_rows(batch.rows, batch.raw)
             if cold or batch.malformed:
                 for part in sorted([*cold, *batch.malformed], key=_frame_index):
                     if isinstance(part, ColdFrame):
@@ -479,7 +479,7 @@ async def connect(
     max_version: int = MAX_CLIENT_VER,
     on_lost: Callable[[str], None] = lambda reason: None,
     on_frame: Callable[[int, bytes], bool] | None = None,
-    on_rows: Callable[[np.ndarray], None] | None = None,
+    on_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> Connection:
     """Connect and wait until the session is ready; ``IBConnectError`` says what went wrong."""
     loop = asyncio.get_running_loop()

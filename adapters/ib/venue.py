@@ -838,13 +838,13 @@ class IBVenue:
         (so tick-to-order includes our decode, as a wire-to-wire figure should)."""
         self._ts_read = self.ports.clock.now() if self.ports is not None else 0
 
-    def _on_rows(self, rows: np.ndarray) -> None:
+    def _on_rows(self, rows: np.ndarray, raw: np.ndarray) -> None:
         ports = self.ports
         md = self._md
         if ports is None or md is None:
             return
         self._md_rows_seen += len(rows)
-        deltas, quotes, trades = md.translate(rows, self._ts_read)
+        deltas, quotes, trades = md.translate(rows, self._ts_read, raw)
         wrote = False
         if len(deltas):
             self._write_deltas(deltas)
