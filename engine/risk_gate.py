@@ -168,8 +168,10 @@ class RiskGate:
         self._check_modify = entry(rk.check_modify)
         self._check_order_extended = entry(rk.check_order_extended)
         self._check_modify_extended = entry(rk.check_modify_extended)
-        self._fill = rk.apply_fill
-        self._release = rk.release_order
+        # The answers' path too (a cancel's release, a fill): the events' fields are ints and
+        # floats the venues set, and int(side) is passed as the checks pass it.
+        self._fill = entry(rk.apply_fill)
+        self._release = entry(rk.release_order)
         self._mark = entry(rk.mark_to_market)  # ids and top: the BookStore's own arrays
         self._check_args = tuple(a)
         self._unfinished: list[tuple[OrderEvent, tuple[str, float, float, float]]] = []
