@@ -391,7 +391,9 @@ class _Transport(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        # Plain TCP only: under TLS the socket's bytes are the transport's ciphertext.
+        plain = sock is not None and transport.get_extra_info("sslcontext") is None
+        self.fd = sock.fileno() if plain else -1
         transport.write(self.session.hello())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
