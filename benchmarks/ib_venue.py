@@ -65,7 +65,8 @@ from engine.config import EngineSection, IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import NO_PRICE, EventKind, OrderEvent
 from engine.metrics import LatencySummary
-from engine.runtime import Engine, settle_heap
+from engine.process import settle_heap
+from engine.runtime import Engine
 from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 

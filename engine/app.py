@@ -24,9 +24,10 @@ from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, JournalError
 from engine.metrics import LatencySummary, MetricsServer
+from engine.process import check_cpus, pin_to_cpus, settle_heap
 from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
-from engine.runtime import Engine, settle_heap
+from engine.runtime import Engine
 from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
@@ -94,6 +95,7 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             # Relative to the config file that names it, as secrets files are.
             vc = dataclasses.replace(vc, simulator_config=str(Path(file).parent / sim_path))
         venues[name] = load_object(VENUE_ADAPTERS[vc.kind])(name, vc)
+    check_cpus(config.engine.cpu_affinity, file, "engine.cpu_affinity")
     warm = config.engine.keep_warm
     if warm == "auto":
         warm = "on" if any(getattr(v, "wants_warm_path", False) for v in venues.values()) else "off"
@@ -221,6 +223,7 @@ async def run_app(
         )
         await app.metrics.start()
         print(f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics", file=out)
+    pin_to_cpus(cfg.engine.cpu_affinity, cfg.source, "engine.cpu_affinity")
     for venue in engine.venues.values():
         await venue.start()
     await app.after_venues_ready()  # recovery's last step: strategies trade only after it

@@ -80,6 +80,12 @@ def _port(v: int) -> str | None:
     return None if 0 <= v <= 65535 else "must be a TCP port 0..65535 (0 picks a free one)"
 
 
+def _cpu_list(v: list[int]) -> str | None:
+    if any(c < 0 for c in v):
+        return "CPU numbers are 0 or more"
+    return None if len(set(v)) == len(v) else "a CPU is listed twice"
+
+
 def _fraction(v: float) -> str | None:
     return None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
 
@@ -101,6 +107,9 @@ class EngineSection:
     keep_warm_interval_ms: float = field(default=1.0, metadata=_check(_positive))
     #: Poll sockets without blocking: the loop's core stays busy (100 %) and never idles.
     busy_poll: bool = False
+    #: CPUs the engine's one thread may run on (``os.sched_setaffinity``); empty: any, as the OS
+    #: decides. Keep it off IB Gateway's CPUs (``engine.process.pin_to_cpus`` says why).
+    cpu_affinity: list[int] = field(default_factory=list, metadata=_check(_cpu_list))
 
 
 @dataclass(frozen=True, slots=True)

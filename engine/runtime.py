@@ -10,7 +10,6 @@ drive it directly.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -97,22 +96,6 @@ _HELP = {
     "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
     "router_slippage_bp": "Mean slippage of fills vs the arrival mid in bp (+ = worse for us).",
 }
-
-
-def settle_heap() -> int:
-    """Collect once, then freeze what survives (``gc.freeze``); returns how many objects
-    the collector now leaves alone.
-
-    What start-up built (modules, the kernels, ibapi and protobuf, instruments, rings, the
-    venues' contracts and sessions) lives as long as the process, and every full collection
-    would walk it again: ~120,000 objects, ~70 ms on the 2-vCPU VM, a stall of the one
-    thread at whatever moment the collector picks. Frozen, a full collection walks only what
-    was made since. Call it once trading is about to start (``run_app`` does, after the
-    venues reconciled); objects made later (a reconnect's new session) are collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def _drop(_: object) -> None:

@@ -556,3 +556,46 @@ def test_keep_warm_setting(tmp_path: Path, setting: str, demo: Path, expected: f
 def test_keep_warm_bad_values(tmp_path: Path, line: str, key: str) -> None:
     text = re.sub(r"^\[engine\]$", f"[engine]\n{line}", DEMO_TEXT, count=1, flags=re.MULTILINE)
     assert config_error(write(tmp_path, text)).key == key
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU affinity: checked when the config is built, applied when the run starts
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("[-1]", "CPU numbers are 0 or more"), ("[0, 0]", "a CPU is listed twice")],
+)
+def test_cpu_affinity_values_are_checked(tmp_path: Path, value: str, expected: str) -> None:
+    err = config_error(demo_with(tmp_path, r"^log_json = false$", f"cpu_affinity = {value}"))
+    assert err.key == "engine.cpu_affinity" and expected in err.message
+
+
+def test_a_cpu_the_process_may_not_use_is_refused_when_the_app_is_built(tmp_path: Path) -> None:
+    import os
+
+    absent = max(os.sched_getaffinity(0)) + 1
+    path = demo_with(tmp_path, r"^log_json = false$", f"cpu_affinity = [{absent}]")
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    err = info.value
+    assert err.file == str(path) and err.key == "engine.cpu_affinity"
+    assert f"CPU(s) {absent} are not available" in err.message and "pick from" in err.message
+
+
+async def test_run_app_pins_the_process_to_the_configured_cpus(tmp_path: Path) -> None:
+    import io
+    import os
+
+    from engine.app import run_app
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    path = demo_with(tmp_path, r"^log_json = false$", f"cpu_affinity = [{cpu}]")
+    app = build_app(load_config(path))
+    assert os.sched_getaffinity(0) == before  # building only checks
+    try:
+        await run_app(app, 0.1, io.StringIO())
+        assert os.sched_getaffinity(0) == {cpu}
+    finally:
+        os.sched_setaffinity(0, before)

@@ -220,3 +220,29 @@ def test_unreadable_replay_is_a_config_error_naming_the_key(tmp_path) -> None:
     for path in (bad, tmp_path / "missing.jsonl"):
         with pytest.raises(ConfigError, match=r"market\.replay"):
             GatewayCore(sim_config(market={"replay": str(path)}))
+
+
+def test_a_simulator_cpu_the_process_may_not_use_is_a_config_error() -> None:
+    import os
+
+    from engine.config import ConfigError
+
+    absent = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(ConfigError, match=r"gateway\.cpu_affinity: CPU\(s\) \d+ are not available"):
+        sim_config(gateway={"cpu_affinity": [absent]})
+    cpu = min(os.sched_getaffinity(0))
+    assert sim_config(gateway={"cpu_affinity": [cpu]}).gateway.cpu_affinity == [cpu]
+
+
+async def test_the_simulator_server_pins_itself_to_its_cpus() -> None:
+    import os
+
+    from adapters.ib.gateway_sim.server import serve_forever
+
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    try:
+        await serve_forever(sim_config(gateway={"cpu_affinity": [cpu]}), duration_s=0.05)
+        assert os.sched_getaffinity(0) == {cpu}
+    finally:
+        os.sched_setaffinity(0, before)

@@ -11,7 +11,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.config import ConfigError, _non_negative, _port, _positive, build, read_toml
+from engine.config import (
+    ConfigError,
+    _cpu_list,
+    _non_negative,
+    _port,
+    _positive,
+    build,
+    read_toml,
+)
+from engine.process import check_cpus
 
 from .market import SimInstrument
 from .responses import MAX_SERVER_VERSION, MIN_SERVER_VERSION
@@ -52,6 +61,9 @@ class GatewaySection:
     #: Bounded so a slow reader's backlog is visible and an order answer never queues behind
     #: seconds of market data.
     send_buffer_kib: int = field(default=64, metadata={"check": _positive})
+    #: CPUs the simulator's process may run on (empty: any); off the engine's, as a real
+    #: gateway would be (``engine.process.pin_to_cpus``).
+    cpu_affinity: list[int] = field(default_factory=list, metadata={"check": _cpu_list})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +165,7 @@ def parse_gateway_config(data: dict[str, Any], file: str = "<config>") -> Gatewa
     """Validate an already-parsed TOML document (``file`` names it in errors)."""
     cfg = build(GatewaySimConfig, {**data, "source": file}, file, "")
     gw = cfg.gateway
+    check_cpus(gw.cpu_affinity, file, "gateway.cpu_affinity")
     if gw.min_server_version > gw.max_server_version:
         raise ConfigError(
             file, "gateway.min_server_version", "must not exceed gateway.max_server_version"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import select
@@ -41,6 +40,8 @@ import socket
 from typing import Any
 
 import orjson
+
+from engine.process import pin_to_cpus, settle_heap
 
 from .config import GatewaySimConfig
 from .core import NS, GatewayCore, Session
@@ -310,11 +311,11 @@ async def _skip_line(reader: asyncio.StreamReader) -> None:
 
 async def serve_forever(config: GatewaySimConfig, duration_s: float | None = None) -> None:
     """Run a simulator until cancelled (or for ``duration_s``)."""
+    pin_to_cpus(config.gateway.cpu_affinity, config.source, "gateway.cpu_affinity")
     async with GatewaySimServer(config) as server:
         # A gateway process runs for days: what start-up built (the universe, ibapi, the
         # encoders' templates) stays, so the collector need not walk it again and again.
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         print(
             f"gateway simulator on {server.host}:{server.port}"
             + (f", control on {server.control_port}" if server.control_port else ""),
