@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -80,7 +81,26 @@ FLOOD_TARGET_PER_S = 100_000
 #: How the engine under test runs its loop: ``keep_warm_ms`` (``[engine] keep_warm``: the
 #: shipped default for an IB venue is on, every 1 ms) and ``busy_poll``. ``--keep-warm-ms 0``
 #: and ``--busy-poll`` change them for a run.
-ENGINE_OPTIONS = {"keep_warm_ms": EngineSection().keep_warm_interval_ms, "busy_poll": False}
+ENGINE_OPTIONS = {
+    "keep_warm_ms": EngineSection().keep_warm_interval_ms,
+    "busy_poll": False,
+    "pin": False,  # the engine (this process) and the simulator on different CPUs
+}
+
+
+@functools.cache
+def pinned_cpus() -> tuple[int, int] | None:
+    """(engine CPU, simulator CPU) for ``ENGINE_OPTIONS["pin"]``: the last and the first this
+    process may use (when first asked: before it pins itself); None with fewer than two (or
+    no affinity on this platform)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (allowed[-1], allowed[0]) if len(allowed) >= 2 else None
+
+
+def _sim_cpu() -> int | None:
+    cpus = pinned_cpus() if ENGINE_OPTIONS["pin"] else None
+    return cpus[1] if cpus else None
+
 
 _ACCEPTED = EventKind.ACCEPTED
 _CANCELLED = EventKind.CANCELLED
@@ -127,7 +147,15 @@ def start_simulator(events_per_second: float, depth_subscriptions: int = 3):
         f"max_depth_subscriptions = {max(depth_subscriptions, 1)}\n"
         "[pacing]\nenabled = true\nmax_messages_per_second = 50\n"
     )
-    return _start_process(["-m", "engine.cli", "gateway-sim", "--config", str(cfg)], "gateway-sim")
+    proc, port = _start_process(
+        ["-m", "engine.cli", "gateway-sim", "--config", str(cfg)], "gateway-sim"
+    )
+    cpu = _sim_cpu()
+    if cpu is not None:
+        # From here, not its [gateway] cpu_affinity: a child starts with this process's
+        # affinity, and this process is already pinned to the engine's CPU.
+        os.sched_setaffinity(proc.pid, {cpu})
+    return proc, port
 
 
 _ECHO_SERVER = r"""
@@ -152,7 +180,9 @@ uvloop.run(main())
 def loopback_rtt_two_process_ns(rounds: int = 3000, size: int = 64) -> np.ndarray:
     """Round trips of ``size`` bytes to a uvloop echo server in another process (127.0.0.1)."""
     proc, port = _start_process(["-c", _ECHO_SERVER, "60"], "echo server")
-
+    cpu = _sim_cpu()
+    if cpu is not None:  # where the simulator will run
+        os.sched_setaffinity(proc.pid, {cpu})
     try:
         return uvloop.run(echo_rounds(port, rounds, size))
     finally:
@@ -678,11 +708,27 @@ def measure_flood(
 
 
 def run(samples: int = 250) -> IBVenueResult:
-    rtt = loopback_rtt_two_process_ns()
-    p50, p99 = np.percentile(rtt, [50, 99])
-    quiet = measure_quiet(samples)
-    flood = measure_flood(samples)
+    with _pinned():
+        rtt = loopback_rtt_two_process_ns()
+        p50, p99 = np.percentile(rtt, [50, 99])
+        quiet = measure_quiet(samples)
+        flood = measure_flood(samples)
     return IBVenueResult(float(p50), float(p99), len(rtt), quiet, flood)
+
+
+@contextlib.contextmanager
+def _pinned() -> Iterator[None]:
+    """With ``ENGINE_OPTIONS["pin"]``: this process (the engine) on its CPU for the block."""
+    cpus = pinned_cpus() if ENGINE_OPTIONS["pin"] else None
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _fmt(s: LatencySummary) -> str:
@@ -695,7 +741,10 @@ def _fmt(s: LatencySummary) -> str:
 def _options() -> str:
     ms = ENGINE_OPTIONS["keep_warm_ms"]
     warm = f"every {ms:g} ms" if ms else "off"
-    return f"engine: keep_warm {warm}, busy_poll {'on' if ENGINE_OPTIONS['busy_poll'] else 'off'}"
+    cpus = pinned_cpus() if ENGINE_OPTIONS["pin"] else None
+    pin = f", engine on CPU {cpus[0]} and simulator on CPU {cpus[1]}" if cpus else ""
+    busy = "on" if ENGINE_OPTIONS["busy_poll"] else "off"
+    return f"engine: keep_warm {warm}, busy_poll {busy}{pin}"
 
 
 def _quiet_report(ph: PhaseResult) -> str:
@@ -766,14 +815,18 @@ def main() -> int:
                      "(default: %(default)s, the shipped IB default)")  # fmt: skip
     cli.add_argument("--busy-poll", action="store_true",
                      help="run the loop with [engine] busy_poll (a core at 100%%)")  # fmt: skip
+    cli.add_argument("--pin", action="store_true",
+                     help="engine and simulator on different CPUs (cpu_affinity)")  # fmt: skip
     args = cli.parse_args()
-    ENGINE_OPTIONS.update(keep_warm_ms=args.keep_warm_ms, busy_poll=args.busy_poll)
+    ENGINE_OPTIONS.update(keep_warm_ms=args.keep_warm_ms, busy_poll=args.busy_poll, pin=args.pin)
     logging.basicConfig(level=logging.ERROR)
     if args.quiet_only or args.stages:
-        print(_quiet_report(measure_quiet(args.samples, stages=args.stages)))
+        with _pinned():
+            print(_quiet_report(measure_quiet(args.samples, stages=args.stages)))
         return 0
     if args.flood_eps is not None:
-        ph = measure_flood(args.samples, events_per_second=args.flood_eps)
+        with _pinned():
+            ph = measure_flood(args.samples, events_per_second=args.flood_eps)
         print(
             f"{ph.md_frames_per_s:,.0f} msgs/s, {ph.md_rows_per_s:,.0f} rows/s, "
             f"{ph.reads_per_s:,.0f} reads/s of {ph.bytes_per_read / 1024:.1f} KiB"

@@ -85,6 +85,13 @@ def main() -> int:
         ibv_busy = ib_venue.run()
     finally:
         ib_venue.ENGINE_OPTIONS["busy_poll"] = False
+    ibv_pinned = None
+    if ib_venue.pinned_cpus() is not None:  # the other opt-in: engine and gateway apart
+        ib_venue.ENGINE_OPTIONS["pin"] = True
+        try:
+            ibv_pinned = ib_venue.run()
+        finally:
+            ib_venue.ENGINE_OPTIONS["pin"] = False
 
     obj = suites["test_object_ring_write_drain"]["median_ns"]
     arr = suites["test_array_ring_batch_write_read"]["median_ns"]
@@ -191,7 +198,13 @@ def main() -> int:
     lines += _oms_lines(lat[16], journaled, jt)
     lines += _ib_lines(suites, sim)
     lines += _ib_venue_lines(ibv, rtt_p50, rtt_p99)
-    lines += _ib_venue_busy_lines(ibv_busy)
+    lines += _ib_venue_variant_lines(ibv_busy, "`[engine] busy_poll = true`")
+    if ibv_pinned is not None:
+        cpus = ib_venue.pinned_cpus()
+        lines += _ib_venue_variant_lines(
+            ibv_pinned,
+            f"`cpu_affinity`: the engine on CPU {cpus[0]}, the simulator on CPU {cpus[1]}",
+        )
     text = "\n".join(lines)
     (HERE / "RESULTS.md").write_text(text)
     print(text)
@@ -379,9 +392,10 @@ def _ib_venue_lines(r: ib_venue.IBVenueResult, rtt_p50: float, rtt_p99: float) -
     return [*lines, ""]
 
 
-def _ib_venue_busy_lines(r: ib_venue.IBVenueResult) -> list[str]:
-    """The same end-to-end run with ``[engine] busy_poll = true`` (opt-in: the loop polls its
-    sockets without sleeping, at the cost of a core); its own anchor, measured just before."""
+def _ib_venue_variant_lines(r: ib_venue.IBVenueResult, setting: str) -> list[str]:
+    """The same end-to-end run with an opt-in ``setting``: ``busy_poll`` (the loop polls its
+    sockets without sleeping, at the cost of a core) or ``cpu_affinity`` (the engine and the
+    simulator pinned to different CPUs); its own anchor, measured just before (pinned alike)."""
     q, f = r.quiet, r.flood
     anchor = r.anchor_p99_ns
     v = r.verdicts()
@@ -390,7 +404,7 @@ def _ib_venue_busy_lines(r: ib_venue.IBVenueResult) -> list[str]:
         return _latency_row(what, s, anchor, target)
 
     return [
-        "### The same run with `[engine] busy_poll = true`",
+        f"### The same run with {setting}",
         "",
         f"Anchor (two-process echo, measured just before): p50 {r.anchor_p50_ns / 1e3:.1f} µs, "
         f"p99 {anchor / 1e3:.1f} µs. Flood: {f.md_frames_per_s:,.0f} market-data messages/s "
