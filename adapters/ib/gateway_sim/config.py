@@ -77,9 +77,9 @@ class MarketSection:
     #: Shorter slices answer sooner but cost a write (and the client a read) each: at 0.2 ms the
     #: simulator, CPU-bound, delivered ~50k msgs/s of a 100k flood; at 0.5 ms ~83k.
     slice_ms: float = field(default=0.5, metadata={"check": _positive})
-    #: Re-run each client's last cancel answer dry this often (ms; 0 =
-    #: never), as a JIT-warm gateway's would be warm (``GatewayCore.warm_answers``). Under a
-    #: 125k msgs/s flood it took the simulator's part of a cancel from ~145 to ~90 µs (p50).
+    #: Re-run each client's last cancel answer dry this often (ms; 0 = never), as a JIT-warm
+    #: gateway's would be warm (``GatewayCore.warm_answers``). Under a 125k msgs/s flood it
+    #: took the simulator's part of a cancel from ~145 to ~90 µs (p50).
     keep_warm_ms: float = field(default=1.0, metadata={"check": _non_negative})
     #: JSON-lines recording to replay instead of the random walk ("" = random walk).
     replay: str = ""
