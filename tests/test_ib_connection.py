@@ -207,3 +207,17 @@ def test_writes_stay_in_order_when_the_socket_is_full() -> None:
 
     got, big = uvloop.run(main())
     assert got == big + b"TAIL"
+
+
+def test_an_order_goes_behind_bytes_the_transport_still_holds() -> None:
+    """A request written the transport's way (sent at the loop's turn) and then an order in the
+    same iteration: the order waits behind it, the stream keeps its order."""
+
+    async def main() -> bytes:
+        async with _connected_to_a_plain_socket() as (conn, peer):
+            conn.protocol.transport.write(b"\x00\x00\x00\x01A")  # queued until the turn ends
+            assert conn.write(b"\x00\x00\x00\x01B")
+            await asyncio.sleep(0.05)
+            return peer.recv(1 << 16)
+
+    assert uvloop.run(main()) == b"\x00\x00\x00\x01A\x00\x00\x00\x01B"
