@@ -383,8 +383,7 @@ class _Driver(Strategy):
         if self.recording:
             self.tick.append((trigger, sent, venue.last_write_ns, entry))  # type: ignore[union-attr]
             if marks is not None:
-                ring = self._engine.intents
-                it = ring._slots[(ring.tail - 1) & ring._mask]
+                it = self._engine.intents.last()
                 marks.update(
                     ts_recv=trigger, created=it.ts_created, risked=it.ts_risk,
                     routed=it.ts_routed, sent=it.ts_sent,

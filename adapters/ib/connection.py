@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from ibapi.server_versions import (
 from ibapi.wrapper import EWrapper
 
 from .decode import ColdFrame, HotDecoder, MalformedFrame
+from .sockets import write_through
 from .wire import FrameCapture
 
 logging.getLogger("ibapi").setLevel(logging.WARNING)
@@ -418,26 +418,13 @@ class _Transport(asyncio.Protocol):
             self.transport.write(out)
 
     def write_now(self, data: bytes) -> bool:
-        """Put ``data`` on the socket now; False when the socket is gone.
-
-        uvloop's ``transport.write`` only queues the bytes until the end of the loop's
-        iteration, so an order sent from a handler would wait for everything else that
-        iteration runs (the rest of a market-data read, the pump). When the transport holds
-        nothing unsent, the bytes go straight to the socket, which keeps them in order; what
-        the socket does not take (full, or an error the transport will report) goes through
-        the transport as usual.
-        """
+        """Put ``data`` on the socket now (``sockets.write_through``: an order sent from a
+        handler does not wait for the rest of the loop's iteration); False when the socket
+        is gone."""
         transport = self.transport
         if transport is None:
             return False
-        if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
-            try:
-                sent = os.write(self.fd, data)
-            except OSError:  # full (BlockingIOError) or broken: the transport deals with it
-                sent = 0
-            data = data[sent:]
-        if data:
-            transport.write(data)
+        write_through(transport, self.fd, data)
         return True
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import select
 import socket
 from typing import Any
@@ -43,6 +42,7 @@ import orjson
 
 from engine.process import pin_to_cpus, settle_heap
 
+from ..sockets import write_through
 from .config import GatewaySimConfig
 from .core import NS, GatewayCore, Session
 
@@ -147,13 +147,7 @@ class GatewaySimServer:
         out = s.take_answers()
         if not out:
             return
-        fd = self._input_fds.get(s)
-        if fd is not None and not proto.transport.get_write_buffer_size():
-            # full (BlockingIOError) or broken: the transport deals with it
-            with contextlib.suppress(OSError):
-                out = out[os.write(fd, out) :]
-        if out:
-            proto.transport.write(out)
+        write_through(proto.transport, self._input_fds.get(s, -1), out)
 
     async def start(self) -> None:
         """Listen on the configured host/port (port 0 picks one; see ``self.port``)."""
@@ -224,8 +218,8 @@ class GatewaySimServer:
         while True:
             await asyncio.sleep(interval)
             try:
-                if warm_ns and core.clock() - warmed >= warm_ns:
-                    warmed = core.clock()
+                if warm_ns and (t := core.clock()) - warmed >= warm_ns:
+                    warmed = t
                     core.warm_answers()
                 while core.advance(budget_ns=budget):
                     if self._input_pending():
