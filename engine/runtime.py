@@ -271,21 +271,8 @@ class Engine:
         return strategy
 
     def set_timer(self, strategy: Strategy, name: str, interval_s: float, repeat: bool) -> None:
-        interval_ns = round(interval_s * 1e9)
-
-        def fire() -> None:
-            if not self.running:
-                return
-            self.trigger_ts = 0
-            try:
-                strategy.on_timer(name)
-            except Exception:
-                log.exception("strategy %r: on_timer(%r) raised", strategy.name, name)
-            if repeat:
-                self._timers.append(self.clock.call_later(interval_ns, fire))
-            self.pump()
-
-        self._timers.append(self.clock.call_later(interval_ns, fire))
+        timer = _StrategyTimer(self, strategy, name, round(interval_s * 1e9), repeat)
+        self._timers.append(self.clock.call_later(timer.interval_ns, timer.fire))
         if len(self._timers) > 1024:
             # Fired one-shot handles are not needed any more.
             self._timers = self._timers[-256:]
@@ -718,3 +705,33 @@ class Engine:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(EngineCollector(self.latency, self.counters, self.gauges))
         return registry
+
+
+class _StrategyTimer:
+    """A strategy's timer (``Engine.set_timer``). An object, not a closure: a closure that
+    re-arms itself refers to itself through its cell, so every timer would leave a reference
+    cycle for the garbage collector, whose pass then stalls the loop at a random moment."""
+
+    __slots__ = ("engine", "interval_ns", "name", "repeat", "strategy")
+
+    def __init__(
+        self, engine: Engine, strategy: Strategy, name: str, interval_ns: int, repeat: bool
+    ) -> None:
+        self.engine = engine
+        self.strategy = strategy
+        self.name = name
+        self.interval_ns = interval_ns
+        self.repeat = repeat
+
+    def fire(self) -> None:
+        engine, strategy = self.engine, self.strategy
+        if not engine.running:
+            return
+        engine.trigger_ts = 0
+        try:
+            strategy.on_timer(self.name)
+        except Exception:
+            log.exception("strategy %r: on_timer(%r) raised", strategy.name, self.name)
+        if self.repeat:
+            engine._timers.append(engine.clock.call_later(self.interval_ns, self.fire))
+        engine.pump()

@@ -226,6 +226,28 @@ def test_timers_run_on_the_simulated_clock():
     assert len([e for e in s.log if e[0] == "timer"]) == 3
 
 
+def test_fired_timers_leave_no_garbage_for_the_collector():
+    """A timer is freed by reference counting once it has fired: a collector pass (a stall at a
+    random moment in a session) has nothing of it to find."""
+    engine, clock = make_engine()
+    s = engine.add_strategy(Recorder, "rec", None, ["AAPL"])
+    engine.start()
+    t0 = clock.now()
+    gc.collect()
+    gc.disable()
+    try:
+        for k in range(50):
+            s.set_timer(f"once{k}", 0.001 * (k + 1), repeat=False)
+        s.set_timer("every", 0.01)
+        clock.advance_to(t0 + 100_000_000)  # the repeating one is armed again: still reachable
+        engine._timers.clear()
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert len([e for e in s.log if e[0] == "timer"]) == 50 + 10
+    assert left == 0, f"{left} objects were only reachable through reference cycles"
+
+
 def test_strategy_exception_does_not_stop_the_engine(caplog):
     class Broken(Recorder):
         def on_book(self, book):
