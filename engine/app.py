@@ -23,7 +23,7 @@ from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, JournalError
-from engine.metrics import LatencySummary, MetricsServer
+from engine.metrics import LatencySummary, LoopMonitor, MetricsServer
 from engine.process import check_cpus, pin_to_cpus, settle_heap
 from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
@@ -165,6 +165,7 @@ class RunReport:
     state: str
     metrics_port: int | None
     router: str = ""  # the shadow-vs-live comparison table, when a venue is not LIVE
+    loop: str = ""  # the event loop's lag and stalls (LoopMonitor.describe), when watched
 
     def format(self) -> str:
         lines = [
@@ -182,6 +183,8 @@ class RunReport:
                 f"tick-to-order: p50 {ttl.p50 / 1e3:.1f}µs  p99 {ttl.p99 / 1e3:.1f}µs  "
                 f"p99.9 {ttl.p999 / 1e3:.1f}µs  (n={ttl.count})"
             )
+        if self.loop:
+            lines.append(self.loop)
         if self.router:
             lines.append(self.router)
         return "\n".join(lines)
@@ -217,6 +220,10 @@ async def run_app(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     cfg = app.config
+    if cfg.metrics.loop_monitor_ms > 0:
+        engine.loop_monitor = LoopMonitor(
+            loop, cfg.metrics.loop_monitor_ms / 1e3, cfg.metrics.loop_stall_ms / 1e3
+        )
     if cfg.metrics.enabled:
         app.metrics = MetricsServer(
             engine.prometheus_registry(), cfg.metrics.host, cfg.metrics.port
@@ -233,6 +240,8 @@ async def run_app(
     busy = BusyPoll(loop)
     if cfg.engine.busy_poll:
         busy.start()
+    if engine.loop_monitor is not None:
+        engine.loop_monitor.start()
     started = loop.time()
     feed_task = loop.create_task(app.feed.run(engine, stop)) if app.feed is not None else None
 
@@ -273,6 +282,8 @@ async def run_app(
     finally:
         stop.set()
         busy.stop()
+        if engine.loop_monitor is not None:
+            engine.loop_monitor.stop()
         for sig in signals:
             loop.remove_signal_handler(sig)
         for t in helpers:
@@ -298,4 +309,5 @@ async def run_app(
         engine.trading_state.value,
         app.metrics.port if app.metrics else None,
         engine.router.format_comparison() if engine.router.any_shadow else "",
+        engine.loop_monitor.describe() if engine.loop_monitor is not None else "",
     )

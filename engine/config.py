@@ -130,6 +130,11 @@ class MetricsConfig:
     port: int = field(default=9464, metadata=_check(_port))
     fold_interval_ms: int = field(default=250, metadata=_check(_positive))
     samples_per_stage: int = field(default=65536, metadata=_check(_power_of_two))
+    #: How late the event loop runs a timer set every ``loop_monitor_ms`` (0: not watched):
+    #: ``loop_lag_seconds``, and the stalls later than ``loop_stall_ms`` with the thread's CPU
+    #: time in them (``engine.metrics.LoopMonitor``).
+    loop_monitor_ms: float = field(default=10.0, metadata=_check(_non_negative))
+    loop_stall_ms: float = field(default=2.0, metadata=_check(_positive))
 
 
 @dataclass(frozen=True, slots=True)

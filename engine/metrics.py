@@ -12,8 +12,10 @@ actors' counters only when ``/metrics`` is scraped, so a scrape costs the hot pa
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -171,6 +173,104 @@ class LatencyRecorder:
         return [s.summary() for s in self.stages.values()]
 
 
+class LoopMonitor:
+    """How late the event loop runs a timer: the stalls every message waiting on the loop shares.
+
+    A timer every ``interval_s`` notes how late it fired, into a latency ring folded like a
+    stage's (``lag``). libuv's timers are in milliseconds, so lateness under ~1 ms is the timer's
+    own rounding (on a VM an idle vCPU's wake-up adds its own). A tick later than ``stall_s`` is
+    a stall, counted with its lateness in ``stall_ns`` and split, from the thread's CPU time
+    ``C`` over the tick's interval, into two lower bounds: while the timer was overdue the loop
+    either ran our code or the thread was not running (preempted by the OS or, on a VM, the
+    hypervisor). At most ``interval`` of ``C`` came before the timer was due, so at least
+    ``C - interval`` of the lateness was our code (``stall_busy_ns``); the thread ran at most
+    ``C`` of it, so at least ``late - C`` it was not running (``stall_off_cpu_ns``). The shorter
+    the interval, the tighter the bounds.
+    """
+
+    __slots__ = (
+        "_cpu",
+        "_due",
+        "_handle",
+        "_interval_ns",
+        "_interval_s",
+        "_loop",
+        "_stall_ns",
+        "lag",
+        "stall_busy_ns",
+        "stall_ns",
+        "stall_off_cpu_ns",
+        "stalls",
+        "worst_ns",
+    )
+
+    def __init__(self, loop: Any, interval_s: float, stall_s: float, capacity: int = 4096) -> None:
+        self._loop = loop
+        self._interval_s = interval_s
+        self._interval_ns = round(interval_s * 1e9)
+        self._stall_ns = round(stall_s * 1e9)
+        self._handle: Any = None
+        self._due = self._cpu = 0
+        self.lag = StageLatency("loop_lag", capacity)
+        self.stalls = 0
+        self.stall_ns = 0
+        self.stall_busy_ns = 0
+        self.stall_off_cpu_ns = 0
+        self.worst_ns = 0
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def start(self) -> None:
+        if self._handle is None:
+            self._arm(time.perf_counter_ns(), time.thread_time_ns())
+
+    def stop(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+
+    def describe(self) -> str:
+        """One line for a run's summary."""
+        lag = self.lag.summary()
+        text = (
+            f"event loop lag (a timer every {self._interval_s * 1e3:g} ms): "
+            f"p50 {lag.p50 / 1e6:.2f} ms, p99 {lag.p99 / 1e6:.2f} ms, max {lag.max / 1e6:.2f} ms"
+        )
+        if not self.stalls:
+            return f"{text}; no stall over {self._stall_ns / 1e6:g} ms"
+        return (
+            f"{text}; {self.stalls} stalls over {self._stall_ns / 1e6:g} ms, "
+            f"{self.stall_ns / 1e6:.1f} ms in all (worst {self.worst_ns / 1e6:.1f} ms): at least "
+            f"{self.stall_busy_ns / 1e6:.1f} ms our code running, at least "
+            f"{self.stall_off_cpu_ns / 1e6:.1f} ms the thread not running"
+        )
+
+    def _arm(self, now: int, cpu: int) -> None:
+        self._due = now + self._interval_ns
+        self._cpu = cpu
+        self._handle = self._loop.call_later(self._interval_s, self._tick)
+
+    def _tick(self) -> None:
+        if self._handle is None:
+            return
+        now, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        late = now - self._due
+        if late < 0:
+            late = 0
+        self.lag.record(late)
+        if late > self._stall_ns:
+            ran = cpu - self._cpu
+            self.stalls += 1
+            self.stall_ns += late
+            self.stall_busy_ns += min(late, max(0, ran - self._interval_ns))
+            self.stall_off_cpu_ns += max(0, late - ran)
+            if late > self.worst_ns:
+                self.worst_ns = late
+        self._arm(now, cpu)
+
+
 CounterSource = Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]
 
 
@@ -187,11 +287,13 @@ class EngineCollector(Collector):
         counters: CounterSource,
         gauges: CounterSource,
         prefix: str = "tickwire",
+        loop_monitor: Callable[[], LoopMonitor | None] | None = None,
     ) -> None:
         self._latency = latency
         self._counters = counters
         self._gauges = gauges
         self._prefix = prefix
+        self._loop_monitor = loop_monitor
 
     def collect(self) -> Iterator[object]:
         self._latency.fold()
@@ -201,13 +303,28 @@ class EngineCollector(Collector):
             labels=["stage"],
         )
         for stage in self._latency.stages.values():
-            cum = np.cumsum(stage.prom_counts)
-            buckets = [(repr(b), float(c)) for b, c in zip(PROM_BOUNDS_S, cum[:-1], strict=True)]
-            buckets.append(("+Inf", float(cum[-1])))
-            hist.add_metric([stage.name], buckets, stage.sum_ns / 1e9)
+            hist.add_metric([stage.name], _buckets(stage), stage.sum_ns / 1e9)
         yield hist
+        monitor = self._loop_monitor() if self._loop_monitor is not None else None
+        if monitor is not None:
+            lag = monitor.lag
+            lag.fold()
+            family = HistogramMetricFamily(
+                f"{self._prefix}_loop_lag_seconds",
+                "How late the event loop ran a periodic timer: what anything waiting on the "
+                "loop waited at that moment.",
+            )
+            family.add_metric([], _buckets(lag), lag.sum_ns / 1e9)
+            yield family
         yield from _families(self._prefix, self._counters(), CounterMetricFamily)
         yield from _families(self._prefix, self._gauges(), GaugeMetricFamily)
+
+
+def _buckets(stage: StageLatency) -> list[tuple[str, float]]:
+    cum = np.cumsum(stage.prom_counts)
+    buckets = [(repr(b), float(c)) for b, c in zip(PROM_BOUNDS_S, cum[:-1], strict=True)]
+    buckets.append(("+Inf", float(cum[-1])))
+    return buckets
 
 
 def _families(prefix: str, rows: Iterable[tuple[str, str, dict[str, str], float]], kind: type):

@@ -35,7 +35,7 @@ from engine.messages import (
     OrderEvent,
     OrderIntent,
 )
-from engine.metrics import EngineCollector, LatencyRecorder
+from engine.metrics import EngineCollector, LatencyRecorder, LoopMonitor
 from engine.orders import DUPLICATE, Order, OrderState, OrderTracker
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
@@ -91,6 +91,12 @@ _HELP = {
     "breaker_trips_total": "Circuit breaker trips, by breaker.",
     "breaker_resets_total": "Circuit breaker resets, by breaker.",
     "kill_switch_total": "Kill switch activations.",
+    "loop_stalls_total": "Times the event loop ran a timer later than [metrics] loop_stall_ms.",
+    "loop_stall_seconds_total": "Lateness summed over those stalls.",
+    "loop_stall_busy_seconds_total": "Of those, at least this long our code held the loop.",
+    "loop_stall_off_cpu_seconds_total": (
+        "Of those, at least this long the engine thread was not running (preempted)."
+    ),
     "trading_state": "1 for the current trading state.",
     "strategy_pnl": "Strategy P&L: realised + unrealised - fees.",
     "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
@@ -131,6 +137,8 @@ class Engine:
         self.clock = clock
         self.venues = venues
         self.latency = LatencyRecorder(STAGES, metrics.samples_per_stage)
+        #: Watches the event loop's lateness when running live (``run_app`` sets it).
+        self.loop_monitor: LoopMonitor | None = None
 
         md_policy = OverflowPolicy(rings.md_policy)
         # Conflating price-level deltas keeps the newest size per (instrument, side, price):
@@ -682,6 +690,14 @@ class Engine:
             ("breaker_resets_total", {"breaker": b}, n) for b, n in self.breakers.resets.items()
         ]
         rows.append(("kill_switch_total", {}, self.kill_switches))
+        monitor = self.loop_monitor
+        if monitor is not None:
+            rows += [
+                ("loop_stalls_total", {}, monitor.stalls),
+                ("loop_stall_seconds_total", {}, monitor.stall_ns / 1e9),
+                ("loop_stall_busy_seconds_total", {}, monitor.stall_busy_ns / 1e9),
+                ("loop_stall_off_cpu_seconds_total", {}, monitor.stall_off_cpu_ns / 1e9),
+            ]
         for name, labels, value in rows:
             yield name, _HELP[name], labels, value
 
@@ -703,7 +719,12 @@ class Engine:
 
     def prometheus_registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(EngineCollector(self.latency, self.counters, self.gauges))
+        registry.register(
+            EngineCollector(
+                self.latency, self.counters, self.gauges,
+                loop_monitor=lambda: self.loop_monitor,
+            )
+        )  # fmt: skip
         return registry
 
 

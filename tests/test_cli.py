@@ -40,6 +40,7 @@ def test_synthetic_demo_runs_the_pipeline_and_prints_a_summary():
     for stage in ("feed_to_book", "risk", "tick_to_order"):
         assert re.search(rf"^\s+{stage}\s+n=\d+ .*p50=.*p99=.*p99\.9=", out, re.M), stage
     assert "tick-to-order: p50" in out
+    assert re.search(r"^event loop lag \(a timer every 10 ms\): p50 [\d.]+ ms", out, re.M), out
 
 
 def test_default_demo_trades_through_the_ib_adapter_against_the_embedded_simulator():
@@ -91,6 +92,8 @@ def test_run_stops_gracefully_on_sigterm_and_serves_metrics(tmp_path):
             time.sleep(0.3)
         assert "tickwire_stage_latency_seconds_bucket" in body
         assert 'tickwire_trading_state{state="active"} 1.0' in body
+        assert "tickwire_loop_lag_seconds_bucket" in body
+        assert re.search(r"^tickwire_loop_stalls_total \d", body, re.M)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from engine.metrics import (
     EngineCollector,
     LatencyRecorder,
     LatencySummary,
+    LoopMonitor,
     MetricsServer,
     StageLatency,
 )
@@ -357,6 +359,60 @@ def test_engine_registry_from_demo_config() -> None:
     assert one(samples, "tickwire_orders_total") == 0
     states = {lab["state"]: v for lab, v in samples["tickwire_trading_state"]}
     assert sum(states.values()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# LoopMonitor
+
+
+async def _run_monitor(block) -> LoopMonitor:
+    """A 1 ms monitor around one callback that holds the loop (``block``)."""
+    loop = asyncio.get_running_loop()
+    monitor = LoopMonitor(loop, 0.001, 0.005)
+    monitor.start()
+    await asyncio.sleep(0.02)  # a few on-time ticks first
+    loop.call_soon(block)
+    await asyncio.sleep(0.02)
+    monitor.stop()
+    assert not monitor.running
+    return monitor
+
+
+async def test_loop_monitor_counts_a_stall_of_our_own_code_as_busy() -> None:
+    def spin() -> None:  # 50 ms of this thread's CPU time, whatever else the machine does
+        end = time.thread_time_ns() + 50_000_000
+        while time.thread_time_ns() < end:
+            pass
+
+    monitor = await _run_monitor(spin)
+    assert monitor.stalls >= 1
+    assert monitor.worst_ns >= 49_000_000
+    assert monitor.stall_busy_ns >= 48_000_000  # the CPU time less one 1 ms interval
+    assert monitor.stall_busy_ns + monitor.stall_off_cpu_ns <= monitor.stall_ns
+    assert monitor.lag.summary().count >= 5
+    assert "stalls over 5 ms" in monitor.describe()
+
+
+async def test_loop_monitor_counts_a_stall_off_the_cpu_as_not_running() -> None:
+    monitor = await _run_monitor(lambda: time.sleep(0.05))  # held, but not on a CPU
+    assert monitor.stalls >= 1
+    assert monitor.worst_ns >= 49_000_000
+    assert monitor.stall_off_cpu_ns >= 40_000_000
+    assert monitor.stall_busy_ns <= 5_000_000
+
+
+async def test_loop_monitor_metrics_are_exported() -> None:
+    monitor = await _run_monitor(lambda: time.sleep(0.03))
+    latency = LatencyRecorder(["tick_to_order"], capacity=16)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        EngineCollector(latency, lambda: [], lambda: [], loop_monitor=lambda: monitor)
+    )
+    samples = samples_by_name(generate_latest(registry).decode())
+    ticks = one(samples, "tickwire_loop_lag_seconds_count")
+    assert ticks == monitor.lag.count >= 5
+    assert one(samples, "tickwire_loop_lag_seconds_bucket", le="+Inf") == ticks
+    assert one(samples, "tickwire_loop_lag_seconds_bucket", le="0.01") < ticks  # the 30 ms one
 
 
 # ---------------------------------------------------------------------------------------------
