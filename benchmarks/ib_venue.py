@@ -65,7 +65,7 @@ from engine.clock import LiveClock
 from engine.config import EngineSection, IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import NO_PRICE, EventKind, OrderEvent
-from engine.metrics import LatencySummary
+from engine.metrics import LatencySummary, LoopMonitor
 from engine.process import settle_heap
 from engine.runtime import Engine
 from engine.scheduler import BusyPoll
@@ -465,6 +465,8 @@ class PhaseResult:
     warm_skips: int = 0
     #: How long each dry run took (the most a read arriving meanwhile waits for it).
     warm_run: LatencySummary | None = None
+    #: The engine's event loop over the measured window (``LoopMonitor.describe``, 1 ms ticks).
+    loop: str = ""
 
     def __getitem__(self, stage: str) -> LatencySummary:
         return self.stages[stage]
@@ -584,6 +586,8 @@ async def _run_session(
         rows0, frames0, reads0, bytes0 = (
             venue._md_rows_seen, probe.frames, probe.reads, probe.bytes
         )  # fmt: skip
+        monitor = LoopMonitor(loop, 0.001, 0.002)  # stalls: our code, or the thread off CPU?
+        monitor.start()
         t0 = time.perf_counter()
         strat.recording = strat.active = True
         deadline = loop.time() + max_seconds
@@ -592,6 +596,7 @@ async def _run_session(
             await asyncio.sleep(0.02)
         strat.active = False
         seconds = time.perf_counter() - t0
+        monitor.stop()
         rows, frames, reads, nbytes = (
             venue._md_rows_seen - rows0, probe.frames - frames0, probe.reads - reads0,
             probe.bytes - bytes0,
@@ -646,6 +651,7 @@ async def _run_session(
         engine.warm_runs,
         engine.warm_skips,
         _summary("warm_up_run", warm_ns) if warm_ns else None,
+        monitor.describe(),
     )  # fmt: skip
 
 
@@ -757,6 +763,7 @@ def _quiet_report(ph: PhaseResult) -> str:
     if ph.warm_run is not None:
         lines.append(_fmt(ph.warm_run))
     lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
+    lines.append(f"  engine {ph.loop}")
     if ph.breakdown:
         lines.append("stage probes (read entry -> order sent, each stamp to the next):")
         lines += ["  " + _fmt(s) for s in ph.breakdown.values()]
@@ -783,6 +790,7 @@ def report(r: IBVenueResult) -> str:
         if ph.warm_run is not None:
             lines.append(_fmt(ph.warm_run))
         lines += ["  engine " + s.format_us() for s in ph.engine_stages.values()]
+        lines.append(f"  engine {ph.loop}")
         lines += [f"  rejected: {x}" for x in ph.rejected[:5]]
         lines += [f"  IB error: {e}" for e in ph.ib_errors[:5]]
     v = r.verdicts()

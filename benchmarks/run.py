@@ -366,7 +366,7 @@ def _ib_venue_lines(r: ib_venue.IBVenueResult, rtt_p50: float, rtt_p99: float) -
             f"market-data messages/s reached the venue ({ph.md_rows_per_s:,.0f} rows/s; "
             f"{ph.reads_per_s:,.0f} socket reads/s of {ph.bytes_per_read / 1024:.1f} KiB); "
             f"orders queued by the pacer {ph.queued}, lost {ph.lost}, rejected "
-            f"{len(ph.rejected)}"
+            f"{len(ph.rejected)}; the engine's {ph.loop}"
         )
     lines += [
         "",
@@ -418,6 +418,9 @@ def _ib_venue_variant_lines(r: ib_venue.IBVenueResult, setting: str) -> list[str
         row(f"cancel, flood {f.md_frames_per_s / 1e3:,.0f}k msgs/s", f["cancel"],
             f"<= 500 µs at >= 100k msgs/s: {_verdict(v['cancel_flood'] and v['flood_rate'])}"),
         row("tick-to-wire, flood", f["tick_to_wire"]),
+        "",
+        f"- quiet, the engine's {q.loop}",
+        f"- flood, the engine's {f.loop}",
         "",
     ]  # fmt: skip
 
