@@ -5,8 +5,9 @@ The hot path only stores raw nanosecond deltas into a preallocated int64 array p
 counters on the actors. ``fold()`` runs on a timer and before a report: it bins the new samples
 (``hotpath.latency.bin_samples``: no temporaries, a run of equal samples binned once) into a fine
 log-spaced histogram (2% relative resolution, for p50/p99/p99.9 over the whole run) and into the
-Prometheus bucket counts. A custom collector reads those arrays and the
-actors' counters only when ``/metrics`` is scraped, so a scrape costs the hot path nothing.
+Prometheus bucket counts. A custom collector reads those arrays and the actors' counters only
+when ``/metrics`` is scraped, so a scrape costs the hot path nothing. ``LoopMonitor`` watches
+how late the event loop runs a timer: the stalls everything waiting on the loop shares.
 """
 
 from __future__ import annotations
