@@ -687,19 +687,30 @@ class IBVenueResult:
         }
 
 
+#: Orders per phase. A p99 of n samples is decided by its n/100 slowest: with 250, by 2-3
+#: orders, so one or two of the VM's multi-ms stalls (the loop monitor counts tens of them a
+#: phase) moved it; 500 takes ~30 s a phase.
+SAMPLES = 500
+
+
+def _max_seconds(samples: int, spacing_ms: float) -> float:
+    return 5.0 + samples * spacing_ms / 1e3 * 1.3
+
+
 def measure_quiet(
-    samples: int = 250, max_seconds: float = 18.0, stages: bool = False
+    samples: int = SAMPLES, max_seconds: float | None = None, stages: bool = False
 ) -> PhaseResult:
     """Tick-to-wire, order→ack and cancel at a moderate market-data rate (2 instruments);
     ``stages``: with the stage probes (``STAGE_MARKS``), which slow the path they measure."""
+    seconds = max_seconds or _max_seconds(samples, 55.0)
     return uvloop.run(
-        _session("quiet", ("AAPL", "MSFT"), 1000.0, samples, 55.0, 0.01, max_seconds, stages=stages)
+        _session("quiet", ("AAPL", "MSFT"), 1000.0, samples, 55.0, 0.01, seconds, stages=stages)
     )
 
 
 def measure_flood(
-    samples: int = 250,
-    max_seconds: float = 18.0,
+    samples: int = SAMPLES,
+    max_seconds: float | None = None,
     events_per_second: float = 25_000.0,
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "SPY"),
 ) -> PhaseResult:
@@ -707,12 +718,11 @@ def measure_flood(
     achieved rate. 3 x 25,000 events/s is ~1.65 messages an event, ~125,000 messages/s
     (above the 100,000 the target asks for) with the simulator at about half its CPU: past
     ~35,000 it saturates, and its own queueing then shows in every answer it gives."""
-    return uvloop.run(
-        _session("flood", symbols, events_per_second, samples, 60.0, 0.02, max_seconds)
-    )
+    seconds = max_seconds or _max_seconds(samples, 60.0)
+    return uvloop.run(_session("flood", symbols, events_per_second, samples, 60.0, 0.02, seconds))
 
 
-def run(samples: int = 250) -> IBVenueResult:
+def run(samples: int = SAMPLES) -> IBVenueResult:
     with _pinned():
         rtt = loopback_rtt_two_process_ns()
         p50, p99 = np.percentile(rtt, [50, 99])
@@ -809,7 +819,7 @@ def main() -> int:
     import argparse
 
     cli = argparse.ArgumentParser(prog="python -m benchmarks.ib_venue", description=__doc__)
-    cli.add_argument("--samples", type=int, default=250, help="orders per phase")
+    cli.add_argument("--samples", type=int, default=SAMPLES, help="orders per phase")
     cli.add_argument("--flood-eps", type=float, default=None,
                      help="only the flood phase, at this many events/s per instrument")  # fmt: skip
     cli.add_argument("--quiet-only", action="store_true",

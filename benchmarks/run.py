@@ -350,7 +350,7 @@ def _ib_venue_lines(r: ib_venue.IBVenueResult, rtt_p50: float, rtt_p99: float) -
         "probe at the entry of `data_received`), `ts_sent` in `IBVenue.submit` just before the",
         "pacer and the socket write, an event's `ts_recv` in `IBVenue._emit` after ibapi decoded",
         "its frame; a cancel is stamped just before `IBVenue._send_cancel` encodes it. p99.9 of",
-        "a few hundred samples is their max.",
+        f"{ib_venue.SAMPLES} samples lies between their two slowest.",
         f"The engine as shipped for IB ({ib_venue._options()}): `keep_warm` re-runs the order",
         "path dry every ~1 ms while idle (nothing sent or changed).",
         "",
