@@ -193,7 +193,7 @@ class Engine:
         self.fills = 0
         self.order_events = 0
         self.running = False
-        self._timers: list[TimerHandle] = []
+        self._timers: set[_StrategyTimer] = set()  # armed strategy timers
 
         # Trading state, circuit breakers and the trading day.
         self.state_source = ""  # who set the current trading state ("" at start)
@@ -280,10 +280,8 @@ class Engine:
 
     def set_timer(self, strategy: Strategy, name: str, interval_s: float, repeat: bool) -> None:
         timer = _StrategyTimer(self, strategy, name, round(interval_s * 1e9), repeat)
-        self._timers.append(self.clock.call_later(timer.interval_ns, timer.fire))
-        if len(self._timers) > 1024:
-            # Fired one-shot handles are not needed any more.
-            self._timers = self._timers[-256:]
+        timer.handle = self.clock.call_later(timer.interval_ns, timer.fire)
+        self._timers.add(timer)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -313,8 +311,8 @@ class Engine:
                 log.exception("strategy %r: on_stop raised", s.name)
         self.pump()
         self.running = False
-        for t in self._timers:
-            t.cancel()
+        for timer in self._timers:
+            timer.disarm()
         self._timers.clear()
         for t in (self._breaker_timer, self._roll_timer, self._warm_timer):
             if t is not None:
@@ -729,11 +727,13 @@ class Engine:
 
 
 class _StrategyTimer:
-    """A strategy's timer (``Engine.set_timer``). An object, not a closure: a closure that
-    re-arms itself refers to itself through its cell, so every timer would leave a reference
-    cycle for the garbage collector, whose pass then stalls the loop at a random moment."""
+    """A strategy's timer (``Engine.set_timer``), in the engine's set of armed timers until a
+    one-shot fires or the engine stops (which cancels ``handle``, the current arming). An
+    object, not a closure: a closure that re-arms itself refers to itself through its cell, so
+    every timer would leave a reference cycle for the garbage collector, whose pass then stalls
+    the loop at a random moment."""
 
-    __slots__ = ("engine", "interval_ns", "name", "repeat", "strategy")
+    __slots__ = ("engine", "handle", "interval_ns", "name", "repeat", "strategy")
 
     def __init__(
         self, engine: Engine, strategy: Strategy, name: str, interval_ns: int, repeat: bool
@@ -743,16 +743,25 @@ class _StrategyTimer:
         self.name = name
         self.interval_ns = interval_ns
         self.repeat = repeat
+        self.handle: TimerHandle | None = None
+
+    def disarm(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
     def fire(self) -> None:
         engine, strategy = self.engine, self.strategy
         if not engine.running:
             return
+        if self.repeat:  # armed again first: on_timer may stop the engine, which cancels it
+            self.handle = engine.clock.call_later(self.interval_ns, self.fire)
+        else:
+            engine._timers.discard(self)
+            self.handle = None  # it referred back to us: no cycle left behind
         engine.trigger_ts = 0
         try:
             strategy.on_timer(self.name)
         except Exception:
             log.exception("strategy %r: on_timer(%r) raised", strategy.name, self.name)
-        if self.repeat:
-            engine._timers.append(engine.clock.call_later(self.interval_ns, self.fire))
         engine.pump()

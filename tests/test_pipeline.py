@@ -240,12 +240,20 @@ def test_fired_timers_leave_no_garbage_for_the_collector():
             s.set_timer(f"once{k}", 0.001 * (k + 1), repeat=False)
         s.set_timer("every", 0.01)
         clock.advance_to(t0 + 100_000_000)  # the repeating one is armed again: still reachable
-        engine._timers.clear()
         left = gc.collect()
     finally:
         gc.enable()
     assert len([e for e in s.log if e[0] == "timer"]) == 50 + 10
     assert left == 0, f"{left} objects were only reachable through reference cycles"
+    # Only the armed repeating timer is kept: fired one-shots and past armings are not.
+    assert [t.name for t in engine._timers] == ["every"]
+    clock.advance_to(t0 + 10_100_000_000)  # 1,000 more firings
+    assert len(engine._timers) == 1
+    engine.stop()
+    assert not engine._timers
+    fired = len(s.log)
+    clock.advance_to(t0 + 20_000_000_000)
+    assert len(s.log) == fired  # stopping cancelled it
 
 
 def test_strategy_exception_does_not_stop_the_engine(caplog):
