@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import pytest
 
-from benchmarks import anchors, gateway_sim, harness, ib_venue, journal
+from benchmarks import anchors, gateway_sim, harness, ib_venue, journal, wire_interleaved
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,6 +79,7 @@ def main() -> int:
         jt = {p: journal.journal_throughput(f"{tmp}/{p}.twj", 50_000 if p != "always" else 2_000, p)
               for p in ("never", "batch", "always")}  # fmt: skip
     sim = [gateway_sim.measure(v) for v in (176, 225)]
+    wire = [wire_interleaved.measure(v) for v in (176, 225)]
     ibv = ib_venue.run()
     ib_venue.ENGINE_OPTIONS["busy_poll"] = True  # the opt-in low-latency setting, same run
     try:
@@ -196,7 +197,7 @@ def main() -> int:
             "",
         ]
     lines += _oms_lines(lat[16], journaled, jt)
-    lines += _ib_lines(suites, sim)
+    lines += _ib_lines(suites, sim, wire)
     lines += _ib_venue_lines(ibv, rtt_p50, rtt_p99)
     lines += _ib_venue_variant_lines(ibv_busy, "`[engine] busy_poll = true`")
     if ibv_pinned is not None:
@@ -250,7 +251,11 @@ def _oms_lines(plain, journaled, jt: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def _ib_lines(suites: dict[str, dict], sim: list[gateway_sim.SimThroughput]) -> list[str]:
+def _ib_lines(
+    suites: dict[str, dict],
+    sim: list[gateway_sim.SimThroughput],
+    wire: list[wire_interleaved.Interleaved],
+) -> list[str]:
     """The IB wire sections: hot decode, order encode, and the gateway simulator."""
 
     def ns(name: str) -> float:
@@ -300,6 +305,7 @@ def _ib_lines(suites: dict[str, dict], sim: list[gateway_sim.SimThroughput]) -> 
                 f"| {v} | {path} | {o:.0f} | {e:.0f} | {e / o:.1f}x | {ia_cells} | "
                 f"<= 3 µs, >= 10x EClient, >= 8x ib_async (178 only): {_verdict(ok)} |"
             )
+    lines += ["", *wire_interleaved.lines(wire)]
     lines += [
         "",
         "`IBVenue` sends orders without extras through the prepared path (a template per order",
