@@ -27,7 +27,9 @@ version, 176 for ib_async) and ``prepared_speedup`` (the same over the prepared 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from ibapi.client import EClient
@@ -103,6 +105,64 @@ def _record(benchmark, name: str, ours: str | None = None, prepared: str | None 
         benchmark.extra_info["prepared_speedup"] = ns / _NS[prepared]
 
 
+# The measured calls, one per encoder: each takes the next values of ``_values()`` (and writes
+# them into its Order, as the venue does) and encodes. ``benchmarks.wire_interleaved`` times the
+# same calls interleaved.
+
+
+def generic_call(version: int, contract: Contract, order: Order) -> Callable[[], bytes]:
+    step = itertools.cycle(_values()).__next__
+
+    def go() -> bytes:
+        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
+        return encode_place_order(version, order_id, contract, order)
+
+    return go
+
+
+def prepared_call(encode: Callable[..., bytes], order: Order) -> Callable[[], bytes]:
+    step = itertools.cycle(_values()).__next__
+
+    def go() -> bytes:
+        order_id, qty, lmt, ref = step()
+        order.totalQuantity, order.lmtPrice, order.orderRef = qty, lmt, ref  # as the venue does
+        return encode(order_id, qty, lmt, ref)
+
+    return go
+
+
+def eclient_call(eclient: EClient, contract: Contract, order: Order) -> Callable[[], None]:
+    place = eclient.placeOrder
+    step = itertools.cycle(_values()).__next__
+
+    def go() -> None:
+        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
+        place(order_id, contract, order)
+
+    return go
+
+
+def ib_async_call() -> tuple[Any, Callable[[], None]]:
+    """ib_async's ``Client`` at 178 (no socket: set its ``conn``) and its placeOrder call.
+    Raises ImportError without ib_async."""
+    import ib_async
+    from ib_async.client import Client
+
+    contract = ib_async.Stock("AAPL", "SMART", "USD", primaryExchange="NASDAQ", conId=265598)
+    order = ib_async.LimitOrder("BUY", 1, 100.0, tif="DAY", account="DU123456", orderRef="1")
+    client = Client(wrapper=None)
+    client._serverVersion = IB_ASYNC_VERSION
+    client.connState = Client.CONNECTED
+    client.MaxRequests = 0  # no throttling: every frame goes out at once, nothing waits
+    step = itertools.cycle(_values()).__next__
+
+    def go() -> None:
+        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
+        client.placeOrder(order_id, contract, order)
+
+    return client, go
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_encode_place_order_template(benchmark, version: int) -> None:
     """The generic encoder: a cached shape, new id, quantity, price and ref each call."""
@@ -115,14 +175,8 @@ def test_encode_place_order_template(benchmark, version: int) -> None:
         eclient.placeOrder(order_id, contract, order)
         assert encode_place_order(version, order_id, contract, order) == reference.frames[-1]
     assert cache_stats().ibapi_encodes == 1  # only the shape's first order went to ibapi
-    step = itertools.cycle(_values()).__next__
-
-    def go() -> bytes:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        return encode_place_order(version, order_id, contract, order)
-
     benchmark.extra_info["target_ns"] = 3000
-    benchmark(go)
+    benchmark(generic_call(version, contract, order))
     _record(benchmark, f"wire_{version}")
 
 
@@ -142,15 +196,8 @@ def test_prepared_place_order_encode(benchmark, version: int) -> None:
         eclient.placeOrder(order_id, contract, order)
         assert encode(order_id, *fields) == reference.frames[-1]
     assert cache_stats().ibapi_encodes == built  # none of them went to ibapi
-    step = itertools.cycle(_values()).__next__
-
-    def go() -> bytes:
-        order_id, qty, lmt, ref = step()
-        order.totalQuantity, order.lmtPrice, order.orderRef = qty, lmt, ref  # as the venue does
-        return encode(order_id, qty, lmt, ref)
-
     benchmark.extra_info["target_ns"] = 3000
-    benchmark(go)
+    benchmark(prepared_call(encode, order))
     _record(benchmark, f"prepared_{version}")
 
 
@@ -158,35 +205,14 @@ def test_prepared_place_order_encode(benchmark, version: int) -> None:
 def test_anchor_eclient_place_order(benchmark, version: int) -> None:
     """ibapi's EClient.placeOrder, same arguments, its frame dropped by the connection."""
     contract, order = _contract(), _order()
-    eclient = _eclient(version, _NullConnection())
-    place = eclient.placeOrder
-    step = itertools.cycle(_values()).__next__
-
-    def go() -> None:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        place(order_id, contract, order)
-
-    benchmark(go)
+    benchmark(eclient_call(_eclient(version, _NullConnection()), contract, order))
     _record(benchmark, f"eclient_{version}", ours=f"wire_{version}", prepared=f"prepared_{version}")
 
 
 def test_anchor_ib_async_place_order(benchmark) -> None:
     """ib_async's Client.placeOrder at 178, the frame captured without a socket."""
-    ib_async = pytest.importorskip("ib_async")
-    from ib_async.client import Client
-
-    contract = ib_async.Stock("AAPL", "SMART", "USD", primaryExchange="NASDAQ", conId=265598)
-    order = ib_async.LimitOrder("BUY", 1, 100.0, tif="DAY", account="DU123456", orderRef="1")
-    client = Client(wrapper=None)
-    client._serverVersion = IB_ASYNC_VERSION
-    client.connState = Client.CONNECTED
-    client.MaxRequests = 0  # no throttling: every frame goes out at once, nothing waits
-    step = itertools.cycle(_values()).__next__
-
-    def go() -> None:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        client.placeOrder(order_id, contract, order)
-
+    pytest.importorskip("ib_async")
+    client, go = ib_async_call()
     client.conn = capture = _Capture()
     go()
     assert len(capture.frames) == 1 and capture.frames[0][4:6] == b"3\0"  # placeOrder, text ids

@@ -13,20 +13,21 @@ quantity, limit price and orderRef each call, one LMT DAY stock shape.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.ib.wire import clear_cache, encode_place_order, prepare_place_order
+from adapters.ib.wire import clear_cache, prepare_place_order
 from benchmarks.test_ib_wire_bench import (
-    IB_ASYNC_VERSION,
     _contract,
     _eclient,
     _NullConnection,
     _order,
-    _values,
+    eclient_call,
+    generic_call,
+    ib_async_call,
+    prepared_call,
 )
 
 ROUNDS = 41
@@ -41,56 +42,22 @@ class Interleaved:
 
 
 def _encoders(version: int) -> dict[str, Callable[[], object]]:
-    step = itertools.cycle(_values()).__next__
     contract, order = _contract(), _order()
     clear_cache()
     template = prepare_place_order(version, contract, order)
-    eclient = _eclient(version, _NullConnection())
-
-    def generic() -> object:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        return encode_place_order(version, order_id, contract, order)
-
-    def prepared() -> object:
-        order_id, qty, lmt, ref = step()
-        order.totalQuantity, order.lmtPrice, order.orderRef = qty, lmt, ref
-        return template.encode(order_id, qty, lmt, ref)
-
-    def eclient_place() -> None:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        eclient.placeOrder(order_id, contract, order)
-
     out: dict[str, Callable[[], object]] = {
-        "generic": generic,
-        "prepared": prepared,
-        "eclient": eclient_place,
+        "generic": generic_call(version, contract, order),
+        "prepared": prepared_call(template.encode, order),
+        "eclient": eclient_call(_eclient(version, _NullConnection()), contract, order),
     }
-    ib_async = _ib_async_place() if version == 176 else None
-    if ib_async is not None:
-        out["ib_async"] = ib_async
+    if version == 176:
+        try:
+            client, out["ib_async"] = ib_async_call()
+        except ImportError:
+            pass
+        else:
+            client.conn = _NullConnection()
     return out
-
-
-def _ib_async_place() -> Callable[[], None] | None:
-    try:
-        import ib_async
-        from ib_async.client import Client
-    except ImportError:
-        return None
-    contract = ib_async.Stock("AAPL", "SMART", "USD", primaryExchange="NASDAQ", conId=265598)
-    order = ib_async.LimitOrder("BUY", 1, 100.0, tif="DAY", account="DU123456", orderRef="1")
-    client = Client(wrapper=None)
-    client._serverVersion = IB_ASYNC_VERSION
-    client.connState = Client.CONNECTED
-    client.MaxRequests = 0
-    client.conn = _NullConnection()
-    step = itertools.cycle(_values()).__next__
-
-    def place() -> None:
-        order_id, order.totalQuantity, order.lmtPrice, order.orderRef = step()
-        client.placeOrder(order_id, contract, order)
-
-    return place
 
 
 def measure(version: int, rounds: int = ROUNDS, block: int = BLOCK) -> Interleaved:
