@@ -588,6 +588,7 @@ async def _run_session(
         )  # fmt: skip
         monitor = LoopMonitor(loop, 0.001, 0.002)  # stalls: our code, or the thread off CPU?
         monitor.start()
+        steal0 = _steal_ticks()
         t0 = time.perf_counter()
         strat.recording = strat.active = True
         deadline = loop.time() + max_seconds
@@ -597,6 +598,7 @@ async def _run_session(
         strat.active = False
         seconds = time.perf_counter() - t0
         monitor.stop()
+        steal = _steal_ticks()
         rows, frames, reads, nbytes = (
             venue._md_rows_seen - rows0, probe.frames - frames0, probe.reads - reads0,
             probe.bytes - bytes0,
@@ -651,8 +653,30 @@ async def _run_session(
         engine.warm_runs,
         engine.warm_skips,
         _summary("warm_up_run", warm_ns) if warm_ns else None,
-        monitor.describe(),
+        monitor.describe() + _steal_text(steal0, steal),
     )  # fmt: skip
+
+
+def _steal_ticks() -> dict[str, int]:
+    """Each CPU's steal time so far (/proc/stat, clock ticks): how long the hypervisor ran
+    something else while the vCPU had work. Empty where the OS does not say."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    return {
+        f[0]: int(f[8])
+        for f in (line.split() for line in lines)
+        if len(f) > 8 and f[0].startswith("cpu") and f[0] != "cpu"
+    }
+
+
+def _steal_text(before: dict[str, int], after: dict[str, int]) -> str:
+    if not before or not after:
+        return ""
+    ms = 1e3 / os.sysconf("SC_CLK_TCK")
+    parts = [f"{cpu} {(after[cpu] - n) * ms:.0f} ms" for cpu, n in before.items() if cpu in after]
+    return "; the hypervisor's steal over the window: " + ", ".join(parts)
 
 
 # ---- the whole benchmark ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ how late the event loop runs a timer: the stalls everything waiting on the loop 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -180,13 +181,17 @@ class LoopMonitor:
     A timer every ``interval_s`` notes how late it fired, into a latency ring folded like a
     stage's (``lag``). libuv's timers are in milliseconds, so lateness under ~1 ms is the timer's
     own rounding (on a VM an idle vCPU's wake-up adds its own). A tick later than ``stall_s`` is
-    a stall, counted with its lateness in ``stall_ns`` and split, from the thread's CPU time
-    ``C`` over the tick's interval, into two lower bounds: while the timer was overdue the loop
-    either ran our code or the thread was not running (preempted by the OS or, on a VM, the
-    hypervisor). At most ``interval`` of ``C`` came before the timer was due, so at least
-    ``C - interval`` of the lateness was our code (``stall_busy_ns``); the thread ran at most
-    ``C`` of it, so at least ``late - C`` it was not running (``stall_off_cpu_ns``). The shorter
-    the interval, the tighter the bounds.
+    a stall, counted with its lateness in ``stall_ns`` and split into lower bounds by what the
+    thread did over the tick's interval plus the lateness: ran our code for ``C`` (its CPU
+    time), and on Linux (``/proc/thread-self/schedstat``) waited runnable for a CPU for ``Q``
+    (the scheduler's run delay: another task held the core) and was neither for the rest ``S``
+    (blocked in a call, or the vCPU itself away: the hypervisor gave the core to another guest
+    or woke the halted vCPU late). Before the timer was due each of them can account for at most
+    one interval, so of the lateness at least ``C - interval`` was our code (``stall_busy_ns``),
+    at least ``late - C`` the thread not running (``stall_off_cpu_ns``), and of that at least
+    ``Q - interval`` waiting for the CPU (``stall_queued_ns``) and at least ``S - interval``
+    neither (``stall_away_ns``). The shorter the interval, the tighter the bounds. Start it on
+    the loop's thread: that is the thread it reads.
     """
 
     __slots__ = (
@@ -196,11 +201,17 @@ class LoopMonitor:
         "_interval_ns",
         "_interval_s",
         "_loop",
+        "_queued",
+        "_sched_fd",
         "_stall_ns",
+        "_start",
         "lag",
+        "splits_off_cpu",
+        "stall_away_ns",
         "stall_busy_ns",
         "stall_ns",
         "stall_off_cpu_ns",
+        "stall_queued_ns",
         "stalls",
         "worst_ns",
     )
@@ -211,13 +222,18 @@ class LoopMonitor:
         self._interval_ns = round(interval_s * 1e9)
         self._stall_ns = round(stall_s * 1e9)
         self._handle: Any = None
-        self._due = self._cpu = 0
+        self._sched_fd = -1
+        self._start = self._due = self._cpu = self._queued = 0
         self.lag = StageLatency("loop_lag", capacity)
         self.stalls = 0
         self.stall_ns = 0
         self.stall_busy_ns = 0
         self.stall_off_cpu_ns = 0
+        self.stall_queued_ns = 0
+        self.stall_away_ns = 0
         self.worst_ns = 0
+        #: Whether the not-running time is split (the OS gives the thread's run delay).
+        self.splits_off_cpu = False
 
     @property
     def running(self) -> bool:
@@ -225,12 +241,17 @@ class LoopMonitor:
 
     def start(self) -> None:
         if self._handle is None:
-            self._arm(time.perf_counter_ns(), time.thread_time_ns())
+            self._sched_fd = _open_schedstat()
+            self.splits_off_cpu = self._sched_fd >= 0
+            self._arm(time.perf_counter_ns(), *self._sched())
 
     def stop(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()
+        fd, self._sched_fd = self._sched_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def describe(self) -> str:
         """One line for a run's summary."""
@@ -241,35 +262,77 @@ class LoopMonitor:
         )
         if not self.stalls:
             return f"{text}; no stall over {self._stall_ns / 1e6:g} ms"
-        return (
+        text = (
             f"{text}; {self.stalls} stalls over {self._stall_ns / 1e6:g} ms, "
             f"{self.stall_ns / 1e6:.1f} ms in all (worst {self.worst_ns / 1e6:.1f} ms): at least "
             f"{self.stall_busy_ns / 1e6:.1f} ms our code running, at least "
             f"{self.stall_off_cpu_ns / 1e6:.1f} ms the thread not running"
         )
+        if not self.splits_off_cpu:
+            return text
+        return (
+            f"{text} (at least {self.stall_queued_ns / 1e6:.1f} ms waiting for its CPU behind "
+            f"other tasks, at least {self.stall_away_ns / 1e6:.1f} ms neither: blocked, or the "
+            "vCPU away)"
+        )
 
-    def _arm(self, now: int, cpu: int) -> None:
+    def _sched(self) -> tuple[int, int]:
+        """The thread's CPU time and run delay so far, ns (run delay 0 without schedstat).
+        schedstat's own CPU time lags by up to a scheduler tick while the thread runs (the
+        kernel updates it at ticks and switches): the clock is read for that."""
+        fd = self._sched_fd
+        if fd < 0:
+            return time.thread_time_ns(), 0
+        return time.thread_time_ns(), int(os.pread(fd, 128, 0).split()[1])
+
+    def _arm(self, now: int, cpu: int, queued: int) -> None:
+        self._start = now
         self._due = now + self._interval_ns
         self._cpu = cpu
+        self._queued = queued
         self._handle = self._loop.call_later(self._interval_s, self._tick)
 
     def _tick(self) -> None:
         if self._handle is None:
             return
-        now, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        now = time.perf_counter_ns()
+        cpu, queued = self._sched()
         late = now - self._due
         if late < 0:
             late = 0
         self.lag.record(late)
         if late > self._stall_ns:
+            interval = self._interval_ns
             ran = cpu - self._cpu
             self.stalls += 1
             self.stall_ns += late
-            self.stall_busy_ns += min(late, max(0, ran - self._interval_ns))
+            self.stall_busy_ns += min(late, max(0, ran - interval))
             self.stall_off_cpu_ns += max(0, late - ran)
+            if self._sched_fd >= 0:
+                waited = queued - self._queued
+                away = now - self._start - ran - waited
+                self.stall_queued_ns += min(late, max(0, waited - interval))
+                self.stall_away_ns += min(late, max(0, away - interval))
             if late > self.worst_ns:
                 self.worst_ns = late
-        self._arm(now, cpu)
+        self._arm(now, cpu, queued)
+
+
+def _open_schedstat() -> int:
+    """This thread's ``/proc/thread-self/schedstat`` (CPU time, run delay, timeslices), kept
+    open and re-read with ``pread``; -1 where the OS has none (not Linux, no schedstats)."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return -1
+    try:
+        fields = os.pread(fd, 128, 0).split()
+        if len(fields) >= 2 and all(f.isdigit() for f in fields[:2]):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return -1
 
 
 CounterSource = Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]

@@ -97,6 +97,14 @@ _HELP = {
     "loop_stall_off_cpu_seconds_total": (
         "Of those, at least this long the engine thread was not running (preempted)."
     ),
+    "loop_stall_queued_seconds_total": (
+        "Of the time not running, at least this long the thread waited runnable for its CPU "
+        "behind other tasks (Linux run delay): pin the engine apart with cpu_affinity."
+    ),
+    "loop_stall_away_seconds_total": (
+        "Of the time not running, at least this long neither running nor waiting for a CPU: "
+        "blocked in a call, or the vCPU itself away (hypervisor steal, a late wake-up)."
+    ),
     "trading_state": "1 for the current trading state.",
     "strategy_pnl": "Strategy P&L: realised + unrealised - fees.",
     "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
@@ -696,6 +704,11 @@ class Engine:
                 ("loop_stall_busy_seconds_total", {}, monitor.stall_busy_ns / 1e9),
                 ("loop_stall_off_cpu_seconds_total", {}, monitor.stall_off_cpu_ns / 1e9),
             ]
+            if monitor.splits_off_cpu:
+                rows += [
+                    ("loop_stall_queued_seconds_total", {}, monitor.stall_queued_ns / 1e9),
+                    ("loop_stall_away_seconds_total", {}, monitor.stall_away_ns / 1e9),
+                ]
         for name, labels, value in rows:
             yield name, _HELP[name], labels, value
 

@@ -94,6 +94,9 @@ def test_run_stops_gracefully_on_sigterm_and_serves_metrics(tmp_path):
         assert 'tickwire_trading_state{state="active"} 1.0' in body
         assert "tickwire_loop_lag_seconds_bucket" in body
         assert re.search(r"^tickwire_loop_stalls_total \d", body, re.M)
+        if Path("/proc/thread-self/schedstat").exists():  # the not-running time split
+            assert re.search(r"^tickwire_loop_stall_queued_seconds_total \d", body, re.M)
+            assert re.search(r"^tickwire_loop_stall_away_seconds_total \d", body, re.M)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -7,6 +7,9 @@ import asyncio
 import json
 import logging
 import math
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -389,6 +392,9 @@ async def test_loop_monitor_counts_a_stall_of_our_own_code_as_busy() -> None:
     assert monitor.worst_ns >= 49_000_000
     assert monitor.stall_busy_ns >= 48_000_000  # the CPU time less one 1 ms interval
     assert monitor.stall_busy_ns + monitor.stall_off_cpu_ns <= monitor.stall_ns
+    # The not-running part's split is within it (a µs of skew between the two clocks' reads).
+    split = monitor.stall_queued_ns + monitor.stall_away_ns
+    assert split <= monitor.stall_off_cpu_ns + 100_000
     assert monitor.lag.summary().count >= 5
     assert "stalls over 5 ms" in monitor.describe()
 
@@ -399,6 +405,50 @@ async def test_loop_monitor_counts_a_stall_off_the_cpu_as_not_running() -> None:
     assert monitor.worst_ns >= 49_000_000
     assert monitor.stall_off_cpu_ns >= 40_000_000
     assert monitor.stall_busy_ns <= 5_000_000
+    if monitor.splits_off_cpu:  # blocked in a call: not waiting for a CPU
+        assert monitor.stall_away_ns >= 40_000_000
+        assert monitor.stall_queued_ns <= 5_000_000
+        assert "neither: blocked, or the vCPU away" in monitor.describe()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/thread-self/schedstat").exists() or not hasattr(os, "sched_setaffinity"),
+    reason="needs Linux schedstat and CPU affinity",
+)
+async def test_loop_monitor_counts_waiting_behind_another_task_for_the_cpu() -> None:
+    """Another process spinning on the loop thread's one CPU: a stall of our code then also
+    waits for that CPU, and the run delay says so."""
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})  # this thread: the loop's
+        deadline = time.monotonic() + 10
+        while _cpu_ticks(hog.pid) < 5 and time.monotonic() < deadline:  # it is spinning
+            await asyncio.sleep(0.01)
+
+        def spin() -> None:  # 30 ms of this thread's CPU time, shared with the hog
+            end = time.thread_time_ns() + 30_000_000
+            while time.thread_time_ns() < end:
+                pass
+
+        monitor = await _run_monitor(spin)
+    finally:
+        os.sched_setaffinity(0, before)
+        hog.kill()
+        hog.wait()
+    assert monitor.splits_off_cpu
+    assert monitor.stalls >= 1
+    assert monitor.stall_busy_ns >= 25_000_000
+    assert monitor.stall_queued_ns >= 10_000_000  # ~30 ms on an even share
+    assert "waiting for its CPU behind other tasks" in monitor.describe()
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 async def test_loop_monitor_metrics_are_exported() -> None:
