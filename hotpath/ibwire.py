@@ -1393,6 +1393,37 @@ def cut_frames(buf, start, stop, frames):  # pragma: no cover
     return _cut(buf, start, stop, frames, frames.shape[0])
 
 
+_IDS = types.Array(types.uint8, 1, "C")
+_PICKED = types.Array(_i64, 1, "C")
+
+
+@kernel([types.UniTuple(_i64, 5)(_BUF, _i64, _i64, _i64, _IDS, _FRAMES, _PICKED)])
+def pick_frames(buf, start, stop, server_version, wanted, frames, picked):  # pragma: no cover
+    """The frames of ``buf[start:stop]`` whose message id ``wanted`` marks, found without
+    decoding any: ``(end, n_frames, status, bad_length, n_picked)``.
+
+    Cuts like ``decode_batch`` with ``len(frames)`` as its capacity, so its frames are the ones
+    a ``decode_batch`` from the same ``start`` with that capacity takes, in the same positions.
+    ``wanted[id]`` non-zero marks an id (as on the wire: > 200 protobuf); ids past its end and
+    unreadable ones are not wanted. ``picked[:n_picked]`` gets the marked frames' positions
+    (at most ``len(picked)``; the first ones), and those rows of ``frames`` their ``F_MSG_ID``
+    and ``F_PAYLOAD`` besides ``F_OFFSET`` and ``F_LENGTH``.
+    """
+    end, n, status, bad = _cut(buf, start, stop, frames, frames.shape[0])
+    k = 0
+    for fi in range(n):
+        if k == picked.shape[0]:
+            break
+        a = frames[fi, F_OFFSET]
+        ok, msg_id, p = _frame_id(buf, a, a + frames[fi, F_LENGTH], server_version)
+        if ok and 0 <= msg_id < wanted.shape[0] and wanted[msg_id]:
+            frames[fi, F_MSG_ID] = msg_id
+            frames[fi, F_PAYLOAD] = p
+            picked[k] = fi
+            k += 1
+    return end, n, status, bad, k
+
+
 @kernel([types.UniTuple(_i64, 6)(_BUF, _i64, _i64, _i64, _ROWS, _RAW, _FRAMES)])
 def decode_batch(buf, start, stop, server_version, rows, raw, frames):  # pragma: no cover
     """Cut ``buf[start:stop]`` into frames and decode the hot ones into ``rows``:

@@ -34,6 +34,7 @@ from ibapi.wrapper import EWrapper
 
 from adapters.ib.decode import (
     HOT_ROW,
+    PICK_MAX,
     ColdFrame,
     HotDecoder,
     HotKind,
@@ -908,3 +909,116 @@ def test_decoders_ignore_an_empty_frame_at_raw_ids():
     hot = HotDecoder(MAX_CLIENT_VER)
     batch = hot.feed(struct.pack(">I", 0) + ResponseEncoder(MAX_CLIENT_VER).tick_size(1, 8, 1))
     assert [(f.msg_id, f.payload) for f in batch.cold] == [(0, b"")] and len(batch.rows) == 1
+
+
+# ---- pick_frames: order answers found in a read without decoding it --------------------------
+
+_HOT_IDS = {ibwire.TICK_PRICE, ibwire.TICK_SIZE, ibwire.MARKET_DEPTH, ibwire.MARKET_DEPTH_L2}
+_HOT_IDS |= {ibwire.TICK_BY_TICK} | {i + ibwire.PROTOBUF_MSG_ID for i in _HOT_IDS}
+_HOT_IDS.add(ibwire.TICK_BY_TICK + ibwire.PROTOBUF_MSG_ID)
+
+
+def _ref_frame_id(payload: bytes, version: int) -> tuple[bool, int, int]:
+    """What ``EClient.run`` reads as the id: ``(readable, id, where the rest starts)``."""
+    if version >= ibwire.MIN_SERVER_VER_PROTOBUF:
+        return True, int.from_bytes(payload[:4], "big"), min(4, len(payload))
+    if b"\0" not in payload:
+        return False, -1, 0
+    text = payload[: payload.index(b"\0")]
+    try:
+        msg_id = int(text or 0)  # the kernel reads an empty id as ibapi's ``decode`` does: 0
+    except ValueError:
+        return False, -1, 0
+    return -(2**63) <= msg_id < 2**63, msg_id, len(text) + 1
+
+
+def _ref_pick(data: bytes, version: int, wanted: bytes, cap: int, pick_cap: int):
+    """Plain Python: cut like ``cut_frames`` with ``cap``; the wanted frames' positions."""
+    p = n = 0
+    picked: list[tuple[int, int, bytes]] = []
+    while len(data) - p >= 4:
+        length = int.from_bytes(data[p : p + 4], "big")
+        if length > ibwire.MAX_MSG_LEN:
+            return (p, n, ibwire.CUT_BAD_LENGTH, length), picked
+        if len(data) - p - 4 < length:
+            break
+        if n == cap:
+            return (p, n, ibwire.CUT_FULL, 0), picked
+        payload = data[p + 4 : p + 4 + length]
+        ok, msg_id, rest = _ref_frame_id(payload, version)
+        if ok and 0 <= msg_id < len(wanted) and wanted[msg_id] and len(picked) < pick_cap:
+            picked.append((n, msg_id, payload[rest:]))
+        n += 1
+        p += 4 + length
+    return (p, n, ibwire.CUT_DONE, 0), picked
+
+
+_text_ids = st.one_of(
+    st.integers(0, 520).map(lambda i: str(i).encode()),
+    st.sampled_from([b"", b"x", b"-1", b" 3 ", b"0004", b"1_1", b"99999999999999999999", b"\xff"]),
+)
+_pb_ids = st.one_of(
+    st.integers(0, 520).map(lambda i: i.to_bytes(4, "big")),
+    st.integers(0, 2**32 - 1).map(lambda i: i.to_bytes(4, "big")),
+    st.binary(max_size=3),  # a frame shorter than an id: ``int.from_bytes`` of what there is
+)
+
+
+@st.composite
+def _pick_streams(draw):
+    version = draw(st.sampled_from(VERSIONS))
+    ids = _pb_ids if version >= ibwire.MIN_SERVER_VER_PROTOBUF else _text_ids
+    frames = []
+    for msg_id in draw(st.lists(ids, max_size=14)):
+        if version >= ibwire.MIN_SERVER_VER_PROTOBUF:
+            payload = msg_id + draw(st.binary(max_size=6)) if len(msg_id) == 4 else msg_id
+        else:
+            payload = msg_id + draw(st.sampled_from([b"\0", b"\0a\0b\0", b""]))
+        frames.append(struct.pack(">I", len(payload)) + payload)
+    data = b"".join(frames)
+    if draw(st.booleans()):  # a bad length prefix somewhere after the first frame
+        cut = len(frames[0]) if frames else 0
+        data = data[:cut] + struct.pack(">I", ibwire.MAX_MSG_LEN + 1) + data[cut:]
+    data = data[: draw(st.integers(0, len(data)))]  # a read that ends mid-frame
+    marked = draw(st.one_of(st.sets(st.integers(0, 511), max_size=60), st.just(set(range(512)))))
+    wanted = bytes(int(i in marked) for i in range(512))
+    return version, data, wanted, draw(st.integers(1, 12)), draw(st.integers(1, 5))
+
+
+@given(_pick_streams())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_pick_frames_matches_a_plain_python_cut(case):
+    version, data, wanted, cap, pick_cap = case
+    pad = b"\x07" * 3  # not at offset 0, and bytes past ``stop`` are not read
+    buf = np.frombuffer(bytearray(pad + data + b"\0\0\0\x01"), dtype=np.uint8)
+    frames = np.full((cap, ibwire.N_FRAME_COLUMNS), -7, dtype=np.int64)
+    picked = np.zeros(pick_cap, dtype=np.int64)
+    table = np.frombuffer(wanted, dtype=np.uint8).copy()
+    end, n, status, bad, k = ibwire.pick_frames(
+        buf, len(pad), len(pad) + len(data), version, table, frames, picked
+    )
+    (r_end, r_n, r_status, r_bad), ref = _ref_pick(data, version, wanted, cap, pick_cap)
+    assert (end - len(pad), n, status, bad) == (r_end, r_n, r_status, r_bad)
+    got = []
+    for i in picked[:k].tolist():
+        offset, length, msg_id, payload = (frames[i, c] for c in (0, 1, 2, 7))
+        got.append((i, int(msg_id), bytes(buf[payload : offset + length])))
+    assert got == ref
+
+
+@given(_pick_streams())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_hot_decoder_pick_gives_the_cold_frames_decode_gives(case):
+    """What ``pick`` finds is what ``decode`` then returns as cold for the same positions."""
+    version, data, wanted, cap, _ = case
+    table = np.frombuffer(wanted, dtype=np.uint8).copy()
+    table[sorted(_HOT_IDS)] = 0  # a hot id is decoded into rows, not handed over
+    hot = HotDecoder(version, capacity=cap)
+    hot.append(data)
+    picked = hot.pick(table)
+    assert len(picked) <= PICK_MAX
+    batch = hot.decode()
+    cold = {f.index: (f.msg_id, f.payload) for f in batch.cold}
+    assert {f.index: (f.msg_id, f.payload) for f in picked}.items() <= cold.items()
+    expect = [f.index for f in batch.cold if 0 <= f.msg_id < 512 and table[f.msg_id]]
+    assert [f.index for f in picked] == expect[:PICK_MAX]

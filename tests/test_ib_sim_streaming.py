@@ -16,6 +16,7 @@ from ibapi.contract import Contract
 from ibapi.server_versions import MAX_CLIENT_VER
 
 from adapters.ib.connection import ClientSession
+from adapters.ib.decode import PICK_MAX, HotDecoder
 from adapters.ib.gateway_sim.core import GatewayCore, Session
 from adapters.ib.gateway_sim.responses import ResponseEncoder
 from tests.ib_sim_support import RecordingApp, sim_config
@@ -262,6 +263,113 @@ def test_order_events_are_dispatched_before_the_reads_market_data(version: int) 
     by_code = {args[2]: args[-1] for args in app.all("error")}
     assert by_code[202] == 0  # an order's error goes with the order stream
     assert by_code[317] == 1  # a market-data error keeps its place after the rows
+
+
+class _Undecoded(_Order):
+    """Also records, with each callback, how many received bytes were still undecoded (the
+    last two arguments recorded: those bytes, then the row batches before)."""
+
+    session: ClientSession
+
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        assert self.session.hot is not None
+        super()._record(name, (*args, self.session.hot.buffered))
+
+
+def _hot_session(version: int, app: _Undecoded, batches: list[int]) -> ClientSession:
+    def on_rows(rows: np.ndarray, raw: np.ndarray) -> None:
+        batches.append(len(rows))
+        app.rows_seen += 1
+
+    session = ClientSession(app, 5, max_version=version, on_rows=on_rows)
+    app.session = session
+    session.order_ids_from = 4096
+    session.receive(b"\0\0\0\x1a" + f"{version}\0".encode() + b"20250602 10:00:00 EST\0")
+    return session
+
+
+def _depth(enc: ResponseEncoder, n: int, base: float) -> list[bytes]:
+    return [enc.update_mkt_depth(7, i % 10, 1, 1, base + i / 4, Decimal(i + 1)) for i in range(n)]
+
+
+def _status(enc: ResponseEncoder, order_id: int) -> bytes:
+    return enc.order_status(
+        order_id, "Cancelled", Decimal(0), Decimal(1), 0.0, 99, 0, 0.0, 5, "", 0.0
+    )
+
+
+def test_a_big_reads_order_events_go_before_its_market_data_is_decoded(version: int) -> None:
+    """Past ``_PICK_BYTES`` the order events are picked out of the read by id and dispatched
+    while its market data is still undecoded bytes; each once, and the rest as before."""
+    app = _Undecoded()
+    batches: list[int] = []
+    session = _hot_session(version, app, batches)
+    enc = ResponseEncoder(version, True)
+    read = b"".join(
+        [
+            *_depth(enc, 150, 100.0),
+            enc.error(7, 317, "Market depth data has been RESET", 0),
+            _status(enc, 5000),
+            *_depth(enc, 150, 200.0),
+            enc.error(5000, 202, "Order Canceled - reason:", 0),
+            _status(enc, 5001),
+        ]
+    )
+    assert len(read) > 4 * 1024
+    session.receive(read)
+    assert batches == [300]  # every row, once, in one batch
+    app.calls = [c for c in app.calls if not c.name.endswith("ProtoBuf")]
+    statuses = app.all("orderStatus")
+    assert [s[0] for s in statuses] == [5000, 5001]  # once each, in wire order
+    for s in statuses:
+        assert s[-1] == 0 and s[-2] > 4 * 1024  # before the rows: the read not decoded yet
+    errors = {args[2]: args[-2:] for args in app.all("error")}  # (undecoded, rows before)
+    assert errors[202][0] > 0 and errors[202][1] == 0  # the order's error with its stream
+    assert errors[317] == (0, 1)  # the market-data error after the rows, all decoded
+    assert session.hot is not None and session.hot.buffered == 0
+
+
+def test_a_small_read_is_decoded_before_its_order_events_go(version: int) -> None:
+    """Under ``_PICK_BYTES`` nothing is picked: the read is decoded, then the order events go
+    ahead of its rows as before."""
+    app = _Undecoded()
+    batches: list[int] = []
+    session = _hot_session(version, app, batches)
+    enc = ResponseEncoder(version, True)
+    session.receive(b"".join([*_depth(enc, 3, 100.0), _status(enc, 5000)]))
+    app.calls = [c for c in app.calls if not c.name.endswith("ProtoBuf")]
+    ((*_, undecoded, rows_before),) = app.all("orderStatus")
+    assert (rows_before, undecoded) == (0, 0)
+    assert batches == [3]
+
+
+def test_picked_order_events_stay_once_each_across_batches_and_past_the_pick_limit(
+    version: int,
+) -> None:
+    """A decoder batch holds ``capacity`` frames: frame positions count from each batch's
+    first, and only the first batch's picked ones are skipped at decode; past ``PICK_MAX``
+    the rest go after the rows, still once each and in order."""
+    app = _Undecoded()
+    batches: list[int] = []
+    session = _hot_session(version, app, batches)
+    session.hot = HotDecoder(version, capacity=8)
+    enc = ResponseEncoder(version, True)
+    frames = [*_depth(enc, 40, 100.0)]
+    # Order events at positions 3 and 11: the second batch's position 3 as well.
+    frames.insert(3, _status(enc, 5000))
+    frames.insert(11, _status(enc, 5001))
+    session.receive(b"".join(frames))
+    app.calls = [c for c in app.calls if not c.name.endswith("ProtoBuf")]
+    assert [s[0] for s in app.all("orderStatus")] == [5000, 5001]
+    assert sum(batches) == 40
+
+    app.calls, batches[:] = [], []
+    session.hot = HotDecoder(version)
+    many = [x for i in range(PICK_MAX + 10) for x in (_status(enc, 6000 + i), *_depth(enc, 2, 1.0))]
+    session.receive(b"".join(many))
+    app.calls = [c for c in app.calls if not c.name.endswith("ProtoBuf")]
+    assert [s[0] for s in app.all("orderStatus")] == [6000 + i for i in range(PICK_MAX + 10)]
+    assert batches == [2 * (PICK_MAX + 10)]
 
 
 # ---- the simulator's priority lane: answers ahead of streamed market data -----------------------

@@ -143,6 +143,9 @@ class Batch:
 #: The kernel's compiled entry: the decoder passes only its own buffers and ints, always of the
 #: kernel's types, so the dispatcher's per-call typing (~300 ns) is skipped (``hotpath.jit``).
 _DECODE_BATCH = entry(ibwire.decode_batch)
+_PICK_FRAMES = entry(ibwire.pick_frames)
+#: ``HotDecoder.pick`` returns at most this many frames (a read's order answers are a few).
+PICK_MAX = 64
 
 
 class HotDecoder:
@@ -163,6 +166,7 @@ class HotDecoder:
         self._rows = np.zeros(2 * capacity, dtype=HOT_ROW)  # a frame writes at most 2 rows
         self._raw = self._rows.view(np.uint8).reshape(2 * capacity, HOT_ROW.itemsize)
         self._frames = np.zeros((capacity, ibwire.N_FRAME_COLUMNS), dtype=np.int64)
+        self._picked = np.zeros(PICK_MAX, dtype=np.int64)
         self._buf = bytearray(max(buffer_bytes, 4096))
         self._view = np.frombuffer(self._buf, dtype=np.uint8)
         self._start = 0  # first byte not yet decoded
@@ -177,14 +181,41 @@ class HotDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> Batch:
         """Append a socket read and decode every complete frame (up to ``capacity``)."""
-        if self._fatal is not None:
-            return Batch(self._rows[:0], [], [], 0, False, self._fatal, self._raw[:0])
+        self.append(data)
+        return self.decode()
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer a socket read without decoding it (``decode`` does, or ``pick`` looks)."""
         n = len(data)
-        if n:
+        if n and self._fatal is None:
             if self._end + n > len(self._buf):
                 self._make_room(n)
             self._buf[self._end : self._end + n] = data
             self._end += n
+
+    def pick(self, wanted: np.ndarray) -> list[ColdFrame]:
+        """Frames ``decode`` will take next whose message id ``wanted`` marks (a ``uint8``
+        table by id as on the wire), found without decoding anything: what a receiver that
+        must not wait for a big read's market data (an order's answer) takes first. Each is
+        the ``ColdFrame`` ``decode`` will also return for it, with the same ``index``; ``at`` is
+        0, the rows before it not being decoded yet. At most ``PICK_MAX``, the first ones."""
+        if self._fatal is not None or self._end - self._start < 4:
+            return []
+        frames = self._frames  # decode rewrites every column of the rows it takes
+        n_picked = _PICK_FRAMES(
+            self._view, self._start, self._end, self.server_version, wanted, frames, self._picked
+        )[4]
+        view = self._view
+        out = []
+        for i in self._picked[:n_picked].tolist():
+            offset, length, msg_id, _, _, _, _, payload = frames[i].tolist()
+            out.append(ColdFrame(i, 0, msg_id, view[payload : offset + length].tobytes()))
+        return out
+
+    def decode(self) -> Batch:
+        """Decode every complete frame buffered (up to ``capacity``)."""
+        if self._fatal is not None:
+            return Batch(self._rows[:0], [], [], 0, False, self._fatal, self._raw[:0])
         start = self._start
         end, n_frames, n_rows, n_other, status, bad_length = _DECODE_BATCH(
             self._view, start, self._end, self.server_version, self._rows, self._raw, self._frames
