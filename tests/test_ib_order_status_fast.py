@@ -162,3 +162,40 @@ def test_protobuf_with_fields_missing_decodes_as_ibapi_does() -> None:
     rec.calls.clear()
     s._dispatch(_LEN.pack(203) + b"\x0a\xff")  # truncated: ibapi's decoder reports it
     assert rec.calls == _reference(MAX_CLIENT_VER, _LEN.pack(203) + b"\x0a\xff")
+
+
+@pytest.mark.parametrize("version", [176, 200, MAX_CLIENT_VER], ids=lambda v: f"v{v}")
+def test_warm_receive_goes_the_answers_way_and_calls_no_one(version: int, monkeypatch) -> None:
+    """The keep-warm dry run of an order answer: its made-up orderStatus is one ibapi decodes
+    to the same arguments our parse gives; it is cut by a scratch decoder (a frame the session
+    is halfway through receiving is not disturbed) and no callback is made."""
+    parses: list[tuple] = []
+    real = ClientSession._parse_order_status
+
+    def parse(self: ClientSession, msg_id: int, body: bytes):
+        out = real(self, msg_id, body)
+        parses.append(out[0] if out is not None else ())
+        return out
+
+    monkeypatch.setattr(ClientSession, "_parse_order_status", parse)
+    rec = Recorder()
+    rows: list[int] = []
+    s = ClientSession(rec, 1, max_version=version, on_rows=lambda r, raw: rows.append(len(r)))
+    s.order_ids_from = 4096
+    s.receive(b"\0\0\0\x1a" + f"{version}\0".encode() + b"20250602 10:00:00 EST\0")
+    assert s.hot is not None
+    rec.calls.clear()
+    answer = ResponseEncoder(version, True).order_status(
+        5001, "Cancelled", Decimal(0), Decimal(1), 0.0, 99, 0, 0.0, 5, "", 0.0
+    )
+    s.receive(answer[:7])  # a read that ends mid-frame
+    for _ in range(3):
+        s.warm_receive(5000)
+    assert rec.calls == [] and rows == []
+    assert s.hot.buffered == 7
+    frame = ClientSession._order_status_frame(version, 5000)
+    expected = [c for c in _reference(version, frame[4:]) if c[0] == "orderStatus"]
+    assert [("orderStatus", p) for p in parses] == expected * 3  # the fast parse took it
+    assert expected[0][1][:2] == (5000, "Submitted")
+    s.receive(answer[7:])  # the real answer, intact
+    assert [c[1][:2] for c in rec.calls if c[0] == "orderStatus"] == [(5001, "Cancelled")]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.ib.connection import Connection
+from adapters.ib.connection import ClientSession, Connection
 from adapters.ib.venue import IBVenue
 from engine.journal import Journal
 from engine.messages import EventKind
@@ -75,6 +75,8 @@ def _state(h: IBHarness, journal: Journal | None = None) -> dict[str, Any]:
         "venue_ids": (v._next_id, v._reserved, v._hwm),
         "venue_orders": (sorted(v._by_ib), sorted(v._by_coid), v.orders_sent, v.cancels_sent),
         "venue_counters": (v.held_back, len(v._prepared), len(v._protos)),
+        "venue_events": (v.foreign_events, sorted(v._by_perm), v.errors[:]),
+        "decoder": None if v.conn is None else v.conn.session.hot.buffered,
         "protos": protos,
         "pacer": (v.pacer._tokens, v.pacer._last, v.pacer.sent, v.pacer.pending),
         "position": (pos.lots, pos.commission),
@@ -94,7 +96,24 @@ def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
             assert now == was, f"{key} changed: {was!r} -> {now!r}"
 
 
-async def test_dry_run_changes_nothing(tmp_path: Path, wire: list[bytes], frames) -> None:
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The orderStatus arguments every ``_parse_order_status`` call gave, real or dry."""
+    seen: list[tuple] = []
+    real = ClientSession._parse_order_status
+
+    def parse(self: ClientSession, msg_id: int, body: bytes):
+        out = real(self, msg_id, body)
+        seen.append(out[0] if out is not None else ())
+        return out
+
+    monkeypatch.setattr(ClientSession, "_parse_order_status", parse)
+    return seen
+
+
+async def test_dry_run_changes_nothing(
+    tmp_path: Path, wire: list[bytes], frames, parsed: list[tuple]
+) -> None:
     async with IBHarness() as h:
         e = h.engine
         journal = Journal.open(tmp_path / "orders.journal", "never")
@@ -108,6 +127,7 @@ async def test_dry_run_changes_nothing(tmp_path: Path, wire: list[bytes], frames
         real_frame = frames[-1]
         assert any(real_frame in w for w in wire), "the order's frame was written"
         before, writes, made = _state(h, journal), len(wire), len(frames)
+        answers = len(parsed)
         for _ in range(20):
             assert e.warm_order_path()
         _assert_same(before, _state(h, journal))
@@ -115,6 +135,9 @@ async def test_dry_run_changes_nothing(tmp_path: Path, wire: list[bytes], frames
         assert e.warm_runs == 20
         # It did go all the way: the venue encoded the order again, to the very bytes it sent.
         assert frames[made:] == [real_frame] * 20
+        # And an answer for it came the way in as far as the parse (no callback: see above).
+        ib_id = h.venue._by_coid[coid].ib_id
+        assert [a[:2] for a in parsed[answers:]] == [(ib_id, "Submitted")] * 20
         # The order itself is untouched: cancelled normally afterwards.
         h.strat.cancel(coid)
         await h.wait_kind(coid, C)

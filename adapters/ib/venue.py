@@ -947,9 +947,11 @@ class IBVenue:
         same ``_place_frame`` on a scratch ``_Live`` with the order's own IB id, encoded into a
         frame that is dropped. Nothing is sent or queued (no pacer, no socket), no id is taken,
         no order is registered, no counter moves; the proto's per-order fields are put back as
-        they were. Skipped (False) when orders are held back, for an order sent with extras,
-        or when the proto has no current template (preparing one would change the cache).
-        ``Engine.warm_order_path`` calls it through the router while the engine is idle."""
+        they were. Then an orderStatus for it goes the answer's way in as far as the parse
+        (``ClientSession.warm_receive``: a scratch decoder, no callback). Skipped (False) when
+        orders are held back, for an order sent with extras, or when the proto has no current
+        template (preparing one would change the cache). ``Engine.warm_order_path`` calls it
+        through the router while the engine is idle."""
         if self._held_back():
             return False
         sent = self._by_coid.get(intent.client_order_id)
@@ -972,6 +974,8 @@ class IBVenue:
         finally:
             o.totalQuantity, o.lmtPrice, o.orderRef = saved
         self.ports.clock.now()  # type: ignore[union-attr]
+        if self.conn is not None:  # and the way its answer comes back, as far as the parse
+            self.conn.session.warm_receive(sent.ib_id)
         return True
 
     def restore(
