@@ -298,3 +298,50 @@ async def test_order_and_modify_frames_are_eclients(version: int) -> None:
             )
         finally:
             v.server_version = current
+
+
+async def test_finished_orders_are_forgotten_past_the_history_open_ones_never() -> None:
+    """A long session's memory does not grow with every order: past ``done_history`` finished
+    orders the oldest is forgotten with its executions; IB's later word of it is a foreign
+    event and changes nothing; a working order is kept however many finish meanwhile."""
+    async with IBHarness() as h:
+        v = h.venue
+        v.done_history = 2
+        await h.book_ready("AAPL")
+        aapl = h.registry.resolve("AAPL").id
+        rest = h.strat.buy("AAPL", 1, round(h.mid("AAPL") * 0.9, 2))  # works all along
+        await h.wait_kind(rest, A)
+        filled = h.strat.buy("AAPL", 2, round(h.mid("AAPL") + 0.50, 2))
+        await h.wait_kind(filled, F)
+        await until(lambda: h.engine.portfolio.position(0, aapl).commission > 0, 3, "fee")
+        exec_keys = list(v._by_coid[filled].exec_keys or ())
+        assert exec_keys and all(k in v._execs for k in exec_keys)
+        ids: dict[int, tuple[int, int]] = {}
+        cancelled = []
+        for _ in range(3):
+            c = h.strat.buy("AAPL", 1, round(h.mid("AAPL") * 0.95, 2))
+            await h.wait_kind(c, A)
+            h.strat.cancel(c)
+            await h.wait_kind(c, C)
+            ids[c] = (v._by_coid[c].ib_id, v._by_coid[c].perm_id)
+            cancelled.append(c)
+        # Four finished, two remembered: the fill and the first cancel are forgotten.
+        assert v.forgotten == 2
+        assert filled not in v._by_coid and cancelled[0] not in v._by_coid
+        assert not any(k in v._execs for k in exec_keys)
+        assert all(c in v._by_coid for c in cancelled[1:])
+        ib_id, perm_id = ids[cancelled[0]]
+        assert ib_id not in v._by_ib and perm_id not in v._by_perm
+        assert rest in v._by_coid and not v._by_coid[rest].done
+        # A late word of a forgotten order: foreign, no event; a remembered one: a duplicate.
+        foreign, kinds = v.foreign_events, h.kinds(cancelled[0])
+        v._on_order_status(ib_id, "Cancelled", perm_id)
+        assert v.foreign_events == foreign + 1 and h.kinds(cancelled[0]) == kinds
+        kinds = h.kinds(cancelled[2])
+        ib_id, perm_id = ids[cancelled[2]]
+        v._on_order_status(ib_id, "Cancelled", perm_id)
+        assert v.foreign_events == foreign + 1 and h.kinds(cancelled[2]) == kinds
+        # The working order still trades normally.
+        h.strat.cancel(rest)
+        await h.wait_kind(rest, C)
+        assert h.engine.tracker.finished[rest].state is OrderState.CANCELLED

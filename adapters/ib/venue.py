@@ -77,6 +77,7 @@ import math
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -177,6 +178,7 @@ class _Live:
         "cum_lots",
         "done",
         "epoch",
+        "exec_keys",
         "extras",
         "ib_id",
         "instrument_id",
@@ -188,6 +190,7 @@ class _Live:
         "price_ticks",
         "proto",
         "qty_lots",
+        "remembered",
         "side",
         "strategy_id",
     )
@@ -211,6 +214,8 @@ class _Live:
         self.pending_modify: tuple[int, int] | None = None
         self.last_error: tuple[int, str] = (0, "")
         self.epoch = epoch  # connection epoch in which IB last reported it
+        self.exec_keys: list[str] | None = None  # its executions' keys in ``IBVenue._execs``
+        self.remembered = False  # done, and in ``IBVenue._done``
 
 
 @dataclass(slots=True)
@@ -314,6 +319,10 @@ class IBVenue:
     #: Orders here are paced (≤ 45 msg/s), so always sparse: ``[engine] keep_warm = "auto"``
     #: keeps their path warm with a dry run (``warm``) while idle.
     wants_warm_path = True
+    #: Finished orders remembered (~0.5 KB each): past it the oldest is forgotten, and IB's
+    #: later word of it (a reconnect's reports of the day) counts as a foreign event. The
+    #: engine's own order history (``OrderTracker``) keeps 10,000.
+    done_history = 100_000
 
     def __init__(self, name: str, config: IBVenueConfig | None = None) -> None:
         self.name = name
@@ -356,6 +365,9 @@ class IBVenue:
         self._by_coid: dict[int, _Live] = {}
         self._by_perm: dict[int, _Live] = {}
         self._execs: dict[str, _Exec] = {}
+        #: Finished orders still remembered, oldest first (``_remember_done``).
+        self._done: deque[_Live] = deque()
+        self.forgotten = 0  # finished orders forgotten, past ``done_history``
         self._early_commission: dict[str, float] = {}
         self._deferred_cancels: set[int] = set()
         self._protos: dict[tuple[int, int, int, int], IbOrder] = {}
@@ -1027,7 +1039,7 @@ class IBVenue:
             live = self._by_coid.get(coid)
             if live is not None:
                 key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
-                self._execs[key] = _Exec(exec_id, lots, live, None, commission_known)
+                self._note_exec(key, _Exec(exec_id, lots, live, None, commission_known))
         return n
 
     def _parent_ib(self, intent: OrderIntent) -> int:
@@ -1388,7 +1400,7 @@ class IBVenue:
         lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
         commission = self._early_commission.pop(exec_id, None)
         rec = _Exec(exec_id, lots, live, commission, commission is not None)
-        self._execs[key] = rec
+        self._note_exec(key, rec)
         if not live.accepted and not live.done:
             live.accepted = True
             self._emit(_ACCEPTED, live)
@@ -1595,7 +1607,40 @@ class IBVenue:
         ev.leaves_lots = max(live.qty_lots - live.cum_lots, 0)
         ev.price_ticks = live.price_ticks
         ev.qty_lots = live.qty_lots
+        if live.done and not live.remembered:
+            self._remember_done(live)
         return ev
+
+    def _note_exec(self, key: str, rec: _Exec) -> None:
+        self._execs[key] = rec
+        live = rec.live
+        if live.exec_keys is None:
+            live.exec_keys = [key]
+        else:
+            live.exec_keys.append(key)
+
+    def _remember_done(self, live: _Live) -> None:
+        """A finished order stays known for ``done_history`` more finished orders (late
+        answers, duplicates, a reconnect's reports still find it), then is forgotten: a long
+        session's memory does not grow with every order it ever sent."""
+        live.remembered = True
+        done = self._done
+        done.append(live)
+        if len(done) > self.done_history:
+            self._forget(done.popleft())
+
+    def _forget(self, live: _Live) -> None:
+        for index, key in (
+            (self._by_coid, live.client_order_id), (self._by_ib, live.ib_id),
+            (self._by_perm, live.perm_id),
+        ):  # fmt: skip
+            if index.get(key) is live:
+                del index[key]
+        for key in live.exec_keys or ():
+            rec = self._execs.get(key)
+            if rec is not None and rec.live is live:
+                del self._execs[key]
+        self.forgotten += 1
 
     def _reject_intent(self, it: OrderIntent, code: int, reason: str) -> None:
         ev = self._event(_REJECTED, it, code, reason)
