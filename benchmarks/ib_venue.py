@@ -31,7 +31,7 @@ The anchor, measured in the same run, is a plain uvloop loopback TCP echo round 
 two processes (64 B): one network round trip's floor between the engine and another process.
 
 The benchmark subclasses ``IBVenue`` only to stamp (cancel sent, write returned) and patches
-``_Transport.data_received`` / ``HotDecoder.feed`` (restored afterwards) to stamp the read's
+``_Transport.data_received`` / ``HotDecoder.decode`` (restored afterwards) to stamp the read's
 entry and count frames: each probe costs one ``perf_counter_ns`` call or an integer add.
 
 Run: ``.venv/bin/python -m benchmarks.ib_venue``.
@@ -208,7 +208,7 @@ class _Probe:
 def _probing(probe: _Probe) -> Iterator[None]:
     transport_cls = ib_connection._Transport
     orig_received = transport_cls.data_received
-    orig_feed = HotDecoder.feed
+    orig_decode = HotDecoder.decode
 
     def data_received(self, data: bytes) -> None:
         probe.entry_ns = probe.now()
@@ -216,25 +216,25 @@ def _probing(probe: _Probe) -> Iterator[None]:
         probe.bytes += len(data)
         orig_received(self, data)
 
-    def feed(self, data):
-        batch = orig_feed(self, data)
+    def decode(self):
+        batch = orig_decode(self)
         probe.frames += batch.frames
         return batch
 
     transport_cls.data_received = data_received  # type: ignore[method-assign]
-    HotDecoder.feed = feed  # type: ignore[method-assign]
+    HotDecoder.decode = decode  # type: ignore[method-assign]
     try:
         yield
     finally:
         transport_cls.data_received = orig_received  # type: ignore[method-assign]
-        HotDecoder.feed = orig_feed  # type: ignore[method-assign]
+        HotDecoder.decode = orig_decode  # type: ignore[method-assign]
 
 
 #: ``--stages``: where a triggering read's time goes, stamp by stamp (names in order). Each stamp
 #: is the last one taken before the order left, relative to the read's entry.
 STAGE_MARKS = (
     "ts_recv",  # IBVenue._stamp_read (the session's receive entry)
-    "decoded",  # HotDecoder.feed returned (the read cut into rows)
+    "decoded",  # HotDecoder.decode returned (the read cut into rows)
     "translated",  # MarketDataTranslator.translate returned (rows -> ring records)
     "pump",  # Scheduler.pump entered (after the ring writes)
     "book",  # BookStore.apply / apply_span entered (the kernel)
@@ -278,7 +278,7 @@ def _stage_probing(marks: dict[str, int], probe: _Probe) -> Iterator[None]:
         patched.append((cls, name, orig))
         setattr(cls, name, wrapper)
 
-    wrap(HotDecoder, "feed", None, "decoded")
+    wrap(HotDecoder, "decode", None, "decoded")
     wrap(MarketDataTranslator, "translate", None, "translated")
     wrap(Scheduler, "pump", "pump", None)
     wrap(BookStore, "apply", "book", "booked")  # L1 quotes
