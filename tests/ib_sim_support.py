@@ -190,3 +190,20 @@ def connected(sim: SimThread, client_id: int = 1) -> Iterator[RecordingApp]:
         yield app
     finally:
         app.stop()
+
+
+def record_order_status_parses(monkeypatch: Any) -> list[tuple]:
+    """The orderStatus arguments every ``ClientSession._parse_order_status`` call gives from
+    now on, real or dry (``()`` when it leaves the frame to ibapi)."""
+    from adapters.ib.connection import ClientSession
+
+    seen: list[tuple] = []
+    real = ClientSession._parse_order_status
+
+    def parse(self: ClientSession, msg_id: int, body: bytes):
+        out = real(self, msg_id, body)
+        seen.append(out[0] if out is not None else ())
+        return out
+
+    monkeypatch.setattr(ClientSession, "_parse_order_status", parse)
+    return seen

@@ -17,6 +17,7 @@ from ibapi.wrapper import EWrapper
 
 from adapters.ib.connection import ClientSession
 from adapters.ib.gateway_sim.responses import ResponseEncoder
+from tests.ib_sim_support import record_order_status_parses
 
 _LEN = struct.Struct(">I")
 STATUSES = ["Submitted", "PreSubmitted", "Cancelled", "ApiCancelled", "Filled", "Inactive",
@@ -169,15 +170,7 @@ def test_warm_receive_goes_the_answers_way_and_calls_no_one(version: int, monkey
     """The keep-warm dry run of an order answer: its made-up orderStatus is one ibapi decodes
     to the same arguments our parse gives; it is cut by a scratch decoder (a frame the session
     is halfway through receiving is not disturbed) and no callback is made."""
-    parses: list[tuple] = []
-    real = ClientSession._parse_order_status
-
-    def parse(self: ClientSession, msg_id: int, body: bytes):
-        out = real(self, msg_id, body)
-        parses.append(out[0] if out is not None else ())
-        return out
-
-    monkeypatch.setattr(ClientSession, "_parse_order_status", parse)
+    parses = record_order_status_parses(monkeypatch)
     rec = Recorder()
     rows: list[int] = []
     s = ClientSession(rec, 1, max_version=version, on_rows=lambda r, raw: rows.append(len(r)))

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.ib.connection import ClientSession, Connection
+from adapters.ib.connection import Connection
 from adapters.ib.venue import IBVenue
 from engine.journal import Journal
 from engine.messages import EventKind
 from engine.orders import OrderState
 from engine.scheduler import BusyPoll
+from tests.ib_sim_support import record_order_status_parses
 from tests.ib_venue_support import IBHarness, until
 
 A, C = EventKind.ACCEPTED, EventKind.CANCELLED
@@ -99,16 +100,7 @@ def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
 @pytest.fixture
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """The orderStatus arguments every ``_parse_order_status`` call gave, real or dry."""
-    seen: list[tuple] = []
-    real = ClientSession._parse_order_status
-
-    def parse(self: ClientSession, msg_id: int, body: bytes):
-        out = real(self, msg_id, body)
-        seen.append(out[0] if out is not None else ())
-        return out
-
-    monkeypatch.setattr(ClientSession, "_parse_order_status", parse)
-    return seen
+    return record_order_status_parses(monkeypatch)
 
 
 async def test_dry_run_changes_nothing(
