@@ -405,8 +405,8 @@ class ClientSession:
         """A dry run of an order answer's way in, for the engine's warm-up: an orderStatus for
         ``order_id`` cut and decoded as a socket read would be (on a scratch decoder), judged
         an order event and parsed as ``_order_status`` parses it, but handed to no one: no
-        callback, no state. Answers are sparse next to market data (a flood's reads never take
-        this way), and cold it cost ~80 µs of a cancel's answer under a flood on the VM."""
+        callback, no state. Answers are sparse next to market data (whose reads never take
+        this way), and cold, this way took ~80 µs of a cancel's answer under a flood on the VM."""
         if self.hot is None or self.decoder is None:
             return
         scratch, frame = self._warm
