@@ -345,3 +345,17 @@ async def test_finished_orders_are_forgotten_past_the_history_open_ones_never() 
         h.strat.cancel(rest)
         await h.wait_kind(rest, C)
         assert h.engine.tracker.finished[rest].state is OrderState.CANCELLED
+
+
+def test_commissions_waiting_for_an_execution_are_bounded(monkeypatch) -> None:
+    """A commission report may come before its execution and waits for it; reports whose
+    execution never comes (another client's, a forgotten order's) do not pile up."""
+    from adapters.ib import venue as venue_module
+    from adapters.ib.venue import IBVenue
+
+    monkeypatch.setattr(venue_module, "EARLY_COMMISSIONS", 3)
+    v = IBVenue("IB")
+    for i in range(5):
+        v._on_commission(f"0000e0d5.6{i}.01.01", 1.0 + i)
+    assert list(v._early_commission) == [f"0000e0d5.6{i}.01.01" for i in (2, 3, 4)]
+    assert v._early_commission["0000e0d5.64.01.01"] == 5.0

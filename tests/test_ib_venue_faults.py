@@ -264,6 +264,32 @@ async def test_rolled_back_next_valid_id_never_reuses_an_id(caplog) -> None:
         assert all(h.kinds(c) == [A] for c in before + after)
 
 
+async def test_rolled_back_ids_are_noticed_after_every_order_was_forgotten(caplog) -> None:
+    """Finished orders forgotten (``done_history``) still count as ids used."""
+    caplog.set_level(logging.WARNING, "tickwire.ib")
+    async with IBHarness() as h:
+        v = h.venue
+        v.done_history = 0
+        await h.book_ready("AAPL")
+        before = [h.strat.buy("AAPL", 1, rest_px(h)) for _ in range(3)]
+        for coid in before:
+            await h.wait_kind(coid, A)
+            h.strat.cancel(coid)
+            await h.wait_kind(coid, C)
+        assert v.forgotten == 3 and not v._by_ib
+        used = sim_ids(h)
+        h.fault("daily_restart", seconds=0.3, rollback_ids=True)
+        await until(lambda: not v.connected, 5, "the restart seen")
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        assert any(
+            "nextValidId 1 is below ids already used" in r.getMessage() for r in caplog.records
+        )
+        await h.book_ready("AAPL")
+        coid = h.strat.buy("AAPL", 1, rest_px(h))
+        await h.wait_kind(coid, A)
+        assert h.sim_order(coid).order_id > max(used)
+
+
 # ---- 3. 1100 / 1101 / 1102 ----------------------------------------------------------------------
 
 

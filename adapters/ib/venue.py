@@ -313,6 +313,11 @@ for _name in [n for n in vars(EWrapper) if n.endswith("ProtoBuf")]:
         setattr(_Wrapper, _name, _protobuf_form)
 
 
+#: Commission reports kept waiting for an execution that has not arrived (IB sends the two in
+#: no guaranteed order); those for executions that never come are dropped oldest first.
+EARLY_COMMISSIONS = 10_000
+
+
 class IBVenue:
     """See the module docstring."""
 
@@ -368,6 +373,7 @@ class IBVenue:
         #: Finished orders still remembered, oldest first (``_remember_done``).
         self._done: deque[_Live] = deque()
         self.forgotten = 0  # finished orders forgotten, past ``done_history``
+        self._forgotten_max_ib = 0  # the highest IB order id among them
         self._early_commission: dict[str, float] = {}
         self._deferred_cancels: set[int] = set()
         self._protos: dict[tuple[int, int, int, int], IbOrder] = {}
@@ -647,7 +653,8 @@ class IBVenue:
         state = self.conn.session.state  # type: ignore[union-attr]
         floor = max(self._hwm + 1, self._next_id)
         self._next_id = max(state.next_valid_id or 1, floor, MD_REQ_IDS)
-        used = max(self._by_ib, default=0)  # the highest order id this process placed
+        # The highest order id this process placed (forgotten orders' included).
+        used = max(self._forgotten_max_ib, max(self._by_ib, default=0))
         if state.next_valid_id is not None and state.next_valid_id <= used:
             log.warning(
                 "IB %s: the gateway's nextValidId %d is below ids already used (next %d): "
@@ -1424,7 +1431,12 @@ class IBVenue:
         key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
         rec = self._execs.get(key)
         if rec is None:
-            self._early_commission[exec_id] = commission
+            # Ahead of its execution, or for one that is not ours (or forgotten): kept for a
+            # while, the oldest dropped past ``EARLY_COMMISSIONS``.
+            early = self._early_commission
+            early[exec_id] = commission
+            if len(early) > EARLY_COMMISSIONS:
+                del early[next(iter(early))]
             return
         if rec.commission_sent:
             return  # a duplicate report
@@ -1630,6 +1642,7 @@ class IBVenue:
             self._forget(done.popleft())
 
     def _forget(self, live: _Live) -> None:
+        self._forgotten_max_ib = max(self._forgotten_max_ib, live.ib_id)
         for index, key in (
             (self._by_coid, live.client_order_id), (self._by_ib, live.ib_id),
             (self._by_perm, live.perm_id),
