@@ -63,6 +63,16 @@ class RecordingApp(EWrapper, EClient):
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
 
+    def run(self) -> None:
+        try:
+            super().run()
+        except TypeError:
+            # ibapi 10.46's ``EClient.run`` goes on decoding messages still queued after
+            # ``disconnect()`` has cleared the server version, and compares None with an int:
+            # a teardown race of the official client, not a fault of the server it talks to.
+            if self.isConnected():
+                raise
+
     def stop(self) -> None:
         self.disconnect()
         if self._thread is not None:
