@@ -204,7 +204,6 @@ class LoopMonitor:
         "_queued",
         "_sched_fd",
         "_stall_ns",
-        "_start",
         "lag",
         "splits_off_cpu",
         "stall_away_ns",
@@ -223,7 +222,7 @@ class LoopMonitor:
         self._stall_ns = round(stall_s * 1e9)
         self._handle: Any = None
         self._sched_fd = -1
-        self._start = self._due = self._cpu = self._queued = 0
+        self._due = self._cpu = self._queued = 0
         self.lag = StageLatency("loop_lag", capacity)
         self.stalls = 0
         self.stall_ns = 0
@@ -286,7 +285,6 @@ class LoopMonitor:
         return time.thread_time_ns(), int(os.pread(fd, 128, 0).split()[1])
 
     def _arm(self, now: int, cpu: int, queued: int) -> None:
-        self._start = now
         self._due = now + self._interval_ns
         self._cpu = cpu
         self._queued = queued
@@ -310,7 +308,7 @@ class LoopMonitor:
             self.stall_off_cpu_ns += max(0, late - ran)
             if self._sched_fd >= 0:
                 waited = queued - self._queued
-                away = now - self._start - ran - waited
+                away = now - (self._due - interval) - ran - waited  # over the window
                 self.stall_queued_ns += min(late, max(0, waited - interval))
                 self.stall_away_ns += min(late, max(0, away - interval))
             if late > self.worst_ns:
