@@ -17,7 +17,7 @@ import types
 import typing
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -243,7 +243,9 @@ class RiskConfig:
     allow_list: list[str] = field(default_factory=list)  # empty: every instrument allowed
     block_list: list[str] = field(default_factory=list)
     pdt_max_day_trades: int | None = None  # FINRA pattern-day-trader rule: 3; None = off
-    daily_reset: str = field(default="17:00", metadata=_check(lambda v: _hhmm(v or "x")))
+    #: The trading day (``engine.trading_day``): every daily figure (risk limits, breakers,
+    #: both portfolios) rolls here, and recovery replays it over the journal.
+    daily_reset: str = field(default="17:00", metadata=_check(lambda v: _reset_time(v)))
     daily_reset_tz: str = "America/New_York"
     strategies: dict[str, StrategyRiskConfig] = field(default_factory=dict)  # by strategy name
     instruments: dict[str, InstrumentRiskConfig] = field(default_factory=dict)  # by symbol
@@ -285,7 +287,7 @@ def _hhmm(v: str) -> str | None:
 
 
 def _reset_time(v: str) -> str | None:
-    return 'must be a local time "HH:MM"' if v == "" else _hhmm(v)
+    return None if v and _hhmm(v) is None else 'must be a local time "HH:MM"'
 
 
 def _time_zone(v: str) -> str | None:
@@ -309,7 +311,10 @@ def _fx_rates(v: dict[str, float]) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PortfolioConfig:
-    """``[portfolio]``: the trading day, the currency P&L is summed in, and the VaR window."""
+    """``[portfolio]``: the currency P&L is summed in, and the VaR window.
+
+    ``daily_reset`` / ``daily_reset_tz`` are accepted only when they agree with ``[risk]``'s,
+    which set the one trading day (older configs named it in both sections)."""
 
     daily_reset: str = field(default="17:00", metadata=_check(_reset_time))  # local time
     daily_reset_tz: str = field(default="America/New_York", metadata=_check(_time_zone))
@@ -464,7 +469,28 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     """Validate an already-parsed TOML document (``file`` names it in errors)."""
     cfg = build(Config, {**data, "source": file}, file, "")
     _cross_check(cfg, file)
-    return cfg
+    return _one_trading_day(cfg, data.get("portfolio"), file)
+
+
+def _one_trading_day(cfg: Config, portfolio: Any, file: str) -> Config:
+    """``[risk] daily_reset`` / ``daily_reset_tz`` set the one trading day. ``[portfolio]``'s
+    keys of the same names (older configs set the day there too) are an alias: given, they
+    must agree; not given, they read as ``[risk]``'s."""
+    given = portfolio if isinstance(portfolio, dict) else {}
+    same = {}
+    for key in ("daily_reset", "daily_reset_tz"):
+        day = getattr(cfg.risk, key)
+        if key not in given:
+            same[key] = day
+        elif getattr(cfg.portfolio, key) != day:
+            raise ConfigError(
+                file,
+                f"portfolio.{key}",
+                f"{given[key]!r} differs from risk.{key} ({day!r}): the trading day is one, set "
+                f"by risk.{key} for the risk limits, the breakers and both portfolios; set it "
+                "there and remove this key (it is accepted only when it agrees)",
+            )
+    return replace(cfg, portfolio=replace(cfg.portfolio, **same))
 
 
 def build(cls: type[T], data: Any, file: str, key: str) -> T:

@@ -34,8 +34,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -44,7 +42,6 @@ from engine.instruments import InstrumentRegistry
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_PNL = (0.0, 0.0, 0.0)
 
 
@@ -218,9 +215,6 @@ class Portfolio:
         self.start_equity = float(start_equity)
         self._peak_pnl = 0.0
 
-        h, _, m = config.daily_reset.partition(":")
-        self._reset_time = (int(h), int(m))
-        self._tz = ZoneInfo(config.daily_reset_tz)
         #: When the current trading day began (0: at start-up, no roll yet).
         self.day_started_ns = 0
         #: Marks in ticks at the last day roll (NaN: none yet).
@@ -400,26 +394,13 @@ class Portfolio:
 
     # ---- the trading day -------------------------------------------------------------------
 
-    def next_reset_ns(self, now_ns: int) -> int:
-        """When the next daily reset is due (epoch ns, strictly after ``now_ns``).
-
-        The reset is a local wall-clock time in ``daily_reset_tz``, so it moves in UTC with
-        daylight saving. A time the clocks skip (spring forward) happens at the same offset as
-        before the change, one hour later by the new clock; a time that happens twice (fall back)
-        is taken the first time.
-        """
-        hour, minute = self._reset_time
-        day = datetime.fromtimestamp(now_ns // 1_000_000_000, self._tz).date()
-        while True:
-            at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self._tz)
-            ns = (at - _EPOCH) // timedelta(microseconds=1) * 1000
-            if ns > now_ns:
-                return ns
-            day += timedelta(days=1)
-
     def roll_day(self, now_ns: int) -> float:
         """Start a new trading day: keep each position's P&L, the equity and the marks as of
-        now as the day's base. Returns the day that ended's P&L in the base currency."""
+        now as the day's base. Returns the day that ended's P&L in the base currency.
+
+        The engine calls it at each boundary of its one trading day
+        (``engine.trading_day.TradingDay``, ``[risk] daily_reset``), for the shadow portfolio
+        too, and recovery at each boundary the journal's fills cross."""
         rows = self._rows()
         ended = self._fold(self._day_rows(rows)).total
         self._day_base = {(sid, iid): (r, u, f) for sid, iid, r, u, f in rows}

@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
@@ -43,6 +41,7 @@ from engine.risk_gate import RiskGate, TradingState, Verdict
 from engine.router import Router
 from engine.scheduler import Priority, Scheduler
 from engine.strategy import Strategy
+from engine.trading_day import TradingDay
 from engine.venue import Venue, VenuePorts
 from hotpath import risk as rk
 
@@ -215,6 +214,8 @@ class Engine:
         self.kill_switches = 0
         self.breakers = Breakers(risk.breakers, self)
         self._risk_config = risk
+        #: The one trading day every daily figure rolls on (``[risk] daily_reset``).
+        self.trading_day = TradingDay(risk.daily_reset, risk.daily_reset_tz)
         self._day_trades: deque[float] = deque(maxlen=PDT_WINDOW_DAYS - 1)  # earlier days'
         self._breaker_timer: TimerHandle | None = None
         self._roll_timer: TimerHandle | None = None
@@ -418,18 +419,30 @@ class Engine:
 
     def roll_day(self) -> None:
         """Start a new trading day: the risk kernels' daily P&L and counts are reset (equity
-        carries today's close), the portfolio's day too, and the daily loss breaker re-arms and
-        lifts its halt. Scheduled at ``[risk] daily_reset`` in ``daily_reset_tz``."""
+        carries today's close), the live and shadow portfolios' day too, and the daily loss
+        breaker re-arms and lifts its halt. Scheduled at each boundary of ``trading_day``
+        (``[risk] daily_reset`` in ``daily_reset_tz``)."""
+        self._new_day(self.clock.now())
+        log.info(
+            "trading day rolled: start-of-day equity %.2f", self.risk.arrays.gst[rk.GS_EQUITY_SOD]
+        )
+        self.breakers.roll_day()
+        self.pump()
+
+    def replay_roll_day(self, at_ns: int) -> None:
+        """Recovery: the day roll at the boundary ``at_ns`` that the journal's records cross,
+        as ``roll_day`` made it (or would have, had the engine been running then): fills
+        before it keep building positions and total P&L, not the new day's figures. Nothing
+        is logged or pumped and the breakers are left alone: trading has not started."""
+        self._new_day(at_ns)
+
+    def _new_day(self, at_ns: int) -> None:
         a = self.risk.arrays
         today = float(a.gst[rk.GS_DAY_TRADES]) - sum(self._day_trades)
         self._day_trades.append(max(today, 0.0))
         rk.daily_reset(a.ist, a.sst, a.pst, a.gst, float("nan"), sum(self._day_trades))
-        roll = getattr(self.portfolio, "roll_day", None)
-        if roll is not None:
-            roll(self.clock.now())
-        log.info("trading day rolled: start-of-day equity %.2f", a.gst[rk.GS_EQUITY_SOD])
-        self.breakers.roll_day()
-        self.pump()
+        self.portfolio.roll_day(at_ns)
+        self.shadow_portfolio.roll_day(at_ns)
 
     def _arm_breakers(self) -> None:
         interval_ns = round(self._risk_config.breakers.interval_ms * 1e6)
@@ -517,14 +530,7 @@ class Engine:
 
     def next_roll_ns(self, now_ns: int) -> int:
         """When the next trading day starts after ``now_ns`` (``[risk] daily_reset``)."""
-        cfg = self._risk_config
-        tz = ZoneInfo(cfg.daily_reset_tz)
-        hour, minute = (int(x) for x in cfg.daily_reset.split(":"))
-        local = datetime.fromtimestamp(now_ns / 1e9, tz)
-        at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if at <= local:
-            at += timedelta(days=1)  # aware arithmetic keeps the wall-clock time across DST
-        return int(at.timestamp()) * 1_000_000_000
+        return self.trading_day.next_start(now_ns)
 
     def _arm_roll_day(self) -> None:
         now = self.clock.now()

@@ -23,6 +23,8 @@ from engine.config import (
     ConfigError,
     InstrumentRiskConfig,
     RiskConfig,
+    RouterConfig,
+    ShadowVenueConfig,
     SimVenueConfig,
     StrategyRiskConfig,
     parse_config,
@@ -55,15 +57,16 @@ class StateRecorder(Recorder):
 class Harness:
     """Engine with ES (future, tick 0.25, lot 1, x50: 5,000 a lot at 100.00) and BTC (crypto)."""
 
-    def __init__(self, risk: RiskConfig | None = None) -> None:
+    def __init__(self, risk: RiskConfig | None = None, router: RouterConfig | None = None) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
         self.btc = self.registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.001, 1.0)
         self.clock = SimClock(START_NS)
         self.venue = SimVenue("SIM", SimVenueConfig())
         self.engine = Engine(
-            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=EQUITY)
-        )
+            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=EQUITY),
+            router=router,
+        )  # fmt: skip
         self.strat: StateRecorder = self.engine.add_strategy(StateRecorder, "rec", None, ["ES"])
         self.engine.start()
 
@@ -205,6 +208,22 @@ def test_roll_day_resets_the_loss_halt_and_the_days_pnl():
     h.advance(100 * MS)
     assert h.engine.trading_state is ACTIVE
     assert h.last_kind(h.buy(1, 50.0)) == EventKind.ACCEPTED
+
+
+def test_roll_day_starts_the_shadow_books_day_too():
+    """Shadowed fills have their own portfolio: it rolls on the same trading day."""
+    shadow = ShadowVenueConfig(ack_latency_us=0, fill_latency_us=0)
+    h = Harness(router=RouterConfig(mode="shadow", shadow=shadow))
+    h.book(399, 400)
+    h.buy(2)
+    h.move_book(389, 391)  # bought at the ask (400), mid now 390: -10 x 2 x 12.50 = -250
+    book = h.engine.shadow_portfolio
+    assert h.engine.portfolio.positions() == {} and book.net_lots(h.es.id) == 2
+    assert book.day_pnl() == pytest.approx(-250.0)
+    h.engine.roll_day()
+    assert book.day_started_ns == h.clock.now()
+    assert book.day_pnl() == 0.0
+    assert book.total_pnl() == pytest.approx(-250.0)
 
 
 def test_roll_day_does_not_lift_a_halt_the_operator_set():
@@ -532,6 +551,7 @@ def test_config_reads_strategy_instrument_and_breaker_tables():
             "below concentration_trip",
         ),
         ({"daily_reset": "5pm"}, "risk.daily_reset", "HH:MM"),
+        ({"daily_reset": ""}, "risk.daily_reset", 'a local time "HH:MM", got'),
         ({"daily_reset_tz": "Mars/Olympus"}, "risk.daily_reset_tz", "unknown time zone"),
     ],
 )

@@ -17,6 +17,7 @@ from engine.app import build_app
 from engine.config import ConfigError, PortfolioConfig, load_config, parse_config
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.portfolio import PnLFigures, Portfolio
+from engine.trading_day import TradingDay
 
 BUY, SELL = 1, -1
 ES, AAPL, BTC = 0, 1, 2
@@ -153,26 +154,39 @@ def test_base_currency_rate_other_than_one_is_refused() -> None:
 
 
 def test_next_reset_follows_new_york_across_both_dst_changes() -> None:
-    pf, _ = make()  # 17:00 America/New_York
+    day = TradingDay()  # 17:00 America/New_York
     # Friday 8 March 2024, EST (UTC-5): 17:00 is 22:00 UTC.
-    assert pf.next_reset_ns(ns("2024-03-08T12:00:00")) == ns("2024-03-08T22:00:00")
+    assert day.next_start(ns("2024-03-08T12:00:00")) == ns("2024-03-08T22:00:00")
     # Exactly at the reset: the next one, a day later.
-    assert pf.next_reset_ns(ns("2024-03-08T22:00:00")) == ns("2024-03-09T22:00:00")
+    assert day.next_start(ns("2024-03-08T22:00:00")) == ns("2024-03-09T22:00:00")
     # Clocks spring forward on Sunday 10 March: 17:00 EDT is 21:00 UTC, 23 hours after.
-    assert pf.next_reset_ns(ns("2024-03-09T22:00:00")) == ns("2024-03-10T21:00:00")
+    assert day.next_start(ns("2024-03-09T22:00:00")) == ns("2024-03-10T21:00:00")
     # And fall back on Sunday 3 November: 17:00 EST is 22:00 UTC, 25 hours after.
-    assert pf.next_reset_ns(ns("2024-11-02T21:00:00")) == ns("2024-11-03T22:00:00")
+    assert day.next_start(ns("2024-11-02T21:00:00")) == ns("2024-11-03T22:00:00")
     # A UTC time already past local midnight (00:30 EDT on the 12th).
-    assert pf.next_reset_ns(ns("2024-03-12T04:30:00")) == ns("2024-03-12T21:00:00")
+    assert day.next_start(ns("2024-03-12T04:30:00")) == ns("2024-03-12T21:00:00")
+
+
+def test_the_day_holding_a_moment_started_at_the_last_reset_at_or_before_it() -> None:
+    day = TradingDay()
+    assert day.start_of(ns("2024-03-08T22:00:00")) == ns("2024-03-08T22:00:00")
+    assert day.start_of(ns("2024-03-08T21:59:59")) == ns("2024-03-07T22:00:00")
+    # 10:00 New York on Monday 11 March (EDT) belongs to the day that began Sunday 17:00 EDT.
+    assert day.start_of(ns("2024-03-11T14:00:00")) == ns("2024-03-10T21:00:00")
+    # 00:30 EDT on the 12th, past local midnight: still the day that began on the 11th.
+    assert day.start_of(ns("2024-03-12T04:30:00")) == ns("2024-03-11T21:00:00")
+    for t in ("2024-03-09T23:00:00", "2024-11-03T05:30:00", "2024-06-01T00:00:00"):
+        start = day.start_of(ns(t))
+        assert start <= ns(t) < day.next_start(start) == day.next_start(ns(t))
 
 
 def test_reset_times_the_clock_skips_or_repeats() -> None:
-    skipped, _ = make(daily_reset="02:30")  # 10 March 2024 has no 02:30 in New York
-    assert skipped.next_reset_ns(ns("2024-03-10T05:00:00")) == ns("2024-03-10T07:30:00")
-    repeated, _ = make(daily_reset="01:30")  # 3 November 2024 has two: take the first (EDT)
-    assert repeated.next_reset_ns(ns("2024-11-03T04:00:00")) == ns("2024-11-03T05:30:00")
-    tokyo, _ = make(daily_reset="09:00", daily_reset_tz="Asia/Tokyo")
-    assert tokyo.next_reset_ns(ns("2024-03-10T00:00:00")) == ns("2024-03-11T00:00:00")
+    skipped = TradingDay("02:30")  # 10 March 2024 has no 02:30 in New York
+    assert skipped.next_start(ns("2024-03-10T05:00:00")) == ns("2024-03-10T07:30:00")
+    repeated = TradingDay("01:30")  # 3 November 2024 has two: take the first (EDT)
+    assert repeated.next_start(ns("2024-11-03T04:00:00")) == ns("2024-11-03T05:30:00")
+    tokyo = TradingDay("09:00", "Asia/Tokyo")
+    assert tokyo.next_start(ns("2024-03-10T00:00:00")) == ns("2024-03-11T00:00:00")
 
 
 def test_day_roll_across_dst_resets_day_pnl_not_total() -> None:
@@ -180,7 +194,7 @@ def test_day_roll_across_dst_resets_day_pnl_not_total() -> None:
     start = ns("2024-03-09T15:00:00")
     pf.apply_fill(0, ES, BUY, 2, 20000, 2.0)
     assert pf.day_pnl() == pytest.approx(10 * 2 * ES_TV - 2.0)  # 248, since start-up
-    reset = pf.next_reset_ns(start)
+    reset = TradingDay().next_start(start)
     assert reset == ns("2024-03-09T22:00:00")
     assert pf.roll_day(reset) == pytest.approx(248.0)  # the day that ended
     assert pf.day_started_ns == reset
@@ -202,7 +216,7 @@ def test_day_roll_across_dst_resets_day_pnl_not_total() -> None:
     assert pf.total_pnl() == pytest.approx(248 - 101)
 
     # The next reset falls after the spring-forward change: 21:00 UTC.
-    second = pf.next_reset_ns(reset)
+    second = TradingDay().next_start(reset)
     assert second == ns("2024-03-10T21:00:00")
     assert pf.roll_day(second) == pytest.approx(-101.0)
     assert pf.day_pnl() == 0.0
@@ -516,6 +530,7 @@ def test_portfolio_config_defaults_and_values() -> None:
     assert parse_config({}).portfolio == PortfolioConfig()
     cfg = parse_config(
         {
+            "risk": {"daily_reset": "16:30", "daily_reset_tz": "Europe/London"},
             "portfolio": {
                 "daily_reset": "16:30",
                 "daily_reset_tz": "Europe/London",
@@ -537,6 +552,13 @@ def test_portfolio_config_defaults_and_values() -> None:
     )
 
 
+def test_portfolio_day_keys_are_an_alias_of_the_risk_ones() -> None:
+    """One trading day, set in [risk]: [portfolio] reads the same (unless given, and then it
+    must agree, see the errors below)."""
+    cfg = parse_config({"risk": {"daily_reset": "16:30", "daily_reset_tz": "Europe/London"}})
+    assert (cfg.portfolio.daily_reset, cfg.portfolio.daily_reset_tz) == ("16:30", "Europe/London")
+
+
 @pytest.mark.parametrize(
     ("section", "key", "words"),
     [
@@ -554,6 +576,9 @@ def test_portfolio_config_defaults_and_values() -> None:
         ({"fx": {"USD": 1.1}}, "portfolio.fx.USD", "base currency"),
         ({"fx": {"USDT": "one"}}, "portfolio.fx.USDT", "expected a number"),
         ({"daily_rest": "17:00"}, "portfolio.daily_rest", "daily_reset"),
+        # One trading day: [portfolio]'s old keys must agree with [risk]'s, which set it.
+        ({"daily_reset": "16:30"}, "portfolio.daily_reset", "set by risk.daily_reset"),
+        ({"daily_reset_tz": "Asia/Tokyo"}, "portfolio.daily_reset_tz", "risk.daily_reset_tz"),
     ],
 )
 def test_portfolio_config_errors_name_the_key(section, key, words) -> None:

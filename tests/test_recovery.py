@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import shutil
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,12 @@ import pytest
 import uvloop
 
 from engine.app import build_app, run_app
-from engine.clock import LiveClock
+from engine.clock import LiveClock, SimClock
 from engine.config import ConfigError, parse_config
 from engine.journal import OrderRecord, StateRecord, read_journal
+from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind
 from engine.orders import OrderState
-from engine.risk_gate import TradingState
+from engine.risk_gate import TradingState, Verdict
 from engine.runtime import LOST_WITH_PROCESS
 from hotpath import risk as rk
 
@@ -146,3 +149,152 @@ def test_a_journal_damaged_in_the_middle_stops_the_start(tmp_path):
     journal.write_bytes(bytes(raw))
     with pytest.raises(ConfigError, match=r"journal\.path"):
         build_app(parse_config(data, "recovery-test"), LiveClock())
+
+
+# ---- the trading day across a restart --------------------------------------------------------
+
+# Tuesday 14 November 2023, 15:00 in New York (EST, UTC-5): the day rolls at 17:00 (22:00 UTC).
+DAY1_1500 = int(datetime(2023, 11, 14, 20, 0, tzinfo=UTC).timestamp()) * 10**9
+HOUR = 3600 * 10**9
+DAY2_1000 = DAY1_1500 + 19 * HOUR  # Wednesday 10:00 New York: after the roll
+DAY1_1600 = DAY1_1500 + HOUR  # the same trading day
+
+
+def _day_config(journal: Path, **risk) -> dict:
+    """The demo's instruments and limits, one recording strategy on AAPL, no feed; the SIM
+    venue answers at once and charges nothing."""
+    data = _config(journal)
+    data.pop("feed")
+    data["journal"]["fsync"] = "never"
+    data["venues"]["SIM"].update(ack_latency_us=0, fill_latency_us=0, commission_per_lot=0)
+    data["strategies"] = [
+        {"name": "rec", "class": "event_recorder:Recorder", "instruments": ["AAPL"]}
+    ]
+    data["risk"].update(risk)
+    return data
+
+
+def _book(engine, bid: int, ask: int) -> None:
+    """AAPL's top at ``bid``/``ask`` ticks, the previous top removed."""
+    old_bid, _, old_ask, _ = engine.books.tops[0]
+    rows = [(BookSide.BID, bid, 1000), (BookSide.ASK, ask, 1000)]
+    if old_bid > 0:
+        rows = [(BookSide.BID, old_bid, 0), (BookSide.ASK, old_ask, 0), *rows]
+    d = np.zeros(len(rows), dtype=BOOK_DELTA)
+    d["instrument_id"] = 0
+    d["action"] = DeltaAction.SET
+    d["side"] = [side for side, _, _ in rows]
+    d["price"] = [price for _, price, _ in rows]
+    d["size"] = [size for _, _, size in rows]
+    engine.deltas.write(d)
+    engine.pump()
+
+
+def _start(data: dict, now_ns: int):
+    app = build_app(parse_config(data, "day-test.toml"), SimClock(now_ns))
+    app.engine.start()
+    return app
+
+
+def _lose_two(data: dict) -> Path:
+    """Day 1, 15:00 New York: buy 100 AAPL at 190.01, the market drops a tick, sell 100 at
+    189.99: realised -2.00. Returns the journal, closed."""
+    app = _start(data, DAY1_1500)
+    e, s = app.engine, app.engine.strategies[0]
+    _book(e, 19_000, 19_001)
+    s.buy("AAPL", 100)
+    e.pump()
+    _book(e, 18_999, 19_000)
+    s.sell("AAPL", 100)
+    e.pump()
+    assert e.portfolio.pnl()[0] == pytest.approx(-2.0)
+    e.stop()
+    e.close_journal()
+    return Path(data["journal"]["path"])
+
+
+def _first_order(app):
+    """The restarted engine's first order (a limit buy of 1 AAPL below the touch): the gate's
+    answer to it."""
+    e, s = app.engine, app.engine.strategies[0]
+    _book(e, 19_000, 19_001)
+    coid = s.buy("AAPL", 1, 189.90)
+    e.pump()
+    return s.of(coid)[0]
+
+
+def test_a_restart_on_a_new_trading_day_does_not_count_yesterdays_pnl_as_todays(tmp_path):
+    data = _day_config(tmp_path / "orders.twj", daily_loss_limit=1.0)
+    journal = _lose_two(data)
+    same_day = tmp_path / "same-day.twj"
+    shutil.copy(journal, same_day)
+
+    # Next morning: yesterday's fills make the position (flat) and the total P&L, not today's.
+    app = _start(data, DAY2_1000)
+    e, report = app.engine, app.recovery
+    gst = e.risk.arrays.gst
+    assert (gst[rk.GS_REALISED], gst[rk.GS_UNREAL], gst[rk.GS_FEES]) == (0.0, 0.0, 0.0)
+    assert gst[rk.GS_EQUITY_SOD] == pytest.approx(data["risk"]["equity"] - 2.0)  # carried
+    assert e.portfolio.day_pnl() == 0.0 and e.shadow_portfolio.day_pnl() == 0.0
+    assert e.portfolio.pnl()[0] == pytest.approx(-2.0)  # lifetime realised is kept
+    assert e.portfolio.position(0, 0).lots == 0 and e.portfolio.position(0, 0).fills == 2
+    roll = DAY1_1500 + 2 * HOUR  # 17:00 New York on day 1
+    assert (report.day_rolls, report.day_started_ns) == (1, roll)
+    assert e.portfolio.day_started_ns == roll
+    assert "trading day since 2023-11-14 22:00 UTC" in report.format()
+    assert _first_order(app).kind == EventKind.ACCEPTED
+    e.close_journal()
+
+    # The same trading day: today's loss still counts, and the daily loss limit holds.
+    data["journal"]["path"] = str(same_day)
+    app = _start(data, DAY1_1600)
+    gst = app.engine.risk.arrays.gst
+    assert gst[rk.GS_REALISED] == pytest.approx(-2.0)
+    assert app.engine.portfolio.day_pnl() == pytest.approx(-2.0)
+    assert app.recovery.day_rolls == 0
+    ev = _first_order(app)
+    assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, int(Verdict.ACCOUNT_DAILY_LOSS))
+    app.engine.close_journal()
+
+
+def test_day_trades_of_days_before_a_restart_leave_the_window_as_the_days_roll(tmp_path):
+    """Pattern day trading counts day trades over five days: a restart replays the rolls
+    between the journal's fills, so days that left the window no longer count."""
+    data = _day_config(tmp_path / "orders.twj", pdt_max_day_trades=3)
+    journal = _lose_two(data)  # a round trip in one day: one day trade
+    for later, counted in ((DAY2_1000, 1.0), (DAY1_1500 + 5 * 24 * HOUR, 0.0)):
+        copy = tmp_path / f"at-{later}.twj"
+        shutil.copy(journal, copy)
+        data["journal"]["path"] = str(copy)
+        app = build_app(parse_config(data, "day-test.toml"), SimClock(later))
+        assert app.engine.risk.arrays.gst[rk.GS_DAY_TRADES] == counted
+        app.engine.close_journal()
+
+
+def test_a_daily_loss_halt_of_an_earlier_day_is_not_restored(tmp_path):
+    # The breaker trips at a day loss of 1.50 (0.000015 % of the demo's 10,000,000).
+    data = _day_config(tmp_path / "orders.twj", breakers={"daily_loss_pct": 1.5e-5})
+    journal = _lose_two(data)
+    states = [r for r in read_journal(journal).records if isinstance(r, StateRecord)]
+    assert [s.state for s in states] == ["halted"] and states[0].reason.startswith("daily_loss:")
+    same_day = tmp_path / "same-day.twj"
+    shutil.copy(journal, same_day)
+
+    # Next day: the roll the engine slept through would have lifted it; it starts ACTIVE.
+    app = _start(data, DAY2_1000)
+    assert app.engine.trading_state is TradingState.ACTIVE
+    assert app.recovery.trading_state == ""
+    assert _first_order(app).kind == EventKind.ACCEPTED
+    app.engine.close_journal()
+
+    # Later the same day it comes back HALTED, as before; and the day roll lifts it, as it
+    # would have without the restart.
+    data["journal"]["path"] = str(same_day)
+    app = _start(data, DAY1_1600)
+    assert app.engine.trading_state is TradingState.HALTED
+    assert app.recovery.trading_state == "halted"
+    assert _first_order(app).kind == EventKind.REJECTED
+    app.clock.advance_to(DAY1_1500 + 2 * HOUR)  # 17:00 New York
+    assert app.engine.trading_state is TradingState.ACTIVE
+    assert _first_order(app).kind == EventKind.ACCEPTED
+    app.engine.close_journal()
