@@ -2,7 +2,8 @@
 
 This is the layer that names concrete adapters (by ``kind`` in the config, imported only when
 used), loads strategies by import path, starts the feed, the metrics endpoint and the status
-line, and stops everything on SIGINT/SIGTERM or at the end of ``duration``.
+line, and stops everything on SIGINT/SIGTERM or at the end of ``duration`` (``stop_engine``:
+open orders cancelled and their answers awaited before the venues disconnect).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, JournalError
 from engine.metrics import LatencySummary, LoopMonitor, MetricsServer
+from engine.orders import Order
 from engine.process import check_cpus, pin_to_cpus, settle_heap
 from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
-from engine.runtime import Engine
+from engine.runtime import Engine, describe_orders
 from engine.scheduler import BusyPoll
 from engine.strategy import Strategy
 
@@ -105,6 +107,7 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
             metrics=config.metrics, name=config.engine.name, trading_hours=hours,
             portfolio=config.portfolio, router=config.router,
             keep_warm_ms=config.engine.keep_warm_interval_ms if warm == "on" else 0.0,
+            cancel_on_stop=config.engine.cancel_on_stop,
         )  # fmt: skip
     except ValueError as e:  # a venue refusing its part of the config (say, a contract)
         raise ConfigError(file, "venues", str(e)) from None
@@ -151,6 +154,33 @@ def _open_journal(config: Config, engine: Engine) -> RecoveryReport | None:
     engine.attach_journal(journal)
     engine.pump()  # what recovery reported (orders lost with an in-process venue) goes in now
     return report
+
+
+async def stop_engine(
+    engine: Engine, timeout_s: float, hurry: asyncio.Event | None = None
+) -> list[Order]:
+    """Stop ``engine`` (``Engine.stop``: the strategies' ``on_stop``, then a cancel for each
+    order still open unless ``cancel_on_stop`` is off) and, while the loop keeps running, wait
+    up to ``timeout_s`` for the venues to answer those cancels (``hurry`` set: stop waiting).
+    Returns the orders still open after the wait, logged as an error: they stay working at
+    their venues once the venues disconnect."""
+    left = engine.stop()
+    if not left or not engine.cancel_on_stop:
+        return left
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while left and loop.time() < deadline and not (hurry is not None and hurry.is_set()):
+        await asyncio.sleep(0.005)
+        left = engine.working_orders()
+    if left:
+        log.error(
+            "stopping: %d orders still open at the venues after waiting %.1f s for their "
+            "cancels ([engine] stop_cancel_timeout_s): %s; check them at the venue",
+            len(left), timeout_s, describe_orders(engine, left),
+        )  # fmt: skip
+    else:
+        log.info("stopping: every open order is cancelled")
+    return left
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,13 +314,17 @@ async def run_app(
         busy.stop()
         if engine.loop_monitor is not None:
             engine.loop_monitor.stop()
+        # A second SIGINT/SIGTERM while the cancels are answered: stop waiting for them.
+        hurry = asyncio.Event()
         for sig in signals:
-            loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, hurry.set)
         for t in helpers:
             t.cancel()
         if feed_task is not None:
             await feed_task
-        engine.stop()
+        await stop_engine(engine, cfg.engine.stop_cancel_timeout_s, hurry)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         for venue in engine.venues.values():
             await venue.stop()
         engine.pump()  # the venues' last answers, journaled

@@ -110,6 +110,12 @@ class EngineSection:
     #: CPUs the engine's one thread may run on (``os.sched_setaffinity``); empty: any, as the OS
     #: decides. Keep it off IB Gateway's CPUs (``engine.process.pin_to_cpus`` says why).
     cpu_affinity: list[int] = field(default_factory=list, metadata=_check(_cpu_list))
+    #: On stop (SIGINT/SIGTERM, ``--duration``), after the strategies' ``on_stop``: cancel
+    #: every order still open, one by one through the risk gate, and wait up to
+    #: ``stop_cancel_timeout_s`` for the venues' answers before disconnecting. Off: the orders
+    #: are left working (at IB they outlive the process) and logged with a warning.
+    cancel_on_stop: bool = True
+    stop_cancel_timeout_s: float = field(default=5.0, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,14 @@ from engine.instruments import InstrumentRegistry
 from engine.journal import Journal
 from engine.messages import (
     BOOK_DELTA,
+    NO_PRICE,
     QUOTE,
     TRADE,
     EventKind,
     IntentKind,
     OrderEvent,
     OrderIntent,
+    Side,
 )
 from engine.metrics import EngineCollector, LatencyRecorder, LoopMonitor
 from engine.orders import DUPLICATE, Order, OrderState, OrderTracker
@@ -59,6 +61,8 @@ _FILL = EventKind.FILL  # module-level: an enum member read costs ~80 ns in Pyth
 _ACCEPTED = EventKind.ACCEPTED
 _COMMISSION = EventKind.COMMISSION
 _CANCELLED = EventKind.CANCELLED
+_CANCEL = int(IntentKind.CANCEL)
+_BUY = int(Side.BUY)
 #: ``reason_code`` of an order whose venue kept no state across a restart (``report_lost``).
 LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encodable, -4 parent
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
@@ -135,6 +139,7 @@ class Engine:
         portfolio: PortfolioConfig | None = None,
         router: RouterConfig | None = None,
         keep_warm_ms: float = 0.0,
+        cancel_on_stop: bool = True,
     ) -> None:
         rings = rings or RingsConfig()
         metrics = metrics or MetricsConfig()
@@ -200,6 +205,8 @@ class Engine:
         self.fills = 0
         self.order_events = 0
         self.running = False
+        #: ``stop`` cancels every order still open (``[engine] cancel_on_stop``).
+        self.cancel_on_stop = cancel_on_stop
         self._timers: set[_StrategyTimer] = set()  # armed strategy timers
 
         # Trading state, circuit breakers and the trading day.
@@ -303,16 +310,22 @@ class Engine:
         if self.keep_warm_ms > 0:
             self._arm_keep_warm()
         for s in self.strategies:
+            for inst in s.instruments:  # again, after a stop
+                self.book_actor.subscribe(s, inst.id)
             try:
                 s.on_start()
             except Exception:
                 log.exception("strategy %r: on_start raised", s.name)
         self.pump()
 
-    def stop(self) -> None:
-        """Stop strategies (``on_stop``), let their last requests through, cancel timers."""
+    def stop(self) -> list[Order]:
+        """Stop: strategies' ``on_stop``, their last requests let through, and from then on no
+        strategy is called (no market data, order events or timers). Then every order still
+        open at a venue is cancelled (``cancel_open_orders``) or, with ``cancel_on_stop`` off,
+        logged as left working. Returns the orders still open: the venues answer their cancels
+        later (``engine.app.stop_engine`` waits for them before the venues disconnect)."""
         if not self.running:
-            return
+            return []
         for s in self.strategies:
             try:
                 s.on_stop()
@@ -320,6 +333,8 @@ class Engine:
                 log.exception("strategy %r: on_stop raised", s.name)
         self.pump()
         self.running = False
+        for s in self.strategies:
+            self._unsubscribe(s)
         for timer in self._timers:
             timer.disarm()
         self._timers.clear()
@@ -327,6 +342,53 @@ class Engine:
             if t is not None:
                 t.cancel()
         self._breaker_timer = self._roll_timer = self._warm_timer = None
+        working = self.working_orders()
+        if working and self.cancel_on_stop:
+            log.info("stopping: cancelling the %d open orders", self.cancel_open_orders())
+            self.pump()
+        elif working:
+            log.warning(
+                "stopping with [engine] cancel_on_stop off: %d orders left working at the "
+                "venues: %s", len(working), describe_orders(self, working),
+            )  # fmt: skip
+        return self.working_orders()
+
+    def working_orders(self) -> list[Order]:
+        """The open orders a venue holds or is being sent (not those the gate refused)."""
+        return [o for o in self.tracker.open.values() if o.state is not _INITIALIZED]
+
+    def cancel_open_orders(self, strategy_id: int | None = None) -> int:
+        """Cancel every open order (of one strategy, or of all) the way a strategy's ``cancel``
+        does, one by one by client order id: a CANCEL intent through the risk gate, the router
+        and the order's venue, journaled and answered like any cancel. Never a venue's global
+        cancel, which would take orders that are not this engine's. Orders with a cancel on its
+        way already are left to it. Returns how many cancels were sent."""
+        now = self.clock.now()
+        sent = 0
+        for order in self.working_orders():
+            if order.state is _PENDING_CANCEL:
+                continue
+            if strategy_id is not None and order.strategy_id != strategy_id:
+                continue
+            it = self.intents.claim()
+            it.kind = _CANCEL
+            it.strategy_id = order.strategy_id
+            it.client_order_id = order.client_order_id
+            it.instrument_id = -1  # the gate looks the order up
+            it.side = _BUY
+            it.ts_trigger = it.ts_created = now
+            sent += 1
+            if sent % ORDER_BATCH == 0:
+                self.flush_intents()
+        self.flush_intents()
+        return sent
+
+    def _unsubscribe(self, strategy: Strategy) -> None:
+        """No more market data for ``strategy`` (it stopped, or was disabled)."""
+        actor = self.book_actor
+        for subs in (*actor.book_subs, *actor.trade_subs):
+            if strategy in subs:
+                subs.remove(strategy)
 
     # ---- trading state ---------------------------------------------------------------------
 
@@ -743,6 +805,23 @@ class Engine:
             )
         )  # fmt: skip
         return registry
+
+
+def describe_orders(engine: Engine, orders: list[Order], most: int = 20) -> str:
+    """Orders as an operator reads them in a log line: id, side, quantity, instrument, price,
+    state and venue (the first ``most``)."""
+    parts = []
+    for o in orders[:most]:
+        inst = engine.registry[o.instrument_id]
+        side = "BUY" if o.side == _BUY else "SELL"
+        price = "MKT" if o.price_ticks == NO_PRICE else f"{inst.from_ticks(o.price_ticks):g}"
+        parts.append(
+            f"{o.client_order_id} {side} {inst.from_lots(o.leaves_lots):g} {inst.key} @ {price} "
+            f"{o.state.name} at {engine.venue_of(o)}"
+        )
+    if len(orders) > most:
+        parts.append(f"and {len(orders) - most} more")
+    return "; ".join(parts)
 
 
 class _StrategyTimer:

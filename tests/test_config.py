@@ -247,6 +247,11 @@ def test_ring_capacity_must_be_power_of_two(tmp_path: Path, value: int) -> None:
         (r"^tick_size = 0.25$", "tick_size = -0.25", "instruments[2].tick_size"),
         (r"^ref_price = 410.0$", "ref_price = 0", "instruments[1].ref_price"),
         (r"^port = 0\b", "port = 70000", "metrics.port"),
+        (
+            r"^status_interval_s = 1.0$",
+            "status_interval_s = 1.0\nstop_cancel_timeout_s = -1",
+            "engine.stop_cancel_timeout_s",
+        ),
     ],
 )
 def test_value_checks(tmp_path: Path, pattern: str, replacement: str, key: str) -> None:
