@@ -31,7 +31,7 @@ from engine.recovery import RecoveryReport, check_positions, recover
 from engine.risk_gate import parse_hours
 from engine.runtime import Engine, describe_orders
 from engine.scheduler import BusyPoll
-from engine.strategy import Strategy
+from engine.strategy import Strategy, check_params
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,12 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise ConfigError(file, f"{key}.class", f"{sc.class_path!r} is not a Strategy subclass")
         params = build(cls.Params, sc.params, file, f"{key}.params") if cls.Params else sc.params
+        try:
+            check_params(params)
+        except ValueError as e:
+            name = getattr(e, "field", "")
+            where = f"{key}.params.{name}" if name else f"{key}.params"
+            raise ConfigError(file, where, str(e)) from None
         engine.add_strategy(cls, sc.name, params, sc.instruments)
     feed = None
     if config.feed is not None:

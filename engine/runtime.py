@@ -42,7 +42,7 @@ from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
 from engine.risk_gate import RiskGate, TradingState, Verdict
 from engine.router import Router
 from engine.scheduler import Priority, Scheduler
-from engine.strategy import Strategy
+from engine.strategy import Strategy, check_params
 from engine.trading_day import TradingDay
 from engine.venue import Venue, VenuePorts
 from hotpath import risk as rk
@@ -285,6 +285,7 @@ class Engine:
                 f"strategy {name!r}: the engine was built for {len(self.strategies)} strategies "
                 "(raise max_strategies)"
             )
+        check_params(params)
         strategy = cls(name, params, self, len(self.strategies))
         self.risk.configure_strategy(strategy.id, name)
         self.strategies.append(strategy)
@@ -310,12 +311,15 @@ class Engine:
         if self.keep_warm_ms > 0:
             self._arm_keep_warm()
         for s in self.strategies:
+            if s.disabled:
+                continue
             for inst in s.instruments:  # again, after a stop
                 self.book_actor.subscribe(s, inst.id)
             try:
                 s.on_start()
-            except Exception:
+            except Exception as e:
                 log.exception("strategy %r: on_start raised", s.name)
+                self.disable_strategy(s, f"on_start raised {type(e).__name__}: {e}")
         self.pump()
 
     def stop(self) -> list[Order]:
@@ -327,6 +331,8 @@ class Engine:
         if not self.running:
             return []
         for s in self.strategies:
+            if s.disabled:
+                continue
             try:
                 s.on_stop()
             except Exception:
@@ -382,6 +388,23 @@ class Engine:
                 self.flush_intents()
         self.flush_intents()
         return sent
+
+    def disable_strategy(self, strategy: Strategy, reason: str) -> int:
+        """Take ``strategy`` out for ``reason`` (its ``on_start`` raised, say): from now on it
+        gets no callbacks (market data, order events, timers, trading states, ``on_stop``),
+        and its open orders are cancelled. Logged as an error; returns how many cancels went
+        out. The engine and the other strategies go on."""
+        strategy.disabled = reason
+        self._unsubscribe(strategy)
+        for timer in [t for t in self._timers if t.strategy is strategy]:
+            timer.disarm()
+            self._timers.discard(timer)
+        n = self.cancel_open_orders(strategy.id)
+        log.error(
+            "strategy %r is disabled: %s; it gets no more callbacks, and its %d open orders "
+            "are cancelled", strategy.name, reason, n,
+        )  # fmt: skip
+        return n
 
     def _unsubscribe(self, strategy: Strategy) -> None:
         """No more market data for ``strategy`` (it stopped, or was disabled)."""
@@ -443,6 +466,8 @@ class Engine:
             except Exception:
                 log.exception("on_state_change hook raised for %s -> %s", old.name, state.name)
         for s in self.strategies:
+            if s.disabled:
+                continue
             try:
                 s.on_trading_state(change)
             except Exception:
@@ -659,6 +684,8 @@ class Engine:
             log.error("order event for unknown strategy id %d dropped", ev.strategy_id)
             return
         strategy = self.strategies[ev.strategy_id]
+        if strategy.disabled:
+            return
         if kind == _FILL:
             strategy.on_fill(ev)
         else:

@@ -8,7 +8,11 @@ action returns); the risk gate and the router decide what reaches a venue, and t
 and ``on_fill``. The same class runs unchanged in replay, shadow, paper and live.
 
 Objects handed to callbacks (book views, events, trades) are reused by the engine: copy what you
-keep. Declare a ``Params`` dataclass to have the config's ``params`` table validated against it.
+keep. Declare a ``Params`` dataclass to have the config's ``params`` table validated against it:
+its fields' types when the config is read, and its ranges by its ``validate()`` method, which
+raises ``ParamError`` naming the field (a bad value is a config error, never a strategy that
+fails in ``on_start``). A strategy whose ``on_start`` raises anyway is disabled: no more
+callbacks, its open orders cancelled.
 """
 
 from __future__ import annotations
@@ -88,6 +92,23 @@ _OPTIONS = frozenset(OrderOptions.__annotations__)
 _BRACKET_OWN = frozenset({"order_type", "stop", "parent", "oca_group", "transmit"})
 
 
+class ParamError(ValueError):
+    """A strategy parameter out of range; ``Params.validate`` raises it naming the field, and
+    the config names the key (``strategies[i].params.<field>``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_params(params: Any) -> None:
+    """Run ``params.validate()`` if its class has one: ``ParamError`` (or ``ValueError``) for a
+    value out of range."""
+    validate = getattr(params, "validate", None)
+    if callable(validate):
+        validate()
+
+
 class Trade:
     """A print on the tape (reused between callbacks)."""
 
@@ -122,6 +143,8 @@ class Strategy:
         self.name = name
         self.params = params
         self.id = strategy_id
+        #: Why the engine disabled this strategy ("" while it runs): it gets no callbacks.
+        self.disabled = ""
         self._engine = engine
         self.instruments: list[Instrument] = []
         # The order path's collaborators, looked up once (an action runs on every requote).
@@ -136,7 +159,7 @@ class Strategy:
     # ---- callbacks ---------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Called once before market data flows."""
+        """Called once before market data flows. If it raises, the strategy is disabled."""
 
     def on_stop(self) -> None:
         """Called once when the engine stops (orders may still be cancelled here)."""

@@ -22,6 +22,7 @@ from engine.config import (
 )
 from engine.strategies.market_maker import MarketMakerParams
 from engine.strategies.sma import SmaParams
+from engine.strategy import Strategy
 
 DEMO = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
 DEMO_TEXT = DEMO.read_text()
@@ -481,6 +482,67 @@ def test_strategy_param_wrong_type(tmp_path: Path) -> None:
         build_app(load_config(path))
     assert info.value.key == "strategies[0].params.slow"
     assert "expected an integer" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "key", "words"),
+    [
+        (r"^fast = 20$", "fast = 200", "strategies[0].params.fast", "below slow (100), got 200"),
+        (r"^fast = 20$", "fast = 0", "strategies[0].params.fast", ">= 1, got 0"),
+        (r"^target = 100$", "target = -5", "strategies[0].params.target", "> 0"),
+        (r"^sample_every = 4$", "sample_every = 0", "strategies[0].params.sample_every", ">= 1"),
+        (r"^size = 2$", "size = -2", "strategies[1].params.size", "> 0, got -2"),
+        (
+            r"^max_inventory = 40$",
+            "max_inventory = 0",
+            "strategies[1].params.max_inventory",
+            "divides by it",
+        ),
+        (
+            r"^half_spread_ticks = 1$",
+            "half_spread_ticks = 0",
+            "strategies[1].params.half_spread_ticks",
+            ">= 1",
+        ),
+        (r"^requote_ticks = 1$", "requote_ticks = 0", "strategies[1].params.requote_ticks", ">= 1"),
+        (r"^skew_ticks = 2.0$", "skew_ticks = nan", "strategies[1].params.skew_ticks", "nan"),
+    ],
+)
+def test_strategy_params_out_of_range_name_the_key(
+    tmp_path: Path, pattern: str, replacement: str, key: str, words: str
+) -> None:
+    """Each sample strategy's ``Params.validate`` checks ranges when the app is built: a value
+    that would break the strategy is a config error naming file and key, not a strategy that
+    fails at start (or divides by zero on the first book)."""
+    path = demo_with(tmp_path, pattern, replacement)
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    err = info.value
+    assert str(path) in str(err)
+    assert err.key == key and words in err.message
+
+
+def test_a_params_validate_without_a_field_names_the_params_table(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL + '\n[[strategies]]\nname = "x"\nclass = "tests.test_config:Picky"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        build_app(load_config(path))
+    assert info.value.key == "strategies[0].params"
+    assert "not today" in info.value.message
+
+
+@dataclass(frozen=True, slots=True)
+class PickyParams:
+    n: int = 1
+
+    def validate(self) -> None:
+        raise ValueError("not today")
+
+
+class Picky(Strategy):
+    Params = PickyParams
 
 
 @pytest.mark.parametrize(

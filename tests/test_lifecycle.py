@@ -181,3 +181,57 @@ async def test_stop_cancels_a_resting_order_at_ib():
         assert h.sim_order(coid).status == "Cancelled"
         assert h.engine.tracker.finished[coid].state is OrderState.CANCELLED
         assert h.venue.connected  # answered before the venue disconnects
+
+
+# ---- a strategy whose start fails ------------------------------------------------------------
+
+
+class HalfBuilt(Recorder):
+    """Sends an order and sets a timer in ``on_start``, then fails before it is set up; every
+    later callback would fail on what ``on_start`` never made."""
+
+    def on_start(self) -> None:
+        self.buy("AAPL", 1, 99.90)
+        self.set_timer("tick", 0.001)
+        raise ValueError("fast must be below slow")
+
+    def on_book(self, book) -> None:
+        self.window.append(book.mid_ticks)  # never made
+
+    def on_timer(self, name: str) -> None:
+        self.window.append(name)
+
+    def on_trading_state(self, change) -> None:
+        self.window.append(change)
+
+    def on_stop(self) -> None:
+        self.window.clear()
+
+
+def test_a_strategy_whose_on_start_raises_is_disabled_and_its_orders_cancelled(caplog):
+    engine, clock, sim = make_engine()
+    broken = engine.add_strategy(HalfBuilt, "broken", None, ["AAPL"])
+    good = engine.add_strategy(Quoter, "good", None, ["AAPL"])
+    with caplog.at_level(logging.ERROR):
+        engine.start()
+    assert broken.disabled == "on_start raised ValueError: fast must be below slow"
+    disabled = [r for r in caplog.records if "is disabled" in r.getMessage()]
+    assert len(disabled) == 1 and disabled[0].levelno == logging.ERROR
+    assert "'broken'" in disabled[0].getMessage() and "1 open orders" in disabled[0].getMessage()
+    # Its order was sent, then cancelled at the venue through the gate.
+    (coid,) = [c for c, o in engine.tracker.finished.items() if o.strategy_id == broken.id]
+    assert engine.tracker.finished[coid].state is OrderState.CANCELLED
+    assert engine.router.cancels == 1
+
+    # No callback reaches it: book, order events, timers, trading states, stop.
+    caplog.clear()
+    book(engine)
+    clock.advance_to(clock.now() + 10 * MS)
+    engine.set_trading_state("reducing", "test", "operator")
+    engine.stop()
+    assert broken.events == [] and engine.book_actor.callback_errors == 0
+    assert "raised" not in caplog.text
+    # The engine and the other strategy went on: its quote worked until the stop.
+    assert [e.kind for e in good.events] == [A]
+    assert engine.tracker.finished[good.events[0].client_order_id].state is OrderState.CANCELLED
+    assert sim._orders == {}

@@ -22,7 +22,7 @@ from engine.book import BookView
 from engine.instruments import Instrument
 from engine.messages import EventKind, OrderEvent
 from engine.risk_gate import Verdict
-from engine.strategy import Strategy
+from engine.strategy import ParamError, Strategy
 
 _GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
 _REFUSED = (EventKind.REJECTED, EventKind.CANCEL_REJECTED)
@@ -40,6 +40,30 @@ class MarketMakerParams:
     max_inventory: float = 200.0
     requote_ticks: int = 1
     rate_backoff_ms: float = 1.0
+
+    def validate(self) -> None:
+        if not (math.isfinite(self.size) and self.size > 0):
+            raise ParamError("size", f"must be a quantity > 0, got {self.size}")
+        if not (math.isfinite(self.max_inventory) and self.max_inventory >= self.size):
+            raise ParamError(
+                "max_inventory",
+                f"must be at least size ({self.size:g}): the skew divides by it, and below size "
+                f"no quote is allowed; got {self.max_inventory}",
+            )
+        if self.half_spread_ticks < 1:
+            raise ParamError(
+                "half_spread_ticks",
+                f"must be >= 1 (0 can put bid and ask at one price), got {self.half_spread_ticks}",
+            )
+        if not (math.isfinite(self.skew_ticks) and self.skew_ticks >= 0):
+            raise ParamError("skew_ticks", f"must be a number of ticks >= 0, got {self.skew_ticks}")
+        if self.requote_ticks < 1:
+            raise ParamError(
+                "requote_ticks",
+                f"must be >= 1 (0 moves the quotes on every book), got {self.requote_ticks}",
+            )
+        if not (math.isfinite(self.rate_backoff_ms) and self.rate_backoff_ms >= 0):
+            raise ParamError("rate_backoff_ms", f"must be >= 0, got {self.rate_backoff_ms}")
 
 
 class MarketMaker(Strategy):

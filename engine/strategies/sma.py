@@ -3,11 +3,12 @@ short ``target`` when below, with market orders for the difference."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from engine.book import BookView
 from engine.messages import EventKind, OrderEvent
-from engine.strategy import Strategy
+from engine.strategy import ParamError, Strategy
 
 _GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
 
@@ -18,6 +19,16 @@ class SmaParams:
     slow: int = 100
     target: float = 100.0
     sample_every: int = 1  # use every Nth book update as a sample
+
+    def validate(self) -> None:
+        if self.fast < 1:
+            raise ParamError("fast", f"must be a number of samples >= 1, got {self.fast}")
+        if self.fast >= self.slow:
+            raise ParamError("fast", f"must be below slow ({self.slow}), got {self.fast}")
+        if not (math.isfinite(self.target) and self.target > 0):
+            raise ParamError("target", f"must be a position size > 0, got {self.target}")
+        if self.sample_every < 1:
+            raise ParamError("sample_every", f"must be >= 1, got {self.sample_every}")
 
 
 class _Window:
@@ -54,8 +65,6 @@ class SmaCrossover(Strategy):
 
     def on_start(self) -> None:
         p: SmaParams = self.params
-        if not 0 < p.fast < p.slow:
-            raise ValueError(f"{self.name}: need 0 < fast < slow, got fast={p.fast} slow={p.slow}")
         self._fast = {i.id: _Window(p.fast) for i in self.instruments}
         self._slow = {i.id: _Window(p.slow) for i in self.instruments}
         self._seen = dict.fromkeys(self._fast, 0)
