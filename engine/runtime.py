@@ -11,6 +11,7 @@ drive it directly.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -207,7 +208,8 @@ class Engine:
         self.running = False
         #: ``stop`` cancels every order still open (``[engine] cancel_on_stop``).
         self.cancel_on_stop = cancel_on_stop
-        self._timers: set[_StrategyTimer] = set()  # armed strategy timers
+        # Armed strategy timers, by (strategy id, timer name): a name is one timer.
+        self._timers: dict[tuple[int, str], _StrategyTimer] = {}
 
         # Trading state, circuit breakers and the trading day.
         self.state_source = ""  # who set the current trading state ("" at start)
@@ -296,9 +298,27 @@ class Engine:
         return strategy
 
     def set_timer(self, strategy: Strategy, name: str, interval_s: float, repeat: bool) -> None:
-        timer = _StrategyTimer(self, strategy, name, round(interval_s * 1e9), repeat)
+        """``strategy.on_timer(name)`` in ``interval_s`` seconds (and every ``interval_s`` with
+        ``repeat``). A timer of the same name is replaced. An interval that is not a finite
+        number of seconds > 0 is a ``ValueError``: a zero interval would fire forever at one
+        instant (a simulated clock never moves past it)."""
+        if not (interval_s > 0 and math.isfinite(interval_s)):
+            raise ValueError(
+                f"strategy {strategy.name!r}: timer {name!r}: interval_s must be a finite number "
+                f"of seconds > 0, got {interval_s!r}"
+            )
+        self.cancel_timer(strategy, name)
+        timer = _StrategyTimer(self, strategy, name, max(round(interval_s * 1e9), 1), repeat)
         timer.handle = self.clock.call_later(timer.interval_ns, timer.fire)
-        self._timers.add(timer)
+        self._timers[strategy.id, name] = timer
+
+    def cancel_timer(self, strategy: Strategy, name: str) -> bool:
+        """Disarm ``strategy``'s timer ``name``; False if none was armed."""
+        timer = self._timers.pop((strategy.id, name), None)
+        if timer is None:
+            return False
+        timer.disarm()
+        return True
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -341,7 +361,7 @@ class Engine:
         self.running = False
         for s in self.strategies:
             self._unsubscribe(s)
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.disarm()
         self._timers.clear()
         for t in (self._breaker_timer, self._roll_timer, self._warm_timer):
@@ -396,9 +416,8 @@ class Engine:
         out. The engine and the other strategies go on."""
         strategy.disabled = reason
         self._unsubscribe(strategy)
-        for timer in [t for t in self._timers if t.strategy is strategy]:
-            timer.disarm()
-            self._timers.discard(timer)
+        for key in [k for k in self._timers if k[0] == strategy.id]:
+            self._timers.pop(key).disarm()
         n = self.cancel_open_orders(strategy.id)
         log.error(
             "strategy %r is disabled: %s; it gets no more callbacks, and its %d open orders "
@@ -852,8 +871,9 @@ def describe_orders(engine: Engine, orders: list[Order], most: int = 20) -> str:
 
 
 class _StrategyTimer:
-    """A strategy's timer (``Engine.set_timer``), in the engine's set of armed timers until a
-    one-shot fires or the engine stops (which cancels ``handle``, the current arming). An
+    """A strategy's timer (``Engine.set_timer``), among the engine's armed timers until a
+    one-shot fires, it is cancelled or replaced, or the engine stops (each cancels ``handle``,
+    the current arming). An
     object, not a closure: a closure that re-arms itself refers to itself through its cell, so
     every timer would leave a reference cycle for the garbage collector, whose pass then stalls
     the loop at a random moment."""
@@ -882,7 +902,9 @@ class _StrategyTimer:
         if self.repeat:  # armed again first: on_timer may stop the engine, which cancels it
             self.handle = engine.clock.call_later(self.interval_ns, self.fire)
         else:
-            engine._timers.discard(self)
+            key = (strategy.id, self.name)
+            if engine._timers.get(key) is self:
+                del engine._timers[key]
             self.handle = None  # it referred back to us: no cycle left behind
         engine.trigger_ts = 0
         try:

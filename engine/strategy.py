@@ -379,8 +379,14 @@ class Strategy:
         return self._now()
 
     def set_timer(self, name: str, interval_s: float, repeat: bool = True) -> None:
-        """Call ``on_timer(name)`` after ``interval_s`` seconds (and every interval if repeat)."""
+        """Call ``on_timer(name)`` after ``interval_s`` seconds (and every interval if repeat).
+        Setting a name again replaces its timer; ``interval_s`` must be a finite number > 0
+        (else ``ValueError``)."""
         self._engine.set_timer(self, name, interval_s, repeat)
+
+    def cancel_timer(self, name: str) -> bool:
+        """Stop the timer ``name``; False if none was set (or a one-shot already fired)."""
+        return self._engine.cancel_timer(self, name)
 
     # ---- internals ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from event_recorder import Recorder
 
 from adapters.sim.venue import SimVenue
@@ -235,3 +236,55 @@ def test_a_strategy_whose_on_start_raises_is_disabled_and_its_orders_cancelled(c
     assert [e.kind for e in good.events] == [A]
     assert engine.tracker.finished[good.events[0].client_order_id].state is OrderState.CANCELLED
     assert sim._orders == {}
+
+
+# ---- timers ----------------------------------------------------------------------------------
+
+
+class Ticker(Recorder):
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.fired: list[tuple[str, int]] = []
+
+    def on_timer(self, name: str) -> None:
+        self.fired.append((name, self.now() - START_NS))
+
+
+def test_a_timer_can_be_cancelled_and_setting_a_name_again_replaces_it():
+    engine, clock, _ = make_engine()
+    s = engine.add_strategy(Ticker, "t", None, ["AAPL"])
+    engine.start()
+    s.set_timer("a", 0.010)
+    s.set_timer("b", 0.010)
+    s.set_timer("b", 0.025)  # replaces the 10 ms one: one timer named b
+    s.set_timer("once", 0.015, repeat=False)
+    clock.advance_to(START_NS + 30 * MS)
+    assert s.fired == [("a", 10 * MS), ("once", 15 * MS), ("a", 20 * MS), ("b", 25 * MS),
+                       ("a", 30 * MS)]  # fmt: skip
+    assert s.cancel_timer("a") is True
+    assert s.cancel_timer("once") is False  # it fired: nothing left to cancel
+    assert s.cancel_timer("never") is False
+    clock.advance_to(START_NS + 60 * MS)
+    assert [f for f in s.fired if f[1] > 30 * MS] == [("b", 50 * MS)]
+    assert sorted(name for _, name in engine._timers) == ["b"]
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf")])
+def test_a_timer_interval_must_be_a_finite_number_of_seconds_above_zero(interval):
+    engine, clock, _ = make_engine()
+    s = engine.add_strategy(Ticker, "t", None, ["AAPL"])
+    engine.start()
+    with pytest.raises(ValueError, match=r"timer 'spin': interval_s must be a finite number"):
+        s.set_timer("spin", interval)
+    assert engine._timers == {}
+    # A simulated clock moves on (an interval of 0 used to fire forever at one instant).
+    assert clock.advance_to(START_NS + MS) == 0
+
+
+def test_an_interval_below_a_nanosecond_still_moves_the_clock():
+    engine, clock, _ = make_engine()
+    s = engine.add_strategy(Ticker, "t", None, ["AAPL"])
+    engine.start()
+    s.set_timer("fast", 1e-12)
+    clock.advance_to(START_NS + 10)
+    assert len(s.fired) == 10
