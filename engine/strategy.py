@@ -18,6 +18,7 @@ callbacks, its open orders cancelled.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from engine.orders import Order, OrderState
 if TYPE_CHECKING:
     from engine.breakers import TradingStateChange
     from engine.runtime import Engine
+
+log = logging.getLogger(__name__)
 
 # Intents carry plain ints: reading an enum member costs ~80 ns in Python 3.11, and the risk
 # kernels must get ints (an IntEnum argument sends Numba's dispatcher down a ~10 µs slow path).
@@ -155,6 +158,7 @@ class Strategy:
         self._add_order = engine.tracker.add
         self._positions = engine.portfolio.positions()
         self._shadow_positions = engine.shadow_portfolio.positions()
+        self._unknown_names: set[str] = set()  # instrument names already logged as unknown
 
     # ---- callbacks ---------------------------------------------------------------------------
 
@@ -201,8 +205,10 @@ class Strategy:
         ``order_type``, ``stop``, ``trail``, ``trail_percent``, ``limit_offset``, ``display``,
         ``good_till``, ``algo``, ``algo_params``) make the other types and IB's order attributes.
         How they combine is not checked here: a bad combination comes back as a REJECTED order
-        event from the risk gate, like every other refusal. (Keyword-only parameters would cost
-        a plain order ~100 ns to fill in their defaults: ``**options`` costs ~20.)
+        event from the risk gate, like every other refusal, and so does an ``instrument`` the
+        registry does not know (UNKNOWN_INSTRUMENT, whether an id or a name). (Keyword-only
+        parameters would cost a plain order ~100 ns to fill in their defaults: ``**options``
+        costs ~20.)
         """
         if not options:
             return self._new(_BUY, instrument, qty, price, tif)
@@ -254,7 +260,9 @@ class Strategy:
             raise TypeError(f"bracket() sets {sorted(own)} itself")
         side = int(side)
         exit_side = _SELL if side == _BUY else _BUY
-        inst_id = self.instrument(instrument).id
+        inst_id = instrument.id if isinstance(instrument, Instrument) else (
+            instrument if isinstance(instrument, int) else self._instrument_id(instrument)
+        )  # fmt: skip
         oca_type = options.pop("oca_type", None)
         entry = self._new_extended(
             side, inst_id, qty, entry_price, tif, {**options, "transmit": False}, "bracket"
@@ -390,6 +398,22 @@ class Strategy:
 
     # ---- internals ---------------------------------------------------------------------------
 
+    def _instrument_id(self, name: str) -> int:
+        """The id of an order's instrument given by name (``SYMBOL`` or ``SYMBOL.VENUE``). A
+        name the registry does not know (or one listed on several venues) gives -1: the gate
+        rejects the order UNKNOWN_INSTRUMENT, as it does an unknown id, and the name is
+        logged once with what the registry holds."""
+        try:
+            return self._engine.registry.get(name).id
+        except KeyError as e:
+            if name not in self._unknown_names:
+                self._unknown_names.add(name)
+                log.error(
+                    "strategy %r: %s; its orders for %r are rejected UNKNOWN_INSTRUMENT",
+                    self.name, e.args[0], name,
+                )  # fmt: skip
+            return -1
+
     def _new(
         self,
         side: int,
@@ -405,7 +429,7 @@ class Strategy:
         eng = self._engine
         now = self._now()
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
-            instrument if isinstance(instrument, int) else eng.registry.get(instrument).id
+            instrument if isinstance(instrument, int) else self._instrument_id(instrument)
         )  # fmt: skip
         coid = self._next_id()
         if order_type is None:
@@ -474,7 +498,7 @@ class Strategy:
         transmit = get("transmit")
         registry = self._engine.registry
         inst_id = instrument.id if isinstance(instrument, Instrument) else (
-            instrument if isinstance(instrument, int) else registry.get(instrument).id
+            instrument if isinstance(instrument, int) else self._instrument_id(instrument)
         )  # fmt: skip
         display_lots = 0
         if display is not None:

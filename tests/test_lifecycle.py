@@ -26,6 +26,7 @@ from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import CancelRecord, read_journal
 from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind
 from engine.orders import OrderState
+from engine.risk_gate import Verdict
 from engine.runtime import Engine
 from tests.ib_venue_support import IBHarness
 
@@ -288,3 +289,30 @@ def test_an_interval_below_a_nanosecond_still_moves_the_clock():
     s.set_timer("fast", 1e-12)
     clock.advance_to(START_NS + 10)
     assert len(s.fired) == 10
+
+
+# ---- an instrument the registry does not know ------------------------------------------------
+
+
+def test_an_order_for_an_unknown_symbol_is_rejected_like_an_unknown_id(caplog):
+    engine, _, _ = make_engine()
+    s = engine.add_strategy(Recorder, "rec", None, ["AAPL"])
+    engine.start()
+    book(engine)
+    with caplog.at_level(logging.ERROR):
+        by_id = s.buy(99, 1, 1.0)
+        by_name = s.buy("AAPLX", 1, 1.0)
+        again = s.sell("AAPLX", 2, 1.0, transmit=True)  # with options: the extended path
+        entry, take, stop = s.bracket("AAPLX.SIM", 1, 1, 1.0, 1.1, 0.9)
+    engine.pump()
+    unknown = int(Verdict.UNKNOWN_INSTRUMENT)
+    for coid in (by_id, by_name, again, entry):
+        (ev,) = s.of(coid)
+        assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, unknown), ev.reason
+        assert ev.reason.startswith("UNKNOWN_INSTRUMENT:")
+    for leg in (take, stop):  # refused with their parent
+        assert s.kinds(leg) == [EventKind.REJECTED] and "was refused" in s.of(leg)[0].reason
+    # Each unknown name is logged once, with what the registry holds.
+    lines = [r.getMessage() for r in caplog.records if "UNKNOWN_INSTRUMENT" in r.getMessage()]
+    assert len(lines) == 2 and "'AAPLX'" in lines[0] and "AAPL.SIM, MSFT.SIM" in lines[0]
+    assert engine.router.orders == 0
