@@ -539,7 +539,7 @@ def test_portfolio_config_defaults_and_values() -> None:
                 "var_confidence": 0.95,
                 "var_sample_s": 30,
                 "var_min_samples": 50,
-            }
+            },
         }
     ).portfolio
     assert cfg.daily_reset == "16:30" and cfg.daily_reset_tz == "Europe/London"
