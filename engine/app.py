@@ -77,11 +77,14 @@ def build_app(config: Config, clock: Clock | None = None) -> App:
     clock = clock or LiveClock()
     file = config.source
     registry = InstrumentRegistry()
-    for ic in config.instruments:
-        registry.add(
-            ic.symbol, ic.venue, AssetClass(ic.asset_class), ic.tick_size, ic.lot_size,
-            ic.multiplier, ic.currency,
-        )  # fmt: skip
+    for i, ic in enumerate(config.instruments):
+        try:
+            registry.add(
+                ic.symbol, ic.venue, AssetClass(ic.asset_class), ic.tick_size, ic.lot_size,
+                ic.multiplier, ic.currency,
+            )  # fmt: skip
+        except ValueError as e:  # what the config's checks let through (a Config built in code)
+            raise ConfigError(file, f"instruments[{i}]", str(e)) from None
     hours = {}
     for i, ic in enumerate(config.instruments):
         if ic.trading_hours:

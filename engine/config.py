@@ -68,6 +68,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def _positive_finite(v: float) -> str | None:
+    return None if v > 0 and math.isfinite(v) else "must be a finite number > 0"
+
+
 def _non_negative(v: float) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
@@ -147,8 +151,8 @@ class MetricsConfig:
 class FeedConfig:
     kind: Literal["synthetic"] = "synthetic"
     seed: int = 1
-    rate: float = field(default=100_000.0, metadata=_check(_positive))
-    interval_ms: float = field(default=1.0, metadata=_check(_positive))
+    rate: float = field(default=100_000.0, metadata=_check(_positive_finite))
+    interval_ms: float = field(default=1.0, metadata=_check(_positive_finite))
     depth: int = field(default=10, metadata=_check(_positive))
     max_size: int = field(default=500, metadata=_check(_positive))
     step_prob: float = field(default=0.05, metadata=_check(_fraction))
@@ -159,12 +163,13 @@ class FeedConfig:
 class InstrumentConfig:
     symbol: str
     venue: str
-    tick_size: float = field(metadata=_check(_positive))
+    # Prices and P&L are computed from these: each a finite number > 0.
+    tick_size: float = field(metadata=_check(_positive_finite))
     asset_class: Literal["stock", "future", "option", "fx", "crypto"] = "stock"
-    lot_size: float = field(default=1.0, metadata=_check(_positive))
-    multiplier: float = field(default=1.0, metadata=_check(_positive))
+    lot_size: float = field(default=1.0, metadata=_check(_positive_finite))
+    multiplier: float = field(default=1.0, metadata=_check(_positive_finite))
     currency: str = "USD"
-    ref_price: float | None = field(default=None, metadata=_check(_positive))
+    ref_price: float | None = field(default=None, metadata=_check(_positive_finite))
     trading_hours: list[str] = field(default_factory=list)  # "HH:MM-HH:MM" local; empty: 24h
     utc_offset_minutes: int = 0  # local time = UTC + offset
 

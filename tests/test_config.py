@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,39 @@ def test_ring_capacity_must_be_power_of_two(tmp_path: Path, value: int) -> None:
 def test_value_checks(tmp_path: Path, pattern: str, replacement: str, key: str) -> None:
     err = config_error(demo_with(tmp_path, pattern, replacement))
     assert err.key == key
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "key"),
+    [
+        (r"^multiplier = 50$", "multiplier = inf", "instruments[2].multiplier"),
+        (r"^tick_size = 0.01$", "tick_size = inf", "instruments[0].tick_size"),
+        (r"^lot_size = 0.001$", "lot_size = inf", "instruments[3].lot_size"),
+        (r"^ref_price = 65000.0$", "ref_price = inf", "instruments[3].ref_price"),
+        (r"^tick_size = 0.25$", "tick_size = nan", "instruments[2].tick_size"),
+        (r"^rate = 100000 ", "rate = inf ", "feed.rate"),
+    ],
+)
+def test_instrument_numbers_must_be_finite(
+    tmp_path: Path, pattern: str, replacement: str, key: str
+) -> None:
+    """An infinite tick size, lot size, multiplier or price is named where it is written (it
+    used to surface from the risk kernels' arrays under the key ``venues``, or as a plain
+    ValueError)."""
+    err = config_error(demo_with(tmp_path, pattern, replacement))
+    assert err.key == key
+    assert "must be a finite number > 0" in err.message
+
+
+def test_an_instrument_the_registry_refuses_is_a_config_error_naming_it() -> None:
+    """A Config built in code skips the file checks: the registry's refusal still names the
+    instrument's key."""
+    cfg = load_config(DEMO)
+    bad = replace(cfg.instruments[1], tick_size=math.inf)
+    cfg = replace(cfg, instruments=[cfg.instruments[0], bad, *cfg.instruments[2:]])
+    with pytest.raises(ConfigError) as info:
+        build_app(cfg)
+    assert info.value.key == "instruments[1]" and "MSFT.SIM: tick_size" in info.value.message
 
 
 def test_instrument_venue_without_section(tmp_path: Path) -> None:
