@@ -128,3 +128,45 @@ def test_config_errors_exit_2_naming_file_and_key(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert str(tmp_path / "gateway_sim_demo.toml") in proc.stderr and "not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_cancels_its_open_orders_on_sigint_before_it_exits(tmp_path):
+    """The operator's stop goes through the engine's stop: after SIGINT the market maker's
+    quotes are cancelled and answered before the process exits, so the next start finds no
+    order left open (it used to find its quotes 'lost with an in-process venue')."""
+    import tomllib
+
+    from engine.app import build_app
+    from engine.config import parse_config
+
+    journal = tmp_path / "orders.twj"
+    text = (ROOT / "config" / "demo.toml").read_text()  # metrics on port 0: any free one
+    config = tmp_path / "run.toml"
+    config.write_text(f'{text}\n[journal]\npath = "{journal}"\n')
+    proc = subprocess.Popen(
+        [*TICKWIRE, "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # a status line with orders sent: it is trading
+            if re.search(r"orders\s+[1-9]", line):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert _summary_numbers(out)["orders"] > 0
+    assert "every open order is cancelled" in err
+    data = tomllib.loads(config.read_text())
+    data["metrics"]["enabled"] = False
+    again = build_app(parse_config(data, str(config)))
+    assert again.recovery.orders > 0
+    assert again.recovery.open_orders == 0 and again.recovery.lost == []
+    again.engine.close_journal()
