@@ -331,9 +331,11 @@ async def run_app(
             t.cancel()
         if feed_task is not None:
             await feed_task
-        await stop_engine(engine, cfg.engine.stop_cancel_timeout_s, hurry)
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        try:
+            await stop_engine(engine, cfg.engine.stop_cancel_timeout_s, hurry)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
         for venue in engine.venues.values():
             await venue.stop()
         engine.pump()  # the venues' last answers, journaled

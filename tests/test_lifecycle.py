@@ -9,6 +9,7 @@ the IB Gateway simulator.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import tomllib
@@ -20,7 +21,7 @@ from event_recorder import Recorder
 
 from adapters.sim.venue import SimVenue
 from engine.app import build_app, run_app, stop_engine
-from engine.clock import SimClock
+from engine.clock import Clock, LiveClock, SimClock
 from engine.config import RiskConfig, SimVenueConfig, parse_config
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import CancelRecord, read_journal
@@ -36,11 +37,13 @@ MS = 1_000_000
 A, C = EventKind.ACCEPTED, EventKind.CANCELLED
 
 
-def make_engine(cancel_on_stop: bool = True, **venue) -> tuple[Engine, SimClock, SimVenue]:
+def make_engine(
+    cancel_on_stop: bool = True, clock: Clock | None = None, **venue
+) -> tuple[Engine, Clock, SimVenue]:
     registry = InstrumentRegistry()
     registry.add("AAPL", "SIM", AssetClass.STOCK, 0.01)
     registry.add("MSFT", "SIM", AssetClass.STOCK, 0.01)
-    clock = SimClock(START_NS)
+    clock = clock or SimClock(START_NS)
     sim = SimVenue("SIM", SimVenueConfig(**venue))
     engine = Engine(
         registry, {"SIM": sim}, clock, risk=RiskConfig(equity=1e9), cancel_on_stop=cancel_on_stop
@@ -170,6 +173,23 @@ async def test_run_app_names_the_orders_its_cancels_did_not_close_in_time(tmp_pa
         "stop_cancel_timeout_s" in error.getMessage()
         and "PENDING_CANCEL at SIM" in error.getMessage()
     )
+
+
+async def test_a_second_signal_stops_the_wait_for_the_cancels(caplog):
+    """``run_app`` sets ``hurry`` on a second SIGINT/SIGTERM: the wait ends at once, and what
+    is still open is named."""
+    clock = LiveClock(asyncio.get_running_loop())  # the venue answers from the event loop
+    engine, _, _ = make_engine(clock=clock, ack_latency_us=1_000_000)
+    engine.add_strategy(Quoter, "q", None, ["AAPL"])
+    engine.start()
+    book(engine)
+    assert len(engine.working_orders()) == 1  # sent; its answer takes a second
+    hurry = asyncio.Event()
+    hurry.set()
+    with caplog.at_level(logging.ERROR, logger="engine.app"):
+        left = await stop_engine(engine, 60.0, hurry)
+    assert len(left) == 1 and left[0].state is OrderState.PENDING_CANCEL  # not answered yet
+    assert "1 orders still open" in caplog.text
 
 
 async def test_stop_cancels_a_resting_order_at_ib():
