@@ -873,10 +873,9 @@ def describe_orders(engine: Engine, orders: list[Order], most: int = 20) -> str:
 class _StrategyTimer:
     """A strategy's timer (``Engine.set_timer``), among the engine's armed timers until a
     one-shot fires, it is cancelled or replaced, or the engine stops (each cancels ``handle``,
-    the current arming). An
-    object, not a closure: a closure that re-arms itself refers to itself through its cell, so
-    every timer would leave a reference cycle for the garbage collector, whose pass then stalls
-    the loop at a random moment."""
+    the current arming). An object, not a closure: a closure that re-arms itself refers to
+    itself through its cell, so every timer would leave a reference cycle for the garbage
+    collector, whose pass then stalls the loop at a random moment."""
 
     __slots__ = ("engine", "handle", "interval_ns", "name", "repeat", "strategy")
 
