@@ -344,7 +344,7 @@ class IBVenueConfig(VenueConfig):
     connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
     max_server_version: int = 0  # 0: the newest the pinned ibapi speaks
     pacing_msgs_per_s: float = field(default=45.0, metadata=_check(_pacing_rate))
-    pacing_burst: int = field(default=5, metadata=_check(_positive))
+    pacing_burst: int = field(default=5, metadata=_check(_positive))  # rate + burst <= 50
     reconnect_initial_s: float = field(default=1.0, metadata=_check(_positive))
     reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
     daily_restart: str = field(default="", metadata=_check(_hhmm))  # IBC AutoRestartTime
@@ -367,6 +367,18 @@ class IBVenueConfig(VenueConfig):
 
 
 VenueConfig.KINDS["ib"] = IBVenueConfig
+
+
+def _check_ib_venue(v: IBVenueConfig, file: str, key: str) -> None:
+    """What one key's check cannot see: the pacing bucket as a whole."""
+    if v.pacing_msgs_per_s + v.pacing_burst > 50:
+        raise ConfigError(
+            file,
+            f"{key}.pacing_burst",
+            f"pacing_msgs_per_s ({v.pacing_msgs_per_s:g}) + pacing_burst ({v.pacing_burst}) "
+            "must be at most 50: IB Gateway takes 50 messages a second, and a full burst on "
+            "top of a second's rate goes out within one second (e.g. 45 and 5)",
+        )
 
 
 def _percent(v: float) -> str | None:
@@ -621,6 +633,9 @@ def _cross_check(cfg: Config, file: str) -> None:
                 f"router.venues.{name}",
                 f"venue {name!r} has no [venues.{name}] section (defined: {venues})",
             )
+    for name, venue in cfg.venues.items():
+        if isinstance(venue, IBVenueConfig):
+            _check_ib_venue(venue, file, f"venues.{name}")
     symbols = {i.symbol for i in cfg.instruments} | seen
     _check_risk(cfg, file, symbols)
     names: set[str] = set()

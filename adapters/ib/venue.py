@@ -62,7 +62,8 @@ stale prices) and reconciliation reports them. 1101 (data lost) resubscribes mar
 subscription first (the gateway still holds them: asking again would earn 322).
 A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
 ``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
-reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute.
+reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute
+from the latest 100.
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
 queued orders and cancels are sent on the new session, before its reconciliation.
 """
@@ -347,7 +348,6 @@ class IBVenue:
         self.server_version = 0
         self.account = cfg.account.reveal() if cfg.account is not None else ""
         self.pacer = MessagePacer(cfg.pacing_msgs_per_s, cfg.pacing_burst)
-        self._base_rate = cfg.pacing_msgs_per_s
         self._pacer_timer: asyncio.TimerHandle | None = None
         self.backoff = Backoff(cfg.reconnect_initial_s, max(cfg.reconnect_max_s, 1e-3))
         windows = [
@@ -1242,16 +1242,12 @@ class IBVenue:
         self._flush_pacer()
 
     def _slow_down(self) -> None:
-        rate = max(self.pacer.rate / 2, 5.0)
+        # The minute counts from the latest 100: the pacer restores the rate itself then.
+        rate = self.pacer.slow_down(time.monotonic(), 60.0)
         log.warning(
-            "IB %s: error 100 (message rate exceeded): pacing at %.0f msg/s for 60 s",
+            "IB %s: error 100 (message rate exceeded): pacing at %.1f msg/s for 60 s",
             self.name, rate,
         )  # fmt: skip
-        self.pacer.rate = rate
-        self._later(60.0, self._restore_rate)
-
-    def _restore_rate(self) -> None:
-        self.pacer.rate = self._base_rate
 
     # ---- ids ---------------------------------------------------------------------------------
 

@@ -896,8 +896,13 @@ class GatewayCore:
         if same >= 5:
             return "Historical data request pacing violation (6 requests for one contract in 2 s)"
         weight = 2 if req.what_to_show == "BID_ASK" else 1
-        if len(window) + weight > self.config.pacing.historical_per_10min:
-            return "Historical data request pacing violation (too many requests in 10 minutes)"
+        # IB counts requests per 10 minutes for bars of 30 s or less only (its "pacing
+        # violations for small bars"; lifted for 1 min and more).
+        small = _small_bars(req.bar_size)
+        if small:
+            used = sum(1 for _, k in window if _small_bars(k[3]))
+            if used + weight > self.config.pacing.historical_per_10min:
+                return "Historical data request pacing violation (too many requests in 10 minutes)"
         for _ in range(weight):
             window.append((now, key))
         return ""
@@ -1941,6 +1946,14 @@ def _bar_end_ns(inst: SimInstrument, now_ns: int, bar_s: int) -> int:
     tz = zone(inst.time_zone_id)
     day = datetime.fromtimestamp(now_s, tz).date() + timedelta(days=1)
     return int(datetime.combine(day, datetime.min.time(), tz).timestamp()) * NS
+
+
+def _small_bars(text: str) -> bool:
+    """Bars of 30 s or less (an unknown size counts too: it is refused later anyway)."""
+    try:
+        return _bar_seconds(text) <= 30
+    except ValueError:
+        return True
 
 
 def _bar_seconds(text: str) -> int:
