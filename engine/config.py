@@ -321,14 +321,28 @@ class PortfolioConfig:
     var_min_samples: int = field(default=20, metadata=_check(_positive))  # returns
 
 
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _day_names(v: list[str]) -> str | None:
+    bad = [d for d in v if d.lower() not in {n.lower() for n in _DAY_NAMES}]
+    return f"must be day names {', '.join(_DAY_NAMES)} ([] = every day)" if bad else None
+
+
 @dataclass(frozen=True, slots=True)
 class IBOutageConfig:
-    """An expected daily outage: IB's reset windows, or anything else scheduled."""
+    """An expected outage: IB's reset windows, or anything else scheduled. Daily, or on the
+    days named in ``days`` (the day it starts; it may run past midnight, e.g. IB's weekend
+    maintenance: start "23:00", minutes 240, days ["Fri"]). ``restart``: the gateway restarts
+    at ``start`` (the socket is cut), so new orders are held back ``restart_guard_s`` before
+    it; in IB's reset windows the socket stays up and orders keep working."""
 
     start: str = field(metadata=_check(_hhmm))  # "HH:MM" local time in ``tz``
     minutes: float = field(metadata=_check(_positive))
-    tz: str = "US/Eastern"
+    tz: str = field(default="US/Eastern", metadata=_check(_time_zone))
     name: str = "reset window"
+    days: list[str] = field(default_factory=list, metadata=_check(_day_names))
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +362,7 @@ class IBVenueConfig(VenueConfig):
     reconnect_initial_s: float = field(default=1.0, metadata=_check(_positive))
     reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
     daily_restart: str = field(default="", metadata=_check(_hhmm))  # IBC AutoRestartTime
-    daily_restart_tz: str = "US/Eastern"
+    daily_restart_tz: str = field(default="US/Eastern", metadata=_check(_time_zone))
     daily_restart_minutes: float = field(default=5.0, metadata=_check(_positive))
     outages: list[IBOutageConfig] = field(default_factory=list)
     outage_grace_s: float = field(default=120.0, metadata=_check(_non_negative))

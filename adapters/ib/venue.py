@@ -53,8 +53,9 @@ so a reconnect before they are transmitted finds them unknown.
 Connectivity
 ------------
 New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
-socket is down, during reconciliation, after error 1100 until 1101/1102, and within
-``restart_guard_s`` before a scheduled gateway restart. Cancels requested while disconnected
+socket is down, during reconciliation, after error 1100 until 1101/1102, and from
+``restart_guard_s`` before a scheduled gateway restart until it has cut the connection (IB's
+reset windows hold nothing: the socket stays up there). Cancels requested while disconnected
 are kept and sent after the reconnect for the orders still open; new orders and modifies still
 waiting in the pacer at a disconnect are dropped (sent after an outage they would trade at
 stale prices) and reconciliation reports them. 1101 (data lost) resubscribes market data;
@@ -81,7 +82,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -351,17 +352,18 @@ class IBVenue:
         self._pacer_timer: asyncio.TimerHandle | None = None
         self.backoff = Backoff(cfg.reconnect_initial_s, max(cfg.reconnect_max_s, 1e-3))
         windows = [
-            OutageWindow.parse(o.start, o.minutes, o.tz, o.name) for o in cfg.outages
+            OutageWindow.parse(o.start, o.minutes, o.tz, o.name, restart=o.restart, days=o.days)
+            for o in cfg.outages
         ]  # fmt: skip
         if cfg.daily_restart:
-            windows.append(
-                OutageWindow.parse(
-                    cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz
-                )
+            restart = OutageWindow.parse(
+                cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz, restart=True
             )
+            windows.append(restart)
         self.outages = OutageSchedule(windows, cfg.outage_grace_s, cfg.restart_guard_s)
         self._guard_until = 0.0  # time.time() until which the last guard check holds
         self._guarding: str = ""
+        self._connected_at: datetime | None = None  # when this connection was made (UTC)
         # Order state.
         self._next_id = 0
         self._reserved = 0  # ids below this are covered by the persisted high-water mark
@@ -562,6 +564,8 @@ class IBVenue:
         )
         self.epoch += 1
         self.conn = conn
+        self._connected_at = datetime.now(UTC)
+        self._guard_until = 0.0  # a new connection: is a scheduled restart still ahead of it?
         conn.session.on_receive = self._stamp_read
         conn.session.order_ids_from = MD_REQ_IDS  # order ids and other requests' ids
         self.connected = True
@@ -917,16 +921,22 @@ class IBVenue:
         if self.reconciling or not self.ready:
             return "IB venue is reconciling after a reconnect; order held back"
         if time.time() >= self._guard_until:
-            # Worked out again only when the answer can change (twice a day per window).
+            # Worked out again only when the answer can change (twice a day per restart window,
+            # and at every new connection).
             now = datetime.now(UTC)
             self._guard_until = self.outages.guard_changes(now).timestamp()
-            window = self.outages.guarding(now)
-            self._guarding = (
-                f"within {self.outages.guard_s:.0f} s of the expected {window.name}; new orders "
-                "held back until the gateway is back"
-                if window is not None
-                else ""
-            )
+            found = self.outages.guarding(now, self._connected_at)
+            if found is None:
+                self._guarding = ""
+            else:
+                window, start = found
+                end = start + timedelta(minutes=window.minutes)
+                self._guarding = (
+                    f"the expected {window.name} is due at {start:%H:%M} {window.tz} and has not "
+                    f"cut this connection yet: new orders are held back from "
+                    f"{self.outages.guard_s:.0f} s before it until the gateway has restarted "
+                    f"(at the latest until {end:%H:%M})"
+                )
         return self._guarding
 
     def submit(self, intent: OrderIntent, order: Order | None) -> None:
