@@ -367,6 +367,8 @@ class IBVenueConfig(VenueConfig):
     outages: list[IBOutageConfig] = field(default_factory=list)
     outage_grace_s: float = field(default=120.0, metadata=_check(_non_negative))
     restart_guard_s: float = field(default=60.0, metadata=_check(_non_negative))
+    #: An outage outside every expected window is an ERROR once it has lasted this long.
+    alert_after_s: float = field(default=60.0, metadata=_check(_non_negative))
     market_data_type: int = field(default=1, metadata=_check(_market_data_type))
     depth_rows: int = field(default=10, metadata=_check(_non_negative))  # 0: no L2
     smart_depth: bool = False

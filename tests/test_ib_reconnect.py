@@ -111,6 +111,16 @@ def test_ib_outage_config_takes_days_and_restart_and_checks_them() -> None:
     assert err.value.key == "venues.IB.outages[0].tz"
 
 
+def test_an_outage_alerts_at_its_windows_end_plus_grace_or_after_alert_after_s() -> None:
+    sched = OutageSchedule(
+        [OutageWindow.parse("23:45", 5, "US/Eastern")], grace_s=120, alert_after_s=60
+    )
+    inside = datetime(2026, 3, 2, 23, 46, tzinfo=NY)
+    assert sched.alert_at(inside) == datetime(2026, 3, 2, 23, 52, tzinfo=NY)
+    surprise = datetime(2026, 3, 2, 14, 0, tzinfo=NY)
+    assert sched.alert_at(surprise) == surprise + timedelta(seconds=60)
+
+
 def test_guard_changes_at_the_guard_start_and_at_the_window_end() -> None:
     sched = OutageSchedule([OutageWindow.parse("23:45", 5, "US/Eastern", restart=True)], guard_s=30)
     before = datetime(2026, 3, 2, 12, 0, tzinfo=NY)

@@ -1,11 +1,15 @@
-"""IBVenue against the gateway simulator: which scheduled windows hold new orders back.
+"""IBVenue against the gateway simulator: how outages are alerted, and which scheduled windows
+hold new orders back.
 
-New orders are held back just before a scheduled gateway restart (until it has happened),
-never in IB's reset windows.
+A drop inside an expected window is INFO at both ends and an ERROR only if it overruns;
+outside every window it is a WARNING, an ERROR once after ``alert_after_s``, and a WARNING
+with the total at the return. New orders are held back just before a scheduled gateway restart
+(until it has happened), never in IB's reset windows.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,6 +21,18 @@ from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import rest_px, settled, take_px
 
 A, R = EventKind.ACCEPTED, EventKind.REJECTED
+LOG = "tickwire.ib"
+
+
+def said(caplog, *words: str, level: int | None = None) -> list[logging.LogRecord]:
+    """The venue's log records that contain every one of ``words`` (at ``level``)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == LOG
+        and all(w in r.getMessage() for w in words)
+        and (level is None or r.levelno == level)
+    ]
 
 
 def window_around_now(
@@ -25,6 +41,76 @@ def window_around_now(
     """A daily window (in UTC) that began ``before_s`` ago and ends ``after_s`` from now."""
     start = datetime.now(UTC) - timedelta(seconds=before_s)
     return OutageWindow(start.time(), (before_s + after_s) / 60, "UTC", name, restart)
+
+
+# ---- outage alerting ----------------------------------------------------------------------
+
+
+async def test_an_unexpected_outage_warns_then_errors_once_then_reports_the_total(caplog) -> None:
+    """Outside every expected window: WARNING at the drop, one ERROR once it has lasted
+    ``alert_after_s`` (however many retries fail), WARNING with the total at the return. Before,
+    it never went above WARNING however long it lasted."""
+    caplog.set_level(logging.DEBUG, LOG)
+    async with IBHarness(alert_after_s=0.5) as h:
+        v = h.venue
+        await settled(h)
+        h.fault("daily_restart", seconds=1.5)
+        await until(lambda: not v.connected, 5, "the drop seen")
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        (drop,) = said(caplog, "connection lost")
+        assert drop.levelno == logging.WARNING
+        errors = [r for r in caplog.records if r.name == LOG and r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        alert = errors[0].getMessage()
+        assert "unreachable for" in alert and "still reconnecting" in alert
+        assert "connection refused" in alert  # the last error, so the alert says why
+        # The retries' failure was said once (then DEBUG), not at every attempt.
+        refused = [r for r in said(caplog, "connection refused at") if r.levelno < logging.ERROR]
+        warned = [r for r in refused if r.levelno == logging.WARNING]
+        assert refused[0] is warned[0] and len(warned) < len(refused)
+        assert {r.levelno for r in refused} == {logging.WARNING, logging.DEBUG}
+        (back,) = said(caplog, "reconnected after")
+        assert back.levelno == logging.WARNING and "an outage of" in back.getMessage()
+        assert drop.created <= errors[0].created - 0.5 < back.created
+
+
+async def test_a_drop_inside_the_expected_window_is_quiet(caplog) -> None:
+    """Inside an expected window the drop and the return are INFO (before, both were WARNING
+    every day) and nothing goes above INFO while the outage stays within the window."""
+    caplog.set_level(logging.INFO, LOG)
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        v.outages = OutageSchedule(
+            [window_around_now(60, 60)], grace_s=60, guard_s=30, alert_after_s=0.2
+        )
+        mark = len(caplog.records)
+        h.fault("daily_restart", seconds=0.8)
+        await until(lambda: not v.connected, 5, "the drop seen")
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        records = [r for r in caplog.records[mark:] if r.name == LOG]
+        loud = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+        assert loud == []
+        (drop,) = said(caplog, "connection lost in the expected test restart", level=logging.INFO)
+        (back,) = said(caplog, "reconnected after the expected test restart", level=logging.INFO)
+        assert drop.created < back.created
+
+
+async def test_an_expected_window_that_overruns_errors_once(caplog) -> None:
+    caplog.set_level(logging.INFO, LOG)
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        v.outages = OutageSchedule([window_around_now(60, 0.3)], grace_s=0.3, alert_after_s=60)
+        h.fault("daily_restart", seconds=1.6)
+        await until(lambda: not v.connected, 5, "the drop seen")
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        assert said(caplog, "connection lost in the expected test restart", level=logging.INFO)
+        errors = [r for r in caplog.records if r.name == LOG and r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "the expected test restart has overrun" in errors[0].getMessage()
+        (back,) = said(caplog, "reconnected after an outage of")
+        assert back.levelno == logging.WARNING
 
 
 # ---- which windows hold new orders ----------------------------------------------------------

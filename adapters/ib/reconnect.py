@@ -4,9 +4,10 @@ A gateway outage is routine: the daily Gateway restart (IBC ``AutoRestartTime``,
 gone for one to two minutes) and IB's own reset windows. ``Backoff`` retries forever with a
 capped exponential delay and jitter (many clients restarting together must not reconnect in
 lockstep). ``OutageSchedule`` knows the expected windows from config, so an outage inside one is
-logged quietly and only an overrun alerts. ``guarding`` says when new orders are held back
-because a scheduled gateway restart is about to cut the socket (orders written in the last
-second before a restart are lost). Only a window marked ``restart`` guards: in IB's own reset
+logged quietly and only an overrun alerts (``alert_at``: the window's end plus the grace; an
+outage outside every window alerts after ``alert_after_s``). ``guarding`` says when new orders are
+held back because a scheduled gateway restart is about to cut the socket (orders written in the
+last second before a restart are lost). Only a window marked ``restart`` guards: in IB's own reset
 windows the socket stays up and orders keep working (IB says 1100 if it cuts the link).
 
 Pure: times are timezone-aware datetimes or epoch seconds passed in.
@@ -130,10 +131,17 @@ def parse_days(names: tuple[str, ...] | list[str]) -> frozenset[int]:
 class OutageSchedule:
     """The expected outages, and what an outage at a given time means."""
 
-    def __init__(self, windows: list[OutageWindow], grace_s: float = 60.0, guard_s: float = 30.0):
+    def __init__(
+        self,
+        windows: list[OutageWindow],
+        grace_s: float = 60.0,
+        guard_s: float = 30.0,
+        alert_after_s: float = 60.0,
+    ) -> None:
         self.windows = windows
         self.grace_s = grace_s
         self.guard_s = guard_s
+        self.alert_after_s = alert_after_s
 
     def expected(self, now: datetime) -> OutageWindow | None:
         """The window ``now`` falls in, if any (an outage then is routine: log it quietly)."""
@@ -146,6 +154,15 @@ class OutageSchedule:
             return True
         _, end = window.around(down_since)
         return now > end + timedelta(seconds=self.grace_s)
+
+    def alert_at(self, down_since: datetime) -> datetime:
+        """When an outage that began at ``down_since`` and still lasts deserves an alert: the
+        end of its expected window plus the grace, or ``alert_after_s`` after it began."""
+        window = self.expected(down_since)
+        if window is None:
+            return down_since + timedelta(seconds=self.alert_after_s)
+        _, end = window.around(down_since)
+        return end.astimezone(UTC) + timedelta(seconds=self.grace_s)
 
     def guarding(
         self, now: datetime, connected_since: datetime | None = None

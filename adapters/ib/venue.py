@@ -65,6 +65,8 @@ A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed 
 ``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
 reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute
 from the latest 100.
+A drop inside an expected window is INFO; outside one it is a WARNING, and an ERROR once the
+outage has lasted ``alert_after_s`` (or overrun its window by ``outage_grace_s``).
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
 queued orders and cancels are sent on the new session, before its reconciliation.
 """
@@ -360,10 +362,13 @@ class IBVenue:
                 cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz, restart=True
             )
             windows.append(restart)
-        self.outages = OutageSchedule(windows, cfg.outage_grace_s, cfg.restart_guard_s)
+        self.outages = OutageSchedule(
+            windows, cfg.outage_grace_s, cfg.restart_guard_s, cfg.alert_after_s
+        )
         self._guard_until = 0.0  # time.time() until which the last guard check holds
         self._guarding: str = ""
         self._connected_at: datetime | None = None  # when this connection was made (UTC)
+        self._outage_said = ""  # the last failure logged in this outage (repeats go to DEBUG)
         # Order state.
         self._next_id = 0
         self._reserved = 0  # ids below this are covered by the persisted high-water mark
@@ -585,10 +590,15 @@ class IBVenue:
             self.ports.portfolio.broker_account(self.name).account = self.account
         outage = self.down_since
         if outage is not None:
-            log.warning(
-                "IB %s: reconnected after %.1f s (server version %d)",
+            now = datetime.now(UTC)
+            window = self.outages.expected(outage)
+            quiet = window is not None and not self.outages.overrun(outage, now)
+            log.log(
+                logging.INFO if quiet else logging.WARNING,
+                "IB %s: reconnected after %s of %.1f s (server version %d)",
                 self.name,
-                (datetime.now(UTC) - outage).total_seconds(),
+                f"the expected {window.name}" if quiet else "an outage",  # type: ignore[union-attr]
+                (now - outage).total_seconds(),
                 self.server_version,
             )
             self.reconnects += 1
@@ -605,10 +615,20 @@ class IBVenue:
         await lost.wait()
 
     def _on_lost(self, reason: str, lost: asyncio.Event) -> None:
-        if not lost.is_set() and not self._stopping:
+        # A connect attempt that fails (accepted and closed) is reported by ``_log_outage``:
+        # only the loss of a connection that was made is a drop.
+        if not lost.is_set() and not self._stopping and self.conn is not None:
             conn = self.conn
-            why = conn.session.closed_reason if conn is not None else None
-            if why:  # we closed it: the stream was corrupt (say so, not "closed by the gateway")
+            # We closed it (the stream was corrupt): say why, not "closed by the gateway".
+            # Inside an expected window a drop is routine: INFO.
+            why = conn.session.closed_reason
+            window = self.outages.expected(datetime.now(UTC))
+            if window is not None:
+                log.info(
+                    "IB %s: connection lost in the expected %s: %s",
+                    self.name, window.name, why or reason,
+                )  # fmt: skip
+            elif why:
                 log.error("IB %s: connection closed: %s", self.name, why)
             else:
                 log.warning("IB %s: connection lost: %s", self.name, reason)
@@ -632,22 +652,45 @@ class IBVenue:
         self.pacer._queues[DATA].clear()
         self.pacer._queues[ORDER].clear()
         if self.down_since is None:
-            self.down_since = datetime.now(UTC)
+            self.down_since = since = datetime.now(UTC)
+            self._outage_said = ""
+            delay = (self.outages.alert_at(since) - since).total_seconds()
+            self._later(max(delay, 0.0), lambda: self._outage_alert(since))
         for ev in self._ends.values():
             ev.set()
         self.contracts.fail_all("the connection to IB was lost")
         self.history.fail_all("the connection to IB was lost")
 
     def _log_outage(self, message: str) -> None:
+        """A reconnect attempt failed: INFO inside an expected window (until it overruns),
+        WARNING outside; the same failure again only at DEBUG (retries go on for as long as
+        the outage lasts). ``_outage_alert`` raises it to ERROR, once."""
+        if message == self._outage_said:
+            log.debug("IB %s: still down: %s", self.name, message)
+            return
+        self._outage_said = message
         now = datetime.now(UTC)
         since = self.down_since or now
         window = self.outages.expected(since)
         if window is not None and not self.outages.overrun(since, now):
             log.info("IB %s: down during the expected %s: %s", self.name, window.name, message)
-        elif window is not None:
-            log.error("IB %s: the %s has overrun: %s", self.name, window.name, message)
         else:
             log.warning("IB %s: %s", self.name, message)
+
+    def _outage_alert(self, since: datetime) -> None:
+        """The outage that began at ``since`` is still on at ``OutageSchedule.alert_at``: the
+        end of its expected window plus the grace, or ``alert_after_s`` (outside every window).
+        Logged at ERROR once per outage."""
+        if self.down_since is not since or self._stopping or self.refused:
+            return  # back up since (or a newer outage), or already CRITICAL
+        down_s = (datetime.now(UTC) - since).total_seconds()
+        window = self.outages.expected(since)
+        what = f"the expected {window.name} has overrun: " if window is not None else ""
+        log.error(
+            "IB %s: %sthe gateway has been unreachable for %.0f s (since %s UTC), still "
+            "reconnecting; new orders are refused until it is back. Last error: %s",
+            self.name, what, down_s, since.strftime("%H:%M:%S"), self._outage_said or "none",
+        )  # fmt: skip
 
     # ---- after every (re)connect -------------------------------------------------------------
 
