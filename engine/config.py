@@ -369,6 +369,10 @@ class IBVenueConfig(VenueConfig):
     restart_guard_s: float = field(default=60.0, metadata=_check(_non_negative))
     #: An outage outside every expected window is an ERROR once it has lasted this long.
     alert_after_s: float = field(default=60.0, metadata=_check(_non_negative))
+    #: Nothing read for this long: ask the gateway the time (0: never); no answer within
+    #: ``heartbeat_timeout_s`` closes the connection as hung and reconnects.
+    heartbeat_s: float = field(default=5.0, metadata=_check(_non_negative))
+    heartbeat_timeout_s: float = field(default=5.0, metadata=_check(_positive))
     market_data_type: int = field(default=1, metadata=_check(_market_data_type))
     depth_rows: int = field(default=10, metadata=_check(_non_negative))  # 0: no L2
     smart_depth: bool = False

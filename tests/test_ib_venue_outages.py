@@ -1,14 +1,16 @@
-"""IBVenue against the gateway simulator: how outages are alerted, and which scheduled windows
-hold new orders back.
+"""IBVenue against the gateway simulator: a hung gateway, how outages are alerted, and which
+scheduled windows hold new orders back.
 
-A drop inside an expected window is INFO at both ends and an ERROR only if it overruns;
-outside every window it is a WARNING, an ERROR once after ``alert_after_s``, and a WARNING
-with the total at the return. New orders are held back just before a scheduled gateway restart
-(until it has happened), never in IB's reset windows.
+A gateway whose API hangs keeps its socket open and answers nothing; the heartbeat notices and
+the venue reconnects. A drop inside an expected window is INFO at both ends and an ERROR only
+if it overruns; outside every window it is a WARNING, an ERROR once after ``alert_after_s``,
+and a WARNING with the total at the return. New orders are held back just before a scheduled
+gateway restart (until it has happened), never in IB's reset windows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,9 +20,9 @@ from adapters.ib.venue import HELD_BACK
 from engine.config import IBOutageConfig
 from engine.messages import EventKind
 from tests.ib_venue_support import IBHarness, until
-from tests.test_ib_venue_faults import rest_px, settled, take_px
+from tests.test_ib_venue_faults import names, record_requests, rest_px, settled, take_px
 
-A, R = EventKind.ACCEPTED, EventKind.REJECTED
+A, F, R = EventKind.ACCEPTED, EventKind.FILL, EventKind.REJECTED
 LOG = "tickwire.ib"
 
 
@@ -41,6 +43,68 @@ def window_around_now(
     """A daily window (in UTC) that began ``before_s`` ago and ends ``after_s`` from now."""
     start = datetime.now(UTC) - timedelta(seconds=before_s)
     return OutageWindow(start.time(), (before_s + after_s) / 60, "UTC", name, restart)
+
+
+# ---- a hung gateway ------------------------------------------------------------------------
+
+
+async def test_a_hung_gateway_is_noticed_and_the_venue_reconnects(caplog) -> None:
+    """The gateway's API hangs (socket open, nothing answered, no market data): before, the
+    venue stayed ``ready`` forever and orders went into nothing. Now the heartbeat's
+    reqCurrentTime goes unanswered, the connection is closed with an ERROR saying so, new
+    orders are held back, and the normal reconnect brings the venue back once the gateway is."""
+    caplog.set_level(logging.INFO, LOG)
+    async with IBHarness(heartbeat_s=0.3, heartbeat_timeout_s=0.3, connect_timeout_s=0.5) as h:
+        v = h.venue
+        await settled(h)
+        h.fault("hang", seconds=2.5)
+        await until(lambda: not v.connected, 2.5, "the hang noticed")
+        (closed,) = said(caplog, "answered nothing")
+        assert closed.levelno == logging.ERROR
+        assert f"IB Gateway at 127.0.0.1:{h.server.port} answered nothing for" in (
+            closed.getMessage()
+        )
+        assert "the API is hung; reconnecting" in closed.getMessage()
+        held = h.strat.buy("AAPL", 1, take_px(h))
+        h.engine.pump()
+        (ev,) = h.strat.of(held)
+        assert ev.kind == R and ev.reason_code == HELD_BACK
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected after the hang")
+        await h.book_ready("AAPL")
+        coid = h.strat.buy("AAPL", 1, take_px(h))
+        await h.wait_kind(coid, F)
+
+
+async def test_market_data_is_liveness_enough_and_a_quiet_gateway_is_only_asked(caplog) -> None:
+    """While market data flows the heartbeat asks nothing (no extra requests under load); when
+    it stops, the gateway is asked the time and its answers keep the connection."""
+    caplog.set_level(logging.INFO, LOG)
+    async with IBHarness(heartbeat_s=0.2, heartbeat_timeout_s=0.3) as h:
+        v = h.venue
+        reqs = record_requests(h)
+        await settled(h)
+        mark = len(reqs)
+        rows = v._md_rows_seen
+        await asyncio.sleep(1.0)  # five heartbeat intervals
+        assert v._md_rows_seen > rows + 20  # market data flowed all along
+        assert names(reqs, mark)["ReqCurrentTime"] == 0
+        for s in h.symbols:
+            h.fault("stop_market_data", symbol=s)
+        await until(lambda: names(reqs, mark)["ReqCurrentTime"] >= 3, 5, "three questions")
+        assert v.connected and v.ready and v.reconnects == 0
+        assert not said(caplog, "answered nothing")
+
+
+async def test_heartbeat_0_turns_it_off() -> None:
+    async with IBHarness(heartbeat_s=0.0) as h:
+        v = h.venue
+        reqs = record_requests(h)
+        await settled(h)
+        for s in h.symbols:
+            h.fault("stop_market_data", symbol=s)
+        h.fault("hang", seconds=1.0)
+        await until(lambda: not h.core().status()["hung"], 3, "the hang over")
+        assert v.connected and v.reconnects == 0 and names(reqs)["ReqCurrentTime"] == 0
 
 
 # ---- outage alerting ----------------------------------------------------------------------

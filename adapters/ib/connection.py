@@ -13,6 +13,9 @@ Two layers, as everywhere in tickwire:
   the gateway is down).
 - ``connect`` runs a session over a uvloop/asyncio ``Protocol`` and turns every way a connect
   can fail into an ``IBConnectError`` that says what happened and what to do.
+- A connection that is up can still be dead: a hung gateway keeps the socket open and answers
+  nothing. ``Heartbeat`` asks for an answer when nothing has been read for a while and closes
+  the connection when none comes; TCP keepalive covers a peer host that vanished.
 
 ibapi logs every request it sends (account codes included) at INFO; the ``ibapi`` logger is
 raised to WARNING here so secrets never reach the logs.
@@ -47,7 +50,7 @@ from ibapi.server_versions import (
 from ibapi.wrapper import EWrapper
 
 from .decode import ColdFrame, HotDecoder, MalformedFrame
-from .sockets import write_through
+from .sockets import keep_alive, write_through
 from .wire import FrameCapture
 
 logging.getLogger("ibapi").setLevel(logging.WARNING)
@@ -449,6 +452,62 @@ def _frame_index(frame: ColdFrame | MalformedFrame) -> int:
     return frame.index
 
 
+class Heartbeat:
+    """Notices a gateway that answers nothing while its socket stays open (a hung API).
+
+    Every ``interval_s`` it looks whether anything has been read since its last look: market
+    data flowing is answer enough, and then it asks nothing. After a whole interval with
+    nothing read it calls ``probe`` (the caller asks the gateway the time; any answer will do);
+    when still nothing has been read ``timeout_s`` later it calls ``on_dead`` with the seconds
+    since the last look that had seen a read (the silence lasted at least that long). The read
+    path only sets ``_Transport.heard``: nothing per message.
+    """
+
+    __slots__ = (
+        "_handle", "_loop", "_probing", "_proto", "_quiet_since", "interval_s", "on_dead",
+        "probe", "timeout_s",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        proto: _Transport,
+        interval_s: float,
+        timeout_s: float,
+        probe: Callable[[], None],
+        on_dead: Callable[[float], None],
+    ) -> None:
+        self._proto = proto
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.probe = probe
+        self.on_dead = on_dead
+        self._loop = asyncio.get_running_loop()
+        self._quiet_since = self._loop.time()
+        self._probing = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval_s, self._look)
+
+    def _look(self) -> None:
+        proto = self._proto
+        now = self._loop.time()
+        if proto.heard:
+            proto.heard = False
+            self._quiet_since = now
+            self._probing = False
+            self._handle = self._loop.call_later(self.interval_s, self._look)
+        elif not self._probing:
+            self._probing = True
+            self._handle = self._loop.call_later(self.timeout_s, self._look)
+            self.probe()
+        else:
+            self._handle = None
+            self.on_dead(now - self._quiet_since)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class _Transport(asyncio.Protocol):
     def __init__(self, session: ClientSession, on_lost: Callable[[str], None]) -> None:
         self.session = session
@@ -457,16 +516,22 @@ class _Transport(asyncio.Protocol):
         self.changed = asyncio.Event()
         #: The socket's descriptor, for ``write_now``; -1 when the transport has none.
         self.fd = -1
+        #: Something was read since the heartbeat last looked (set per read, nothing more).
+        self.heard = False
+        self.heartbeat: Heartbeat | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            keep_alive(sock)
         # Plain TCP only: under TLS the socket's bytes are the transport's ciphertext.
         plain = sock is not None and transport.get_extra_info("sslcontext") is None
         self.fd = sock.fileno() if plain else -1
         transport.write(self.session.hello())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         s = self.session
         s.receive(data)
         out = s.take_output()
@@ -479,6 +544,9 @@ class _Transport(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.fd = -1
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
         self.changed.set()
         self.on_lost(str(exc) if exc else "closed by the gateway")
 
@@ -504,6 +572,7 @@ class Connection:
 
     session: ClientSession
     protocol: _Transport
+    where: str = ""  # host:port, for messages
 
     @property
     def client(self) -> EClient:
@@ -525,6 +594,32 @@ class Connection:
     def close(self) -> None:
         if self.protocol.transport is not None:
             self.protocol.transport.close()
+
+    def start_heartbeat(
+        self, interval_s: float, timeout_s: float, probe: Callable[[], None]
+    ) -> None:
+        """Watch the connection for a hung gateway (``Heartbeat``): ``probe`` asks it for an
+        answer after ``interval_s`` with nothing read; none within ``timeout_s`` closes the
+        connection, ``session.closed_reason`` saying so (the owner's ``on_lost`` follows)."""
+        proto = self.protocol
+        if proto.transport is None:
+            return
+        if proto.heartbeat is not None:
+            proto.heartbeat.stop()
+
+        def dead(silent_s: float) -> None:
+            transport = proto.transport
+            if transport is None:
+                return
+            self.session.closed_reason = (
+                f"IB Gateway at {self.where} answered nothing for {silent_s:.0f} s: the API is "
+                "hung; reconnecting"
+            )
+            # abort, not close: close waits to send what is queued, which a hung peer may
+            # never take.
+            transport.abort()
+
+        proto.heartbeat = Heartbeat(proto, interval_s, timeout_s, probe, dead)
 
 
 async def connect(
@@ -584,7 +679,7 @@ async def connect(
         proto.changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proto.changed.wait(), left)
-    conn = Connection(session, proto)
+    conn = Connection(session, proto, where)
     if paper_only:
         live = [a for a in session.state.accounts if not a.startswith("DU")]
         if live:
@@ -620,4 +715,4 @@ def _not_ready(where: str, session: ClientSession, timeout: float) -> str:
     )
 
 
-__all__ = ["INFO_CODES", "ClientSession", "Connection", "IBConnectError", "connect"]
+__all__ = ["INFO_CODES", "ClientSession", "Connection", "Heartbeat", "IBConnectError", "connect"]

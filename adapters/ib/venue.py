@@ -64,7 +64,8 @@ subscription first (the gateway still holds them: asking again would earn 322).
 A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
 ``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
 reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute
-from the latest 100.
+from the latest 100. A gateway that has sent nothing for ``heartbeat_s`` is asked the time; no
+answer within ``heartbeat_timeout_s`` closes the connection as hung (ERROR) and reconnects.
 A drop inside an expected window is INFO; outside one it is a WARNING, and an ERROR once the
 outage has lasted ``alert_after_s`` (or overrun its window by ``outage_grace_s``).
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
@@ -571,6 +572,8 @@ class IBVenue:
         self.conn = conn
         self._connected_at = datetime.now(UTC)
         self._guard_until = 0.0  # a new connection: is a scheduled restart still ahead of it?
+        if cfg.heartbeat_s > 0:
+            conn.start_heartbeat(cfg.heartbeat_s, cfg.heartbeat_timeout_s, self._ask_time)
         conn.session.on_receive = self._stamp_read
         conn.session.order_ids_from = MD_REQ_IDS  # order ids and other requests' ids
         self.connected = True
@@ -619,8 +622,8 @@ class IBVenue:
         # only the loss of a connection that was made is a drop.
         if not lost.is_set() and not self._stopping and self.conn is not None:
             conn = self.conn
-            # We closed it (the stream was corrupt): say why, not "closed by the gateway".
-            # Inside an expected window a drop is routine: INFO.
+            # We closed it (a corrupt stream, a hung gateway): say why, not "closed by the
+            # gateway". Inside an expected window a drop is routine: INFO.
             why = conn.session.closed_reason
             window = self.outages.expected(datetime.now(UTC))
             if window is not None:
@@ -1294,6 +1297,11 @@ class IBVenue:
         self._pacer_timer = None
         self._flush_pacer()
 
+    def _ask_time(self) -> None:
+        """The heartbeat's question (any answer will do), ahead of queued orders and data
+        requests: a backlog must not make a live gateway look hung."""
+        self._request(CANCEL, _req_current_time)
+
     def _slow_down(self) -> None:
         # The minute counts from the latest 100: the pacer restores the rate itself then.
         rate = self.pacer.slow_down(time.monotonic(), 60.0)
@@ -1750,6 +1758,10 @@ class IBVenue:
             "resubscribes": self.resubscribes,
             "queued": self.pacer.pending,
         }
+
+
+def _req_current_time(client: Any) -> None:
+    client.reqCurrentTime()
 
 
 def _digits(tick: float) -> int:

@@ -121,6 +121,7 @@ FaultAction = Literal[
     "connectivity_lost",
     "farm_blip",
     "daily_restart",
+    "hang",
     "latency",
     "reject_orders",
     "stop_market_data",
