@@ -223,6 +223,32 @@ def test_an_order_goes_behind_bytes_the_transport_still_holds() -> None:
     assert uvloop.run(main()) == b"\x00\x00\x00\x01A\x00\x00\x00\x01B"
 
 
+async def test_refused_on_every_address_a_name_resolves_to_is_still_refused(monkeypatch) -> None:
+    """``localhost`` may resolve to ::1 and 127.0.0.1. Refused on both, asyncio raises one
+    OSError("Multiple exceptions: ...") and the error lost its port hints."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def two_addresses(host, port, *args, **kwargs):  # as /etc/hosts often has it
+        if host == "gateway.test":
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+        return await resolve(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    with pytest.raises(IBConnectError) as err:
+        await connect("gateway.test", port, 1, EWrapper(), timeout=2)
+    text = str(err.value)
+    assert text.startswith(f"connection refused at gateway.test:{port} (::1: ")
+    assert "127.0.0.1: " in text and "Multiple exceptions" not in text
+    assert "4002" in text and "4004" in text
+
+
 async def test_the_socket_has_tcp_keepalive() -> None:
     """A gateway host that vanished leaves a socket that never fails by itself."""
     server = await _gateway()

@@ -12,7 +12,9 @@ Two layers, as everywhere in tickwire:
   ``managedAccounts`` have all arrived — a TCP connect proves nothing (socat relays accept while
   the gateway is down).
 - ``connect`` runs a session over a uvloop/asyncio ``Protocol`` and turns every way a connect
-  can fail into an ``IBConnectError`` that says what happened and what to do.
+  can fail into an ``IBConnectError`` that says what happened and what to do. It tries each
+  address the host resolves to (localhost may be ::1 and 127.0.0.1) and keeps each error, so
+  "refused on all of them" still reads as connection refused, with the usual ports.
 - A connection that is up can still be dead: a hung gateway keeps the socket open and answers
   nothing. ``Heartbeat`` asks for an answer when nothing has been read for a while and closes
   the connection when none comes; TCP keepalive covers a peer host that vanished.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -648,14 +651,16 @@ async def connect(
 
     where = f"{host}:{port}"
     try:
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Transport(session, lost_cb), host, port), timeout
+        proto = await asyncio.wait_for(
+            _open(loop, lambda: _Transport(session, lost_cb), host, port), timeout
         )
-    except ConnectionRefusedError:
-        raise IBConnectError(
-            f"connection refused at {where}: is IB Gateway or TWS running and its API enabled "
-            f"on that port? ({PORT_HINT})"
-        ) from None
+    except _Unreachable as e:
+        if e.refused:
+            raise IBConnectError(
+                f"connection refused at {where}{e.detail()}: is IB Gateway or TWS running and "
+                f"its API enabled on that port? ({PORT_HINT})"
+            ) from None
+        raise IBConnectError(f"cannot connect to {where}: {e.detail(plain=True)}") from None
     except TimeoutError:
         raise IBConnectError(f"no TCP connection to {where} within {timeout:g} s") from None
     except OSError as e:
@@ -690,6 +695,51 @@ async def connect(
                 "paper_only = false deliberately."
             )
     return conn
+
+
+class _Unreachable(OSError):
+    """No address of the host took the connection; ``errors`` has each one's (address, error)."""
+
+    def __init__(self, errors: list[tuple[str, OSError]]) -> None:
+        super().__init__("; ".join(f"{a}: {_reason(e)}" for a, e in errors))
+        self.errors = errors
+
+    @property
+    def refused(self) -> bool:
+        """Some address refused (nothing listens there): the usual case of a gateway that is
+        down, whatever the others said (an IPv6 address with no route, say)."""
+        return any(isinstance(e, ConnectionRefusedError) for _, e in self.errors)
+
+    def detail(self, plain: bool = False) -> str:
+        """Each address and its error; for one refused address, nothing (it says it all)."""
+        if not plain and len(self.errors) == 1:
+            return ""
+        text = ", ".join(f"{a}: {_reason(e)}" for a, e in self.errors)
+        return text if plain else f" ({text})"
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+async def _open(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], _Transport], host: str, port: int
+) -> _Transport:
+    """Connect to each address ``host`` resolves to in turn, as ``create_connection`` does, but
+    keep every address's error (asyncio folds differing ones into one "Multiple exceptions"
+    OSError, losing that each was a refusal): ``_Unreachable`` when none took it."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    errors: list[tuple[str, OSError]] = []
+    for *_, addr in infos:
+        try:
+            _, proto = await loop.create_connection(factory, addr[0], addr[1])
+        except OSError as e:
+            errors.append((str(addr[0]), e))
+            continue
+        return proto  # type: ignore[return-value]
+    if not errors:
+        raise OSError(f"{host} resolves to no address")
+    raise _Unreachable(errors)
 
 
 def _in_use(session: ClientSession, client_id: int) -> str:
