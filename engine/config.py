@@ -337,14 +337,28 @@ class PortfolioConfig:
     var_min_samples: int = field(default=20, metadata=_check(_positive))  # returns
 
 
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _day_names(v: list[str]) -> str | None:
+    bad = [d for d in v if d.lower() not in {n.lower() for n in _DAY_NAMES}]
+    return f"must be day names {', '.join(_DAY_NAMES)} ([] = every day)" if bad else None
+
+
 @dataclass(frozen=True, slots=True)
 class IBOutageConfig:
-    """An expected daily outage: IB's reset windows, or anything else scheduled."""
+    """An expected outage: IB's reset windows, or anything else scheduled. Daily, or on the
+    days named in ``days`` (the day it starts; it may run past midnight, e.g. IB's weekend
+    maintenance: start "23:00", minutes 240, days ["Fri"]). ``restart``: the gateway restarts
+    at ``start`` (the socket is cut), so new orders are held back ``restart_guard_s`` before
+    it; in IB's reset windows the socket stays up and orders keep working."""
 
     start: str = field(metadata=_check(_hhmm))  # "HH:MM" local time in ``tz``
     minutes: float = field(metadata=_check(_positive))
-    tz: str = "US/Eastern"
+    tz: str = field(default="US/Eastern", metadata=_check(_time_zone))
     name: str = "reset window"
+    days: list[str] = field(default_factory=list, metadata=_check(_day_names))
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,15 +374,21 @@ class IBVenueConfig(VenueConfig):
     connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
     max_server_version: int = 0  # 0: the newest the pinned ibapi speaks
     pacing_msgs_per_s: float = field(default=45.0, metadata=_check(_pacing_rate))
-    pacing_burst: int = field(default=5, metadata=_check(_positive))
+    pacing_burst: int = field(default=5, metadata=_check(_positive))  # rate + burst <= 50
     reconnect_initial_s: float = field(default=1.0, metadata=_check(_positive))
     reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
     daily_restart: str = field(default="", metadata=_check(_hhmm))  # IBC AutoRestartTime
-    daily_restart_tz: str = "US/Eastern"
+    daily_restart_tz: str = field(default="US/Eastern", metadata=_check(_time_zone))
     daily_restart_minutes: float = field(default=5.0, metadata=_check(_positive))
     outages: list[IBOutageConfig] = field(default_factory=list)
     outage_grace_s: float = field(default=120.0, metadata=_check(_non_negative))
     restart_guard_s: float = field(default=60.0, metadata=_check(_non_negative))
+    #: An outage outside every expected window is an ERROR once it has lasted this long.
+    alert_after_s: float = field(default=60.0, metadata=_check(_non_negative))
+    #: Nothing read for this long: ask the gateway the time (0: never); no answer within
+    #: ``heartbeat_timeout_s`` closes the connection as hung and reconnects.
+    heartbeat_s: float = field(default=5.0, metadata=_check(_non_negative))
+    heartbeat_timeout_s: float = field(default=5.0, metadata=_check(_positive))
     market_data_type: int = field(default=1, metadata=_check(_market_data_type))
     depth_rows: int = field(default=10, metadata=_check(_non_negative))  # 0: no L2
     smart_depth: bool = False
@@ -383,6 +403,18 @@ class IBVenueConfig(VenueConfig):
 
 
 VenueConfig.KINDS["ib"] = IBVenueConfig
+
+
+def _check_ib_venue(v: IBVenueConfig, file: str, key: str) -> None:
+    """What one key's check cannot see: the pacing bucket as a whole."""
+    if v.pacing_msgs_per_s + v.pacing_burst > 50:
+        raise ConfigError(
+            file,
+            f"{key}.pacing_burst",
+            f"pacing_msgs_per_s ({v.pacing_msgs_per_s:g}) + pacing_burst ({v.pacing_burst}) "
+            "must be at most 50: IB Gateway takes 50 messages a second, and a full burst on "
+            "top of a second's rate goes out within one second (e.g. 45 and 5)",
+        )
 
 
 def _percent(v: float) -> str | None:
@@ -658,6 +690,9 @@ def _cross_check(cfg: Config, file: str) -> None:
                 f"router.venues.{name}",
                 f"venue {name!r} has no [venues.{name}] section (defined: {venues})",
             )
+    for name, venue in cfg.venues.items():
+        if isinstance(venue, IBVenueConfig):
+            _check_ib_venue(venue, file, f"venues.{name}")
     symbols = {i.symbol for i in cfg.instruments} | seen
     _check_risk(cfg, file, symbols)
     names: set[str] = set()

@@ -126,7 +126,7 @@ def engine_config(tmp: Path, port: int, seed: int, journal_fsync: str = "batch")
                 "kind": "ib", "port": port, "client_id": 1, "depth_rows": 0,
                 "tick_by_tick": False, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2,
                 "reconcile_timeout_s": 3.0, "connect_timeout_s": 3.0,
-                "state_file": str(tmp / "ib_state.json"), "pacing_msgs_per_s": 50.0,
+                "state_file": str(tmp / "ib_state.json"), "pacing_msgs_per_s": 40.0,
                 "pacing_burst": 10,
             },
         },

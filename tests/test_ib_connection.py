@@ -221,3 +221,113 @@ def test_an_order_goes_behind_bytes_the_transport_still_holds() -> None:
             return peer.recv(1 << 16)
 
     assert uvloop.run(main()) == b"\x00\x00\x00\x01A\x00\x00\x00\x01B"
+
+
+async def test_refused_on_every_address_a_name_resolves_to_is_still_refused(monkeypatch) -> None:
+    """``localhost`` may resolve to ::1 and 127.0.0.1. Refused on both, asyncio raises one
+    OSError("Multiple exceptions: ...") and the error lost its port hints."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def two_addresses(host, port, *args, **kwargs):  # as /etc/hosts often has it
+        if host == "gateway.test":
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+        return await resolve(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    with pytest.raises(IBConnectError) as err:
+        await connect("gateway.test", port, 1, EWrapper(), timeout=2)
+    text = str(err.value)
+    assert text.startswith(f"connection refused at gateway.test:{port} (::1: ")
+    assert "127.0.0.1: " in text and "Multiple exceptions" not in text
+    assert "4002" in text and "4004" in text
+
+
+async def test_the_socket_has_tcp_keepalive() -> None:
+    """A gateway host that vanished leaves a socket that never fails by itself."""
+    server = await _gateway()
+    try:
+        conn = await connect("127.0.0.1", server.port, 1, EWrapper())
+        sock = conn.protocol.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        conn.close()
+    finally:
+        await server.stop()
+
+
+async def _watched(server, hb_s: float = 0.2, timeout_s: float = 0.2):
+    """A connection to ``server`` with a heartbeat whose probe is reqCurrentTime; returns the
+    connection, the recording wrapper, the probes made and the reasons it was lost."""
+    w = Recorder()
+    lost: list[str] = []
+    conn = await connect("127.0.0.1", server.port, 1, w, on_lost=lost.append)
+    probes: list[float] = []
+
+    def probe() -> None:
+        probes.append(asyncio.get_running_loop().time())
+        conn.client.reqCurrentTime()
+        conn.flush()
+
+    conn.start_heartbeat(hb_s, timeout_s, probe)
+    return conn, w, probes, lost
+
+
+async def test_a_quiet_gateway_is_asked_and_its_answers_keep_the_connection() -> None:
+    server = await _gateway()
+    try:
+        conn, w, probes, lost = await _watched(server)
+        await _until(lambda: len(w.named("currentTime")) >= 3)
+        assert len(probes) >= 3  # nothing else is read: each look after a quiet interval asks
+        assert conn.connected and not lost and conn.session.closed_reason is None
+        conn.close()
+    finally:
+        await server.stop()
+
+
+async def test_market_data_flowing_is_liveness_enough_no_probe_is_sent() -> None:
+    server = await _gateway(market={"events_per_second": 50.0})
+    try:
+        conn, w, probes, lost = await _watched(server)
+        conn.client.reqMktData(7, aapl(), "", False, False, [])
+        conn.flush()
+        await _until(lambda: w.named("tickPrice"))
+        probes.clear()  # the ones before the data started
+        await asyncio.sleep(1.0)  # five heartbeat intervals
+        assert probes == [] and conn.connected and not lost
+        conn.close()
+    finally:
+        await server.stop()
+
+
+async def test_a_hung_gateway_is_closed_with_a_clear_reason() -> None:
+    """The gateway's API hangs with its socket open (a known IB Gateway failure): the probe
+    gets no answer, and the connection is closed (aborted: nothing queued holds it) and said
+    to be hung, where before it stayed up forever."""
+    server = await _gateway(market={"events_per_second": 50.0})
+    try:
+        conn, w, probes, lost = await _watched(server, hb_s=0.2, timeout_s=0.3)
+        conn.client.reqMktData(7, aapl(), "", False, False, [])
+        conn.flush()
+        await _until(lambda: w.named("tickPrice"))
+        server.core.fault("hang", seconds=30)
+        hung_at = asyncio.get_running_loop().time()
+        await _until(lambda: lost, timeout=3)
+        took = asyncio.get_running_loop().time() - hung_at
+        assert 0.3 <= took <= 0.2 * 2 + 0.3 + 0.5  # two looks at most, then the timeout
+        assert len(probes) == 1 and not conn.connected
+        reason = conn.session.closed_reason
+        assert reason is not None and reason.startswith(
+            f"IB Gateway at 127.0.0.1:{server.port} answered nothing for "
+        )
+        assert reason.endswith("s: the API is hung; reconnecting")
+        assert server.core.status()["hung"]  # it was us who gave up: the gateway said nothing
+    finally:
+        await server.stop()

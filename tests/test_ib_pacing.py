@@ -12,6 +12,7 @@ from ibapi.wrapper import EWrapper
 from adapters.ib.connection import connect
 from adapters.ib.gateway_sim.server import GatewaySimServer
 from adapters.ib.pacing import CANCEL, DATA, ORDER, HistoricalPacer, HistoricalRequest, MessagePacer
+from engine.config import ConfigError, parse_config
 from tests.ib_sim_support import sim_config
 
 
@@ -81,6 +82,66 @@ def test_rate_above_ibs_limit_is_refused() -> None:
         MessagePacer(rate=60)
 
 
+def _worst_second(p: MessagePacer, step: float = 0.001, horizon: float = 3.0) -> int:
+    """The most frames ``p`` lets out in any rolling second, with far more queued than it can
+    send: drained every ``step`` seconds from a full bucket."""
+    for _ in range(500):
+        p.submit(DATA, b"x")
+    sends: list[float] = []
+    for i in range(int(horizon / step) + 1):
+        t = i * step
+        sends += [t] * len(p.drain(t))
+    return max(len([s for s in sends[j:] if s < at + 1.0]) for j, at in enumerate(sends))
+
+
+@given(st.floats(1, 49), st.floats(0, 1))
+def test_no_rolling_second_exceeds_50_at_any_accepted_rate_and_burst(rate, share) -> None:
+    """Whatever rate and burst the pacer accepts, no rolling second carries more than IB's 50."""
+    burst = 1 + share * (50 - rate - 1)
+    assert _worst_second(MessagePacer(rate, burst), step=0.01) <= 50
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(50, 5), (45, 20)])
+def test_a_burst_on_top_of_the_rate_beyond_50_is_refused(rate: float, burst: float) -> None:
+    # Measured before the check: 54 messages in a rolling second at 50/5, 64 at 45/20.
+    with pytest.raises(ValueError, match=r"rate \d+ \+ burst \d+ must be at most 50"):
+        MessagePacer(rate, burst)
+    doc = {"venues": {"IB": {"kind": "ib", "pacing_msgs_per_s": rate, "pacing_burst": burst}}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, "live.toml")
+    e = err.value
+    assert e.file == "live.toml" and e.key == "venues.IB.pacing_burst"
+    assert "pacing_msgs_per_s" in e.message and "pacing_burst" in e.message
+    assert 45 <= _worst_second(MessagePacer(45, 5)) <= 50  # the default
+
+
+def test_each_error_100_slows_down_for_a_minute_from_itself() -> None:
+    """Back-to-back 100s: the rate halves again at each, and the full rate comes back only a
+    minute after the latest one (a restore left from the first must not undo the second)."""
+    p = MessagePacer(rate=40, burst=5)
+    assert p.slow_down(0.0) == 20
+    assert p.slow_down(50.0) == 10
+    p.drain(61.0)  # a minute after the first 100, 11 s after the second
+    assert p.rate == 10
+    p.drain(109.9)
+    assert p.rate == 10
+    p.drain(110.0)
+    assert p.rate == 40 == p.base_rate
+    for _ in range(10):
+        p.slow_down(200.0)
+    assert p.rate == 5  # never below 5 msg/s
+
+
+def test_tokens_accrue_at_the_slow_rate_until_the_slow_time_is_over() -> None:
+    p = MessagePacer(rate=40, burst=5)
+    assert all(p.send_now(0.0) for _ in range(5))  # the bucket is empty at t = 0
+    p.slow_down(0.0, for_s=0.1)
+    for _ in range(10):
+        p.submit(ORDER, b"o")
+    # 0.1 s at 20/s, then 0.025 s at 40/s: 3 tokens (at 40/s all along it would be 5).
+    assert p.drain(0.125) == b"ooo"
+
+
 def _req(**kw) -> HistoricalRequest:
     base = dict(contract_key=265598, exchange="SMART", what_to_show="TRADES", end_date_time="",
                 duration="1 D", bar_size="1 min")  # fmt: skip
@@ -114,16 +175,44 @@ def test_six_for_one_contract_within_two_seconds_is_avoided_and_bid_ask_counts_t
 def test_sixty_per_ten_minutes_and_fifty_open() -> None:
     h = HistoricalPacer()
     for i in range(60):
-        r = _req(contract_key=i)
+        r = _req(contract_key=i, bar_size="30 secs")
         h.sent_now(r, float(i))
         h.finished()
-    assert h.earliest(_req(contract_key=999), 100.0) == pytest.approx(600.0)
+    assert h.earliest(_req(contract_key=999, bar_size="5 secs"), 100.0) == pytest.approx(600.0)
     o = HistoricalPacer()
     for i in range(50):
         o.sent_now(_req(contract_key=i), 0.0)
     assert o.earliest(_req(contract_key=77), 700.0) is None
     o.finished()
     assert o.earliest(_req(contract_key=77), 700.0) == 700.0
+
+
+@pytest.mark.parametrize("bar_size", ["1 min", "1 hour", "1 day", "1 week", "1 month"])
+def test_the_ten_minute_count_is_for_small_bars_only(bar_size: str) -> None:
+    """IB's 60 requests per 10 minutes is a rule for bars of 30 s or less: the 61st request
+    for daily bars (61 symbols) goes at once, where it used to wait 570 s."""
+    h = HistoricalPacer()
+    t = 0.0
+    for k in range(61):
+        r = _req(contract_key=k, duration="1 Y", bar_size=bar_size)
+        assert h.earliest(r, t) == t, f"request {k + 1}"
+        h.sent_now(r, t)
+        h.finished()
+        t += 0.5
+    # Large-bar requests do not use up the small bars' allowance either.
+    assert h.earliest(_req(contract_key=999, bar_size="1 secs"), t) == t
+
+
+def test_tick_data_and_small_bars_count_against_the_ten_minutes_together() -> None:
+    h = HistoricalPacer()
+    for k in range(30):
+        h.sent_now(_req(contract_key=k, bar_size="30 secs"), float(k))
+        h.sent_now(_req(contract_key=k, bar_size=""), float(k))  # reqHistoricalTicks: no bars
+        h.finished()
+        h.finished()
+    assert h.earliest(_req(contract_key=999, bar_size="15 secs"), 100.0) == pytest.approx(600.0)
+    assert h.earliest(_req(contract_key=999, bar_size=""), 100.0) == pytest.approx(600.0)
+    assert h.earliest(_req(contract_key=999, bar_size="1 min"), 100.0) == 100.0
 
 
 async def test_a_burst_of_500_requests_through_the_pacer_earns_no_error_100() -> None:

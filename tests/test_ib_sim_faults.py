@@ -211,6 +211,43 @@ def test_historical_pacing_162(sim: SimThread) -> None:
         app.wait("error", lambda rid, t, code, *a: rid == 10 and code == 162)
 
 
+def test_hang_keeps_the_socket_open_and_answers_nothing_until_it_ends(sim: SimThread) -> None:
+    """A hung gateway API: the connection stays open, requests go unanswered and market data
+    stops; when the hang ends the gateway reads what arrived meanwhile and answers it."""
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.wait("tickPrice", lambda rid, *a: rid == 5)
+        sim.fault("hang", seconds=0.8)
+        time.sleep(0.05)
+        ticks = len(app.all("tickPrice"))
+        app.reqCurrentTime()
+        time.sleep(0.4)
+        assert app.all("currentTime") == [] and len(app.all("tickPrice")) == ticks
+        assert app.all("connectionClosed") == [] and app.isConnected()
+        assert sim.call(lambda: sim.server.core.status()["hung"])
+        app.wait("currentTime", timeout=3)
+        app.wait("tickPrice", lambda rid, *a: len(app.all("tickPrice")) > ticks + 1)
+    with connected(sim) as again:  # a connection made while hung would wait; now it is served
+        again.reqCurrentTime()
+        again.wait("currentTime")
+
+
+def test_the_ten_minute_historical_count_is_for_small_bars_only(sim: SimThread) -> None:
+    """As IB: 60 requests per 10 minutes is a rule for bars of 30 s or less."""
+    sim.call(lambda: sim.server.core._hist_requests.extend(
+        (sim.server.core.now_ns, (0, "", f"{k} D", "1 day", "TRADES", 1)) for k in range(60)
+    ))  # fmt: skip
+    with connected(sim) as app:
+        app.reqHistoricalData(11, aapl(), "", "1 Y", "1 day", "TRADES", 1, 1, False, [])
+        app.wait("historicalDataEnd", lambda rid, *a: rid == 11)
+        sim.call(lambda: sim.server.core._hist_requests.extend(
+            (sim.server.core.now_ns, (0, "", f"{k} S", "30 secs", "TRADES", 1))
+            for k in range(60)
+        ))  # fmt: skip
+        app.reqHistoricalData(12, aapl(), "", "1800 S", "5 secs", "TRADES", 1, 1, False, [])
+        app.wait("error", lambda rid, t, code, msg, *a: rid == 12 and "10 minutes" in msg)
+
+
 def test_unreadable_replay_is_a_config_error_naming_the_key(tmp_path) -> None:
     from adapters.ib.gateway_sim.core import GatewayCore
     from engine.config import ConfigError

@@ -610,7 +610,9 @@ async def test_orders_are_held_back_just_before_a_scheduled_restart() -> None:
         await settled(h)
         placed = len(sim_ids(h))
         soon = (datetime.now(UTC) + timedelta(seconds=20)).astimezone(ZoneInfo("US/Eastern"))
-        window = OutageWindow(soon.time().replace(microsecond=0), 5, "US/Eastern", "test restart")
+        window = OutageWindow(
+            soon.time().replace(microsecond=0), 5, "US/Eastern", "test restart", restart=True
+        )
         v.outages = OutageSchedule([window], guard_s=60)
         v._guard_until = 0.0  # the schedule was swapped under it: work the answer out again
         held = h.strat.buy("AAPL", 1, take_px(h))

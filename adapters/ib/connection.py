@@ -12,7 +12,12 @@ Two layers, as everywhere in tickwire:
   ``managedAccounts`` have all arrived — a TCP connect proves nothing (socat relays accept while
   the gateway is down).
 - ``connect`` runs a session over a uvloop/asyncio ``Protocol`` and turns every way a connect
-  can fail into an ``IBConnectError`` that says what happened and what to do.
+  can fail into an ``IBConnectError`` that says what happened and what to do. It tries each
+  address the host resolves to (localhost may be ::1 and 127.0.0.1) and keeps each error, so
+  "refused on all of them" still reads as connection refused, with the usual ports.
+- A connection that is up can still be dead: a hung gateway keeps the socket open and answers
+  nothing. ``Heartbeat`` asks for an answer when nothing has been read for a while and closes
+  the connection when none comes; TCP keepalive covers a peer host that vanished.
 
 ibapi logs every request it sends (account codes included) at INFO; the ``ibapi`` logger is
 raised to WARNING here so secrets never reach the logs.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +53,7 @@ from ibapi.server_versions import (
 from ibapi.wrapper import EWrapper
 
 from .decode import ColdFrame, HotDecoder, MalformedFrame
-from .sockets import write_through
+from .sockets import keep_alive, write_through
 from .wire import FrameCapture
 
 logging.getLogger("ibapi").setLevel(logging.WARNING)
@@ -449,6 +455,62 @@ def _frame_index(frame: ColdFrame | MalformedFrame) -> int:
     return frame.index
 
 
+class Heartbeat:
+    """Notices a gateway that answers nothing while its socket stays open (a hung API).
+
+    Every ``interval_s`` it looks whether anything has been read since its last look: market
+    data flowing is answer enough, and then it asks nothing. After a whole interval with
+    nothing read it calls ``probe`` (the caller asks the gateway the time; any answer will do);
+    when still nothing has been read ``timeout_s`` later it calls ``on_dead`` with the seconds
+    since the last look that had seen a read (the silence lasted at least that long). The read
+    path only sets ``_Transport.heard``: nothing per message.
+    """
+
+    __slots__ = (
+        "_handle", "_loop", "_probing", "_proto", "_quiet_since", "interval_s", "on_dead",
+        "probe", "timeout_s",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        proto: _Transport,
+        interval_s: float,
+        timeout_s: float,
+        probe: Callable[[], None],
+        on_dead: Callable[[float], None],
+    ) -> None:
+        self._proto = proto
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.probe = probe
+        self.on_dead = on_dead
+        self._loop = asyncio.get_running_loop()
+        self._quiet_since = self._loop.time()
+        self._probing = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval_s, self._look)
+
+    def _look(self) -> None:
+        proto = self._proto
+        now = self._loop.time()
+        if proto.heard:
+            proto.heard = False
+            self._quiet_since = now
+            self._probing = False
+            self._handle = self._loop.call_later(self.interval_s, self._look)
+        elif not self._probing:
+            self._probing = True
+            self._handle = self._loop.call_later(self.timeout_s, self._look)
+            self.probe()
+        else:
+            self._handle = None
+            self.on_dead(now - self._quiet_since)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class _Transport(asyncio.Protocol):
     def __init__(self, session: ClientSession, on_lost: Callable[[str], None]) -> None:
         self.session = session
@@ -457,16 +519,22 @@ class _Transport(asyncio.Protocol):
         self.changed = asyncio.Event()
         #: The socket's descriptor, for ``write_now``; -1 when the transport has none.
         self.fd = -1
+        #: Something was read since the heartbeat last looked (set per read, nothing more).
+        self.heard = False
+        self.heartbeat: Heartbeat | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            keep_alive(sock)
         # Plain TCP only: under TLS the socket's bytes are the transport's ciphertext.
         plain = sock is not None and transport.get_extra_info("sslcontext") is None
         self.fd = sock.fileno() if plain else -1
         transport.write(self.session.hello())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         s = self.session
         s.receive(data)
         out = s.take_output()
@@ -479,6 +547,9 @@ class _Transport(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.fd = -1
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
         self.changed.set()
         self.on_lost(str(exc) if exc else "closed by the gateway")
 
@@ -504,6 +575,7 @@ class Connection:
 
     session: ClientSession
     protocol: _Transport
+    where: str = ""  # host:port, for messages
 
     @property
     def client(self) -> EClient:
@@ -525,6 +597,32 @@ class Connection:
     def close(self) -> None:
         if self.protocol.transport is not None:
             self.protocol.transport.close()
+
+    def start_heartbeat(
+        self, interval_s: float, timeout_s: float, probe: Callable[[], None]
+    ) -> None:
+        """Watch the connection for a hung gateway (``Heartbeat``): ``probe`` asks it for an
+        answer after ``interval_s`` with nothing read; none within ``timeout_s`` closes the
+        connection, ``session.closed_reason`` saying so (the owner's ``on_lost`` follows)."""
+        proto = self.protocol
+        if proto.transport is None:
+            return
+        if proto.heartbeat is not None:
+            proto.heartbeat.stop()
+
+        def dead(silent_s: float) -> None:
+            transport = proto.transport
+            if transport is None:
+                return
+            self.session.closed_reason = (
+                f"IB Gateway at {self.where} answered nothing for {silent_s:.0f} s: the API is "
+                "hung; reconnecting"
+            )
+            # abort, not close: close waits to send what is queued, which a hung peer may
+            # never take.
+            transport.abort()
+
+        proto.heartbeat = Heartbeat(proto, interval_s, timeout_s, probe, dead)
 
 
 async def connect(
@@ -553,14 +651,16 @@ async def connect(
 
     where = f"{host}:{port}"
     try:
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Transport(session, lost_cb), host, port), timeout
+        proto = await asyncio.wait_for(
+            _open(loop, lambda: _Transport(session, lost_cb), host, port), timeout
         )
-    except ConnectionRefusedError:
-        raise IBConnectError(
-            f"connection refused at {where}: is IB Gateway or TWS running and its API enabled "
-            f"on that port? ({PORT_HINT})"
-        ) from None
+    except _Unreachable as e:
+        if e.refused:
+            raise IBConnectError(
+                f"connection refused at {where}{e.detail()}: is IB Gateway or TWS running and "
+                f"its API enabled on that port? ({PORT_HINT})"
+            ) from None
+        raise IBConnectError(f"cannot connect to {where}: {e.detail(plain=True)}") from None
     except TimeoutError:
         raise IBConnectError(f"no TCP connection to {where} within {timeout:g} s") from None
     except OSError as e:
@@ -584,7 +684,7 @@ async def connect(
         proto.changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proto.changed.wait(), left)
-    conn = Connection(session, proto)
+    conn = Connection(session, proto, where)
     if paper_only:
         live = [a for a in session.state.accounts if not a.startswith("DU")]
         if live:
@@ -595,6 +695,51 @@ async def connect(
                 "paper_only = false deliberately."
             )
     return conn
+
+
+class _Unreachable(OSError):
+    """No address of the host took the connection; ``errors`` has each one's (address, error)."""
+
+    def __init__(self, errors: list[tuple[str, OSError]]) -> None:
+        super().__init__("; ".join(f"{a}: {_reason(e)}" for a, e in errors))
+        self.errors = errors
+
+    @property
+    def refused(self) -> bool:
+        """Some address refused (nothing listens there): the usual case of a gateway that is
+        down, whatever the others said (an IPv6 address with no route, say)."""
+        return any(isinstance(e, ConnectionRefusedError) for _, e in self.errors)
+
+    def detail(self, plain: bool = False) -> str:
+        """Each address and its error; for one refused address, nothing (it says it all)."""
+        if not plain and len(self.errors) == 1:
+            return ""
+        text = ", ".join(f"{a}: {_reason(e)}" for a, e in self.errors)
+        return text if plain else f" ({text})"
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+async def _open(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], _Transport], host: str, port: int
+) -> _Transport:
+    """Connect to each address ``host`` resolves to in turn, as ``create_connection`` does, but
+    keep every address's error (asyncio folds differing ones into one "Multiple exceptions"
+    OSError, losing that each was a refusal): ``_Unreachable`` when none took it."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    errors: list[tuple[str, OSError]] = []
+    for *_, addr in infos:
+        try:
+            _, proto = await loop.create_connection(factory, addr[0], addr[1])
+        except OSError as e:
+            errors.append((str(addr[0]), e))
+            continue
+        return proto  # type: ignore[return-value]
+    if not errors:
+        raise OSError(f"{host} resolves to no address")
+    raise _Unreachable(errors)
 
 
 def _in_use(session: ClientSession, client_id: int) -> str:
@@ -620,4 +765,4 @@ def _not_ready(where: str, session: ClientSession, timeout: float) -> str:
     )
 
 
-__all__ = ["INFO_CODES", "ClientSession", "Connection", "IBConnectError", "connect"]
+__all__ = ["INFO_CODES", "ClientSession", "Connection", "Heartbeat", "IBConnectError", "connect"]

@@ -53,8 +53,9 @@ so a reconnect before they are transmitted finds them unknown.
 Connectivity
 ------------
 New orders are held back (REJECTED at once with the reason, code ``HELD_BACK``) while the
-socket is down, during reconciliation, after error 1100 until 1101/1102, and within
-``restart_guard_s`` before a scheduled gateway restart. Cancels requested while disconnected
+socket is down, during reconciliation, after error 1100 until 1101/1102, and from
+``restart_guard_s`` before a scheduled gateway restart until it has cut the connection (IB's
+reset windows hold nothing: the socket stays up there). Cancels requested while disconnected
 are kept and sent after the reconnect for the orders still open; new orders and modifies still
 waiting in the pacer at a disconnect are dropped (sent after an outage they would trade at
 stale prices) and reconciliation reports them. 1101 (data lost) resubscribes market data;
@@ -62,7 +63,11 @@ stale prices) and reconciliation reports them. 1101 (data lost) resubscribes mar
 subscription first (the gateway still holds them: asking again would earn 322).
 A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
 ``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
-reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute.
+reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute
+from the latest 100. A gateway that has sent nothing for ``heartbeat_s`` is asked the time; no
+answer within ``heartbeat_timeout_s`` closes the connection as hung (ERROR) and reconnects.
+A drop inside an expected window is INFO; outside one it is a WARNING, and an ERROR once the
+outage has lasted ``alert_after_s`` (or overrun its window by ``outage_grace_s``).
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
 queued orders and cancels are sent on the new session, before its reconciliation.
 """
@@ -80,7 +85,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -347,21 +352,24 @@ class IBVenue:
         self.server_version = 0
         self.account = cfg.account.reveal() if cfg.account is not None else ""
         self.pacer = MessagePacer(cfg.pacing_msgs_per_s, cfg.pacing_burst)
-        self._base_rate = cfg.pacing_msgs_per_s
         self._pacer_timer: asyncio.TimerHandle | None = None
         self.backoff = Backoff(cfg.reconnect_initial_s, max(cfg.reconnect_max_s, 1e-3))
         windows = [
-            OutageWindow.parse(o.start, o.minutes, o.tz, o.name) for o in cfg.outages
+            OutageWindow.parse(o.start, o.minutes, o.tz, o.name, restart=o.restart, days=o.days)
+            for o in cfg.outages
         ]  # fmt: skip
         if cfg.daily_restart:
-            windows.append(
-                OutageWindow.parse(
-                    cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz
-                )
+            restart = OutageWindow.parse(
+                cfg.daily_restart, cfg.daily_restart_minutes, cfg.daily_restart_tz, restart=True
             )
-        self.outages = OutageSchedule(windows, cfg.outage_grace_s, cfg.restart_guard_s)
+            windows.append(restart)
+        self.outages = OutageSchedule(
+            windows, cfg.outage_grace_s, cfg.restart_guard_s, cfg.alert_after_s
+        )
         self._guard_until = 0.0  # time.time() until which the last guard check holds
         self._guarding: str = ""
+        self._connected_at: datetime | None = None  # when this connection was made (UTC)
+        self._outage_said = ""  # the last failure logged in this outage (repeats go to DEBUG)
         # Order state.
         self._next_id = 0
         self._reserved = 0  # ids below this are covered by the persisted high-water mark
@@ -562,6 +570,10 @@ class IBVenue:
         )
         self.epoch += 1
         self.conn = conn
+        self._connected_at = datetime.now(UTC)
+        self._guard_until = 0.0  # a new connection: is a scheduled restart still ahead of it?
+        if cfg.heartbeat_s > 0:
+            conn.start_heartbeat(cfg.heartbeat_s, cfg.heartbeat_timeout_s, self._ask_time)
         conn.session.on_receive = self._stamp_read
         conn.session.order_ids_from = MD_REQ_IDS  # order ids and other requests' ids
         self.connected = True
@@ -581,10 +593,15 @@ class IBVenue:
             self.ports.portfolio.broker_account(self.name).account = self.account
         outage = self.down_since
         if outage is not None:
-            log.warning(
-                "IB %s: reconnected after %.1f s (server version %d)",
+            now = datetime.now(UTC)
+            window = self.outages.expected(outage)
+            quiet = window is not None and not self.outages.overrun(outage, now)
+            log.log(
+                logging.INFO if quiet else logging.WARNING,
+                "IB %s: reconnected after %s of %.1f s (server version %d)",
                 self.name,
-                (datetime.now(UTC) - outage).total_seconds(),
+                f"the expected {window.name}" if quiet else "an outage",  # type: ignore[union-attr]
+                (now - outage).total_seconds(),
                 self.server_version,
             )
             self.reconnects += 1
@@ -601,10 +618,20 @@ class IBVenue:
         await lost.wait()
 
     def _on_lost(self, reason: str, lost: asyncio.Event) -> None:
-        if not lost.is_set() and not self._stopping:
+        # A connect attempt that fails (accepted and closed) is reported by ``_log_outage``:
+        # only the loss of a connection that was made is a drop.
+        if not lost.is_set() and not self._stopping and self.conn is not None:
             conn = self.conn
-            why = conn.session.closed_reason if conn is not None else None
-            if why:  # we closed it: the stream was corrupt (say so, not "closed by the gateway")
+            # We closed it (a corrupt stream, a hung gateway): say why, not "closed by the
+            # gateway". Inside an expected window a drop is routine: INFO.
+            why = conn.session.closed_reason
+            window = self.outages.expected(datetime.now(UTC))
+            if window is not None:
+                log.info(
+                    "IB %s: connection lost in the expected %s: %s",
+                    self.name, window.name, why or reason,
+                )  # fmt: skip
+            elif why:
                 log.error("IB %s: connection closed: %s", self.name, why)
             else:
                 log.warning("IB %s: connection lost: %s", self.name, reason)
@@ -628,22 +655,45 @@ class IBVenue:
         self.pacer._queues[DATA].clear()
         self.pacer._queues[ORDER].clear()
         if self.down_since is None:
-            self.down_since = datetime.now(UTC)
+            self.down_since = since = datetime.now(UTC)
+            self._outage_said = ""
+            delay = (self.outages.alert_at(since) - since).total_seconds()
+            self._later(max(delay, 0.0), lambda: self._outage_alert(since))
         for ev in self._ends.values():
             ev.set()
         self.contracts.fail_all("the connection to IB was lost")
         self.history.fail_all("the connection to IB was lost")
 
     def _log_outage(self, message: str) -> None:
+        """A reconnect attempt failed: INFO inside an expected window (until it overruns),
+        WARNING outside; the same failure again only at DEBUG (retries go on for as long as
+        the outage lasts). ``_outage_alert`` raises it to ERROR, once."""
+        if message == self._outage_said:
+            log.debug("IB %s: still down: %s", self.name, message)
+            return
+        self._outage_said = message
         now = datetime.now(UTC)
         since = self.down_since or now
         window = self.outages.expected(since)
         if window is not None and not self.outages.overrun(since, now):
             log.info("IB %s: down during the expected %s: %s", self.name, window.name, message)
-        elif window is not None:
-            log.error("IB %s: the %s has overrun: %s", self.name, window.name, message)
         else:
             log.warning("IB %s: %s", self.name, message)
+
+    def _outage_alert(self, since: datetime) -> None:
+        """The outage that began at ``since`` is still on at ``OutageSchedule.alert_at``: the
+        end of its expected window plus the grace, or ``alert_after_s`` (outside every window).
+        Logged at ERROR once per outage."""
+        if self.down_since is not since or self._stopping or self.refused:
+            return  # back up since (or a newer outage), or already CRITICAL
+        down_s = (datetime.now(UTC) - since).total_seconds()
+        window = self.outages.expected(since)
+        what = f"the expected {window.name} has overrun: " if window is not None else ""
+        log.error(
+            "IB %s: %sthe gateway has been unreachable for %.0f s (since %s UTC), still "
+            "reconnecting; new orders are refused until it is back. Last error: %s",
+            self.name, what, down_s, since.strftime("%H:%M:%S"), self._outage_said or "none",
+        )  # fmt: skip
 
     # ---- after every (re)connect -------------------------------------------------------------
 
@@ -917,16 +967,22 @@ class IBVenue:
         if self.reconciling or not self.ready:
             return "IB venue is reconciling after a reconnect; order held back"
         if time.time() >= self._guard_until:
-            # Worked out again only when the answer can change (twice a day per window).
+            # Worked out again only when the answer can change (twice a day per restart window,
+            # and at every new connection).
             now = datetime.now(UTC)
             self._guard_until = self.outages.guard_changes(now).timestamp()
-            window = self.outages.guarding(now)
-            self._guarding = (
-                f"within {self.outages.guard_s:.0f} s of the expected {window.name}; new orders "
-                "held back until the gateway is back"
-                if window is not None
-                else ""
-            )
+            found = self.outages.guarding(now, self._connected_at)
+            if found is None:
+                self._guarding = ""
+            else:
+                window, start = found
+                end = start + timedelta(minutes=window.minutes)
+                self._guarding = (
+                    f"the expected {window.name} is due at {start:%H:%M} {window.tz} and has not "
+                    f"cut this connection yet: new orders are held back from "
+                    f"{self.outages.guard_s:.0f} s before it until the gateway has restarted "
+                    f"(at the latest until {end:%H:%M})"
+                )
         return self._guarding
 
     def submit(self, intent: OrderIntent, order: Order | None) -> None:
@@ -1241,17 +1297,18 @@ class IBVenue:
         self._pacer_timer = None
         self._flush_pacer()
 
+    def _ask_time(self) -> None:
+        """The heartbeat's question (any answer will do), ahead of queued orders and data
+        requests: a backlog must not make a live gateway look hung."""
+        self._request(CANCEL, _req_current_time)
+
     def _slow_down(self) -> None:
-        rate = max(self.pacer.rate / 2, 5.0)
+        # The minute counts from the latest 100: the pacer restores the rate itself then.
+        rate = self.pacer.slow_down(time.monotonic(), 60.0)
         log.warning(
-            "IB %s: error 100 (message rate exceeded): pacing at %.0f msg/s for 60 s",
+            "IB %s: error 100 (message rate exceeded): pacing at %.1f msg/s for 60 s",
             self.name, rate,
         )  # fmt: skip
-        self.pacer.rate = rate
-        self._later(60.0, self._restore_rate)
-
-    def _restore_rate(self) -> None:
-        self.pacer.rate = self._base_rate
 
     # ---- ids ---------------------------------------------------------------------------------
 
@@ -1701,6 +1758,10 @@ class IBVenue:
             "resubscribes": self.resubscribes,
             "queued": self.pacer.pending,
         }
+
+
+def _req_current_time(client: Any) -> None:
+    client.reqCurrentTime()
 
 
 def _digits(tick: float) -> int:

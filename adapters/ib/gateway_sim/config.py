@@ -105,7 +105,7 @@ class PacingSection:
     max_messages_per_second: int = field(default=50, metadata={"check": _positive})
     #: Consecutive seconds over the limit after which the client is disconnected (0 = never).
     disconnect_after_s: int = field(default=3, metadata={"check": _non_negative})
-    #: Historical requests allowed per 10 minutes (IB: 60).
+    #: Historical requests for bars of 30 s or less allowed per 10 minutes (IB: 60).
     historical_per_10min: int = field(default=60, metadata={"check": _positive})
 
 
@@ -121,6 +121,7 @@ FaultAction = Literal[
     "connectivity_lost",
     "farm_blip",
     "daily_restart",
+    "hang",
     "latency",
     "reject_orders",
     "stop_market_data",

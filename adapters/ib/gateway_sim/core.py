@@ -227,6 +227,8 @@ class Session:
         self.close_reason: str | None = None
         self._magic = bytearray()
         self._reader = FrameReader()
+        #: Bytes that arrived while the gateway was hung (``hang``), read when it comes back.
+        self._stalled = bytearray()
         self._out = bytearray()
         #: Under a server (``core.input_pending`` set): the market data published (steps,
         #: depth diffs, book changes an order caused), in order, written after ``_out``, so an
@@ -259,6 +261,14 @@ class Session:
         """Feed bytes from the socket; replies accumulate in the output buffer."""
         if self.phase == Phase.CLOSED:
             return
+        core = self.core
+        if core.now_ns < core.hung_until_ns:
+            self._stalled += data  # a hung gateway reads nothing; the kernel keeps it
+            core.stalled.add(self)
+            return
+        if self._stalled:
+            data = bytes(self._stalled) + data
+            self._stalled.clear()
         try:
             if self.phase == Phase.MAGIC:
                 self._magic += data
@@ -465,6 +475,10 @@ class GatewayCore:
         self.farm_down = False
         self.stopped_data: set[int] = set()
         self.down_until_ns = 0
+        #: Until then the gateway is hung (``hang``): sockets open, nothing read or written,
+        #: the market and timers stand still.
+        self.hung_until_ns = 0
+        self.stalled: set[Session] = set()  # sessions with input waiting for the hang's end
         #: Set by the server: write a session's pending output now (an order answer goes to
         #: the socket before the rest of its handling is encoded).
         self.urgent: Callable[[Session], None] | None = None
@@ -498,6 +512,12 @@ class GatewayCore:
         """
         now = self.clock() if now_ns is None else now_ns
         self.now_ns = max(self.now_ns, now)
+        if self.now_ns < self.hung_until_ns:
+            return False
+        if self.stalled:  # back from a hang: read what arrived meanwhile
+            for s in list(self.stalled):
+                s.receive(b"")
+            self.stalled.clear()
         if self._freeze_due:
             self._freeze_depth()
         timers = self._timers
@@ -530,6 +550,7 @@ class GatewayCore:
         s.phase = Phase.CLOSED
         self.sessions.pop(s.conn_id, None)
         self.held.discard(s)
+        self.stalled.discard(s)
         if s.client_id is not None and self.clients.get(s.client_id) is s:
             del self.clients[s.client_id]
         for sub in list(s.subs.values()):
@@ -896,8 +917,13 @@ class GatewayCore:
         if same >= 5:
             return "Historical data request pacing violation (6 requests for one contract in 2 s)"
         weight = 2 if req.what_to_show == "BID_ASK" else 1
-        if len(window) + weight > self.config.pacing.historical_per_10min:
-            return "Historical data request pacing violation (too many requests in 10 minutes)"
+        # IB counts requests per 10 minutes for bars of 30 s or less only (its "pacing
+        # violations for small bars"; lifted for 1 min and more).
+        small = _small_bars(req.bar_size)
+        if small:
+            used = sum(1 for _, k in window if _small_bars(k[3]))
+            if used + weight > self.config.pacing.historical_per_10min:
+                return "Historical data request pacing violation (too many requests in 10 minutes)"
         for _ in range(weight):
             window.append((now, key))
         return ""
@@ -1737,6 +1763,12 @@ class GatewayCore:
         if f.rollback_ids:
             self.next_order_id = self.config.gateway.next_order_id
 
+    def _fault_hang(self, f: FaultConfig) -> None:
+        """The gateway's API hangs for ``seconds`` (a known IB Gateway failure): connections
+        stay open and new ones are accepted, but nothing is read or answered and no market
+        data goes out; then it carries on with what arrived meanwhile."""
+        self.hung_until_ns = self.now_ns + int(f.seconds * NS)
+
     def _fault_latency(self, f: FaultConfig) -> None:
         self.latency_ns = int(f.ms * 1_000_000)
 
@@ -1760,6 +1792,7 @@ class GatewayCore:
             "next_order_id": self.next_order_id,
             "accepting": self.accepting,
             "link_down": self.link_down,
+            "hung": self.now_ns < self.hung_until_ns,
             "farm_down": self.farm_down,
             "market_data_held": len(self.held),
             "steps_dropped": self.steps_dropped,
@@ -1941,6 +1974,14 @@ def _bar_end_ns(inst: SimInstrument, now_ns: int, bar_s: int) -> int:
     tz = zone(inst.time_zone_id)
     day = datetime.fromtimestamp(now_s, tz).date() + timedelta(days=1)
     return int(datetime.combine(day, datetime.min.time(), tz).timestamp()) * NS
+
+
+def _small_bars(text: str) -> bool:
+    """Bars of 30 s or less (an unknown size counts too: it is refused later anyway)."""
+    try:
+        return _bar_seconds(text) <= 30
+    except ValueError:
+        return True
 
 
 def _bar_seconds(text: str) -> int:
