@@ -23,7 +23,7 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
     EXPIRED          old       old      bad      bad       dup     bad      LATE note    note
 
     state            cancel request   modify request
-    INITIALIZED      -                PENDING_MODIFY
+    INITIALIZED      -                -
     SUBMITTED        PENDING_CANCEL   PENDING_MODIFY
     ACCEPTED         PENDING_CANCEL   PENDING_MODIFY
     PENDING_CANCEL   -                -
@@ -47,9 +47,12 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
 * ``RES``: the venue refused the pending cancel or modify: the order goes back to where it was
   (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED).
   A venue answers each request, but the answer does not say which request it answers: after a
-  modify and then a cancel, the first refusal ends the pending state.
+  modify and then a cancel, the first refusal ends the pending state. A refusal the risk gate
+  issued itself (``refused_by_gate``: its ``reason_code`` is a verdict code) answers a request
+  that never left, so it is a ``note`` even while another request is pending at the venue.
 * ``note``: nothing changes, the event is passed on: a refused cancel or modify of an order that
-  is not pending (the risk gate refused a modify, or the order finished first), a commission.
+  is not pending (the risk gate refused a modify, or the order finished first), a refusal from
+  the risk gate, a commission.
 * ``LATE``: a fill on a finished order is real (it raced the cancel, or the venue reported the
   end first): it is applied (outcome LATE_FILL, the position changes) and ``filled_lots`` grows.
   The order keeps its final state, unless the late fill leaves nothing unfilled: then it is
@@ -93,6 +96,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from engine.messages import EventKind, OrderEvent, OrderIntent
+from hotpath.risk import VERDICT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,9 @@ _CANCELLED = OrderState.CANCELLED
 _REJECTED = OrderState.REJECTED
 _EXPIRED = OrderState.EXPIRED
 _EV_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+# The risk gate's verdict codes (``hotpath.risk``): a CANCEL_REJECTED with one of them is the
+# gate's own answer. Venues use 0, their own negative codes, or IB's error codes (100 and up).
+_GATE_CODES_END = len(VERDICT_NAMES)
 
 # The table's entries (see the module docstring).
 ACC, REJ, CXL, EXP, FILL, MOD, ACK, RES, NOTE, LATE, DUP, OLD, BAD = range(13)
@@ -187,9 +194,7 @@ ON_CANCEL_REQUEST: dict[OrderState, OrderState | None] = {
     _EXPIRED: None,
 }
 ON_MODIFY_REQUEST: dict[OrderState, OrderState | None] = {
-    # An order the gate refused but whose REJECTED is not applied yet: pending, so that the
-    # reservation the modify made is released by that REJECTED.
-    _INITIALIZED: _PENDING_MODIFY,
+    _INITIALIZED: None,  # refused by the gate: the gate refuses the modify too, nothing is sent
     _SUBMITTED: _PENDING_MODIFY,
     _ACCEPTED: _PENDING_MODIFY,
     _PENDING_CANCEL: None,  # the cancel wins: the order is on its way out
@@ -201,6 +206,12 @@ ON_MODIFY_REQUEST: dict[OrderState, OrderState | None] = {
     _EXPIRED: None,
 }
 _OUTCOME_OF = {DUP: DUPLICATE, OLD: STALE, BAD: ILLEGAL}
+
+
+def refused_by_gate(ev: OrderEvent) -> bool:
+    """Is ``ev`` a CANCEL_REJECTED the risk gate issued itself (a cancel or modify it did not
+    send on)? Then no request of the order's is answered by it."""
+    return ev.kind == _EV_CANCEL_REJECTED and 0 < ev.reason_code < _GATE_CODES_END
 
 
 class OrderExtras(NamedTuple):
@@ -474,6 +485,8 @@ class OrderTracker:
             action = _ROWS[order.state][ev.kind]
         except (IndexError, TypeError):
             action = BAD  # not an EventKind
+        if action == RES and 0 < ev.reason_code < _GATE_CODES_END:
+            action = NOTE  # the gate's refusal: the request pending at the venue stays pending
         self._action = action
         if action in (FILL, LATE):
             exec_id = ev.exec_id

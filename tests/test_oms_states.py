@@ -22,7 +22,9 @@ from engine.orders import (
     OrderState,
     OrderTracker,
     Outcome,
+    refused_by_gate,
 )
+from engine.risk_gate import Verdict
 
 S = OrderState
 K = EventKind
@@ -265,7 +267,7 @@ CANCEL_REQUEST = {
     S.PARTIALLY_FILLED: S.PENDING_CANCEL,
 }
 MODIFY_REQUEST = {
-    S.INITIALIZED: S.PENDING_MODIFY,
+    S.INITIALIZED: S.INITIALIZED,  # refused by the gate: the gate refuses its modify too
     S.SUBMITTED: S.PENDING_MODIFY,
     S.ACCEPTED: S.PENDING_MODIFY,
     S.PENDING_CANCEL: S.PENDING_CANCEL,
@@ -335,6 +337,22 @@ def test_modify_then_cancel_then_modified_stays_pending_cancel() -> None:
     assert order.state is S.PENDING_CANCEL
     tr.apply(event(K.MODIFIED, order.client_order_id, qty_lots=6, price_ticks=100))
     assert order.state is S.PENDING_CANCEL and order.qty_lots == 6
+
+
+def test_a_refusal_from_the_risk_gate_is_a_note_even_while_a_request_is_pending() -> None:
+    for state in (S.PENDING_MODIFY, S.PENDING_CANCEL):
+        tr, order = order_in(state)
+        coid = order.client_order_id
+        for code in (Verdict.OFF_TICK_GRID, Verdict.NOT_OWN_ORDER, Verdict.CANCEL_PENDING):
+            refusal = event(K.CANCEL_REJECTED, coid, reason_code=int(code))
+            assert refused_by_gate(refusal)
+            assert tr.apply(refusal) == R.APPLIED
+            assert order.state is state
+        # A venue's refusal (no code, its own negative codes, IB's error codes) answers it.
+        for code in (0, -1, 10147):
+            assert not refused_by_gate(event(K.CANCEL_REJECTED, coid, reason_code=code))
+        assert tr.apply(event(K.CANCEL_REJECTED, coid, reason_code=161)) == R.APPLIED
+        assert order.state is S.ACCEPTED
 
 
 # ---- duplicates and races -------------------------------------------------------------------
