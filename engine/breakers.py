@@ -6,12 +6,13 @@ engine's timer (``[risk.breakers] interval_ms``, 100 ms by default) and ``after_
 each fill, so their cost is off the order path.
 
 * **Daily loss.** Today's account P&L (realised + unrealised - fees) at or below
-  ``-daily_loss_pct`` % of start-of-day equity: every open order is cancelled at every venue and
-  trading is HALTED. It is lifted by the operator (``Engine.set_trading_state(ACTIVE, ...)`` or
-  ``Breakers.reset``) or by the next trading day (``Engine.roll_day``). After an operator lifts
-  it, the breaker stays quiet until the loss has recovered above the threshold or the day rolls:
-  the operator has taken the decision for the rest of the loss (the kernels' own
-  ``risk.daily_loss_limit`` still holds).
+  ``-daily_loss_pct`` % of start-of-day equity: every open order of this engine is cancelled,
+  each at the venue it was routed to (a shadowed one at its shadow venue, never a venue-wide
+  cancel: see ``Engine.cancel_everything``), and trading is HALTED. It is lifted by the
+  operator (``Engine.set_trading_state(ACTIVE, ...)`` or ``Breakers.reset``) or by the next
+  trading day (``Engine.roll_day``). After an operator lifts it, the breaker stays quiet until
+  the loss has recovered above the threshold or the day rolls: the operator has taken the
+  decision for the rest of the loss (the kernels' own ``risk.daily_loss_limit`` still holds).
 * **Rejection rate.** Over the last ``reject_window_s`` seconds, rejected / decided orders
   (gate rejects plus venue rejects, over gate passes plus gate rejects) above ``reject_rate``
   with at least ``reject_min_orders`` decided: new orders' quantities are scaled by
@@ -131,7 +132,7 @@ class Breakers:
         )
         log.error(reason)
         engine = self._engine
-        engine.cancel_everything()
+        engine.cancel_everything("daily loss breaker")
         engine.set_trading_state(TradingState.HALTED, reason, source=DAILY_LOSS)
 
     def _check_reject_rate(self, now: int) -> None:

@@ -323,12 +323,17 @@ class RiskGate:
         """Send a cancel of ``order`` to the venue holding it (through the router: journaled,
         to the shadow venue for a shadowed order), and mark it PENDING_CANCEL. Not for an order
         this gate refused (it never left) or one whose cancel is already pending (its answer is
-        on its way): False, nothing sent."""
+        on its way): False, nothing sent. If the venue raises, the order keeps its state (a
+        later cancel is sent) and the exception propagates."""
         state = order.state
         if state is _INITIALIZED or state is _PENDING_CANCEL:
             return False
         self._tracker.request_cancel(order)
-        self._router.cancel(order)
+        try:
+            self._router.cancel(order)
+        except Exception:
+            order.state = state
+            raise
         return True
 
     def _not_changeable(self, it: OrderIntent, order: Order | None) -> bool:
