@@ -38,14 +38,20 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
   Inactive after Submitted).
 * ``FILL``: the fill is counted (``filled_lots``); the order is FILLED when nothing is left,
   else PARTIALLY_FILLED, except that a pending cancel or modify stays pending (its answer is
-  still to come). A fill implies the order was accepted.
+  still to come). A fill implies the order was accepted. While a modify is pending, "nothing
+  left" is measured against the larger of the order's quantity and the modify's
+  (``pending_qty_lots``): the venue may already work the order at the new size, and IB reports
+  the execution before the modify's status, so a fill that completes the old size must not end
+  an order the venue is still working.
 * ``MOD``: the order takes the event's quantity and price and goes back to working (ACCEPTED, or
   PARTIALLY_FILLED if anything filled; FILLED if the new quantity is all filled); a pending
   cancel stays pending. The same terms reported again on a working order are a duplicate.
 * ``ack``: an acceptance that arrives after the strategy asked to cancel or modify: the order
   stays pending; it is news (APPLIED) the first time, a duplicate after.
 * ``RES``: the venue refused the pending cancel or modify: the order goes back to where it was
-  (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED).
+  (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED), or is
+  FILLED if its fills already cover its quantity (they completed the old size while a modify to
+  a larger one was pending, and the venue refused the modify because the order had filled).
   A venue answers each request, but the answer does not say which request it answers: after a
   modify and then a cancel, the first refusal ends the pending state. A refusal the risk gate
   issued itself (``refused_by_gate``: its ``reason_code`` is a verdict code) answers a request
@@ -251,6 +257,9 @@ class Order:
     ``venue_order_id`` is the venue's id (IB: the order id, then the permId once known).
     ``accepted`` says the venue has acknowledged the order (an acceptance, a fill or a modify);
     ``exec_ids`` holds the exec ids of the fills applied (None until the first).
+    ``pending_qty_lots`` is the quantity of the modify on its way to the venue (0: none), kept
+    until the venue answers it or the order finishes: until then the order is not finished by
+    fills that cover only its old quantity.
     ``parent_id`` (the parent's client order id, 0 none), ``oca_group`` ("" none) and ``oca_type``
     (0 without a group) are copied from those extras by the risk gate.
     """
@@ -266,6 +275,7 @@ class Order:
         "oca_type",
         "order_type",
         "parent_id",
+        "pending_qty_lots",
         "price_ticks",
         "qty_lots",
         "reason",
@@ -303,6 +313,7 @@ class Order:
         self.state = _INITIALIZED
         self.accepted = False
         self.exec_ids: set[str] | None = None
+        self.pending_qty_lots = 0
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
@@ -413,11 +424,16 @@ class OrderTracker:
         order.state = new
         return True
 
-    def request_modify(self, order: Order) -> bool:
-        """The strategy asked to modify ``order``: PENDING_MODIFY where the table says so;
-        True if the state changed."""
+    def request_modify(self, order: Order, qty_lots: int = 0) -> bool:
+        """The strategy asked to modify ``order`` to ``qty_lots`` (0: not known, as a journal
+        from before this was recorded): PENDING_MODIFY where the table says so, and the order
+        remembers the largest quantity it may now be worked at; True if the state changed."""
         new = _MODIFY_ROW[order.state]  # None: the state stays
-        if new is None or new is order.state:
+        if new is None:
+            return False
+        if qty_lots > order.pending_qty_lots:
+            order.pending_qty_lots = qty_lots
+        if new is order.state:
             return False
         order.state = new
         return True
@@ -440,6 +456,7 @@ class OrderTracker:
     def finish(self, order: Order, state: OrderState, reason: str = "") -> None:
         order.state = state
         order.reason = reason
+        order.pending_qty_lots = 0
         coid = order.client_order_id
         if self.open.pop(coid, None) is not None:
             group = self._by_key[(order.strategy_id, order.instrument_id)]
@@ -543,7 +560,9 @@ class OrderTracker:
         if action == FILL:
             self._count_fill(order, ev)
             order.accepted = True
-            if order.filled_lots >= order.qty_lots:
+            qty = order.qty_lots
+            pending = order.pending_qty_lots  # a modify to a larger size may be working already
+            if order.filled_lots >= (pending if pending > qty else qty):
                 self.finish(order, _FILLED)
             elif order.state < _PENDING_CANCEL:  # a pending request stays pending
                 order.state = _PARTIALLY_FILLED
@@ -561,6 +580,7 @@ class OrderTracker:
                 order.qty_lots = ev.qty_lots
             order.price_ticks = ev.price_ticks
             order.accepted = True
+            order.pending_qty_lots = 0
             if order.filled_lots >= order.qty_lots:
                 self.finish(order, _FILLED)
             elif order.state is not _PENDING_CANCEL:
@@ -568,10 +588,14 @@ class OrderTracker:
         elif action == ACK:
             order.accepted = True
         elif action == RES:
-            order.state = (
-                _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
-                else _SUBMITTED
-            )  # fmt: skip
+            order.pending_qty_lots = 0
+            if order.filled_lots >= order.qty_lots:
+                self.finish(order, _FILLED)  # filled at its old size; the modify came too late
+            else:
+                order.state = (
+                    _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
+                    else _SUBMITTED
+                )  # fmt: skip
         elif action == LATE:
             self._count_fill(order, ev)
             self.late_fills += 1

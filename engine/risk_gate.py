@@ -623,7 +623,7 @@ class RiskGate:
         reserved = lots - order.filled_lots
         if reserved > order.reserved:
             order.reserved = reserved
-        self._tracker.request_modify(order)
+        self._tracker.request_modify(order, lots)
         self._router.modify(order, lots, ticks)
 
     # ---- keeping the kernels' state in step -------------------------------------------------
@@ -634,9 +634,14 @@ class RiskGate:
         if kind == _FILL:
             working = order is not None and order.is_open and order.reserved > 0
             release = min(ev.fill_lots, order.reserved) if working else 0
-            done = working and order.filled_lots + ev.fill_lots >= order.qty_lots
             if working:
+                # Done as the OMS will judge it: against a pending modify's larger size too.
+                qty = order.qty_lots
+                pending = order.pending_qty_lots
+                done = order.filled_lots + ev.fill_lots >= (pending if pending > qty else qty)
                 order.reserved -= release
+            else:
+                done = False
             self._fill(
                 *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
                 ev.fill_price_ticks, ev.commission, release, done,
@@ -648,13 +653,20 @@ class RiskGate:
                 self.venue_rejects += 1
             self._release_reserved(order, order.reserved, True)
         elif kind == _MODIFIED:
-            self._release_reserved(order, order.reserved - (ev.qty_lots - ev.cum_lots), False)
+            qty = ev.qty_lots if ev.qty_lots > 0 else order.qty_lots
+            self._release_reserved(
+                order, order.reserved - (qty - ev.cum_lots), qty <= order.filled_lots
+            )
         elif (
             kind == _CANCEL_REJECTED
-            and order.state is _PENDING_MODIFY
-            and not refused_by_gate(ev)  # the gate's own refusal: the venue's modify is pending
+            and (order.state is _PENDING_MODIFY or order.state is _PENDING_CANCEL)
+            and not refused_by_gate(ev)  # the gate's own refusal: the venue's request is pending
         ):
-            self._release_reserved(order, order.reserved - order.leaves_lots, False)
+            leaves = order.leaves_lots
+            if leaves <= 0:  # the OMS finishes it FILLED: its fills covered it
+                self._release_reserved(order, order.reserved, True)
+            elif order.state is _PENDING_MODIFY:
+                self._release_reserved(order, order.reserved - leaves, False)
 
     def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
         lots = max(lots, 0)
