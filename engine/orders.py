@@ -58,7 +58,8 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
   that never left, so it is a ``note`` even while another request is pending at the venue.
 * ``note``: nothing changes, the event is passed on: a refused cancel or modify of an order that
   is not pending (the risk gate refused a modify, or the order finished first), a refusal from
-  the risk gate, a commission.
+  the risk gate, a commission. A commission whose exec id was already counted (reported again,
+  or carried by its fill) is a duplicate.
 * ``LATE``: a fill on a finished order is real (it raced the cancel, or the venue reported the
   end first): it is applied (outcome LATE_FILL, the position changes) and ``filled_lots`` grows.
   The order keeps its final state, unless the late fill leaves nothing unfilled: then it is
@@ -81,6 +82,9 @@ falls back to the cumulative quantity: ``0 < cum_lots <= filled_lots`` is a dupl
 only when such fills arrive in order; every venue we have sends exec ids). With exec ids, any
 permutation of a venue's history, with any events repeated, ends in the same state with the same
 filled quantity and the same fills applied (``tests/test_oms_states.py`` checks this property).
+Commissions likewise: each order keeps the exec ids whose fee was counted (``fee_ids``: a fill
+that carried a commission, or a COMMISSION event), so a COMMISSION reported twice, or after a
+fill that already carried it, counts once.
 
 Outcomes
 --------
@@ -160,6 +164,7 @@ _CANCELLED = OrderState.CANCELLED
 _REJECTED = OrderState.REJECTED
 _EXPIRED = OrderState.EXPIRED
 _EV_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_EV_COMMISSION = EventKind.COMMISSION
 # The risk gate's verdict codes (``hotpath.risk``): a CANCEL_REJECTED with one of them is the
 # gate's own answer. Venues use 0, their own negative codes, or IB's error codes (100 and up).
 _GATE_CODES_END = len(VERDICT_NAMES)
@@ -256,7 +261,8 @@ class Order:
     (no order-type extras in its intent), else the ``OrderExtras`` the risk gate passed.
     ``venue_order_id`` is the venue's id (IB: the order id, then the permId once known).
     ``accepted`` says the venue has acknowledged the order (an acceptance, a fill or a modify);
-    ``exec_ids`` holds the exec ids of the fills applied (None until the first).
+    ``exec_ids`` holds the exec ids of the fills applied (None until the first), ``fee_ids`` those
+    whose commission has been counted (None until the first).
     ``pending_qty_lots`` is the quantity of the modify on its way to the venue (0: none), kept
     until the venue answers it or the order finishes: until then the order is not finished by
     fills that cover only its old quantity.
@@ -269,6 +275,7 @@ class Order:
         "client_order_id",
         "exec_ids",
         "extras",
+        "fee_ids",
         "filled_lots",
         "instrument_id",
         "oca_group",
@@ -313,6 +320,7 @@ class Order:
         self.state = _INITIALIZED
         self.accepted = False
         self.exec_ids: set[str] | None = None
+        self.fee_ids: set[str] | None = None
         self.pending_qty_lots = 0
         self.venue_order_id = 0
         self.reason = ""
@@ -525,6 +533,11 @@ class OrderTracker:
                     return self._drop(order, ev, DUPLICATE)
             elif action == ACK and order.accepted:
                 return self._drop(order, ev, DUPLICATE)
+            elif action == NOTE and ev.kind == _EV_COMMISSION:
+                exec_id = ev.exec_id
+                seen = order.fee_ids
+                if exec_id and seen is not None and exec_id in seen:
+                    return self._drop(order, ev, DUPLICATE)
             return APPLIED
         return self._drop(order, ev, _OUTCOME_OF[action])
 
@@ -596,6 +609,12 @@ class OrderTracker:
                     _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
                     else _SUBMITTED
                 )  # fmt: skip
+        elif action == NOTE and ev.kind == _EV_COMMISSION and ev.exec_id:
+            seen = order.fee_ids
+            if seen is None:
+                order.fee_ids = {ev.exec_id}
+            else:
+                seen.add(ev.exec_id)
         elif action == LATE:
             self._count_fill(order, ev)
             self.late_fills += 1
@@ -622,4 +641,10 @@ class OrderTracker:
                 order.exec_ids = {exec_id}
             else:
                 seen.add(exec_id)
+            if ev.commission:  # its fee came with it: a COMMISSION for it later is a duplicate
+                fees = order.fee_ids
+                if fees is None:
+                    order.fee_ids = {exec_id}
+                else:
+                    fees.add(exec_id)
         order.filled_lots += ev.fill_lots

@@ -113,6 +113,7 @@ _REJECTED = EventKind.REJECTED
 _ENDED = (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED)
 _MODIFIED = EventKind.MODIFIED
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_COMMISSION = EventKind.COMMISSION
 _INITIALIZED = OrderState.INITIALIZED
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
 _PENDING_MODIFY = OrderState.PENDING_MODIFY
@@ -646,6 +647,8 @@ class RiskGate:
                 *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
                 ev.fill_price_ticks, ev.commission, release, done,
             )  # fmt: skip
+        elif kind == _COMMISSION:
+            self._add_fees(ev.strategy_id, ev.instrument_id, ev.commission)
         elif order is None or not order.is_open or order.state is _INITIALIZED:
             return  # nothing reserved: unknown, finished, or refused by this gate
         elif kind in _ENDED:
@@ -667,6 +670,21 @@ class RiskGate:
                 self._release_reserved(order, order.reserved, True)
             elif order.state is _PENDING_MODIFY:
                 self._release_reserved(order, order.reserved - leaves, False)
+
+    def _add_fees(self, strategy_id: int, instrument_id: int, commission: float) -> None:
+        """A commission reported after its fill: today's fees of the strategy's position, the
+        strategy and the account, as ``apply_fill`` counts a fill's own."""
+        a = self.arrays
+        if not (0 <= strategy_id < a.pst.shape[0] and 0 <= instrument_id < a.ist.shape[0]):
+            log.error(
+                "commission %r for strategy %d, instrument %d: no such strategy or instrument in "
+                "the risk state; not counted against the loss limits",
+                commission, strategy_id, instrument_id,
+            )  # fmt: skip
+            return
+        a.pst[strategy_id, instrument_id, rk.PS_FEES] += commission
+        a.sst[strategy_id, rk.SS_FEES] += commission
+        a.gst[rk.GS_FEES] += commission
 
     def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
         lots = max(lots, 0)

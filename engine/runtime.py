@@ -11,6 +11,7 @@ drive it directly.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -592,9 +593,12 @@ class Engine:
         ``deliver``) to its strategy. Recovery replays journaled events with ``deliver`` off;
         events that arrive before ``start`` (a venue reconciling) are not delivered either."""
         self.order_events += 1
-        if ev.kind == _COMMISSION:
-            # A commission reported after its fill: it changes fees, not the order.
-            self.portfolio.position(ev.strategy_id, ev.instrument_id).commission += ev.commission
+        kind = ev.kind
+        if kind == _COMMISSION and not math.isfinite(ev.commission):
+            log.error(
+                "commission %r for exec %r of order %d is not a finite number: ignored",
+                ev.commission, ev.exec_id, ev.client_order_id,
+            )  # fmt: skip
             return
         # The OMS classifies first: a duplicate, stale or illegal event reaches neither the
         # risk kernels nor the portfolio nor the strategy (the tracker counts it). The kernels
@@ -605,7 +609,13 @@ class Engine:
         order = tracker.order
         self.risk.on_event(ev, order)
         tracker.commit(ev)
-        kind = ev.kind
+        if kind == _COMMISSION:
+            # A commission reported after its fill (IB: commissionReport follows execDetails):
+            # fees in the book the fill went to; the risk kernels have counted them above.
+            book = self.shadow_portfolio if order is not None and order.shadow else self.portfolio
+            book.position(ev.strategy_id, ev.instrument_id).commission += ev.commission
+            self.breakers.after_fees()
+            return  # fees, not an order's news: strategies read them in pnl()
         if kind == _FILL:
             self.fills += 1
             book = self.shadow_portfolio if order is not None and order.shadow else self.portfolio

@@ -170,6 +170,24 @@ class Harness:
     def shadow(self) -> SimVenue:
         return self.engine.router.shadow_venues["SIM"]
 
+    def commission(self, coid: int, exec_id: str, amount: float) -> None:
+        """IB's commissionReport after its execution, as the IB venue emits it."""
+        ev = self.engine.events.claim()
+        ev.clear()
+        ev.kind = EventKind.COMMISSION
+        ev.strategy_id = self.strat.id
+        ev.instrument_id = self.es.id
+        ev.client_order_id = coid
+        ev.exec_id = exec_id
+        ev.commission = amount
+        self.engine.pump()
+
+    def fees(self) -> tuple[float, float, float]:
+        """Today's fees in the risk kernels: the position's, the strategy's, the account's."""
+        a = self.engine.risk.arrays
+        s, i = self.strat.id, self.es.id
+        return float(a.pst[s, i, rk.PS_FEES]), float(a.sst[s, rk.SS_FEES]), float(a.gst[rk.GS_FEES])
+
 
 def shadowed(mode: str = "shadow", canary_pct: float = 0.0) -> RouterConfig:
     """SIM in ``mode``; its shadow venue answers at once."""
@@ -698,3 +716,66 @@ def test_config_errors_name_the_key(risk, key, message):
         parse_config(config(**risk), "t.toml")
     assert e.value.key == key
     assert message in e.value.message
+
+
+# ---- commissions reported after their fills (IB) --------------------------------------------
+
+
+def test_a_commission_reported_after_its_fill_is_a_fee_everywhere_once():
+    h = Harness()
+    h.book(399, 400)
+    coid = h.buy(2)
+    [fill] = h.strat.fills(coid)
+    assert fill.commission == 0.0 and h.fees() == (0.0, 0.0, 0.0)
+    pnl_before = h.engine.breakers.day_pnl()
+    n_events = len(h.strat.events)
+    h.commission(coid, fill.exec_id, 30.0)
+    assert h.fees() == (30.0, 30.0, 30.0)
+    assert h.engine.breakers.day_pnl() == pytest.approx(pnl_before - 30.0)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    h.commission(coid, fill.exec_id, 30.0)  # reported again
+    assert h.fees() == (30.0, 30.0, 30.0)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    assert h.counter("oms_duplicate_total") == 1
+    assert len(h.strat.events) == n_events  # fees are not order news
+
+
+def test_a_commission_its_fill_carried_is_not_counted_again():
+    h = Harness(venue=SimVenueConfig(commission_per_lot=1.25))
+    h.book(399, 400)
+    coid = h.buy(2)
+    [fill] = h.strat.fills(coid)
+    assert fill.commission == 2.5 and h.fees() == (2.5, 2.5, 2.5)
+    h.commission(coid, fill.exec_id, 2.5)
+    assert h.fees() == (2.5, 2.5, 2.5)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 2.5
+
+
+def test_late_commissions_count_against_the_account_daily_loss_limit():
+    h = Harness(RiskConfig(equity=EQUITY, daily_loss_limit=1_000.0))
+    h.book(399, 400)
+    coid = h.buy(1)
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 1_500.0)
+    assert h.rejected_with(h.buy(1), Verdict.ACCOUNT_DAILY_LOSS)
+    assert h.last_kind(h.sell(1)) == EventKind.FILL  # reducing still passes
+
+
+def test_late_commissions_trip_the_daily_loss_breaker_at_once():
+    h = Harness()
+    h.book(399, 400)
+    coid = h.buy(1)
+    resting = h.sell(1, 110.0)
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 50_000.0)  # 5% of equity in fees
+    assert h.engine.trading_state is HALTED and h.engine.state_source == "daily_loss"
+    assert h.last_kind(resting) == EventKind.CANCELLED
+
+
+def test_a_shadow_orders_commission_is_booked_in_the_shadow_portfolio():
+    h = Harness(router=shadowed())
+    h.book(399, 400)
+    coid = h.buy(2)
+    assert h.engine.tracker.finished[coid].shadow
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 30.0)
+    assert h.engine.shadow_portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 0.0
+    assert h.fees() == (30.0, 30.0, 30.0)  # the risk limits see the as-if-live book

@@ -2,16 +2,19 @@
 the same account: it cancels this engine's own orders one by one, never with IB's global cancel
 (``reqGlobalCancel`` cancels every open order of the account, whichever client placed it)
 unless ``[risk] kill_switch_global_cancel`` says so, and in SHADOW nothing reaches the gateway.
+Also: IB's commissions, reported after their executions, count in the risk state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from engine.config import RiskConfig, RouterConfig
 from engine.messages import EventKind
+from hotpath import risk as rk
 from tests.ib_sim_support import RecordingApp
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_sim_interop import aapl, limit
@@ -98,3 +101,22 @@ async def test_kill_switch_in_shadow_sends_nothing_to_the_gateway_even_if_global
         assert (h.venue.orders_sent, h.venue.cancels_sent) == (0, 0)
         assert status(h, theirs) == "Submitted"
         assert [r[0] for r in h.core().received] == [OTHER_CLIENT]
+
+
+async def test_commissions_reported_after_their_executions_count_in_the_risk_state() -> None:
+    async with IBHarness(sim={"orders": {"commission_delay_ms": 50}}) as h:
+        await h.book_ready("AAPL")
+        aapl_id = h.registry.resolve("AAPL").id
+        coid = h.strat.buy("AAPL", 10, round(h.mid("AAPL") + 0.50, 2))
+        await until(lambda: sum(f.fill_lots for f in h.strat.fills(coid)) == 10, 5, "filled")
+        assert all(f.commission == 0 for f in h.strat.fills(coid))  # the fees come later
+        fees = sum(r.report.commissionAndFees for r in h.core().executions)
+        assert fees > 0
+        a = h.engine.risk.arrays
+        await until(lambda: math.isclose(a.gst[rk.GS_FEES], fees, rel_tol=1e-9), 3, "fees")
+        assert math.isclose(a.sst[h.strat.id, rk.SS_FEES], fees, rel_tol=1e-9)
+        assert math.isclose(a.pst[h.strat.id, aapl_id, rk.PS_FEES], fees, rel_tol=1e-9)
+        g = a.gst
+        assert h.engine.breakers.day_pnl() == g[rk.GS_REALISED] + g[rk.GS_UNREAL] - fees
+        pos = h.engine.portfolio.position(h.strat.id, aapl_id)
+        assert math.isclose(pos.commission, fees, rel_tol=1e-9)

@@ -405,6 +405,25 @@ def test_a_refusal_from_the_risk_gate_is_a_note_even_while_a_request_is_pending(
         assert order.state is S.ACCEPTED
 
 
+def test_a_commission_counts_once_per_exec_id() -> None:
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    tr.apply(fill(coid, 3, "e1"))  # IB: the fee comes later, as a COMMISSION
+    late = event(K.COMMISSION, coid, exec_id="e1", commission=1.5)
+    assert tr.apply(late) == R.APPLIED
+    assert tr.apply(late) == R.DUPLICATE
+    carried = fill(coid, 2, "e2")
+    carried.commission = 1.0  # the fee came with the fill
+    assert tr.apply(carried) == R.APPLIED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e2", commission=1.0)) == R.DUPLICATE
+    assert order.fee_ids == {"e1", "e2"} and tr.duplicates == 2
+    # The rest fills; a commission for it after the order finished still counts, once.
+    tr.apply(fill(coid, 5, "e3"))
+    assert order.state is S.FILLED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e3", commission=2.0)) == R.APPLIED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e3", commission=2.0)) == R.DUPLICATE
+
+
 # ---- duplicates and races -------------------------------------------------------------------
 
 
