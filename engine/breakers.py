@@ -2,12 +2,15 @@
 
 Three breakers watch the risk kernels' state (``hotpath.risk``'s ``gst``/``ist`` arrays, the
 same numbers the pre-trade checks use), never the market data itself: ``evaluate`` runs on the
-engine's timer (``[risk.breakers] interval_ms``, 100 ms by default) and ``after_fill`` after
-each fill, so their cost is off the order path.
+engine's timer (``[risk.breakers] interval_ms``, 100 ms by default), ``after_fill`` after each
+fill and ``after_fees`` after each commission reported on its own, so their cost is off the
+order path.
 
-* **Daily loss.** Today's account P&L (realised + unrealised - fees) at or below
-  ``-daily_loss_pct`` % of start-of-day equity: every open order is cancelled at every venue and
-  trading is HALTED. It is lifted by the operator (``Engine.set_trading_state(ACTIVE, ...)`` or
+* **Daily loss.** Today's account P&L (realised + unrealised - fees, IB's commissions reported
+  after their fills included) at or below ``-daily_loss_pct`` % of start-of-day equity: every
+  open order of this engine is cancelled, each at the venue it was routed to (a shadowed one at
+  its shadow venue, never a venue-wide cancel: see ``Engine.cancel_everything``), and trading is
+  HALTED. It is lifted by the operator (``Engine.set_trading_state(ACTIVE, ...)`` or
   ``Breakers.reset``) or by the next trading day (``Engine.roll_day``). After an operator lifts
   it, the breaker stays quiet until the loss has recovered above the threshold or the day rolls:
   the operator has taken the decision for the rest of the loss (the kernels' own
@@ -111,6 +114,11 @@ class Breakers:
         if 0 <= instrument_id < self._ist.shape[0]:
             self._check_concentration(instrument_id)
 
+    def after_fees(self) -> None:
+        """A commission reported after its fill lowered today's P&L: the loss."""
+        if self.config.enabled:
+            self._check_loss()
+
     def _check_loss(self) -> None:
         equity_sod = float(self._gst[rk.GS_EQUITY_SOD])
         if not equity_sod > 0.0:
@@ -131,7 +139,7 @@ class Breakers:
         )
         log.error(reason)
         engine = self._engine
-        engine.cancel_everything()
+        engine.cancel_everything("daily loss breaker")
         engine.set_trading_state(TradingState.HALTED, reason, source=DAILY_LOSS)
 
     def _check_reject_rate(self, now: int) -> None:

@@ -261,6 +261,10 @@ class RiskConfig:
     strategies: dict[str, StrategyRiskConfig] = field(default_factory=dict)  # by strategy name
     instruments: dict[str, InstrumentRiskConfig] = field(default_factory=dict)  # by symbol
     breakers: BreakersConfig = field(default_factory=BreakersConfig)
+    #: The kill switch also asks each venue that sends orders for real (LIVE, CANARY) for a
+    #: venue-wide cancel: IB's reqGlobalCancel cancels every open order of the account,
+    #: whichever client placed it (other engines, TWS). Off: only this engine's own orders.
+    kill_switch_global_cancel: bool = False
 
 
 class VenueConfig:

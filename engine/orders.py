@@ -23,7 +23,7 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
     EXPIRED          old       old      bad      bad       dup     bad      LATE note    note
 
     state            cancel request   modify request
-    INITIALIZED      -                PENDING_MODIFY
+    INITIALIZED      -                -
     SUBMITTED        PENDING_CANCEL   PENDING_MODIFY
     ACCEPTED         PENDING_CANCEL   PENDING_MODIFY
     PENDING_CANCEL   -                -
@@ -38,18 +38,28 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
   Inactive after Submitted).
 * ``FILL``: the fill is counted (``filled_lots``); the order is FILLED when nothing is left,
   else PARTIALLY_FILLED, except that a pending cancel or modify stays pending (its answer is
-  still to come). A fill implies the order was accepted.
+  still to come). A fill implies the order was accepted. While a modify is pending, "nothing
+  left" is measured against the larger of the order's quantity and the modify's
+  (``pending_qty_lots``): the venue may already work the order at the new size, and IB reports
+  the execution before the modify's status, so a fill that completes the old size must not end
+  an order the venue is still working.
 * ``MOD``: the order takes the event's quantity and price and goes back to working (ACCEPTED, or
   PARTIALLY_FILLED if anything filled; FILLED if the new quantity is all filled); a pending
   cancel stays pending. The same terms reported again on a working order are a duplicate.
 * ``ack``: an acceptance that arrives after the strategy asked to cancel or modify: the order
   stays pending; it is news (APPLIED) the first time, a duplicate after.
 * ``RES``: the venue refused the pending cancel or modify: the order goes back to where it was
-  (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED).
+  (PARTIALLY_FILLED if anything filled, else ACCEPTED if it was accepted, else SUBMITTED), or is
+  FILLED if its fills already cover its quantity (they completed the old size while a modify to
+  a larger one was pending, and the venue refused the modify because the order had filled).
   A venue answers each request, but the answer does not say which request it answers: after a
-  modify and then a cancel, the first refusal ends the pending state.
+  modify and then a cancel, the first refusal ends the pending state. A refusal the risk gate
+  issued itself (``refused_by_gate``: its ``reason_code`` is a verdict code) answers a request
+  that never left, so it is a ``note`` even while another request is pending at the venue.
 * ``note``: nothing changes, the event is passed on: a refused cancel or modify of an order that
-  is not pending (the risk gate refused a modify, or the order finished first), a commission.
+  is not pending (the risk gate refused a modify, or the order finished first), a refusal from
+  the risk gate, a commission. A commission whose exec id was already counted (reported again,
+  or carried by its fill) is a duplicate.
 * ``LATE``: a fill on a finished order is real (it raced the cancel, or the venue reported the
   end first): it is applied (outcome LATE_FILL, the position changes) and ``filled_lots`` grows.
   The order keeps its final state, unless the late fill leaves nothing unfilled: then it is
@@ -72,6 +82,9 @@ falls back to the cumulative quantity: ``0 < cum_lots <= filled_lots`` is a dupl
 only when such fills arrive in order; every venue we have sends exec ids). With exec ids, any
 permutation of a venue's history, with any events repeated, ends in the same state with the same
 filled quantity and the same fills applied (``tests/test_oms_states.py`` checks this property).
+Commissions likewise: each order keeps the exec ids whose fee was counted (``fee_ids``: a fill
+that carried a commission, or a COMMISSION event), so a COMMISSION reported twice, or after a
+fill that already carried it, counts once.
 
 Outcomes
 --------
@@ -93,6 +106,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from engine.messages import EventKind, OrderEvent, OrderIntent
+from hotpath.risk import VERDICT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +164,10 @@ _CANCELLED = OrderState.CANCELLED
 _REJECTED = OrderState.REJECTED
 _EXPIRED = OrderState.EXPIRED
 _EV_CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_EV_COMMISSION = EventKind.COMMISSION
+# The risk gate's verdict codes (``hotpath.risk``): a CANCEL_REJECTED with one of them is the
+# gate's own answer. Venues use 0, their own negative codes, or IB's error codes (100 and up).
+_GATE_CODES_END = len(VERDICT_NAMES)
 
 # The table's entries (see the module docstring).
 ACC, REJ, CXL, EXP, FILL, MOD, ACK, RES, NOTE, LATE, DUP, OLD, BAD = range(13)
@@ -187,9 +205,7 @@ ON_CANCEL_REQUEST: dict[OrderState, OrderState | None] = {
     _EXPIRED: None,
 }
 ON_MODIFY_REQUEST: dict[OrderState, OrderState | None] = {
-    # An order the gate refused but whose REJECTED is not applied yet: pending, so that the
-    # reservation the modify made is released by that REJECTED.
-    _INITIALIZED: _PENDING_MODIFY,
+    _INITIALIZED: None,  # refused by the gate: the gate refuses the modify too, nothing is sent
     _SUBMITTED: _PENDING_MODIFY,
     _ACCEPTED: _PENDING_MODIFY,
     _PENDING_CANCEL: None,  # the cancel wins: the order is on its way out
@@ -201,6 +217,12 @@ ON_MODIFY_REQUEST: dict[OrderState, OrderState | None] = {
     _EXPIRED: None,
 }
 _OUTCOME_OF = {DUP: DUPLICATE, OLD: STALE, BAD: ILLEGAL}
+
+
+def refused_by_gate(ev: OrderEvent) -> bool:
+    """Is ``ev`` a CANCEL_REJECTED the risk gate issued itself (a cancel or modify it did not
+    send on)? Then no request of the order's is answered by it."""
+    return ev.kind == _EV_CANCEL_REJECTED and 0 < ev.reason_code < _GATE_CODES_END
 
 
 class OrderExtras(NamedTuple):
@@ -239,7 +261,11 @@ class Order:
     (no order-type extras in its intent), else the ``OrderExtras`` the risk gate passed.
     ``venue_order_id`` is the venue's id (IB: the order id, then the permId once known).
     ``accepted`` says the venue has acknowledged the order (an acceptance, a fill or a modify);
-    ``exec_ids`` holds the exec ids of the fills applied (None until the first).
+    ``exec_ids`` holds the exec ids of the fills applied (None until the first), ``fee_ids`` those
+    whose commission has been counted (None until the first).
+    ``pending_qty_lots`` is the quantity of the modify on its way to the venue (0: none), kept
+    until the venue answers it or the order finishes: until then the order is not finished by
+    fills that cover only its old quantity.
     ``parent_id`` (the parent's client order id, 0 none), ``oca_group`` ("" none) and ``oca_type``
     (0 without a group) are copied from those extras by the risk gate.
     """
@@ -249,12 +275,14 @@ class Order:
         "client_order_id",
         "exec_ids",
         "extras",
+        "fee_ids",
         "filled_lots",
         "instrument_id",
         "oca_group",
         "oca_type",
         "order_type",
         "parent_id",
+        "pending_qty_lots",
         "price_ticks",
         "qty_lots",
         "reason",
@@ -292,6 +320,8 @@ class Order:
         self.state = _INITIALIZED
         self.accepted = False
         self.exec_ids: set[str] | None = None
+        self.fee_ids: set[str] | None = None
+        self.pending_qty_lots = 0
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
@@ -402,11 +432,16 @@ class OrderTracker:
         order.state = new
         return True
 
-    def request_modify(self, order: Order) -> bool:
-        """The strategy asked to modify ``order``: PENDING_MODIFY where the table says so;
-        True if the state changed."""
+    def request_modify(self, order: Order, qty_lots: int = 0) -> bool:
+        """The strategy asked to modify ``order`` to ``qty_lots`` (0: not known, as a journal
+        from before this was recorded): PENDING_MODIFY where the table says so, and the order
+        remembers the largest quantity it may now be worked at; True if the state changed."""
         new = _MODIFY_ROW[order.state]  # None: the state stays
-        if new is None or new is order.state:
+        if new is None:
+            return False
+        if qty_lots > order.pending_qty_lots:
+            order.pending_qty_lots = qty_lots
+        if new is order.state:
             return False
         order.state = new
         return True
@@ -429,6 +464,7 @@ class OrderTracker:
     def finish(self, order: Order, state: OrderState, reason: str = "") -> None:
         order.state = state
         order.reason = reason
+        order.pending_qty_lots = 0
         coid = order.client_order_id
         if self.open.pop(coid, None) is not None:
             group = self._by_key[(order.strategy_id, order.instrument_id)]
@@ -474,6 +510,8 @@ class OrderTracker:
             action = _ROWS[order.state][ev.kind]
         except (IndexError, TypeError):
             action = BAD  # not an EventKind
+        if action == RES and 0 < ev.reason_code < _GATE_CODES_END:
+            action = NOTE  # the gate's refusal: the request pending at the venue stays pending
         self._action = action
         if action in (FILL, LATE):
             exec_id = ev.exec_id
@@ -495,6 +533,11 @@ class OrderTracker:
                     return self._drop(order, ev, DUPLICATE)
             elif action == ACK and order.accepted:
                 return self._drop(order, ev, DUPLICATE)
+            elif action == NOTE and ev.kind == _EV_COMMISSION:
+                exec_id = ev.exec_id
+                seen = order.fee_ids
+                if exec_id and seen is not None and exec_id in seen:
+                    return self._drop(order, ev, DUPLICATE)
             return APPLIED
         return self._drop(order, ev, _OUTCOME_OF[action])
 
@@ -530,7 +573,9 @@ class OrderTracker:
         if action == FILL:
             self._count_fill(order, ev)
             order.accepted = True
-            if order.filled_lots >= order.qty_lots:
+            qty = order.qty_lots
+            pending = order.pending_qty_lots  # a modify to a larger size may be working already
+            if order.filled_lots >= (pending if pending > qty else qty):
                 self.finish(order, _FILLED)
             elif order.state < _PENDING_CANCEL:  # a pending request stays pending
                 order.state = _PARTIALLY_FILLED
@@ -548,6 +593,7 @@ class OrderTracker:
                 order.qty_lots = ev.qty_lots
             order.price_ticks = ev.price_ticks
             order.accepted = True
+            order.pending_qty_lots = 0
             if order.filled_lots >= order.qty_lots:
                 self.finish(order, _FILLED)
             elif order.state is not _PENDING_CANCEL:
@@ -555,10 +601,20 @@ class OrderTracker:
         elif action == ACK:
             order.accepted = True
         elif action == RES:
-            order.state = (
-                _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
-                else _SUBMITTED
-            )  # fmt: skip
+            order.pending_qty_lots = 0
+            if order.filled_lots >= order.qty_lots:
+                self.finish(order, _FILLED)  # filled at its old size; the modify came too late
+            else:
+                order.state = (
+                    _PARTIALLY_FILLED if order.filled_lots else _ACCEPTED if order.accepted
+                    else _SUBMITTED
+                )  # fmt: skip
+        elif action == NOTE and ev.kind == _EV_COMMISSION and ev.exec_id:
+            seen = order.fee_ids
+            if seen is None:
+                order.fee_ids = {ev.exec_id}
+            else:
+                seen.add(ev.exec_id)
         elif action == LATE:
             self._count_fill(order, ev)
             self.late_fills += 1
@@ -585,4 +641,10 @@ class OrderTracker:
                 order.exec_ids = {exec_id}
             else:
                 seen.add(exec_id)
+            if ev.commission:  # its fee came with it: a COMMISSION for it later is a duplicate
+                fees = order.fee_ids
+                if fees is None:
+                    order.fee_ids = {exec_id}
+                else:
+                    fees.add(exec_id)
         order.filled_lots += ev.fill_lots

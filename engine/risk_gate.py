@@ -2,9 +2,18 @@
 
 There is no other way from a strategy to a venue: strategies write intents into the intent ring,
 this actor drains it, and only intents that pass reach ``Router``. A rejection becomes an
-``OrderEvent`` of kind ``REJECTED`` (for new orders) or ``CANCEL_REJECTED`` (for modifies) with
-the check's stable code and a reason the strategy author can act on, delivered through the
-order-event ring like any venue answer.
+``OrderEvent`` of kind ``REJECTED`` (for new orders) or ``CANCEL_REJECTED`` (for modifies and
+cancels) with the check's stable code and a reason the strategy author can act on, delivered
+through the order-event ring like any venue answer.
+
+A strategy cancels and modifies only its own orders (``NOT_OWN_ORDER`` otherwise), and only
+orders this gate passed (``UNKNOWN_ORDER`` for one it refused: it never reached a venue). A
+modify of an order whose cancel is pending is refused (``CANCEL_PENDING``: the cancel wins), and
+a second cancel of it is not sent again (the venue's answer to the first answers both). A modify
+that gives a limit price to an order type that takes none (MARKET, STOP, MARKET_ON_CLOSE,
+TRAILING_*) is refused as a new order would be (``BAD_ORDER_PARAMS``). None of these reach the
+router, the venue or the journal's requests; the refusal does not touch the order (see
+``engine.orders.refused_by_gate``).
 
 The checks and the limit state (open orders and their exposure, positions and today's P&L,
 token buckets) are the Numba kernels of ``hotpath.risk``; this class fills their arrays from the
@@ -35,7 +44,7 @@ from engine.messages import (
     OrderType,
     TimeInForce,
 )
-from engine.orders import Order, OrderExtras, OrderState, OrderTracker
+from engine.orders import Order, OrderExtras, OrderState, OrderTracker, refused_by_gate
 from engine.ring import ObjectRing
 from hotpath import limits as lim
 from hotpath import risk as rk
@@ -71,6 +80,8 @@ _CANCEL_ALL = int(IntentKind.CANCEL_ALL)
 _LIMIT = int(OrderType.LIMIT)
 _UNKNOWN_ORDER = int(Verdict.UNKNOWN_ORDER)
 _BAD_ORDER_PARAMS = int(Verdict.BAD_ORDER_PARAMS)
+_NOT_OWN_ORDER = int(Verdict.NOT_OWN_ORDER)
+_CANCEL_PENDING = int(Verdict.CANCEL_PENDING)
 _NAN = math.nan
 # ``order_type & _NOT_PLAIN_TYPE`` and ``tif & _NOT_PLAIN_TIF`` are non-zero for anything but
 # MARKET/LIMIT and DAY/GTC/IOC/FOK (negative values included): one test on the plain path.
@@ -102,7 +113,9 @@ _REJECTED = EventKind.REJECTED
 _ENDED = (EventKind.CANCELLED, EventKind.EXPIRED, EventKind.REJECTED)
 _MODIFIED = EventKind.MODIFIED
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_COMMISSION = EventKind.COMMISSION
 _INITIALIZED = OrderState.INITIALIZED
+_PENDING_CANCEL = OrderState.PENDING_CANCEL
 _PENDING_MODIFY = OrderState.PENDING_MODIFY
 _OCA_TYPES = (1, 2, 3)
 _MAX_OCA_GROUP = 64
@@ -297,17 +310,57 @@ class RiskGate:
         elif kind == _MODIFY:
             self._modify(it)
         elif kind == _CANCEL:
-            order = self._tracker.get(it.client_order_id)
-            if order is None:
-                self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
+            order = self._open_order(it.client_order_id)
+            if self._not_changeable(it, order):
                 return
-            self._tracker.request_cancel(order)
-            self._router.cancel(order)
+            if not self.cancel_order(order):
+                log.debug("cancel of order %d: a cancel is already pending", order.client_order_id)
         elif kind == _CANCEL_ALL:
             only = it.instrument_id if it.instrument_id >= 0 else None
             for order in self._tracker.open_for(it.strategy_id, only):
-                self._tracker.request_cancel(order)
-                self._router.cancel(order)
+                self.cancel_order(order)
+
+    def cancel_order(self, order: Order) -> bool:
+        """Send a cancel of ``order`` to the venue holding it (through the router: journaled,
+        to the shadow venue for a shadowed order), and mark it PENDING_CANCEL. Not for an order
+        this gate refused (it never left) or one whose cancel is already pending (its answer is
+        on its way): False, nothing sent. If the venue raises, the order keeps its state (a
+        later cancel is sent) and the exception propagates."""
+        state = order.state
+        if state is _INITIALIZED or state is _PENDING_CANCEL:
+            return False
+        self._tracker.request_cancel(order)
+        try:
+            self._router.cancel(order)
+        except Exception:
+            order.state = state
+            raise
+        return True
+
+    def _not_changeable(self, it: OrderIntent, order: Order | None) -> bool:
+        """Refuse (CANCEL_REJECTED) a cancel or modify of an order that is not the strategy's
+        to change: unknown or finished, another strategy's, or refused by this gate. True if
+        refused; the order is untouched and nothing is sent."""
+        if order is None:
+            self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
+        elif order.strategy_id != it.strategy_id:
+            log.error(
+                "strategy %d asked to cancel or modify order %d of strategy %d: refused "
+                "(NOT_OWN_ORDER), nothing sent",
+                it.strategy_id, order.client_order_id, order.strategy_id,
+            )  # fmt: skip
+            self._reject(
+                it, _CANCEL_REJECTED, _NOT_OWN_ORDER,
+                detail=f"order {order.client_order_id} is strategy {order.strategy_id}'s",
+            )  # fmt: skip
+        elif order.state is _INITIALIZED:
+            self._reject(
+                it, _CANCEL_REJECTED, _UNKNOWN_ORDER,
+                detail=f"the risk gate refused order {order.client_order_id}: it never left",
+            )  # fmt: skip
+        else:
+            return False
+        return True
 
     def _new(self, it: OrderIntent) -> None:
         # Intents from ``Strategy`` carry plain-int side and order type (see engine.strategy).
@@ -528,17 +581,28 @@ class RiskGate:
     def _modify(self, it: OrderIntent) -> None:
         """A modify is checked as the order it would become, replacing the working one."""
         order = self._open_order(it.client_order_id)
-        if order is None:
-            self._reject(it, _CANCEL_REJECTED, _UNKNOWN_ORDER)
+        if self._not_changeable(it, order):
             return
         i = order.instrument_id
         it.instrument_id = i
         it.side = order.side
+        if order.state is _PENDING_CANCEL:
+            self._reject(
+                it, _CANCEL_REJECTED, _CANCEL_PENDING,
+                detail=f"order {order.client_order_id} is being cancelled",
+            )  # fmt: skip
+            return
         qty = it.qty
         if qty != qty:  # NaN: keep the order's quantity
             qty = order.qty_lots * self._lot_size[i]
         price = it.price
-        if price != price and order.order_type in _LIMIT_PRICED:  # NaN: keep the limit price
+        if order.order_type not in _LIMIT_PRICED:
+            if price == price:  # the kernel would drop it and the venue answer MODIFIED
+                name = _TYPE_NAMES[order.order_type]
+                lead = f"modify refused; {name} takes no limit price; "
+                self._reject(it, _CANCEL_REJECTED, _BAD_ORDER_PARAMS, (lead, qty, price, _NAN))
+                return
+        elif price != price:  # NaN: keep the limit price
             price = order.price_ticks * self._tick_size[i]
         extras = order.extras
         if extras is None:
@@ -560,7 +624,7 @@ class RiskGate:
         reserved = lots - order.filled_lots
         if reserved > order.reserved:
             order.reserved = reserved
-        self._tracker.request_modify(order)
+        self._tracker.request_modify(order, lots)
         self._router.modify(order, lots, ticks)
 
     # ---- keeping the kernels' state in step -------------------------------------------------
@@ -571,13 +635,20 @@ class RiskGate:
         if kind == _FILL:
             working = order is not None and order.is_open and order.reserved > 0
             release = min(ev.fill_lots, order.reserved) if working else 0
-            done = working and order.filled_lots + ev.fill_lots >= order.qty_lots
             if working:
+                # Done as the OMS will judge it: against a pending modify's larger size too.
+                qty = order.qty_lots
+                pending = order.pending_qty_lots
+                done = order.filled_lots + ev.fill_lots >= (pending if pending > qty else qty)
                 order.reserved -= release
+            else:
+                done = False
             self._fill(
                 *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
                 ev.fill_price_ticks, ev.commission, release, done,
             )  # fmt: skip
+        elif kind == _COMMISSION:
+            self._add_fees(ev.strategy_id, ev.instrument_id, ev.commission)
         elif order is None or not order.is_open or order.state is _INITIALIZED:
             return  # nothing reserved: unknown, finished, or refused by this gate
         elif kind in _ENDED:
@@ -585,9 +656,35 @@ class RiskGate:
                 self.venue_rejects += 1
             self._release_reserved(order, order.reserved, True)
         elif kind == _MODIFIED:
-            self._release_reserved(order, order.reserved - (ev.qty_lots - ev.cum_lots), False)
-        elif kind == _CANCEL_REJECTED and order.state is _PENDING_MODIFY:
-            self._release_reserved(order, order.reserved - order.leaves_lots, False)
+            qty = ev.qty_lots if ev.qty_lots > 0 else order.qty_lots
+            self._release_reserved(
+                order, order.reserved - (qty - ev.cum_lots), qty <= order.filled_lots
+            )
+        elif (
+            kind == _CANCEL_REJECTED
+            and (order.state is _PENDING_MODIFY or order.state is _PENDING_CANCEL)
+            and not refused_by_gate(ev)  # the gate's own refusal: the venue's request is pending
+        ):
+            leaves = order.leaves_lots
+            if leaves <= 0:  # the OMS finishes it FILLED: its fills covered it
+                self._release_reserved(order, order.reserved, True)
+            elif order.state is _PENDING_MODIFY:
+                self._release_reserved(order, order.reserved - leaves, False)
+
+    def _add_fees(self, strategy_id: int, instrument_id: int, commission: float) -> None:
+        """A commission reported after its fill: today's fees of the strategy's position, the
+        strategy and the account, as ``apply_fill`` counts a fill's own."""
+        a = self.arrays
+        if not (0 <= strategy_id < a.pst.shape[0] and 0 <= instrument_id < a.ist.shape[0]):
+            log.error(
+                "commission %r for strategy %d, instrument %d: no such strategy or instrument in "
+                "the risk state; not counted against the loss limits",
+                commission, strategy_id, instrument_id,
+            )  # fmt: skip
+            return
+        a.pst[strategy_id, instrument_id, rk.PS_FEES] += commission
+        a.sst[strategy_id, rk.SS_FEES] += commission
+        a.gst[rk.GS_FEES] += commission
 
     def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
         lots = max(lots, 0)
@@ -643,9 +740,10 @@ class RiskGate:
         kind: EventKind,
         verdict: int,
         numbers: tuple[str, float, float, float] | None = None,
+        detail: str = "",
     ) -> None:
         """Answer ``it`` with a refusal; ``numbers`` (lead-in, qty, price, stop price) go into
-        the reason (a NaN price or stop price is left out)."""
+        the reason (a NaN price or stop price is left out), or else ``detail``."""
         self.rejects[verdict] += 1
         journal = self.journal
         if journal is not None and kind is _REJECTED:
@@ -662,7 +760,7 @@ class RiskGate:
         ev.client_order_id = it.client_order_id
         ev.side = it.side
         ev.reason_code = int(verdict)
-        ev.reason = _REASON_TEXT[verdict]
+        ev.reason = f"{_REASON_TEXT[verdict]} ({detail})" if detail else _REASON_TEXT[verdict]
         ev.ts_event = ev.ts_recv = self._now()
         if numbers is not None:
             # Formatting floats costs more than the rest of a refusal. Nothing reads an event

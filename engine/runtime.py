@@ -41,7 +41,7 @@ from engine.orders import DUPLICATE, Order, OrderState, OrderTracker
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing, OverflowPolicy
 from engine.risk_gate import RiskGate, TradingState, Verdict
-from engine.router import Router
+from engine.router import Router, VenueMode
 from engine.scheduler import Priority, Scheduler
 from engine.strategy import Strategy, check_params
 from engine.trading_day import TradingDay
@@ -67,7 +67,6 @@ _BUY = int(Side.BUY)
 #: ``reason_code`` of an order whose venue kept no state across a restart (``report_lost``).
 LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encodable, -4 parent
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
-_INITIALIZED = OrderState.INITIALIZED
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
 # How restrictive a state is: lifting one (to a lower rank) is for the operator, or for the
 # breaker that set it.
@@ -498,27 +497,60 @@ class Engine:
         self.halt_reason = reason
         self.set_trading_state(TradingState.HALTED, reason, source="engine")
 
-    def cancel_everything(self) -> int:
-        """Ask every venue to cancel all its open orders, and mark the engine's open orders
-        PENDING_CANCEL; returns how many engine orders were open at a venue."""
-        for venue in [*self.venues.values(), *self.router.shadow_venues.values()]:
-            try:
-                venue.cancel_all()
-            except Exception:
-                log.exception("venue %r: cancel_all raised", venue.name)
-        n = 0
+    def cancel_everything(self, why: str = "cancel everything") -> int:
+        """Cancel every open order of this engine, each at the venue it was routed to (a
+        shadowed one at its shadow venue), through the router's cancel path (journaled, marked
+        PENDING_CANCEL); returns how many cancels were sent. Logs how many went where.
+
+        Never a venue-wide cancel: IB's global cancel (``Venue.cancel_all``) cancels every open
+        order of the account, whichever client placed it (other engines, TWS), and would let a
+        loss made in the shadow book cancel live orders. An order the gate refused never left,
+        and one whose cancel is pending is not cancelled again. A cancel that raises is logged
+        and the others still go: the caller halts next."""
+        sent: dict[str, int] = {}
+        pending = 0
+        cancel_order = self.risk.cancel_order
         for order in list(self.tracker.open.values()):
-            if order.state is not _INITIALIZED:  # an order refused by the gate never left
-                self.tracker.request_cancel(order)
-                n += 1
+            where = self.venue_of(order)
+            try:
+                if cancel_order(order):
+                    sent[where] = sent.get(where, 0) + 1
+                elif order.state is _PENDING_CANCEL:
+                    pending += 1
+            except Exception:
+                log.exception(
+                    "%s: the cancel of order %d at %s raised", why, order.client_order_id, where
+                )
+        n = sum(sent.values())
+        done = ", ".join(f"{count} at {name}" for name, count in sorted(sent.items()))
+        log.warning(
+            "%s: %d open orders of this engine cancelled, one by one (%s)%s", why, n,
+            done or "none was open", f"; {pending} already being cancelled" if pending else "",
+        )  # fmt: skip
         return n
 
     def kill_switch(self, reason: str) -> TradingStateChange | None:
-        """Cancel everything at every venue, then HALT; the operator lifts it with
-        ``set_trading_state(ACTIVE, reason)``."""
+        """Cancel this engine's open orders (``cancel_everything``), then HALT; the operator
+        lifts it with ``set_trading_state(ACTIVE, reason)``. With ``[risk]
+        kill_switch_global_cancel = true`` each venue that sends orders for real (LIVE or
+        CANARY, never a SHADOW one) is also asked for a venue-wide cancel (IB: every open
+        order of the account, whichever client placed it)."""
         self.kill_switches += 1
-        n = self.cancel_everything()
-        log.critical("KILL SWITCH: %s (%d open orders cancelled at every venue)", reason, n)
+        n = self.cancel_everything("KILL SWITCH")
+        wiped = []
+        if self._risk_config.kill_switch_global_cancel:
+            for name, venue in self.venues.items():
+                if self.router.modes[name] is VenueMode.SHADOW:
+                    continue  # nothing of ours is there: it would cancel only others' orders
+                try:
+                    venue.cancel_all()
+                    wiped.append(name)
+                except Exception:
+                    log.exception("venue %r: cancel_all raised", name)
+        log.critical(
+            "KILL SWITCH: %s (%d open orders cancelled one by one%s)", reason, n,
+            f"; global cancel at {', '.join(wiped)}" if wiped else "",
+        )  # fmt: skip
         change = self.set_trading_state(TradingState.HALTED, reason, source="kill_switch")
         self.pump()
         return change
@@ -672,9 +704,12 @@ class Engine:
         ``deliver``) to its strategy. Recovery replays journaled events with ``deliver`` off;
         events that arrive before ``start`` (a venue reconciling) are not delivered either."""
         self.order_events += 1
-        if ev.kind == _COMMISSION:
-            # A commission reported after its fill: it changes fees, not the order.
-            self.portfolio.position(ev.strategy_id, ev.instrument_id).commission += ev.commission
+        kind = ev.kind
+        if kind == _COMMISSION and not math.isfinite(ev.commission):
+            log.error(
+                "commission %r for exec %r of order %d is not a finite number: ignored",
+                ev.commission, ev.exec_id, ev.client_order_id,
+            )  # fmt: skip
             return
         # The OMS classifies first: a duplicate, stale or illegal event reaches neither the
         # risk kernels nor the portfolio nor the strategy (the tracker counts it). The kernels
@@ -685,7 +720,13 @@ class Engine:
         order = tracker.order
         self.risk.on_event(ev, order)
         tracker.commit(ev)
-        kind = ev.kind
+        if kind == _COMMISSION:
+            # A commission reported after its fill (IB: commissionReport follows execDetails):
+            # fees in the book the fill went to; the risk kernels have counted them above.
+            book = self.shadow_portfolio if order is not None and order.shadow else self.portfolio
+            book.position(ev.strategy_id, ev.instrument_id).commission += ev.commission
+            self.breakers.after_fees()
+            return  # fees, not an order's news: strategies read them in pnl()
         if kind == _FILL:
             self.fills += 1
             book = self.shadow_portfolio if order is not None and order.shadow else self.portfolio

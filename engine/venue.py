@@ -62,8 +62,10 @@ class Venue(Protocol):
     def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None: ...
 
     def cancel_all(self) -> None:
-        """Cancel every open order at this venue, the engine's and any other (the kill switch
-        and the daily loss breaker call it); each cancel is answered like any other."""
+        """Cancel every open order at this venue, the engine's and any other; each cancel is
+        answered like any other. Only the kill switch calls it, and only with ``[risk]
+        kill_switch_global_cancel`` on (the engine otherwise cancels its own orders one by
+        one)."""
 
     def on_book(self, instrument_ids: list[int]) -> None:
         """The top of book of these instruments changed; called before the strategies hear of

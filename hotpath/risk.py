@@ -102,6 +102,8 @@ BAD_STOP_PRICE = 32
 STOP_OFF_TICK_GRID = 33
 BAD_ORDER_PARAMS = 34  # issued by the gate (order type, time in force and extras do not fit)
 CONCENTRATION_BREAKER = 35
+NOT_OWN_ORDER = 36  # issued by the gate (cancel or modify of another strategy's order)
+CANCEL_PENDING = 37  # issued by the gate (modify of an order whose cancel is pending)
 
 VERDICT_NAMES: tuple[str, ...] = (
     "PASS",
@@ -140,6 +142,8 @@ VERDICT_NAMES: tuple[str, ...] = (
     "STOP_OFF_TICK_GRID",
     "BAD_ORDER_PARAMS",
     "CONCENTRATION_BREAKER",
+    "NOT_OWN_ORDER",
+    "CANCEL_PENDING",
 )
 
 VERDICT_REASONS: tuple[str, ...] = (
@@ -180,6 +184,8 @@ VERDICT_REASONS: tuple[str, ...] = (
     "order type, time in force and order parameters do not fit together",
     "instrument's position passed risk.breakers.concentration_trip of equity: only orders that "
     "do not add exposure are accepted until it is below concentration_reset",
+    "the order belongs to another strategy: a strategy cancels and modifies only its own orders",
+    "a cancel of this order is pending: the modify is not sent (the cancel wins)",
 )
 
 VERDICTS: dict[str, int] = {name: code for code, name in enumerate(VERDICT_NAMES)}

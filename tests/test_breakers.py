@@ -24,13 +24,14 @@ from engine.config import (
     InstrumentRiskConfig,
     RiskConfig,
     RouterConfig,
+    RouterVenueConfig,
     ShadowVenueConfig,
     SimVenueConfig,
     StrategyRiskConfig,
     parse_config,
 )
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind, OrderType
+from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind, OrderIntent, OrderType
 from engine.orders import OrderState
 from engine.risk_gate import TradingState, Verdict
 from engine.runtime import Engine
@@ -54,15 +55,41 @@ class StateRecorder(Recorder):
         self.changes.append(change)
 
 
+class RealVenue(SimVenue):
+    """The real venue (its router mode permitting): a simulated one that also records every
+    cancel, modify and venue-wide cancel the engine asks of it."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.calls: list[tuple] = []
+
+    def cancel(self, order) -> None:
+        self.calls.append(("cancel", order.client_order_id))
+        super().cancel(order)
+
+    def modify(self, order, qty_lots: int, price_ticks: int) -> None:
+        self.calls.append(("modify", order.client_order_id))
+        super().modify(order, qty_lots, price_ticks)
+
+    def cancel_all(self) -> None:
+        self.calls.append(("cancel_all",))
+        super().cancel_all()
+
+
 class Harness:
     """Engine with ES (future, tick 0.25, lot 1, x50: 5,000 a lot at 100.00) and BTC (crypto)."""
 
-    def __init__(self, risk: RiskConfig | None = None, router: RouterConfig | None = None) -> None:
+    def __init__(
+        self,
+        risk: RiskConfig | None = None,
+        router: RouterConfig | None = None,
+        venue: SimVenueConfig | None = None,
+    ) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
         self.btc = self.registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.001, 1.0)
         self.clock = SimClock(START_NS)
-        self.venue = SimVenue("SIM", SimVenueConfig())
+        self.venue = RealVenue("SIM", venue or SimVenueConfig())
         self.engine = Engine(
             self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=EQUITY),
             router=router,
@@ -127,6 +154,48 @@ class Harness:
                 return value
         return 0.0
 
+    def foreign_order(self, coid: int = 777) -> int:
+        """An order another client of the real venue placed (another engine, a manual TWS
+        order): the venue works it, the engine never sent it."""
+        it = OrderIntent()
+        it.client_order_id = coid
+        it.instrument_id = self.es.id
+        it.qty_lots = 1
+        it.price_ticks = 100  # a buy far below every book these tests make: it never fills
+        self.venue.submit(it, None)
+        self.engine.pump()
+        assert coid in self.venue._orders
+        return coid
+
+    def shadow(self) -> SimVenue:
+        return self.engine.router.shadow_venues["SIM"]
+
+    def commission(self, coid: int, exec_id: str, amount: float) -> None:
+        """IB's commissionReport after its execution, as the IB venue emits it."""
+        ev = self.engine.events.claim()
+        ev.clear()
+        ev.kind = EventKind.COMMISSION
+        ev.strategy_id = self.strat.id
+        ev.instrument_id = self.es.id
+        ev.client_order_id = coid
+        ev.exec_id = exec_id
+        ev.commission = amount
+        self.engine.pump()
+
+    def fees(self) -> tuple[float, float, float]:
+        """Today's fees in the risk kernels: the position's, the strategy's, the account's."""
+        a = self.engine.risk.arrays
+        s, i = self.strat.id, self.es.id
+        return float(a.pst[s, i, rk.PS_FEES]), float(a.sst[s, rk.SS_FEES]), float(a.gst[rk.GS_FEES])
+
+
+def shadowed(mode: str = "shadow", canary_pct: float = 0.0) -> RouterConfig:
+    """SIM in ``mode``; its shadow venue answers at once."""
+    return RouterConfig(
+        venues={"SIM": RouterVenueConfig(mode=mode, canary_pct=canary_pct)},
+        shadow=ShadowVenueConfig(ack_latency_us=0, fill_latency_us=0),
+    )
+
 
 # ---- daily loss -----------------------------------------------------------------------------
 
@@ -168,6 +237,31 @@ def test_daily_loss_halts_cancels_everything_and_refuses_new_orders(caplog):
     coid = h.buy(1, 50.0)
     assert h.rejected_with(coid, Verdict.TRADING_HALTED)
     assert h.venue.received == received
+
+
+def test_a_loss_in_shadow_cancels_at_the_shadow_venue_and_nothing_reaches_the_real_one(caplog):
+    # IB's venue-wide cancel would cancel every order of the account: a loss made only in the
+    # shadow book must not touch the real venue, nor another client's orders there.
+    h = Harness(router=shadowed())
+    foreign = h.foreign_order()
+    h.book(399, 400)
+    h.buy(20)  # filled in the shadow book only
+    assert h.engine.shadow_portfolio.position(h.strat.id, h.es.id).lots == 20 and h.lots() == 0
+    resting = h.sell(1, 110.0)
+    assert h.engine.tracker.get(resting).shadow
+    h.move_book(199, 201)  # -50,000: 5% of equity
+    with caplog.at_level(logging.WARNING):
+        h.advance(100 * MS)
+    assert h.engine.trading_state is HALTED and h.engine.breakers.loss_tripped
+    assert h.last_kind(resting) == EventKind.CANCELLED
+    assert h.shadow()._orders == {} and h.engine.tracker.open == {}
+    assert h.venue.calls == []
+    assert list(h.venue._orders) == [foreign]
+    assert any(
+        "daily loss breaker: 1 open orders of this engine cancelled, one by one (1 at SIM:shadow)"
+        in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_an_operator_reset_lifts_the_loss_halt_and_the_breaker_stays_quiet_for_the_day():
@@ -371,6 +465,74 @@ def test_kill_switch_cancels_everything_at_the_venue_and_halts(caplog):
     assert h.last_kind(h.buy(1, 99.0)) == EventKind.ACCEPTED
 
 
+def test_kill_switch_cancels_each_own_order_where_it_went_and_leaves_other_clients_orders(
+    caplog,
+):
+    h = Harness(router=shadowed("canary", 50.0))
+    foreign = h.foreign_order()
+    h.book(399, 400)
+    coids = [h.buy(1, 99.0) for _ in range(20)]
+    live = {c for c in coids if not h.engine.tracker.get(c).shadow}
+    assert 0 < len(live) < 20
+    with caplog.at_level(logging.WARNING):
+        h.engine.kill_switch("drill")
+    # One cancel per live order at the real venue, the shadowed ones at the shadow venue; no
+    # venue-wide cancel, so the other client's order still works.
+    assert sorted(h.venue.calls) == sorted(("cancel", c) for c in live)
+    assert list(h.venue._orders) == [foreign] and h.shadow()._orders == {}
+    assert all(h.last_kind(c) == EventKind.CANCELLED for c in coids)
+    assert h.engine.trading_state is HALTED
+    n = len(live)
+    assert any(
+        f"KILL SWITCH: 20 open orders of this engine cancelled, one by one ({n} at SIM, "
+        f"{20 - n} at SIM:shadow)" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("mode", ["live", "canary", "shadow"])
+def test_kill_switch_global_cancel_is_opt_in_and_never_at_a_shadow_venue(mode, caplog):
+    risk = RiskConfig(equity=EQUITY, kill_switch_global_cancel=True)
+    h = Harness(risk, router=shadowed(mode, 50.0))
+    foreign = h.foreign_order()
+    h.book(399, 400)
+    coids = [h.buy(1, 99.0) for _ in range(4)]
+    with caplog.at_level(logging.CRITICAL):
+        h.engine.kill_switch("drill")
+    assert all(h.last_kind(c) == EventKind.CANCELLED for c in coids)
+    if mode == "shadow":  # nothing of ours is at the real venue: it hears nothing
+        assert h.venue.calls == [] and foreign in h.venue._orders
+    else:
+        assert h.venue.calls[-1] == ("cancel_all",) and h.venue._orders == {}
+        assert any("global cancel at SIM" in r.getMessage() for r in caplog.records)
+
+
+def test_kill_switch_halts_and_cancels_the_rest_when_one_cancel_raises(caplog):
+    h = Harness()
+    h.book(399, 400)
+    coids = [h.buy(1, 99.0) for _ in range(3)]
+    cancel = h.venue.cancel
+
+    def broken(order) -> None:  # the venue's adapter fails on one order
+        if order.client_order_id == coids[1]:
+            raise RuntimeError("socket gone")
+        cancel(order)
+
+    h.venue.cancel = broken
+    with caplog.at_level(logging.ERROR):
+        h.engine.kill_switch("drill")
+    assert h.engine.trading_state is HALTED
+    cancelled, working = EventKind.CANCELLED, EventKind.ACCEPTED
+    assert [h.last_kind(c) for c in coids] == [cancelled, working, cancelled]
+    assert any(f"the cancel of order {coids[1]} at SIM raised" in r.message for r in caplog.records)
+    # Nothing was sent for it: it is not taken for pending, and the next try sends its cancel.
+    assert h.engine.tracker.get(coids[1]).state is OrderState.ACCEPTED
+    h.venue.cancel = cancel
+    assert h.engine.cancel_everything("retry") == 1
+    h.engine.pump()
+    assert h.last_kind(coids[1]) == cancelled
+
+
 def test_kill_switch_marks_orders_pending_cancel_until_the_venue_answers():
     h = Harness()
     h.venue._ack_ns = 50_000  # answers after 50 µs
@@ -517,6 +679,17 @@ def config(**risk) -> dict:
     }
 
 
+def test_kill_switch_global_cancel_is_off_unless_set_to_true():
+    assert RiskConfig().kill_switch_global_cancel is False
+    assert parse_config(config(), "t.toml").risk.kill_switch_global_cancel is False
+    cfg = parse_config(config(kill_switch_global_cancel=True), "t.toml")
+    assert cfg.risk.kill_switch_global_cancel is True
+    with pytest.raises(ConfigError) as e:
+        parse_config(config(kill_switch_global_cancel="yes"), "t.toml")
+    assert e.value.key == "risk.kill_switch_global_cancel"
+    assert "expected true or false" in e.value.message
+
+
 def test_config_reads_strategy_instrument_and_breaker_tables():
     cfg = parse_config(
         config(
@@ -560,3 +733,66 @@ def test_config_errors_name_the_key(risk, key, message):
         parse_config(config(**risk), "t.toml")
     assert e.value.key == key
     assert message in e.value.message
+
+
+# ---- commissions reported after their fills (IB) --------------------------------------------
+
+
+def test_a_commission_reported_after_its_fill_is_a_fee_everywhere_once():
+    h = Harness()
+    h.book(399, 400)
+    coid = h.buy(2)
+    [fill] = h.strat.fills(coid)
+    assert fill.commission == 0.0 and h.fees() == (0.0, 0.0, 0.0)
+    pnl_before = h.engine.breakers.day_pnl()
+    n_events = len(h.strat.events)
+    h.commission(coid, fill.exec_id, 30.0)
+    assert h.fees() == (30.0, 30.0, 30.0)
+    assert h.engine.breakers.day_pnl() == pytest.approx(pnl_before - 30.0)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    h.commission(coid, fill.exec_id, 30.0)  # reported again
+    assert h.fees() == (30.0, 30.0, 30.0)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    assert h.counter("oms_duplicate_total") == 1
+    assert len(h.strat.events) == n_events  # fees are not order news
+
+
+def test_a_commission_its_fill_carried_is_not_counted_again():
+    h = Harness(venue=SimVenueConfig(commission_per_lot=1.25))
+    h.book(399, 400)
+    coid = h.buy(2)
+    [fill] = h.strat.fills(coid)
+    assert fill.commission == 2.5 and h.fees() == (2.5, 2.5, 2.5)
+    h.commission(coid, fill.exec_id, 2.5)
+    assert h.fees() == (2.5, 2.5, 2.5)
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 2.5
+
+
+def test_late_commissions_count_against_the_account_daily_loss_limit():
+    h = Harness(RiskConfig(equity=EQUITY, daily_loss_limit=1_000.0))
+    h.book(399, 400)
+    coid = h.buy(1)
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 1_500.0)
+    assert h.rejected_with(h.buy(1), Verdict.ACCOUNT_DAILY_LOSS)
+    assert h.last_kind(h.sell(1)) == EventKind.FILL  # reducing still passes
+
+
+def test_late_commissions_trip_the_daily_loss_breaker_at_once():
+    h = Harness()
+    h.book(399, 400)
+    coid = h.buy(1)
+    resting = h.sell(1, 110.0)
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 50_000.0)  # 5% of equity in fees
+    assert h.engine.trading_state is HALTED and h.engine.state_source == "daily_loss"
+    assert h.last_kind(resting) == EventKind.CANCELLED
+
+
+def test_a_shadow_orders_commission_is_booked_in_the_shadow_portfolio():
+    h = Harness(router=shadowed())
+    h.book(399, 400)
+    coid = h.buy(2)
+    assert h.engine.tracker.finished[coid].shadow
+    h.commission(coid, h.strat.fills(coid)[0].exec_id, 30.0)
+    assert h.engine.shadow_portfolio.position(h.strat.id, h.es.id).commission == 30.0
+    assert h.engine.portfolio.position(h.strat.id, h.es.id).commission == 0.0
+    assert h.fees() == (30.0, 30.0, 30.0)  # the risk limits see the as-if-live book

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from test_sim_venue import ASK, BID, Harness, standard_book
 
 from engine import orders
-from engine.messages import EventKind, OrderEvent
+from engine.config import SimVenueConfig
+from engine.messages import NO_PRICE, EventKind, OrderEvent
 from engine.orders import (
     ON_CANCEL_REQUEST,
     ON_MODIFY_REQUEST,
@@ -22,7 +23,10 @@ from engine.orders import (
     OrderState,
     OrderTracker,
     Outcome,
+    refused_by_gate,
 )
+from engine.risk_gate import Verdict
+from hotpath import risk as rk
 
 S = OrderState
 K = EventKind
@@ -265,7 +269,7 @@ CANCEL_REQUEST = {
     S.PARTIALLY_FILLED: S.PENDING_CANCEL,
 }
 MODIFY_REQUEST = {
-    S.INITIALIZED: S.PENDING_MODIFY,
+    S.INITIALIZED: S.INITIALIZED,  # refused by the gate: the gate refuses its modify too
     S.SUBMITTED: S.PENDING_MODIFY,
     S.ACCEPTED: S.PENDING_MODIFY,
     S.PENDING_CANCEL: S.PENDING_CANCEL,
@@ -335,6 +339,89 @@ def test_modify_then_cancel_then_modified_stays_pending_cancel() -> None:
     assert order.state is S.PENDING_CANCEL
     tr.apply(event(K.MODIFIED, order.client_order_id, qty_lots=6, price_ticks=100))
     assert order.state is S.PENDING_CANCEL and order.qty_lots == 6
+
+
+def test_a_fill_of_the_old_size_while_a_larger_modify_is_pending_keeps_the_order_open() -> None:
+    # IB reports the execution before the modify's status: the venue may already work the order
+    # at the new size, so filling the old size does not finish it.
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    assert tr.request_modify(order, 15) and order.pending_qty_lots == 15
+    assert tr.apply(fill(coid, QTY, "e1")) == R.APPLIED
+    assert order.state is S.PENDING_MODIFY and coid in tr.open
+    assert tr.apply(event(K.MODIFIED, coid, qty_lots=15, price_ticks=100)) == R.APPLIED
+    assert (order.state, order.qty_lots, order.pending_qty_lots) == (S.PARTIALLY_FILLED, 15, 0)
+    assert tr.apply(fill(coid, 5, "e2")) == R.APPLIED
+    assert order.state is S.FILLED and tr.illegal == 0 and tr.late_fills == 0
+
+
+def test_a_modify_refused_once_fills_covered_the_old_size_finishes_the_order_filled() -> None:
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    tr.request_modify(order, 15)
+    tr.apply(fill(coid, QTY, "e1"))
+    assert order.state is S.PENDING_MODIFY
+    assert tr.apply(event(K.CANCEL_REJECTED, coid)) == R.APPLIED  # the venue: it had filled
+    assert (order.state, order.pending_qty_lots) == (S.FILLED, 0)
+    assert coid in tr.finished and coid not in tr.open
+
+
+def test_a_pending_modify_to_a_smaller_size_does_not_hold_the_order_open() -> None:
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    tr.request_modify(order, 6)
+    assert tr.apply(fill(coid, QTY, "e1")) == R.APPLIED
+    assert order.state is S.FILLED and order.pending_qty_lots == 0
+    # The modify's answer comes too late: a modify of a finished order changes nothing.
+    assert tr.apply(event(K.MODIFIED, coid, qty_lots=6, price_ticks=100)) == R.ILLEGAL
+
+
+def test_the_pending_size_is_the_largest_asked_and_ends_with_the_answer() -> None:
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    tr.request_modify(order, 15)
+    tr.request_modify(order, 12)  # both may still reach the venue: the larger one counts
+    assert order.pending_qty_lots == 15
+    tr.request_cancel(order)  # the modifies are still on their way
+    tr.apply(fill(coid, QTY, "e1"))
+    assert order.state is S.PENDING_CANCEL
+    tr.apply(event(K.CANCELLED, coid))
+    assert (order.state, order.filled_lots, order.pending_qty_lots) == (S.CANCELLED, QTY, 0)
+
+
+def test_a_refusal_from_the_risk_gate_is_a_note_even_while_a_request_is_pending() -> None:
+    for state in (S.PENDING_MODIFY, S.PENDING_CANCEL):
+        tr, order = order_in(state)
+        coid = order.client_order_id
+        for code in (Verdict.OFF_TICK_GRID, Verdict.NOT_OWN_ORDER, Verdict.CANCEL_PENDING):
+            refusal = event(K.CANCEL_REJECTED, coid, reason_code=int(code))
+            assert refused_by_gate(refusal)
+            assert tr.apply(refusal) == R.APPLIED
+            assert order.state is state
+        # A venue's refusal (no code, its own negative codes, IB's error codes) answers it.
+        for code in (0, -1, 10147):
+            assert not refused_by_gate(event(K.CANCEL_REJECTED, coid, reason_code=code))
+        assert tr.apply(event(K.CANCEL_REJECTED, coid, reason_code=161)) == R.APPLIED
+        assert order.state is S.ACCEPTED
+
+
+def test_a_commission_counts_once_per_exec_id() -> None:
+    tr, order = order_in(S.ACCEPTED)
+    coid = order.client_order_id
+    tr.apply(fill(coid, 3, "e1"))  # IB: the fee comes later, as a COMMISSION
+    late = event(K.COMMISSION, coid, exec_id="e1", commission=1.5)
+    assert tr.apply(late) == R.APPLIED
+    assert tr.apply(late) == R.DUPLICATE
+    carried = fill(coid, 2, "e2")
+    carried.commission = 1.0  # the fee came with the fill
+    assert tr.apply(carried) == R.APPLIED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e2", commission=1.0)) == R.DUPLICATE
+    assert order.fee_ids == {"e1", "e2"} and tr.duplicates == 2
+    # The rest fills; a commission for it after the order finished still counts, once.
+    tr.apply(fill(coid, 5, "e3"))
+    assert order.state is S.FILLED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e3", commission=2.0)) == R.APPLIED
+    assert tr.apply(event(K.COMMISSION, coid, exec_id="e3", commission=2.0)) == R.DUPLICATE
 
 
 # ---- duplicates and races -------------------------------------------------------------------
@@ -581,3 +668,65 @@ def test_engine_applies_a_fill_racing_a_cancel() -> None:
     assert len(h.strat.fills(coid)) == 1
     assert (h.order(coid).state, h.order(coid).filled_lots) == (S.CANCELLED, 2)
     assert counter(h.engine, "oms_duplicate_total") == 1
+
+
+MS = 1_000_000
+
+
+def test_engine_a_fill_ahead_of_a_larger_modifys_answer_does_not_finish_the_order() -> None:
+    # IB's order of reports for a modify 5 -> 10 that the venue applied before the order
+    # traded: the execution of 5 first, then the modify's status. The venue here answers 1 ms
+    # after a request; the answers IB would send are written into the ring as IB's adapter does.
+    h = Harness(SimVenueConfig(ack_latency_us=1000))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(5, 395)
+    h.clock.advance_to(h.clock.now() + MS)
+    order = h.order(coid)
+    assert order.state is S.ACCEPTED
+    h.modify(coid, qty=10)
+    assert order.state is S.PENDING_MODIFY
+    ist = h.engine.risk.arrays.ist[h.es.id]
+    src = OrderEvent()
+    src.kind = EventKind.FILL
+    src.strategy_id = h.strat.id
+    src.instrument_id = h.es.id
+    src.client_order_id = coid
+    src.side = 1
+    src.fill_lots = 5
+    src.fill_price_ticks = 395
+    src.cum_lots = 5
+    src.exec_id = "ib-1"
+    copy_event(h.engine, src)
+    h.engine.pump()
+    assert order.state is S.PENDING_MODIFY and order.is_open
+    assert (ist[rk.IS_OPEN_ORDERS], ist[rk.IS_OPEN_BUY]) == (1, 5)  # 5 more may fill
+    copy_event(
+        h.engine, src, kind=EventKind.MODIFIED, fill_lots=0, fill_price_ticks=NO_PRICE,
+        exec_id="", qty_lots=10, price_ticks=395,
+    )  # fmt: skip
+    h.engine.pump()
+    assert (order.state, order.qty_lots) == (S.PARTIALLY_FILLED, 10)
+    copy_event(h.engine, src, exec_id="ib-2", cum_lots=10)
+    h.engine.pump()
+    assert order.state is S.FILLED and h.position().lots == 10
+    assert h.strat.kinds(coid) == [
+        EventKind.ACCEPTED, EventKind.FILL, EventKind.MODIFIED, EventKind.FILL,
+    ]  # fmt: skip
+    assert h.engine.tracker.illegal == 0 and h.engine.tracker.late_fills == 0
+    assert (ist[rk.IS_OPEN_ORDERS], ist[rk.IS_OPEN_BUY]) == (0, 0)
+
+
+def test_engine_a_modify_refused_because_the_order_filled_finishes_it_filled() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=1000, fill_latency_us=0))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(5, 395)
+    h.clock.advance_to(h.clock.now() + MS)
+    h.modify(coid, qty=10)  # reaches the venue 1 ms from now
+    h.book((ASK, 395, 5))  # meanwhile the order fills at its old size
+    order = h.order(coid)
+    assert (order.state, order.filled_lots) == (S.PENDING_MODIFY, 5)
+    h.clock.advance_to(h.clock.now() + MS)  # the venue refuses the modify: nothing working
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL, EventKind.CANCEL_REJECTED]
+    assert order.state is S.FILLED and h.engine.tracker.get(coid) is None
+    ist = h.engine.risk.arrays.ist[h.es.id]
+    assert (ist[rk.IS_OPEN_ORDERS], ist[rk.IS_OPEN_BUY]) == (0, 0)

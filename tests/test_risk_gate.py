@@ -6,6 +6,7 @@ reason that starts with the check's name, and must never reach the venue.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -18,11 +19,12 @@ from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
 from engine.config import RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind
+from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind, OrderType
 from engine.orders import OrderState
 from engine.risk_gate import REASONS, TradingState, Verdict
 from engine.runtime import Engine
 from engine.strategy import Strategy
+from hotpath import risk as rk
 
 START_NS = 1_000_000_000
 # Start-of-day equity: large enough that the default leverage (1.0) and concentration (0.2)
@@ -42,12 +44,13 @@ class Harness:
         risk: RiskConfig | None = None,
         venue_config: SimVenueConfig | None = None,
         rings: RingsConfig | None = None,
+        venue_cls: type[SimVenue] = SimVenue,
     ) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, 0.25, 1.0, 50.0)
         self.btc = self.registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.001, 1.0)
         self.clock = SimClock(START_NS)
-        self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
+        self.venue = venue_cls("SIM", venue_config or SimVenueConfig())
         self.engine = Engine(
             self.registry,
             {"SIM": self.venue},
@@ -93,6 +96,9 @@ class Harness:
 
     def lots(self, inst) -> int:
         return self.engine.portfolio.position(self.strat.id, inst.id).lots
+
+    def advance(self, ns: int) -> None:
+        self.clock.advance_to(self.clock.now() + ns)
 
     def order(self, coid: int):
         tr = self.engine.tracker
@@ -566,6 +572,189 @@ def test_reject_reasons_of_intents_sent_during_a_book_update_are_complete() -> N
     assert refused.reason.startswith("OFF_TICK_GRID:")
     assert refused.reason.endswith("(modify refused; qty=2, price=99.1)")
     assert h.strat.kinds(coids[1]) == [EventKind.ACCEPTED]
+
+
+# ---- whose order, and in what state ----------------------------------------------------------
+
+X = EventKind.CANCEL_REJECTED
+MS = 1_000_000
+SLOW = SimVenueConfig(ack_latency_us=1000)  # answers 1 ms after a request: requests stay pending
+
+
+class Counting(SimVenue):
+    """A simulated venue that also records the cancels and modifies it is sent."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.requests: list[tuple] = []
+
+    def cancel(self, order) -> None:
+        self.requests.append(("cancel", order.client_order_id))
+        super().cancel(order)
+
+    def modify(self, order, qty_lots: int, price_ticks: int) -> None:
+        self.requests.append(("modify", order.client_order_id, qty_lots, price_ticks))
+        super().modify(order, qty_lots, price_ticks)
+
+
+def test_a_strategy_cannot_cancel_or_modify_another_strategys_order(caplog) -> None:
+    h = Harness(venue_cls=Counting)
+    other: Recorder = h.engine.add_strategy(Recorder, "other", None, ["ES"])
+    h.es_book()
+    coid = h.buy(ES, 2, 99.0)
+    with caplog.at_level(logging.ERROR, logger="engine.risk_gate"):
+        other.cancel(coid)
+        other.modify(coid, qty=500)
+        other.modify(coid, price=98.0)
+        h.engine.pump()
+    refusals = other.of(coid)
+    assert [e.kind for e in refusals] == [X, X, X]
+    for ev in refusals:
+        assert ev.reason_code == Verdict.NOT_OWN_ORDER
+        assert ev.reason.startswith("NOT_OWN_ORDER:")
+        assert f"order {coid} is strategy 0's" in ev.reason
+    assert h.engine.risk.rejects[Verdict.NOT_OWN_ORDER] == 3
+    assert sum(f"order {coid} of strategy 0" in r.getMessage() for r in caplog.records) == 3
+    # The owner heard nothing, the order is untouched, nothing went to the venue.
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    order = h.order(coid)
+    assert (order.state, order.qty_lots, order.price_ticks) == (OrderState.ACCEPTED, 2, 396)
+    assert h.venue.requests == []
+    assert (h.engine.router.cancels, h.engine.router.modifies) == (0, 0)
+    assert h.venue._orders[coid].qty_lots == 2
+    # Its owner still can.
+    h.cancel(coid)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+
+
+def test_a_refusal_by_the_gate_leaves_a_request_pending_at_the_venue_pending() -> None:
+    h = Harness(venue_config=SLOW, venue_cls=Counting)
+    other: Recorder = h.engine.add_strategy(Recorder, "other", None, ["ES"])
+    h.es_book()
+    coid = h.buy(ES, 2, 99.0)
+    h.advance(MS)
+    h.modify(coid, qty=4)
+    order = h.order(coid)
+    assert order.state is OrderState.PENDING_MODIFY
+    h.modify(coid, price=99.1)  # off the tick grid: the gate refuses it
+    other.cancel(coid)  # not its order
+    h.engine.pump()
+    assert [e.reason_code for e in h.strat.of(coid)[1:]] == [Verdict.OFF_TICK_GRID]
+    assert [e.reason_code for e in other.of(coid)] == [Verdict.NOT_OWN_ORDER]
+    # Neither refusal answered the modify the venue has: it is still pending, and its answer
+    # is applied when it comes.
+    assert order.state is OrderState.PENDING_MODIFY
+    h.advance(MS)
+    assert h.strat.kinds(coid)[-1] == EventKind.MODIFIED
+    assert (order.state, order.qty_lots) == (OrderState.ACCEPTED, 4)
+    assert h.venue.requests == [("modify", coid, 4, 396)]
+
+
+TAKES_NO_PRICE = [
+    ("MARKET", {}),
+    ("STOP", {"order_type": OrderType.STOP, "stop": 101.0}),
+    ("MARKET_ON_CLOSE", {"order_type": OrderType.MARKET_ON_CLOSE}),
+    ("TRAILING_STOP", {"order_type": OrderType.TRAILING_STOP, "trail": 1.0}),
+    (
+        "TRAILING_STOP_LIMIT",
+        {"order_type": OrderType.TRAILING_STOP_LIMIT, "trail": 1.0, "limit_offset": 0.25},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "kw"), TAKES_NO_PRICE, ids=[c[0] for c in TAKES_NO_PRICE])
+def test_modify_that_gives_a_price_to_a_type_that_takes_none_is_refused(name, kw) -> None:
+    h = Harness(venue_config=SLOW, venue_cls=Counting)
+    h.es_book()
+    coid = h.buy(ES, 2, None, **kw)
+    order = h.order(coid)
+    assert order.state is OrderState.SUBMITTED  # working: the venue has not answered yet
+    h.modify(coid, price=99.0)
+    ev = h.strat.of(coid)[-1]
+    assert (ev.kind, ev.reason_code) == (X, Verdict.BAD_ORDER_PARAMS)
+    assert ev.reason.startswith("BAD_ORDER_PARAMS:")
+    assert f"modify refused; {name} takes no limit price; qty=2, price=99)" in ev.reason
+    assert h.venue.requests == [] and h.engine.router.modifies == 0
+    assert (order.state, order.qty_lots, order.price_ticks) == (OrderState.SUBMITTED, 2, NO_PRICE)
+    # A new quantity alone is a modify these types take.
+    h.modify(coid, qty=3)
+    assert h.venue.requests == [("modify", coid, 3, NO_PRICE)]
+
+
+def test_a_working_market_order_given_a_price_keeps_working_at_market() -> None:
+    h = Harness(venue_config=SimVenueConfig(depth_levels=1))
+    h.book(h.es.id, (BID, 399, 100), (ASK, 400, 3))
+    coid = h.buy(ES, 10)  # 3 fill, 7 keep working
+    h.modify(coid, price=50.0)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL, X]
+    assert h.engine.router.modifies == 0
+    h.book(h.es.id, (ASK, 400, 0), (ASK, 410, 100))
+    fills = h.strat.fills(coid)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in fills] == [(3, 400), (7, 410)]
+    assert h.order(coid).state is OrderState.FILLED
+
+
+def test_a_second_cancel_of_an_order_whose_cancel_is_pending_is_not_sent_again() -> None:
+    h = Harness(venue_config=SLOW, venue_cls=Counting)
+    h.es_book()
+    coid = h.buy(ES, 2, 99.0)
+    h.advance(MS)
+    h.cancel(coid)
+    h.cancel(coid)
+    h.strat.cancel_all()
+    h.engine.pump()
+    assert h.order(coid).state is OrderState.PENDING_CANCEL
+    assert h.venue.requests == [("cancel", coid)] and h.engine.router.cancels == 1
+    h.advance(MS)
+    # The venue's answer to the cancel answers all three requests.
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+
+
+def test_a_modify_of_an_order_whose_cancel_is_pending_is_refused_and_the_cancel_wins() -> None:
+    h = Harness(venue_config=SLOW, venue_cls=Counting)
+    h.es_book()
+    coid = h.buy(ES, 2, 99.0)
+    h.advance(MS)
+    h.cancel(coid)
+    h.modify(coid, qty=5)
+    ev = h.strat.of(coid)[-1]
+    assert (ev.kind, ev.reason_code) == (X, Verdict.CANCEL_PENDING)
+    assert ev.reason.startswith("CANCEL_PENDING:")
+    assert f"order {coid} is being cancelled" in ev.reason
+    order = h.order(coid)
+    assert (order.state, order.qty_lots) == (OrderState.PENDING_CANCEL, 2)
+    assert h.venue.requests == [("cancel", coid)] and h.engine.router.modifies == 0
+    h.advance(MS)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, X, EventKind.CANCELLED]
+    ist = h.engine.risk.arrays.ist[h.es.id]
+    assert (ist[rk.IS_OPEN_BUY], ist[rk.IS_OPEN_ORDERS]) == (0, 0)
+
+
+def test_a_modify_or_cancel_of_an_order_the_gate_refused_never_reaches_the_venue() -> None:
+    h = Harness(RiskConfig(equity=EQUITY, max_order_qty=100), venue_cls=Counting)
+    refused = []
+
+    def act(s: Strategy) -> None:
+        coid = s.buy(ES, 1000, 99.0)  # refused: above max_order_qty
+        s.modify(coid, qty=10)  # before its REJECTED is applied
+        s.cancel(coid)
+        refused.append(coid)
+
+    h.strat.on_book_action = act
+    h.es_book()
+    [coid] = refused
+    evs = h.strat.of(coid)
+    assert [(e.kind, e.reason_code) for e in evs] == [
+        (EventKind.REJECTED, Verdict.MAX_ORDER_QTY),
+        (X, Verdict.UNKNOWN_ORDER),
+        (X, Verdict.UNKNOWN_ORDER),
+    ]
+    assert all(f"the risk gate refused order {coid}: it never left" in e.reason for e in evs[1:])
+    assert h.venue.received == 0 and h.venue.requests == []
+    assert (h.engine.router.modifies, h.engine.router.cancels) == (0, 0)
+    assert h.order(coid).state is OrderState.REJECTED
+    ist = h.engine.risk.arrays.ist[h.es.id]
+    assert (ist[rk.IS_OPEN_BUY], ist[rk.IS_OPEN_ORDERS]) == (0, 0)
 
 
 # ---- the reject event itself ----------------------------------------------------------------

@@ -291,9 +291,9 @@ def test_verdicts_keep_the_gate_codes_and_every_code_has_a_name_and_reason():
     assert len(r.VERDICT_NAMES) == len(r.VERDICT_REASONS) == len(set(r.VERDICT_NAMES))
     assert all(r.VERDICT_REASONS)
     assert [r.VERDICTS[n] for n in r.VERDICT_NAMES] == list(range(len(r.VERDICT_NAMES)))
-    # Every check the kernel makes is in CHECK_ORDER exactly once; the gate issues UNKNOWN_ORDER
-    # and BAD_ORDER_PARAMS.
-    gate_only = (r.PASS, r.UNKNOWN_ORDER, r.BAD_ORDER_PARAMS)
+    # Every check the kernel makes is in CHECK_ORDER exactly once; the gate issues UNKNOWN_ORDER,
+    # BAD_ORDER_PARAMS, NOT_OWN_ORDER and CANCEL_PENDING.
+    gate_only = (r.PASS, r.UNKNOWN_ORDER, r.BAD_ORDER_PARAMS, r.NOT_OWN_ORDER, r.CANCEL_PENDING)
     assert sorted(r.CHECK_ORDER) == [c for c in range(len(r.VERDICT_NAMES)) if c not in gate_only]
 
 
