@@ -170,7 +170,7 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
                 order = tracker.get(rec.client_order_id)
                 if order is not None:
                     modifies[rec.client_order_id] = (rec.qty_lots, rec.price_ticks)
-                    tracker.request_modify(order)
+                    tracker.request_modify(order, rec.qty_lots)
             elif isinstance(rec, StateRecord):
                 last_state = rec
     finally:

@@ -68,6 +68,7 @@ _BUY = int(Side.BUY)
 LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encodable, -4 parent
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
+_INITIALIZED = OrderState.INITIALIZED
 # How restrictive a state is: lifting one (to a lower rank) is for the operator, or for the
 # breaker that set it.
 _RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -344,7 +345,7 @@ class Engine:
     def stop(self) -> list[Order]:
         """Stop: strategies' ``on_stop``, their last requests let through, and from then on no
         strategy is called (no market data, order events or timers). Then every order still
-        open at a venue is cancelled (``cancel_open_orders``) or, with ``cancel_on_stop`` off,
+        open at a venue is cancelled (``cancel_everything``) or, with ``cancel_on_stop`` off,
         logged as left working. Returns the orders still open: the venues answer their cancels
         later (``engine.app.stop_engine`` waits for them before the venues disconnect)."""
         if not self.running:
@@ -369,7 +370,7 @@ class Engine:
         self._breaker_timer = self._roll_timer = self._warm_timer = None
         working = self.working_orders()
         if working and self.cancel_on_stop:
-            log.info("stopping: cancelling the %d open orders", self.cancel_open_orders())
+            self.cancel_everything("stopping")
             self.pump()
         elif working:
             log.warning(
@@ -382,32 +383,6 @@ class Engine:
         """The open orders a venue holds or is being sent (not those the gate refused)."""
         return [o for o in self.tracker.open.values() if o.state is not _INITIALIZED]
 
-    def cancel_open_orders(self, strategy_id: int | None = None) -> int:
-        """Cancel every open order (of one strategy, or of all) the way a strategy's ``cancel``
-        does, one by one by client order id: a CANCEL intent through the risk gate, the router
-        and the order's venue, journaled and answered like any cancel. Never a venue's global
-        cancel, which would take orders that are not this engine's. Orders with a cancel on its
-        way already are left to it. Returns how many cancels were sent."""
-        now = self.clock.now()
-        sent = 0
-        for order in self.working_orders():
-            if order.state is _PENDING_CANCEL:
-                continue
-            if strategy_id is not None and order.strategy_id != strategy_id:
-                continue
-            it = self.intents.claim()
-            it.kind = _CANCEL
-            it.strategy_id = order.strategy_id
-            it.client_order_id = order.client_order_id
-            it.instrument_id = -1  # the gate looks the order up
-            it.side = _BUY
-            it.ts_trigger = it.ts_created = now
-            sent += 1
-            if sent % ORDER_BATCH == 0:
-                self.flush_intents()
-        self.flush_intents()
-        return sent
-
     def disable_strategy(self, strategy: Strategy, reason: str) -> int:
         """Take ``strategy`` out for ``reason`` (its ``on_start`` raised, say): from now on it
         gets no callbacks (market data, order events, timers, trading states, ``on_stop``),
@@ -417,7 +392,7 @@ class Engine:
         self._unsubscribe(strategy)
         for key in [k for k in self._timers if k[0] == strategy.id]:
             self._timers.pop(key).disarm()
-        n = self.cancel_open_orders(strategy.id)
+        n = self.cancel_everything(f"strategy {strategy.name!r} disabled", strategy.id)
         log.error(
             "strategy %r is disabled: %s; it gets no more callbacks, and its %d open orders "
             "are cancelled", strategy.name, reason, n,
@@ -497,10 +472,13 @@ class Engine:
         self.halt_reason = reason
         self.set_trading_state(TradingState.HALTED, reason, source="engine")
 
-    def cancel_everything(self, why: str = "cancel everything") -> int:
-        """Cancel every open order of this engine, each at the venue it was routed to (a
-        shadowed one at its shadow venue), through the router's cancel path (journaled, marked
-        PENDING_CANCEL); returns how many cancels were sent. Logs how many went where.
+    def cancel_everything(
+        self, why: str = "cancel everything", strategy_id: int | None = None
+    ) -> int:
+        """Cancel every open order of this engine (of one strategy with ``strategy_id``), each
+        at the venue it was routed to (a shadowed one at its shadow venue), through the router's
+        cancel path (journaled, marked PENDING_CANCEL); returns how many cancels were sent. Logs
+        how many went where.
 
         Never a venue-wide cancel: IB's global cancel (``Venue.cancel_all``) cancels every open
         order of the account, whichever client placed it (other engines, TWS), and would let a
@@ -511,6 +489,8 @@ class Engine:
         pending = 0
         cancel_order = self.risk.cancel_order
         for order in list(self.tracker.open.values()):
+            if strategy_id is not None and order.strategy_id != strategy_id:
+                continue
             where = self.venue_of(order)
             try:
                 if cancel_order(order):
