@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ibapi.const import UNSET_DOUBLE
+from ibapi.const import UNSET_DOUBLE, UNSET_INTEGER, UNSET_LONG
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order as IbOrder
@@ -163,6 +163,8 @@ _REFUSED_CHANGE = frozenset({103, 104, 105, 106, 107, 161, 10147, 10148, 10149})
 _FARM_BROKEN = frozenset({2103, 2105, 2157})
 _FARM_OK = frozenset({2104, 2106, 2158})
 _DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10167, 10168})
+#: ibapi's "not set" for an id (a protobuf message without the field): never an order's id.
+_UNSET_IDS = frozenset({UNSET_INTEGER, UNSET_LONG})
 
 MD_L1, MD_DEPTH, MD_TBT = Subscription.L1, Subscription.DEPTH, Subscription.TICK_BY_TICK
 #: Request ids below this are market-data subscriptions; order ids start at or above it.
@@ -1311,6 +1313,10 @@ class IBVenue:
     # ---- order events in ---------------------------------------------------------------------
 
     def _match(self, ib_id: int, order_ref: str, perm_id: int) -> _Live | None:
+        if ib_id in _UNSET_IDS:
+            ib_id = 0
+        if perm_id in _UNSET_IDS:  # stored, two orders would share it in ``_by_perm``
+            perm_id = 0
         live = self._by_ib.get(ib_id) if ib_id else None
         if live is None and order_ref:
             with contextlib.suppress(ValueError):
