@@ -7,6 +7,10 @@ message is handed to the venue's wrapper ahead of the simulator's delayed copy.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
 from ibapi.const import UNSET_LONG
 from ibapi.message import IN
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
@@ -14,8 +18,10 @@ from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 from engine.messages import EventKind
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
+    fill_lots,
     rest_px,
     settled,
+    take_px,
 )
 
 A, F, C, R, M, X, COMM = (
@@ -29,12 +35,82 @@ A, F, C, R, M, X, COMM = (
 )
 
 
+def ib(h: IBHarness):
+    """The venue's ibapi wrapper: where the connection delivers IB's messages."""
+    return h.venue.conn.session.wrapper
+
+
 async def at_sim(h: IBHarness, *coids: int) -> None:
     await until(
         lambda: all(str(c) in {o.order.orderRef for o in h.sim_orders()} for c in coids),
         5,
         "the orders at the simulator",
     )
+
+
+# ---- IB errors before the acknowledgement -------------------------------------------------------
+
+
+SHORT_LOCATE = (
+    "Shares for this order are not immediately available for short sale. The order will be "
+    "held while we attempt to locate the shares."
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (404, SHORT_LOCATE),
+        (399, "Warning: your order will not be placed at the exchange until 09:30:00"),
+        (10349, "Order TIF was set to DAY based on order preset."),
+    ],
+    ids=["404", "399", "10349"],
+)
+async def test_a_hold_or_warning_before_the_acknowledgement_is_no_rejection(
+    code: int, text: str
+) -> None:
+    async with IBHarness() as h:
+        await settled(h)
+        h.fault("latency", ms=300)
+        coid = h.strat.sell("AAPL", 5, round(h.mid("AAPL") * 1.03, 2))  # a short sale, resting
+        h.engine.pump()
+        await at_sim(h, coid)
+        ib(h).error(h.sim_order(coid).order_id, 0, code, text, "")
+        h.engine.pump()
+        assert h.kinds(coid) == []
+        await h.wait_kind(coid, A)
+        h.strat.cancel(coid)
+        await h.wait_kind(coid, C)
+        assert h.kinds(coid) == [A, C] and h.sim_order(coid).status == "Cancelled"
+
+
+async def test_an_order_given_up_on_an_error_is_cancelled_when_ib_works_it(caplog) -> None:
+    """An error IB does not document as a hold (492) ends an order not yet acknowledged. If IB
+    then reports it working, the venue cancels it at once and says so; a fill it had meanwhile
+    still counts, as a late fill. The strategy hears of neither cancel."""
+    caplog.set_level(logging.ERROR, "tickwire.ib")
+    async with IBHarness() as h:
+        await settled(h)
+        aapl = h.registry.resolve("AAPL")
+        h.fault("latency", ms=300)
+        resting = h.strat.buy("AAPL", 5, rest_px(h))
+        taken = h.strat.buy("AAPL", 3, take_px(h))
+        h.engine.pump()
+        await at_sim(h, resting, taken)
+        for coid in (resting, taken):
+            ib(h).error(h.sim_order(coid).order_id, 0, 492, "an order error IB does not list", "")
+        h.engine.pump()
+        assert h.kinds(resting) == [R] and h.kinds(taken) == [R]
+        await until(lambda: h.sim_order(resting).status == "Cancelled", 5, "cancelled at IB")
+        await until(lambda: fill_lots(h, taken) == 3, 5, "the late fill")
+        await asyncio.sleep(0.5)  # the answers to both cancels
+        assert h.kinds(resting) == [R] and h.kinds(taken) == [R, F]
+        assert h.engine.portfolio.position(0, aapl.id).lots == 3
+        msgs = [r.getMessage() for r in caplog.records]
+        assert any(
+            f"order {resting} " in m and "working after it was given up on error 492" in m
+            for m in msgs
+        )
 
 
 # ---- ids IB did not send ------------------------------------------------------------------------

@@ -34,8 +34,9 @@ a fill before any status emits ACCEPTED first, and nothing follows a final state
 (a fill may race a cancel). Fills are keyed by ``execId``: a repeated execution is dropped; a
 correction (same id up to its last ``.NN``) emits the difference. A commission report that
 arrives with or before its execution rides on the FILL; a later one is a COMMISSION event.
-Error codes IB uses for information (2104, 2106, 2158, 399, 10349, 10167...) never change an
-order's state.
+Warnings and holds (2100-2999, 399, 404, 10349) never change an order's state; another error
+before IB acknowledges the order rejects it, and should IB report it working after all, it is
+cancelled at once (``_given_up_status``).
 
 Parent/child, OCA and transmit
 ------------------------------
@@ -160,6 +161,19 @@ _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
 #: IB errors about an order that refuse a cancel or a modify, not the order itself.
 _REFUSED_CHANGE = frozenset({103, 104, 105, 106, 107, 161, 10147, 10148, 10149})
+#: Order-scoped IB codes that never change an order's state, besides the warning range
+#: 2100-2999: IB keeps the order, and its status says what becomes of it. 399 order message
+#: (such as "held until the open"), 404 shares not available for short sale: the order is held
+#: while IB locates them, 10349 TIF set to DAY by the order preset.
+_ORDER_NOTICES = frozenset({399, 404, 10349})
+#: Order-scoped IB codes that end an order IB has not acknowledged (it never worked there): 103
+#: duplicate order id, 110 price not a multiple of the tick, 200 no security definition, 201
+#: order rejected, 203 security not available to the account, 321 the request failed
+#: validation, 10311 direct routing refused by a precautionary setting. Any other code before
+#: the acknowledgement ends the order too, logged as unclassified (434 "order size cannot be
+#: zero" and 492, which ib_async counts as warnings, are among them: IB does not document them
+#: as holds). Should IB report such an order working after all, it is cancelled at once.
+_ORDER_REJECTS = frozenset({103, 110, 200, 201, 203, 321, 10311})
 _FARM_BROKEN = frozenset({2103, 2105, 2157})
 _FARM_OK = frozenset({2104, 2106, 2158})
 _DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10167, 10168})
@@ -176,12 +190,14 @@ class _Live:
 
     __slots__ = (
         "accepted",
+        "cancel_epoch",
         "client_order_id",
         "cum_lots",
         "done",
         "epoch",
         "exec_keys",
         "extras",
+        "given_up",
         "ib_id",
         "instrument_id",
         "last_error",
@@ -213,8 +229,12 @@ class _Live:
         self.accepted = False
         self.done = False
         self.pending_cancel = False
+        self.cancel_epoch = 0  # connection epoch in which a cancel of it was last sent
         self.pending_modify: tuple[int, int] | None = None
         self.last_error: tuple[int, str] = (0, "")
+        #: The code this venue ended the order on without IB's word (an error before IB took
+        #: it, unknown after a reconnect); 0 when IB's own status ended it, or it is working.
+        self.given_up = 0
         self.epoch = epoch  # connection epoch in which IB last reported it
         self.exec_keys: list[str] | None = None  # its executions' keys in ``IBVenue._execs``
         self.remembered = False  # done, and in ``IBVenue._done``
@@ -716,6 +736,8 @@ class IBVenue:
                     self.name, live.client_order_id, live.ib_id,
                 )  # fmt: skip
                 live.done = True
+                live.given_up = UNKNOWN_AFTER_RECONNECT
+                live.last_error = (UNKNOWN_AFTER_RECONNECT, "unknown to IB after the reconnect")
                 self._emit(
                     _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "unknown to IB after reconnect: the order never reached the gateway",
@@ -1107,13 +1129,14 @@ class IBVenue:
 
     def _send_cancel(self, live: _Live) -> None:
         self.cancels_sent += 1
+        live.cancel_epoch = self.epoch
         self._send(CANCEL, encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg))
 
     def _send_deferred_cancels(self) -> None:
         coids, self._deferred_cancels = self._deferred_cancels, set()
         for coid in coids:
             live = self._by_coid.get(coid)
-            if live is not None and not live.done:
+            if live is not None and (not live.done or live.given_up):
                 self._send_cancel(live)
 
     def _proto(self, it: OrderIntent) -> IbOrder:
@@ -1372,6 +1395,8 @@ class IBVenue:
 
     def _on_status(self, live: _Live, status: str) -> None:
         if live.done:
+            if live.given_up:
+                self._given_up_status(live, status)
             return
         if status in _WORKING:
             if not live.accepted:
@@ -1379,12 +1404,31 @@ class IBVenue:
                 self._emit(_ACCEPTED, live)
         elif status in _CANCEL_STATES:
             live.done = True
+            live.pending_cancel = False  # answered
             code, text = live.last_error
             self._emit(_CANCELLED, live, code, text or f"IB: {status}")
         elif status == "Inactive":
             live.done = True
             code, text = live.last_error
             self._emit(_REJECTED, live, code, text or "IB: order inactive")
+
+    def _given_up_status(self, live: _Live, status: str) -> None:
+        """IB's word of an order this venue ended on its own inference (``given_up``): working
+        there after all, it is cancelled at once (the engine has it finished; its executions
+        still count, as late fills); ended there too, nothing more is expected of it."""
+        if status in _WORKING:
+            if live.cancel_epoch != self.epoch:  # once per session
+                _, text = live.last_error
+                log.error(
+                    "IB %s: IB reports order %d (IB id %d) working after it was given up on "
+                    "error %d (%s): cancelling it",
+                    self.name, live.client_order_id, live.ib_id, live.given_up, text,
+                )  # fmt: skip
+                live.pending_cancel = True
+                self._send_cancel(live)
+        elif status in _CANCEL_STATES or status == "Inactive" or status == "Filled":
+            live.given_up = 0
+            live.pending_cancel = False
 
     def _on_exec(self, contract: Contract, execution: Any) -> None:
         exec_id: str = execution.execId
@@ -1560,19 +1604,26 @@ class IBVenue:
 
     def _order_error(self, live: _Live, code: int, msg: str) -> None:
         log.info("IB %s: order %d: IB %d %s", self.name, live.client_order_id, code, msg)
-        if (code >= 2100 and code < 3000) or code in (399, 10349):
-            return  # warnings about an order never change its state
+        if (code >= 2100 and code < 3000) or code in _ORDER_NOTICES:
+            return  # warnings and holds never change an order's state
         if code == 202:  # "Order Canceled - reason:": the status follows
             live.last_error = (code, msg)
             if not live.accepted and not live.done:
                 # Except for an order IB never acknowledged (held with transmit=False, then
                 # discarded): no status ever comes for it.
                 live.done = True
+                live.given_up = code
                 self._emit(_CANCELLED, live, code, f"IB {code}: {msg}")
                 self._wake()
             return
         if live.done:
-            if code in _REFUSED_CHANGE or live.pending_cancel or live.pending_modify:
+            if live.given_up:
+                if code in _REFUSED_CHANGE:  # the cancel's answer: it has ended at IB too
+                    live.pending_cancel = False
+            elif live.pending_cancel or live.pending_modify is not None:
+                # A request still unanswered when the order ended (a fill, a reject): refused.
+                # Once the order is CANCELLED its cancel is answered, and a refusal of one sent
+                # again (after a reconnect) says nothing new.
                 live.pending_cancel = False
                 live.pending_modify = None
                 self._emit(_CANCEL_REJECTED, live, code, f"IB {code}: {msg}")
@@ -1588,7 +1639,13 @@ class IBVenue:
         live.last_error = (code, msg)
         if not live.accepted:
             # Refused before IB took it (201, 110, 103 duplicate id...): the order is dead.
+            if code not in _ORDER_REJECTS:
+                log.warning(
+                    "IB %s: order %d: IB error %d is not a known rejection or hold: taken as a "
+                    "rejection (%s)", self.name, live.client_order_id, code, msg,
+                )  # fmt: skip
             live.done = True
+            live.given_up = code
             self._emit(_REJECTED, live, code, f"IB {code}: {msg}")
             self._wake()
 
