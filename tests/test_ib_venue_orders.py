@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal
 
 import pytest
 from ibapi.const import UNSET_LONG
@@ -16,11 +17,13 @@ from ibapi.message import IN
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 
 from engine.messages import EventKind
+from engine.orders import OrderState
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
     fill_lots,
     rest_px,
     settled,
+    sim_execs,
     take_px,
 )
 
@@ -40,12 +43,110 @@ def ib(h: IBHarness):
     return h.venue.conn.session.wrapper
 
 
+def emitted(h: IBHarness) -> list[tuple[EventKind, int, int]]:
+    """Every event the venue emits from now on, as (kind, client order id, qty): what the
+    venue said, whatever the engine's OMS then makes of it."""
+    seen: list[tuple[EventKind, int, int]] = []
+    emit = h.venue._emit
+
+    def spy(kind, live, *args):
+        ev = emit(kind, live, *args)
+        seen.append((kind, live.client_order_id, ev.qty_lots))
+        return ev
+
+    h.venue._emit = spy
+    return seen
+
+
 async def at_sim(h: IBHarness, *coids: int) -> None:
     await until(
         lambda: all(str(c) in {o.order.orderRef for o in h.sim_orders()} for c in coids),
         5,
         "the orders at the simulator",
     )
+
+
+def open_at_venue(h: IBHarness) -> set[int]:
+    return {coid for coid, _, _ in h.venue.open_orders()}
+
+
+# ---- a modify up racing a fill ------------------------------------------------------------------
+
+
+async def test_a_modify_up_racing_a_fill_keeps_the_order_working() -> None:
+    """A buy of 2 raised to more than the ask holds: IB applies the modify and fills what the
+    ask holds, and the execution reaches the venue before IB's openOrder confirming the new
+    size. The order is not done: IB works the rest, the confirmation applies, and a cancel
+    still reaches it."""
+    async with IBHarness(sim={"market": {"events_per_second": 0}}) as h:  # a still book
+        v = h.venue
+        await settled(h)
+        aapl = h.registry.resolve("AAPL")
+        ask_px, ask_qty = h.core().market.book(aapl.con_id).asks[0]
+        old = min(2, int(ask_qty))
+        coid = h.strat.buy("AAPL", old, rest_px(h))
+        await h.wait_kind(coid, A)
+        said = emitted(h)
+        h.fault("latency", ms=500)  # IB's answers to the modify are on their way
+        new_qty = int(ask_qty) + 3
+        h.strat.modify(coid, qty=new_qty, price=ask_px)
+        h.engine.pump()
+        await until(lambda: sim_execs(h, coid), 5, "the simulator's fill")
+        (rec,) = [r for r in h.core().executions if r.execution.orderRef == str(coid)]
+        ib(h).execDetails(-1, rec.contract, rec.execution)  # the fill first
+        h.engine.pump()
+        assert said == [(F, coid, old)]
+        assert coid in open_at_venue(h)  # still working at IB
+        await until(lambda: (M, coid, new_qty) in said, 5, "the modify confirmed")
+        assert v.duplicate_execs == 1  # the simulator's own copy of the fill
+        h.venue.cancel(h.engine.tracker.finished.get(coid) or h.engine.tracker.get(coid))
+        await until(lambda: (C, coid, new_qty) in said, 5, "the cancel's answer")
+        sim = h.sim_order(coid)
+        assert sim.status == "Cancelled" and int(sim.filled) == int(ask_qty)
+
+
+async def test_a_modify_up_ib_refuses_after_the_order_filled_leaves_it_done() -> None:
+    """The modify reaches IB after the order filled: IB says Filled with nothing remaining and
+    refuses the modify (103: the id is a finished order's). The refusal reaches the strategy
+    and the order is done."""
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        h.fault("latency", ms=300)
+        coid = h.strat.buy("AAPL", 2, take_px(h))
+        h.engine.pump()
+        h.strat.modify(coid, qty=5)
+        h.engine.pump()
+        await until(lambda: X in h.kinds(coid), 5, "the modify refused")
+        (ev,) = [e for e in h.strat.of(coid) if e.kind == X]
+        assert ev.reason_code == 103
+        assert fill_lots(h, coid) == 2 and coid not in open_at_venue(h)
+        v.cancel(h.engine.tracker.finished[coid])  # nothing works at IB: refused at once
+        h.engine.pump()
+        assert h.kinds(coid)[-1] == X and v.cancels_sent == 0
+
+
+async def test_ib_saying_filled_with_nothing_remaining_ends_the_order_before_its_fills() -> None:
+    """IB's orderStatus Filled with nothing remaining (forwarded ahead of the executions it
+    follows): nothing works at IB, so a cancel is refused at once rather than sent."""
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        h.fault("latency", ms=400)
+        coid = h.strat.buy("AAPL", 5, take_px(h))
+        h.engine.pump()
+        await until(lambda: sim_execs(h, coid), 5, "filled at the simulator")
+        sim = h.sim_order(coid)
+        ib(h).orderStatus(
+            sim.order_id, "Filled", Decimal(5), Decimal(0), 0.0, sim.perm_id, 0, 0.0, 1, "", 0.0
+        )
+        h.engine.pump()
+        assert h.kinds(coid) == [A] and coid not in open_at_venue(h)
+        h.strat.cancel(coid)
+        h.engine.pump()
+        assert h.kinds(coid) == [A, X] and v.cancels_sent == 0
+        await until(lambda: fill_lots(h, coid) == 5, 5, "the fills")
+        assert h.engine.tracker.finished[coid].state is OrderState.FILLED
 
 
 # ---- IB errors before the acknowledgement -------------------------------------------------------

@@ -26,12 +26,14 @@ PendingSubmit, ApiPending          nothing yet (the order is on its way)
 PreSubmitted, Submitted            ACCEPTED, once
 Cancelled, ApiCancelled            CANCELLED, once (the reason is IB's last error for it)
 Inactive                           REJECTED with IB's last error for the order (201...)
-Filled                             nothing: fills come from ``execDetails`` only
+Filled                             nothing: fills come from ``execDetails`` only (with nothing
+                                   remaining, the order no longer works at IB)
 =================================  ========================================================
 
 Messages may arrive in any order and more than once: each order emits each transition once,
 a fill before any status emits ACCEPTED first, and nothing follows a final state except fills
-(a fill may race a cancel). Fills are keyed by ``execId``: a repeated execution is dropped; a
+(a fill may race a cancel). While a modify is pending the order is done only once its fills
+cover the larger size. Fills are keyed by ``execId``: a repeated execution is dropped; a
 correction (same id up to its last ``.NN``) emits the difference. A commission report that
 arrives with or before its execution rides on the FILL; a later one is a COMMISSION event.
 Warnings and holds (2100-2999, 399, 404, 10349) never change an order's state; another error
@@ -284,7 +286,7 @@ class _Wrapper(EWrapper):
         self.v._end("completed_orders")
 
     def orderStatus(self, orderId, status, filled, remaining, avgFillPrice, permId, *rest):
-        self.v._on_order_status(orderId, status, permId)
+        self.v._on_order_status(orderId, status, permId, remaining)
 
     def execDetails(self, reqId, contract, execution):
         self.v._on_exec(contract, execution)
@@ -719,6 +721,8 @@ class IBVenue:
         for live in self._by_ib.values():
             if live.pending_modify is not None and not live.done and live.epoch == epoch:
                 live.pending_modify = None
+                if live.cum_lots >= live.qty_lots:
+                    live.done = True  # fills completed it while a modify up was pending
                 self._emit(
                     _CANCEL_REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "modify lost in the disconnect: the order is unchanged at IB",
@@ -1379,21 +1383,26 @@ class IBVenue:
             if qty == pm[0] and (ticks == pm[1] or pm[1] == NO_PRICE):
                 live.pending_modify = None
                 live.qty_lots, live.price_ticks = pm
+                if live.cum_lots >= live.qty_lots:
+                    live.done = True
                 self._emit(_MODIFIED, live)
         self._on_status(live, status)
         if completed:
             self._wake()
 
-    def _on_order_status(self, ib_id: int, status: str, perm_id: int) -> None:
+    def _on_order_status(
+        self, ib_id: int, status: str, perm_id: int, remaining: Any = None
+    ) -> None:
         live = self._match(ib_id, "", perm_id)
         if live is None:
             self.foreign_events += 1
             return
         live.epoch = self.epoch
-        self._on_status(live, status)
+        self._on_status(live, status, remaining)
         self._wake()
 
-    def _on_status(self, live: _Live, status: str) -> None:
+    def _on_status(self, live: _Live, status: str, remaining: Any = None) -> None:
+        """IB's status for the order (``remaining``: orderStatus's, None from openOrder)."""
         if live.done:
             if live.given_up:
                 self._given_up_status(live, status)
@@ -1411,6 +1420,16 @@ class IBVenue:
             live.done = True
             code, text = live.last_error
             self._emit(_REJECTED, live, code, text or "IB: order inactive")
+        elif status == "Filled" and remaining == 0 and live.pending_modify is None:
+            # Nothing works at IB any more, whatever the fills received so far say (they come
+            # from execDetails, in no guaranteed order with this). With a modify pending, its
+            # answer settles it: confirmed, the fills then cover the new size; refused, the old.
+            if not live.accepted:
+                live.accepted = True
+                self._emit(_ACCEPTED, live)
+            live.done = True
+            if not live.remembered:
+                self._remember_done(live)
 
     def _given_up_status(self, live: _Live, status: str) -> None:
         """IB's word of an order this venue ended on its own inference (``given_up``): working
@@ -1466,7 +1485,10 @@ class IBVenue:
 
     def _emit_fill(self, live: _Live, lots: int, price: float, exec_id: str, fee: float) -> None:
         live.cum_lots += lots
-        if live.cum_lots >= live.qty_lots:
+        pm = live.pending_modify
+        # While a modify is pending IB may already work the new size: the order is done only
+        # when the fills cover both (IB's word on the modify settles it either way).
+        if live.cum_lots >= (live.qty_lots if pm is None else max(live.qty_lots, pm[0])):
             live.done = True
         tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
         ev = self._emit(_FILL, live)
@@ -1633,6 +1655,8 @@ class IBVenue:
             what = "modify" if live.pending_modify is not None else "cancel"
             live.pending_modify = None
             live.pending_cancel = False
+            if live.cum_lots >= live.qty_lots:
+                live.done = True  # fills completed it while a modify up was pending
             self._emit(_CANCEL_REJECTED, live, code, f"IB refused the {what}: {code} {msg}")
             self._wake()
             return
