@@ -16,15 +16,19 @@ from ibapi.const import UNSET_LONG
 from ibapi.message import IN
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 
+from adapters.ib.venue import HELD_BACK
 from engine.messages import EventKind
 from engine.orders import OrderState
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
     fill_lots,
+    names,
+    record_requests,
     rest_px,
     settled,
     sim_execs,
     take_px,
+    tokens,
 )
 
 A, F, C, R, M, X, COMM = (
@@ -68,6 +72,117 @@ async def at_sim(h: IBHarness, *coids: int) -> None:
 
 def open_at_venue(h: IBHarness) -> set[int]:
     return {coid for coid, _, _ in h.venue.open_orders()}
+
+
+# ---- lost cancels -------------------------------------------------------------------------------
+
+
+async def test_a_cancel_written_just_before_the_gateway_drops_is_sent_again() -> None:
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        resting = h.strat.buy("AAPL", 5, rest_px(h))
+        await h.wait_kind(resting, A)
+        reqs = record_requests(h)
+        await until(lambda: tokens(v) >= 1 and v.pacer.pending == 0, 2, "a pacing token")
+        h.strat.cancel(resting)
+        h.engine.pump()
+        assert v.cancels_sent == 1 and v.pacer.pending == 0  # written to our socket
+        h.fault("drop_all")  # the gateway drops before it reads it
+        await until(lambda: not v.connected, 5, "the drop seen")
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        await h.wait_kind(resting, C)
+        assert h.sim_order(resting).status == "Cancelled"
+        assert v.cancels_sent == 2 and names(reqs)["CancelOrder"] == 1
+        assert h.kinds(resting) == [A, C]
+        assert h.engine.tracker.finished[resting].state is OrderState.CANCELLED
+
+
+async def test_orders_sent_into_a_socket_already_gone_are_never_lost() -> None:
+    """Between the socket's death and the supervisor taking the venue down, the venue still
+    says it is connected and ready: a cancel then is sent after the reconnect; a new order and
+    a modify are refused at once with the reason (sent after an outage they would trade at
+    stale prices), and never reach IB."""
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        to_cancel = h.strat.buy("AAPL", 5, rest_px(h))
+        to_modify = h.strat.buy("AAPL", 4, rest_px(h))
+        for coid in (to_cancel, to_modify):
+            await h.wait_kind(coid, A)
+        reqs = record_requests(h)
+        proto = v.conn.protocol
+        lost = proto.connection_lost
+        window: dict[str, object] = {}
+
+        def connection_lost(exc: Exception | None) -> None:
+            lost(exc)  # the transport is gone; the supervisor's task has not run yet
+            window["ready"] = v.connected and v.ready
+            h.strat.cancel(to_cancel)
+            h.strat.modify(to_modify, qty=6)
+            window["new"] = h.strat.buy("AAPL", 1, rest_px(h))
+            h.engine.pump()
+
+        proto.connection_lost = connection_lost
+        await until(lambda: tokens(v) >= 1 and v.pacer.pending == 0, 2, "a pacing token")
+        proto.transport.abort()  # the socket dies; the gateway keeps the orders
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        assert window["ready"]
+        await h.wait_kind(to_cancel, C)
+        assert h.sim_order(to_cancel).status == "Cancelled"
+        refused = [e for e in h.strat.of(to_modify) if e.kind == X]
+        assert [e.reason_code for e in refused] == [HELD_BACK]
+        assert "dropped as the modify was sent" in refused[0].reason
+        assert float(h.sim_order(to_modify).order.totalQuantity) == 4
+        assert h.engine.tracker.get(to_modify).state is OrderState.ACCEPTED
+        new = window["new"]
+        (ev,) = h.strat.of(new)
+        assert ev.kind == R and ev.reason_code == HELD_BACK
+        assert "dropped as the order was sent" in ev.reason
+        assert str(new) not in {o.order.orderRef for o in h.sim_orders()}
+        assert names(reqs)["PlaceOrder"] == 0 and v.unknown_after_reconnect == 0
+
+
+async def test_a_global_cancel_queued_as_the_socket_dies_goes_after_the_reconnect() -> None:
+    """The kill switch's global cancel waits in the pacer; drained into the dead socket it
+    would be lost, so it waits for the reconnect."""
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        coids = [h.strat.buy("AAPL", 2, rest_px(h)) for _ in range(2)]
+        for coid in coids:
+            await h.wait_kind(coid, A)
+        proto = v.conn.protocol
+        lost = proto.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            lost(exc)
+            h.engine.cancel_everything()
+
+        proto.connection_lost = connection_lost
+        await until(lambda: tokens(v) >= 1 and v.pacer.pending == 0, 2, "a pacing token")
+        proto.transport.abort()
+        await until(lambda: v.ready and v.reconnects == 1, 10, "reconnected")
+        for coid in coids:
+            await h.wait_kind(coid, C)
+            assert h.sim_order(coid).status == "Cancelled"
+
+
+async def test_a_repeated_cancel_refused_after_the_order_ended_says_nothing_new() -> None:
+    """IB answers a cancel sent again (after a reconnect) for an order it already cancelled
+    with 10148 or 161; the order is CANCELLED and stays so, with no CANCEL_REJECTED."""
+    async with IBHarness() as h:
+        await settled(h)
+        coid = h.strat.buy("AAPL", 3, rest_px(h))
+        await h.wait_kind(coid, A)
+        h.strat.cancel(coid)
+        await h.wait_kind(coid, C)
+        ib_id = h.sim_order(coid).order_id
+        text = f"OrderId {ib_id} that needs to be cancelled cannot be cancelled, state: Cancelled."
+        ib(h).error(ib_id, 0, 10148, text, "")
+        ib(h).error(ib_id, 0, 161, "Cancel attempted when order is not in a cancellable state", "")
+        h.engine.pump()
+        assert h.kinds(coid) == [A, C]
 
 
 # ---- a modify up racing a fill ------------------------------------------------------------------

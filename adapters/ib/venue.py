@@ -201,6 +201,7 @@ class _Live:
         "extras",
         "given_up",
         "ib_id",
+        "ib_status",
         "instrument_id",
         "last_error",
         "parent_ib",
@@ -237,6 +238,7 @@ class _Live:
         #: The code this venue ended the order on without IB's word (an error before IB took
         #: it, unknown after a reconnect); 0 when IB's own status ended it, or it is working.
         self.given_up = 0
+        self.ib_status = ""  # the last status IB reported for it
         self.epoch = epoch  # connection epoch in which IB last reported it
         self.exec_keys: list[str] | None = None  # its executions' keys in ``IBVenue._execs``
         self.remembered = False  # done, and in ``IBVenue._done``
@@ -746,6 +748,18 @@ class IBVenue:
                     _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "unknown to IB after reconnect: the order never reached the gateway",
                 )  # fmt: skip
+        # Cancels IB may never have seen (written just before the drop, or into a socket
+        # already gone) are sent again after reconciliation, for every order still open, unless
+        # IB says it is already cancelling it. A cancel IB did see answers the repeat with
+        # 10148 or 161 at worst, which changes nothing (``_order_error``).
+        for live in self._by_coid.values():
+            if (
+                live.pending_cancel
+                and not live.done
+                and live.cancel_epoch != epoch
+                and not (live.epoch == epoch and live.ib_status == "PendingCancel")
+            ):
+                self._deferred_cancels.add(live.client_order_id)
         self._wake()
 
     def _end(self, name: str) -> None:
@@ -984,9 +998,19 @@ class IBVenue:
             return
         self._by_ib[ib_id] = live
         self._by_coid[live.client_order_id] = live
-        self.orders_sent += 1
         intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
-        self._send(ORDER, frame)
+        if self._send(ORDER, frame):
+            self.orders_sent += 1
+            return
+        # The socket died under it (the gateway dropped and the supervisor has not seen it
+        # yet): nothing was written, so IB never sees it; sending it after the reconnect would
+        # trade at stale prices. Its id stays used.
+        self.held_back += 1
+        live.done = True
+        self._emit(
+            _REJECTED, live, HELD_BACK,
+            f"the connection to IB venue {self.name} dropped as the order was sent: not sent",
+        )  # fmt: skip
 
     def warm(self, intent: OrderIntent) -> bool:
         """A dry run of ``submit`` for a plain order this venue sent (``intent`` names it by
@@ -1041,7 +1065,8 @@ class IBVenue:
         already journaled is not reported again, one IB made while the engine was down is, a
         cancel or reject IB reported meanwhile is, and an open order IB does not know (journaled
         just before the process died, never written to the socket) is reported REJECTED with
-        ``UNKNOWN_AFTER_RECONNECT``. Nothing is ever sent again.
+        ``UNKNOWN_AFTER_RECONNECT``. No order or modify is sent again; a cancel the journal has
+        pending is, for an order IB still works (IB may never have seen it).
         """
         mine = {i.id for i in self._instruments}
         shape = OrderIntent()
@@ -1068,6 +1093,7 @@ class IBVenue:
             if modifies and order.client_order_id in modifies and not live.done:
                 # IB's openOrder shows whether it applied it; reconciliation reports either way.
                 live.pending_modify = modifies[order.client_order_id]
+            live.pending_cancel = order.state == OrderState.PENDING_CANCEL
             self._by_coid[order.client_order_id] = live
             n += 1
         for exec_id, coid, lots, commission_known in fills:
@@ -1119,8 +1145,17 @@ class IBVenue:
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
             return
+        if not self._send(ORDER, frame):
+            # The socket died under it: not written, and not sent after the reconnect either
+            # (stale prices); the order is unchanged at IB.
+            self.held_back += 1
+            self._emit(
+                _CANCEL_REJECTED, live, HELD_BACK,
+                f"the connection to IB venue {self.name} dropped as the modify was sent: not "
+                "sent, the order is unchanged",
+            )  # fmt: skip
+            return
         live.pending_modify = (qty_lots, price_ticks)
-        self._send(ORDER, frame)
 
     def cancel_all(self) -> None:
         """IB's global cancel: every open order of the account, whichever client placed it."""
@@ -1132,9 +1167,12 @@ class IBVenue:
         self._request(CANCEL, lambda c: c.reqGlobalCancel(OrderCancel()))
 
     def _send_cancel(self, live: _Live) -> None:
-        self.cancels_sent += 1
-        live.cancel_epoch = self.epoch
-        self._send(CANCEL, encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg))
+        frame = encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg)
+        if self._send(CANCEL, frame):
+            self.cancels_sent += 1
+            live.cancel_epoch = self.epoch
+        else:  # the socket died under it: sent after the reconnect, if the order is open then
+            self._deferred_cancels.add(live.client_order_id)
 
     def _send_deferred_cancels(self) -> None:
         coids, self._deferred_cancels = self._deferred_cancels, set()
@@ -1230,13 +1268,20 @@ class IBVenue:
 
     # ---- outgoing bytes: paced ---------------------------------------------------------------
 
-    def _send(self, priority: int, frame: bytes) -> None:
+    def _send(self, priority: int, frame: bytes) -> bool:
+        """Write ``frame`` now, or queue it behind the pacer. False when the socket is gone
+        (the gateway dropped it and the supervisor has not taken the venue down yet): nothing
+        was written or queued, and the caller decides what becomes of the message."""
         conn = self.conn
-        if conn is not None and self.pacer.send_now(time.monotonic()):
-            conn.write(frame)  # nothing queued and a token free: the order path's usual case
-            return
+        if conn is None:
+            return False
+        if self.pacer.send_now(time.monotonic()):
+            return conn.write(frame)  # nothing queued and a token free: the usual case
+        if not conn.connected:
+            return False
         self.pacer.submit(priority, frame)
         self._flush_pacer()
+        return True
 
     def _send_data(self, call: Any) -> None:
         self._request(DATA, call)
@@ -1253,7 +1298,7 @@ class IBVenue:
 
     def _flush_pacer(self) -> None:
         conn = self.conn
-        if conn is None:
+        if conn is None or not conn.connected:  # queued frames wait for _went_down's verdict
             return
         loop_time = time.monotonic()
         out = self.pacer.drain(loop_time)
@@ -1403,6 +1448,7 @@ class IBVenue:
 
     def _on_status(self, live: _Live, status: str, remaining: Any = None) -> None:
         """IB's status for the order (``remaining``: orderStatus's, None from openOrder)."""
+        live.ib_status = status
         if live.done:
             if live.given_up:
                 self._given_up_status(live, status)
@@ -1652,6 +1698,10 @@ class IBVenue:
                 self._wake()
             return
         if live.pending_modify is not None or (live.pending_cancel and code in _REFUSED_CHANGE):
+            if live.pending_modify is None and (
+                live.ib_status == "PendingCancel" or "PendingCancel" in msg
+            ):
+                return  # IB is carrying out an earlier cancel: this one was sent again
             what = "modify" if live.pending_modify is not None else "cancel"
             live.pending_modify = None
             live.pending_cancel = False
