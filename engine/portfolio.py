@@ -87,6 +87,12 @@ class Position:
         self.fills = 0
 
     def apply_fill(self, side: int, lots: int, price_ticks: int, tick_value: float) -> None:
+        """A fill of ``lots`` on ``side``. Negative ``lots`` take back an earlier fill (a venue's
+        execution correction reverses it): booked as the opposite trade at its price, so the
+        total P&L is as if it had never happened (the split between realised and unrealised
+        too, unless other fills came between at other prices)."""
+        if lots < 0:
+            side, lots = -side, -lots
         signed = lots * side
         old = self.lots
         new = old + signed
