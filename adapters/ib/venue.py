@@ -123,7 +123,7 @@ from engine.messages import (
     TimeInForce,
 )
 from engine.orders import Order, OrderExtras, OrderState
-from engine.venue import VenuePorts
+from engine.venue import JournaledFill, VenuePorts
 
 log = logging.getLogger("tickwire.ib")
 
@@ -1052,21 +1052,20 @@ class IBVenue:
     def restore(
         self,
         orders: Iterable[Order],
-        fills: Iterable[tuple[str, int, int, bool]],
+        fills: Iterable[JournaledFill],
         modifies: dict[int, tuple[int, int]] | None = None,
     ) -> int:
         """Orders and fills from the engine's journal, given before ``start``; returns how many
         orders are this venue's.
 
-        ``fills`` are (execId, client order id, lots, commission known); ``modifies`` the
-        (lots, ticks) of modifies requested and not yet answered, by client order id. The first
-        reconciliation then matches IB's open and completed orders and its executions to these
-        orders by ``orderRef`` (our client order id) and learns their IB ids: an execution
-        already journaled is not reported again, one IB made while the engine was down is, a
-        cancel or reject IB reported meanwhile is, and an open order IB does not know (journaled
-        just before the process died, never written to the socket) is reported REJECTED with
-        ``UNKNOWN_AFTER_RECONNECT``. No order or modify is sent again; a cancel the journal has
-        pending is, for an order IB still works (IB may never have seen it).
+        ``modifies`` are the (lots, ticks) of modifies requested and not yet answered, by client
+        order id. The first reconciliation then matches IB's open and completed orders and its
+        executions to these orders by ``orderRef`` (our client order id) and learns their IB
+        ids: an execution already journaled is not reported again, one IB made while the engine
+        was down is, a cancel or reject IB reported meanwhile is, and an open order IB does not
+        know (journaled just before the process died, never written to the socket) is reported
+        REJECTED with ``UNKNOWN_AFTER_RECONNECT``. No order or modify is sent again; a cancel
+        the journal has pending is, for an order IB still works (IB may never have seen it).
         """
         mine = {i.id for i in self._instruments}
         shape = OrderIntent()
@@ -1096,11 +1095,12 @@ class IBVenue:
             live.pending_cancel = order.state == OrderState.PENDING_CANCEL
             self._by_coid[order.client_order_id] = live
             n += 1
-        for exec_id, coid, lots, commission_known in fills:
-            live = self._by_coid.get(coid)
+        for f in fills:
+            live = self._by_coid.get(f.client_order_id)
             if live is not None:
-                key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
-                self._note_exec(key, _Exec(exec_id, lots, live, None, commission_known))
+                x = f.exec_id
+                key = x.rsplit(".", 1)[0] if x.count(".") >= 3 else x
+                self._note_exec(key, _Exec(x, f.lots, live, None, f.commission_known))
         return n
 
     def _parent_ib(self, intent: OrderIntent) -> int:
