@@ -8,17 +8,29 @@ message is handed to the venue's wrapper ahead of the simulator's delayed copy.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from decimal import Decimal
 
 import pytest
+from ibapi.commission_and_fees_report import CommissionAndFeesReport
 from ibapi.const import UNSET_LONG
 from ibapi.message import IN
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 
-from adapters.ib.venue import HELD_BACK
+from adapters.ib.gateway_sim.server import GatewaySimServer
+from adapters.ib.venue import BUST_SUFFIX, HELD_BACK, IBVenue
+from engine.clock import LiveClock
+from engine.config import IBVenueConfig
+from engine.instruments import AssetClass, InstrumentRegistry
+from engine.journal import Journal
 from engine.messages import EventKind
 from engine.orders import OrderState
+from engine.recovery import recover
+from engine.runtime import Engine
+from hotpath import risk as rk
+from tests.event_recorder import Recorder
+from tests.ib_sim_support import sim_config
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
     fill_lots,
@@ -329,6 +341,75 @@ async def test_an_order_given_up_on_an_error_is_cancelled_when_ib_works_it(caplo
         )
 
 
+# ---- execution corrections ----------------------------------------------------------------------
+
+
+def correction(e, n: int, shares: int, price: float):
+    c = copy.copy(e)
+    c.execId = f"{e.execId.rsplit('.', 1)[0]}.{n:02d}"
+    c.shares = Decimal(shares)
+    c.price = price
+    return c
+
+
+def commission_report(exec_id: str, amount: float) -> CommissionAndFeesReport:
+    r = CommissionAndFeesReport()
+    r.execId = exec_id
+    r.commissionAndFees = amount
+    r.currency = "USD"
+    return r
+
+
+async def test_execution_corrections_reverse_the_execution_and_book_the_corrected_one(
+    caplog,
+) -> None:
+    """IB corrects an execution twice: 5 at p to 5 at p - 0.50 (.02), then to 4 (.03), each
+    correction with its own commission. Each correction reverses the execution it replaces
+    (fill and commission) and books itself; the OMS, the portfolio (strategy and account) and
+    the risk kernels end as if the last correction alone had happened."""
+    caplog.set_level(logging.WARNING, "engine.orders")
+    async with IBHarness() as h:
+        await settled(h)
+        aapl = h.registry.resolve("AAPL")
+        coid = h.strat.buy("AAPL", 5, take_px(h))
+        await until(lambda: fill_lots(h, coid) == 5, 5, "filled")
+        pos = h.engine.portfolio.position(0, aapl.id)
+        await until(lambda: pos.commission > 0, 3, "its commission")
+        (rec,) = [r for r in h.core().executions if r.execution.orderRef == str(coid)]
+        e, fee = rec.execution, rec.report.commissionAndFees
+        p, p2 = round(e.price * 100), round(e.price * 100) - 50
+        second = correction(e, 2, 5, p2 / 100)
+        ib(h).execDetails(-1, rec.contract, second)
+        ib(h).commissionAndFeesReport(commission_report(second.execId, 0.8))
+        ib(h).commissionAndFeesReport(commission_report(e.execId, fee))  # the replaced one's
+        third = correction(e, 3, 4, p2 / 100)
+        ib(h).execDetails(-1, rec.contract, third)
+        ib(h).commissionAndFeesReport(commission_report(third.execId, 0.6))
+        ib(h).execDetails(-1, rec.contract, second)  # a repeat of a replaced one
+        h.engine.pump()
+        fills = [(f.exec_id, f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(coid)]
+        assert fills == [
+            (e.execId, 5, p),
+            (e.execId + BUST_SUFFIX, -5, p),
+            (second.execId, 5, p2),
+            (second.execId + BUST_SUFFIX, -5, p2),
+            (third.execId, 4, p2),
+        ]
+        order = h.engine.tracker.finished[coid]
+        assert order.state is OrderState.FILLED and order.filled_lots == 4
+        assert h.engine.tracker.illegal == 0
+        assert not any("beyond the order's" in r.getMessage() for r in caplog.records)
+        for position in (pos, h.engine.portfolio.account_position("IB", aapl.id)):
+            assert position.lots == 4 and position.avg_ticks == p2
+            assert position.realised == pytest.approx(0.0, abs=1e-9)
+        assert pos.commission == pytest.approx(0.6)
+        pst = h.engine.risk.arrays.pst
+        assert pst[0, aapl.id, rk.PS_LOTS] == 4 and pst[0, aapl.id, rk.PS_AVG_TICKS] == p2
+        assert pst[0, aapl.id, rk.PS_REALISED] == pytest.approx(0.0, abs=1e-9)
+        assert pst[0, aapl.id, rk.PS_FEES] == pytest.approx(0.0, abs=1e-9)  # no fee on a fill
+        assert h.engine.risk.arrays.gst[rk.GS_DAY_TRADES] == 0
+
+
 # ---- ids IB did not send ------------------------------------------------------------------------
 
 
@@ -361,3 +442,100 @@ async def test_a_perm_id_missing_from_a_protobuf_order_status_is_not_taken() -> 
             await h.wait_kind(coid, C)
             (ev,) = [e for e in h.strat.of(coid) if e.kind == C]
             assert ev.venue_order_id == h.sim_order(coid).perm_id
+
+
+# ---- after a restart ----------------------------------------------------------------------------
+
+
+class JournaledHarness(IBHarness):
+    """An ``IBHarness`` whose engine journals to ``path`` and starts from what the journal
+    holds, trading on a simulator that outlives it: a process restart, the broker unchanged."""
+
+    def __init__(self, server: GatewaySimServer, path: str, reconnect_s: float = 0.05) -> None:
+        super().__init__()
+        self.shared = server
+        self.path = path
+        self.reconnect_s = reconnect_s
+
+    async def __aenter__(self) -> JournaledHarness:
+        self.server = self.shared
+        self.clock = LiveClock()
+        self.clock.bind(asyncio.get_running_loop())
+        self.registry = InstrumentRegistry()
+        for symbol in self.symbols:
+            self.registry.add(symbol, "IB", AssetClass.STOCK, 0.01, 1.0, 1.0, "USD")
+        config = IBVenueConfig(
+            port=self.server.port, reconnect_initial_s=self.reconnect_s,
+            reconnect_max_s=max(self.reconnect_s, 0.5), reconcile_timeout_s=3.0,
+        )  # fmt: skip
+        self.venue = IBVenue("IB", config)
+        self.engine = Engine(self.registry, {"IB": self.venue}, self.clock, risk=self.risk)
+        self.strat = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
+        journal = Journal.open(self.path)
+        self.report = recover(self.engine, journal.contents, self.path)
+        self.engine.attach_journal(journal)
+        self.engine.pump()
+        self.engine.start()
+        await self.venue.start()
+        assert await self.venue.wait_ready(10), "the venue never became ready"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.engine.stop()
+        await self.venue.stop()
+        self.engine.close_journal()
+
+
+async def test_after_a_restart_a_pending_cancel_goes_and_a_correction_reverses_the_journal(
+    tmp_path,
+) -> None:
+    """The process dies with a cancel journaled that never reached IB, and after a fill whose
+    commission came after it. Restarted from the journal, the venue sends the cancel (IB still
+    works the order), and reverses the journaled fill, price and commission, when IB corrects
+    it."""
+    path = str(tmp_path / "orders.twj")
+    server = GatewaySimServer(sim_config())
+    await server.start()
+    try:
+        async with JournaledHarness(server, path, reconnect_s=60.0) as h:  # no reconnect
+            v = h.venue
+            await settled(h)
+            taken = h.strat.buy("AAPL", 5, take_px(h))
+            await until(lambda: fill_lots(h, taken) == 5, 5, "filled")
+            await until(lambda: h.engine.portfolio.pnl()[2] > 0, 3, "its commission")
+            resting = h.strat.buy("AAPL", 3, rest_px(h))
+            await h.wait_kind(resting, A)
+            proto = v.conn.protocol
+            lost = proto.connection_lost
+
+            def connection_lost(exc: Exception | None) -> None:
+                lost(exc)
+                h.strat.cancel(resting)  # journaled; the socket is gone
+                h.engine.pump()
+
+            proto.connection_lost = connection_lost
+            proto.transport.abort()
+            await until(lambda: not v.connected, 5, "the drop seen")
+        # The process is gone; the gateway still works the order.
+        (rec,) = [r for r in server.core.executions if r.execution.orderRef == str(taken)]
+        e, fee = rec.execution, rec.report.commissionAndFees
+        assert [o.status for o in server.core.orders.values()] == ["Submitted"]
+        async with JournaledHarness(server, path) as h:
+            assert h.report.restored["IB"] == 2
+            await h.wait_kind(resting, C)
+            assert h.sim_order(resting).status == "Cancelled"
+            aapl = h.registry.resolve("AAPL")
+            pos = h.engine.portfolio.position(0, aapl.id)
+            assert (pos.lots, pos.commission) == (5, pytest.approx(fee))
+            p = round(e.price * 100)
+            second = correction(e, 2, 5, (p - 50) / 100)
+            ib(h).execDetails(-1, rec.contract, second)
+            ib(h).commissionAndFeesReport(commission_report(second.execId, 0.8))
+            h.engine.pump()
+            fills = [(f.exec_id, f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(taken)]
+            assert fills == [(e.execId + BUST_SUFFIX, -5, p), (second.execId, 5, p - 50)]
+            assert (pos.lots, pos.avg_ticks) == (5, p - 50)
+            assert pos.realised == pytest.approx(0.0, abs=1e-9)
+            assert pos.commission == pytest.approx(0.8)
+    finally:
+        await server.stop()

@@ -34,11 +34,12 @@ Messages may arrive in any order and more than once: each order emits each trans
 a fill before any status emits ACCEPTED first, and nothing follows a final state except fills
 (a fill may race a cancel). While a modify is pending the order is done only once its fills
 cover the larger size. Fills are keyed by ``execId``: a repeated execution is dropped; a
-correction (same id up to its last ``.NN``) emits the difference. A commission report that
-arrives with or before its execution rides on the FILL; a later one is a COMMISSION event.
-Warnings and holds (2100-2999, 399, 404, 10349) never change an order's state; another error
-before IB acknowledges the order rejects it, and should IB report it working after all, it is
-cancelled at once (``_given_up_status``).
+correction (same id up to its last ``.NN``) reverses the execution it replaces (negative lots
+at its price, its commission given back, id + ``BUST_SUFFIX``) and is then a fill of its own.
+A commission report that arrives with or before its execution rides on the FILL; a later one
+is a COMMISSION event. Warnings and holds (2100-2999, 399, 404, 10349) never change an order's
+state; another error before IB acknowledges the order rejects it, and should IB report it
+working after all, it is cancelled at once (``_given_up_status``).
 
 Parent/child, OCA and transmit
 ------------------------------
@@ -249,7 +250,9 @@ class _Exec:
     exec_id: str
     lots: int
     live: _Live
-    commission: float | None = None
+    ticks: int  # the price its FILL carried
+    fill_fee: float = 0.0  # the commission its FILL carried
+    later_fee: float = 0.0  # the commission a COMMISSION event carried after it
     commission_sent: bool = False
 
 
@@ -338,6 +341,9 @@ for _name in [n for n in vars(EWrapper) if n.endswith("ProtoBuf")]:
     if _name not in vars(_Wrapper):
         setattr(_Wrapper, _name, _protobuf_form)
 
+
+#: Appended to the id of an execution IB replaced by a correction, for the fill that reverses it.
+BUST_SUFFIX = "/bust"
 
 #: Commission reports kept waiting for an execution that has not arrived (IB sends the two in
 #: no guaranteed order); those for executions that never come are dropped oldest first.
@@ -1097,10 +1103,14 @@ class IBVenue:
             n += 1
         for f in fills:
             live = self._by_coid.get(f.client_order_id)
-            if live is not None:
+            if live is not None and not f.exec_id.endswith(BUST_SUFFIX):  # a reversal is ours
                 x = f.exec_id
                 key = x.rsplit(".", 1)[0] if x.count(".") >= 3 else x
-                self._note_exec(key, _Exec(x, f.lots, live, None, f.commission_known))
+                rec = _Exec(
+                    x, f.lots, live, f.price_ticks, f.commission, f.later_commission,
+                    f.commission_known,
+                )  # fmt: skip
+                self._note_exec(key, rec)
         return n
 
     def _parent_ib(self, intent: OrderIntent) -> int:
@@ -1503,15 +1513,7 @@ class IBVenue:
             if seen.exec_id == exec_id or exec_id < seen.exec_id:
                 self.duplicate_execs += 1
                 return
-            lots = _lots(execution.shares, self._lot_dec[seen.live.instrument_id])
-            delta = lots - seen.lots
-            log.warning(
-                "IB %s: execution %s corrected by %s: %+d lots",
-                self.name, seen.exec_id, exec_id, delta,
-            )  # fmt: skip
-            seen.exec_id, seen.lots = exec_id, lots
-            if delta:
-                self._emit_fill(seen.live, delta, execution.price, exec_id, 0.0)
+            self._correct(seen, exec_id, execution)
             return
         live = self._match(execution.orderId, execution.orderRef, execution.permId)
         if live is None:
@@ -1520,26 +1522,60 @@ class IBVenue:
             return
         live.epoch = self.epoch
         lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
+        ticks = self._fill_ticks(live, execution.price)
         commission = self._early_commission.pop(exec_id, None)
-        rec = _Exec(exec_id, lots, live, commission, commission is not None)
+        rec = _Exec(exec_id, lots, live, ticks, commission or 0.0, 0.0, commission is not None)
         self._note_exec(key, rec)
         if not live.accepted and not live.done:
             live.accepted = True
             self._emit(_ACCEPTED, live)
-        self._emit_fill(live, lots, execution.price, exec_id, commission or 0.0)
+        self._emit_fill(live, lots, ticks, exec_id, commission or 0.0)
         self._wake()
 
-    def _emit_fill(self, live: _Live, lots: int, price: float, exec_id: str, fee: float) -> None:
+    def _correct(self, rec: _Exec, exec_id: str, execution: Any) -> None:
+        """IB replaced execution ``rec`` by ``exec_id`` (the same id up to its last ``.NN``;
+        the correction carries the full corrected shares and price). The earlier one is
+        reversed under its id + ``BUST_SUFFIX``: a fill of minus its lots at its price, giving
+        back the commission that fill carried, and a COMMISSION event giving back one reported
+        after it; the corrected one follows as a fill of its own, which its own commission
+        report joins. Positions, P&L, fees and filled quantities then come out as if only the
+        corrected execution had happened."""
+        live = rec.live
+        lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
+        ticks = self._fill_ticks(live, execution.price)
+        log.warning(
+            "IB %s: order %d: execution %s (%d lots at %d ticks) corrected by %s (%d lots at %d "
+            "ticks): the first reversed, the correction booked",
+            self.name, live.client_order_id, rec.exec_id, rec.lots, rec.ticks, exec_id, lots,
+            ticks,
+        )  # fmt: skip
+        bust = rec.exec_id + BUST_SUFFIX
+        self._emit_fill(live, -rec.lots, rec.ticks, bust, -rec.fill_fee)
+        if rec.later_fee:
+            ev = self._emit(_COMMISSION, live)
+            ev.exec_id = bust
+            ev.commission = -rec.later_fee
+        commission = self._early_commission.pop(exec_id, None)
+        rec.exec_id, rec.lots, rec.ticks = exec_id, lots, ticks
+        rec.fill_fee, rec.later_fee = commission or 0.0, 0.0
+        rec.commission_sent = commission is not None
+        self._emit_fill(live, lots, ticks, exec_id, rec.fill_fee)
+        self._wake()
+
+    def _fill_ticks(self, live: _Live, price: float) -> int:
+        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
+        return round(price / tick)
+
+    def _emit_fill(self, live: _Live, lots: int, ticks: int, exec_id: str, fee: float) -> None:
         live.cum_lots += lots
         pm = live.pending_modify
         # While a modify is pending IB may already work the new size: the order is done only
         # when the fills cover both (IB's word on the modify settles it either way).
         if live.cum_lots >= (live.qty_lots if pm is None else max(live.qty_lots, pm[0])):
             live.done = True
-        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
         ev = self._emit(_FILL, live)
         ev.fill_lots = lots
-        ev.fill_price_ticks = round(price / tick)
+        ev.fill_price_ticks = ticks
         ev.exec_id = exec_id
         ev.commission = fee
 
@@ -1548,17 +1584,20 @@ class IBVenue:
             return
         key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
         rec = self._execs.get(key)
-        if rec is None:
-            # Ahead of its execution, or for one that is not ours (or forgotten): kept for a
-            # while, the oldest dropped past ``EARLY_COMMISSIONS``.
+        if rec is None or exec_id > rec.exec_id:
+            # Ahead of its execution (or of the correction it belongs to), or for one that is
+            # not ours (or forgotten): kept for a while, the oldest dropped past
+            # ``EARLY_COMMISSIONS``.
             early = self._early_commission
             early[exec_id] = commission
             if len(early) > EARLY_COMMISSIONS:
                 del early[next(iter(early))]
             return
+        if exec_id != rec.exec_id:
+            return  # its execution was replaced by a correction: reversed, with no fee
         if rec.commission_sent:
             return  # a duplicate report
-        rec.commission, rec.commission_sent = commission, True
+        rec.later_fee, rec.commission_sent = commission, True
         ev = self._emit(_COMMISSION, rec.live)
         ev.exec_id = exec_id
         ev.commission = commission
