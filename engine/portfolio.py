@@ -54,6 +54,9 @@ class BrokerAccount:
 
     ``positions`` are in the broker's units (shares, contracts) by engine instrument id;
     ``other_positions`` are contracts the registry does not list (``symbol secType conId``).
+    Both are ``account``'s, the one the venue trades and the engine reconciles against. A login
+    that manages several accounts reports them all: ``by_account`` keeps every account's, by
+    (account, ``symbol secType conId``).
     ``values`` are the account values as reported: (key, currency) -> text.
     """
 
@@ -61,6 +64,7 @@ class BrokerAccount:
     account: str = ""
     positions: dict[int, tuple[float, float]] = field(default_factory=dict)  # qty, avg cost
     other_positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    by_account: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     values: dict[tuple[str, str], str] = field(default_factory=dict)
     updated_ns: int = 0
 
