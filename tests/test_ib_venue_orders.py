@@ -15,22 +15,24 @@ from decimal import Decimal
 import pytest
 from ibapi.commission_and_fees_report import CommissionAndFeesReport
 from ibapi.const import UNSET_LONG
+from ibapi.contract import Contract
 from ibapi.message import IN
+from ibapi.order import Order as IbOrder
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 
 from adapters.ib.gateway_sim.server import GatewaySimServer
 from adapters.ib.venue import BUST_SUFFIX, HELD_BACK, IBVenue
 from engine.clock import LiveClock
-from engine.config import IBVenueConfig
+from engine.config import IBVenueConfig, Secret
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal
 from engine.messages import EventKind
 from engine.orders import OrderState
-from engine.recovery import recover
+from engine.recovery import check_positions, recover
 from engine.runtime import Engine
 from hotpath import risk as rk
 from tests.event_recorder import Recorder
-from tests.ib_sim_support import sim_config
+from tests.ib_sim_support import RecordingApp, sim_config
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
     fill_lots,
@@ -442,6 +444,47 @@ async def test_a_perm_id_missing_from_a_protobuf_order_status_is_not_taken() -> 
             await h.wait_kind(coid, C)
             (ev,) = [e for e in h.strat.of(coid) if e.kind == C]
             assert ev.venue_order_id == h.sim_order(coid).perm_id
+
+
+# ---- positions of other accounts ----------------------------------------------------------------
+
+
+OURS, THEIRS = "DU1234567", "DU7654321"
+
+
+async def test_positions_of_the_other_accounts_of_the_login_are_kept_apart() -> None:
+    """A login managing two accounts reports both accounts' positions. The venue trades one:
+    its positions are what the engine reconciles against; the other's are kept beside them."""
+    sim = {"gateway": {"accounts": [OURS, THEIRS]}}
+    async with IBHarness(sim=sim, account=Secret(OURS, "test")) as h:
+        await settled(h)
+        aapl = h.registry.resolve("AAPL")
+        view = h.engine.portfolio.broker_account("IB")
+        coid = h.strat.buy("AAPL", 5, take_px(h))
+        await until(lambda: view.positions.get(aapl.id, (0, 0))[0] == 5, 5, "our position")
+        key = f"AAPL STK {aapl.con_id}"
+        other = RecordingApp()
+        await asyncio.to_thread(other.start, "127.0.0.1", h.server.port, 7)
+        try:
+            call = await asyncio.to_thread(other.wait, "nextValidId")
+            contract = Contract()
+            contract.conId, contract.symbol, contract.secType = aapl.con_id, "AAPL", "STK"
+            contract.exchange, contract.currency = "SMART", "USD"
+            order = IbOrder()
+            order.action, order.orderType, order.totalQuantity = "BUY", "LMT", Decimal(3)
+            order.lmtPrice, order.account = take_px(h), THEIRS
+            seen = view.updated_ns
+            other.placeOrder(call.args[0], contract, order)
+            await until(lambda: view.updated_ns != seen, 5, "their position reported to us")
+        finally:
+            await asyncio.to_thread(other.stop)
+        assert view.positions[aapl.id][0] == 5
+        assert view.by_account[(THEIRS, key)][0] == 3 and view.by_account[(OURS, key)][0] == 5
+        assert fill_lots(h, coid) == 5 and check_positions(h.engine, None) == []
+        # A reconnect's reconciliation reports both again: still ours only.
+        h.fault("drop_all")
+        await until(lambda: h.venue.ready and h.venue.reconnects == 1, 10, "reconnected")
+        assert view.positions[aapl.id][0] == 5 and check_positions(h.engine, None) == []
 
 
 # ---- after a restart ----------------------------------------------------------------------------

@@ -1607,13 +1607,16 @@ class IBVenue:
         if self.ports is None or self.ports.portfolio is None:
             return
         view = self.ports.portfolio.broker_account(self.name)
+        key = f"{contract.symbol} {contract.secType} {contract.conId}"
+        view.by_account[(account, key)] = (qty, avg_cost)
+        view.updated_ns = self.ports.clock.now()
+        if account and account != self.account:
+            return  # another account of the login (reqPositions reports them all): not ours
         iid = self._by_con_id.get(contract.conId)
         if iid is None:
-            key = f"{contract.symbol} {contract.secType} {contract.conId}"
             view.other_positions[key] = (qty, avg_cost)
         else:
             view.positions[iid] = (qty, avg_cost)
-        view.updated_ns = self.ports.clock.now()
 
     def _on_account_value(self, key: str, val: str, currency: str, account: str) -> None:
         if self.ports is None or self.ports.portfolio is None:
