@@ -315,10 +315,11 @@ class _BenchVenue(IBVenue):
         super()._send_cancel(live)
         self.cancel_sent[live.client_order_id] = t0
 
-    def _send(self, priority: int, frame: bytes) -> None:
-        super()._send(priority, frame)
+    def _send(self, priority: int, frame: bytes) -> bool:
+        sent = super()._send(priority, frame)
         self.last_write_ns = self.ports.clock.now()  # type: ignore[union-attr]
         self.last_pending = self.pacer.pending
+        return sent
 
 
 # ---- the strategy -----------------------------------------------------------------------------

@@ -64,7 +64,8 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
   end first): it is applied (outcome LATE_FILL, the position changes) and ``filled_lots`` grows.
   The order keeps its final state, unless the late fill leaves nothing unfilled: then it is
   FILLED (the cancel or expiry took nothing). A new fill on a FILLED order is an overfill, logged
-  as a warning and applied.
+  as a warning and applied; one that leaves no more filled than ordered is a venue's correction
+  (a fill taken back with negative lots, then the corrected one), logged at info.
 * ``dup``: the status the order already has, reported again (outcome DUPLICATE).
 * ``old``: a status the order has already moved past (outcome STALE). IB sends openOrder,
   orderStatus and execDetails in no guaranteed order, so an ACCEPTED after a fill or after the
@@ -618,11 +619,17 @@ class OrderTracker:
         elif action == LATE:
             self._count_fill(order, ev)
             self.late_fills += 1
-            if order.state is _FILLED:
+            if order.state is _FILLED and order.filled_lots > order.qty_lots:
                 log.warning(
                     "order %d: fill %r of %d lots beyond the order's %d (now %d filled)",
                     order.client_order_id, ev.exec_id, ev.fill_lots, order.qty_lots,
                     order.filled_lots,
+                )  # fmt: skip
+            elif order.state is _FILLED:  # a venue's correction: a fill taken back, or redone
+                log.info(
+                    "order %d: fill %r of %d lots corrects the order's fills (now %d of %d)",
+                    order.client_order_id, ev.exec_id, ev.fill_lots, order.filled_lots,
+                    order.qty_lots,
                 )  # fmt: skip
             else:
                 log.info(

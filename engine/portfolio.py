@@ -51,6 +51,9 @@ class BrokerAccount:
 
     ``positions`` are in the broker's units (shares, contracts) by engine instrument id;
     ``other_positions`` are contracts the registry does not list (``symbol secType conId``).
+    Both are ``account``'s, the one the venue trades and the engine reconciles against. A login
+    that manages several accounts reports them all: ``by_account`` keeps every account's, by
+    (account, ``symbol secType conId``).
     ``values`` are the account values as reported: (key, currency) -> text.
     """
 
@@ -58,6 +61,7 @@ class BrokerAccount:
     account: str = ""
     positions: dict[int, tuple[float, float]] = field(default_factory=dict)  # qty, avg cost
     other_positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    by_account: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     values: dict[tuple[str, str], str] = field(default_factory=dict)
     updated_ns: int = 0
 
@@ -84,6 +88,12 @@ class Position:
         self.fills = 0
 
     def apply_fill(self, side: int, lots: int, price_ticks: int, tick_value: float) -> None:
+        """A fill of ``lots`` on ``side``. Negative ``lots`` take back an earlier fill (a venue's
+        execution correction reverses it): booked as the opposite trade at its price, so the
+        total P&L is as if it had never happened (the split between realised and unrealised
+        too, unless other fills came between at other prices)."""
+        if lots < 0:
+            side, lots = -side, -lots
         signed = lots * side
         old = self.lots
         new = old + signed

@@ -49,6 +49,7 @@ from engine.journal import (
 from engine.messages import EventKind, OrderEvent
 from engine.orders import Order
 from engine.runtime import PDT_WINDOW_DAYS
+from engine.venue import JournaledFill
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -122,8 +123,8 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
     ev = OrderEvent()
     orders: dict[int, Order] = {}
     modifies: dict[int, tuple[int, int]] = {}
-    fills: list[tuple[str, int, int, bool]] = []
-    commission_known: set[str] = set()
+    fills: list[tuple[str, int, int, float, int]] = []
+    late_fees: dict[str, float] = {}  # COMMISSION events, by exec id
     max_coid = 0
     last_state: StateRecord | None = None
     day = _DayReplay(engine, report)
@@ -156,9 +157,12 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
                 kind = ev.kind
                 if kind == _FILL:
                     report.fills += 1
-                    fills.append((ev.exec_id, ev.client_order_id, ev.fill_lots, ev.commission != 0))
+                    fills.append(
+                        (ev.exec_id, ev.client_order_id, ev.fill_lots, ev.commission,
+                         ev.fill_price_ticks)
+                    )  # fmt: skip
                 elif kind == _COMMISSION:
-                    commission_known.add(ev.exec_id)
+                    late_fees[ev.exec_id] = late_fees.get(ev.exec_id, 0.0) + ev.commission
                 elif kind in (_MODIFIED, _CANCEL_REJECTED):
                     modifies.pop(ev.client_order_id, None)
                 engine.apply_event(ev, deliver=False)
@@ -192,8 +196,11 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
     elif last_state is not None:
         report.trading_state = engine.restore_trading_state(last_state.state, last_state.reason)
 
-    # Each venue's part. Fills whose commission came later are known too.
-    fills = [(x, c, n, known or x in commission_known) for x, c, n, known in fills]
+    # Each venue's part, with the commissions that came after their fill.
+    venue_fills = [
+        JournaledFill(x, c, n, ticks, fee, late_fees.get(x, 0.0), fee != 0 or x in late_fees)
+        for x, c, n, fee, ticks in fills
+    ]
     by_venue: dict[str, list[Order]] = {}
     for order in orders.values():
         by_venue.setdefault(engine.venue_of(order), []).append(order)
@@ -201,7 +208,7 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
         venue = engine.venue_named(name)
         restore = getattr(venue, "restore", None)
         if restore is not None:
-            report.restored[name] = restore(venue_orders, fills, modifies)
+            report.restored[name] = restore(venue_orders, venue_fills, modifies)
             continue
         for order in venue_orders:
             if order.is_open:

@@ -633,6 +633,9 @@ class RiskGate:
         """Apply a venue answer to the limit state; ``order`` is the record before the event."""
         kind = ev.kind
         if kind == _FILL:
+            if ev.fill_lots < 0:
+                self._reverse_fill(ev)
+                return
             working = order is not None and order.is_open and order.reserved > 0
             release = min(ev.fill_lots, order.reserved) if working else 0
             if working:
@@ -685,6 +688,19 @@ class RiskGate:
         a.pst[strategy_id, instrument_id, rk.PS_FEES] += commission
         a.sst[strategy_id, rk.SS_FEES] += commission
         a.gst[rk.GS_FEES] += commission
+
+    def _reverse_fill(self, ev: OrderEvent) -> None:
+        """A venue took back an earlier fill (IB's execution correction reverses it, then
+        reports the corrected one as a new fill): the kernels book the opposite trade at its
+        price, as ``Portfolio`` does. It takes nothing off the working order, and it is no day
+        trade (the fill it undoes may have been one: that count stays)."""
+        gst = self.arrays.gst
+        day_trades = gst[rk.GS_DAY_TRADES]
+        self._fill(
+            *self._fill_args, ev.strategy_id, ev.instrument_id, -int(ev.side), -ev.fill_lots,
+            ev.fill_price_ticks, ev.commission, 0, False,
+        )  # fmt: skip
+        gst[rk.GS_DAY_TRADES] = day_trades
 
     def _release_reserved(self, order: Order, lots: int, done: bool) -> None:
         lots = max(lots, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -42,6 +42,19 @@ class VenuePorts:
     trades: ArrayRing | None = None
     #: Where a broker's own view (positions, account values) is kept beside the engine's.
     portfolio: Portfolio | None = None
+
+
+class JournaledFill(NamedTuple):
+    """A fill as the journal has it, handed to a venue's ``restore`` after a restart: enough
+    to tell a repeat of it from news, and to reverse it should the venue correct it."""
+
+    exec_id: str
+    client_order_id: int
+    lots: int
+    price_ticks: int
+    commission: float  # carried on the fill itself
+    later_commission: float  # carried by COMMISSION events that followed it
+    commission_known: bool  # either way
 
 
 class Venue(Protocol):

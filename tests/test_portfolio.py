@@ -155,6 +155,25 @@ def test_flipping_short_to_long_through_zero() -> None:
     assert p.avg_ticks == 402.0
 
 
+def test_a_fill_taken_back_is_the_opposite_trade_at_its_price() -> None:
+    """Negative lots reverse an earlier fill (a venue's execution correction): the total P&L
+    is then what it would be had the fill never happened, from a flat or a short book too."""
+    p = Position(0)
+    p.apply_fill(BUY, 5, 400, TV)
+    p.apply_fill(SELL, 5, 404, TV)  # flat, 20 ticks realised
+    p.apply_fill(BUY, -5, 400, TV)  # the buy taken back: short 5 from the sell at 404
+    assert (p.lots, p.avg_ticks) == (-5, 400.0)
+    # At any mark the total equals the sell's alone: (404 - mark) x 5.
+    for mark in (390.0, 404.0, 420.0):
+        total = p.realised + p.unrealised(mark, TV)
+        assert total == pytest.approx((404 - mark) * 5 * TV)
+    q = Position(0)
+    q.apply_fill(SELL, 3, 410, TV)
+    q.apply_fill(BUY, -2, 400, TV)  # a buy of 2 reversed while short: 2 more short at 400
+    assert (q.lots, q.avg_ticks) == (-5, pytest.approx((410 * 3 + 400 * 2) / 5))
+    assert q.realised == 0.0
+
+
 def test_unrealised_against_a_mark() -> None:
     p = Position(0)
     p.apply_fill(BUY, 10, 400, TV)

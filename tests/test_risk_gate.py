@@ -19,7 +19,15 @@ from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
 from engine.config import RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction, EventKind, OrderType
+from engine.messages import (
+    BOOK_DELTA,
+    NO_PRICE,
+    BookSide,
+    DeltaAction,
+    EventKind,
+    OrderEvent,
+    OrderType,
+)
 from engine.orders import OrderState
 from engine.risk_gate import REASONS, TradingState, Verdict
 from engine.runtime import Engine
@@ -260,6 +268,35 @@ def test_max_position_counts_the_position_from_fills() -> None:
     bad_short = h.sell(ES, 1, 101.0)
     assert_rejected(h, bad_short, Verdict.MAX_POSITION)
     assert h.venue.received == 3
+
+
+def test_a_fill_taken_back_is_undone_in_the_kernels_without_a_day_trade() -> None:
+    """A venue's reversal of a fill (negative lots: IB's execution correction) is the opposite
+    trade at its price in the risk kernels as in the portfolio: the position and P&L come back,
+    a working order keeps its reservation, and no day trade is counted."""
+    h = Harness()
+    h.es_book()
+    taken = h.buy(ES, 3)  # a market buy: fills at the ask
+    (fill,) = h.strat.fills(taken)
+    h.buy(ES, 2, 99.0)  # works, its 2 lots reserved
+    a = h.engine.risk.arrays
+    s, i = h.strat.id, h.es.id
+    before = a.ist[i, rk.IS_OPEN_BUY], a.pst[s, i, rk.PS_OPEN_BUY], a.gst[rk.GS_DAY_TRADES]
+    ev = OrderEvent()
+    ev.kind, ev.strategy_id, ev.instrument_id, ev.side = EventKind.FILL, s, i, 1
+    ev.client_order_id, ev.exec_id = taken, fill.exec_id + "/bust"
+    ev.fill_lots, ev.fill_price_ticks, ev.commission = -3, fill.fill_price_ticks, -fill.commission
+    h.engine.apply_event(ev)
+    assert a.pst[s, i, rk.PS_LOTS] == 0 and a.ist[i, rk.IS_NET_LOTS] == 0
+    assert a.pst[s, i, rk.PS_REALISED] == 0.0 and a.pst[s, i, rk.PS_FEES] == 0.0
+    assert (
+        a.ist[i, rk.IS_OPEN_BUY],
+        a.pst[s, i, rk.PS_OPEN_BUY],
+        a.gst[rk.GS_DAY_TRADES],
+    ) == before
+    assert h.lots(h.es) == 0
+    order = h.order(taken)
+    assert order.state is OrderState.FILLED and order.filled_lots == 0
 
 
 def test_max_position_counts_open_orders_on_the_same_side() -> None:

@@ -26,16 +26,20 @@ PendingSubmit, ApiPending          nothing yet (the order is on its way)
 PreSubmitted, Submitted            ACCEPTED, once
 Cancelled, ApiCancelled            CANCELLED, once (the reason is IB's last error for it)
 Inactive                           REJECTED with IB's last error for the order (201...)
-Filled                             nothing: fills come from ``execDetails`` only
+Filled                             nothing: fills come from ``execDetails`` only (with nothing
+                                   remaining, the order no longer works at IB)
 =================================  ========================================================
 
 Messages may arrive in any order and more than once: each order emits each transition once,
 a fill before any status emits ACCEPTED first, and nothing follows a final state except fills
-(a fill may race a cancel). Fills are keyed by ``execId``: a repeated execution is dropped; a
-correction (same id up to its last ``.NN``) emits the difference. A commission report that
-arrives with or before its execution rides on the FILL; a later one is a COMMISSION event.
-Error codes IB uses for information (2104, 2106, 2158, 399, 10349, 10167...) never change an
-order's state.
+(a fill may race a cancel). While a modify is pending the order is done only once its fills
+cover the larger size. Fills are keyed by ``execId``: a repeated execution is dropped; a
+correction (same id up to its last ``.NN``) reverses the execution it replaces (negative lots
+at its price, its commission given back, id + ``BUST_SUFFIX``) and is then a fill of its own.
+A commission report that arrives with or before its execution rides on the FILL; a later one
+is a COMMISSION event. Warnings and holds (2100-2999, 399, 404, 10349) never change an order's
+state; another error before IB acknowledges the order rejects it, and should IB report it
+working after all, it is cancelled at once (``_given_up_status``).
 
 Parent/child, OCA and transmit
 ------------------------------
@@ -91,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ibapi.const import UNSET_DOUBLE
+from ibapi.const import UNSET_DOUBLE, UNSET_INTEGER, UNSET_LONG
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order as IbOrder
@@ -125,7 +129,7 @@ from engine.messages import (
     TimeInForce,
 )
 from engine.orders import Order, OrderExtras, OrderState
-from engine.venue import VenuePorts
+from engine.venue import JournaledFill, VenuePorts
 
 log = logging.getLogger("tickwire.ib")
 
@@ -165,9 +169,24 @@ _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
 #: IB errors about an order that refuse a cancel or a modify, not the order itself.
 _REFUSED_CHANGE = frozenset({103, 104, 105, 106, 107, 161, 10147, 10148, 10149})
+#: Order-scoped IB codes that never change an order's state, besides the warning range
+#: 2100-2999: IB keeps the order, and its status says what becomes of it. 399 order message
+#: (such as "held until the open"), 404 shares not available for short sale: the order is held
+#: while IB locates them, 10349 TIF set to DAY by the order preset.
+_ORDER_NOTICES = frozenset({399, 404, 10349})
+#: Order-scoped IB codes that end an order IB has not acknowledged (it never worked there): 103
+#: duplicate order id, 110 price not a multiple of the tick, 200 no security definition, 201
+#: order rejected, 203 security not available to the account, 321 the request failed
+#: validation, 10311 direct routing refused by a precautionary setting. Any other code before
+#: the acknowledgement ends the order too, logged as unclassified (434 "order size cannot be
+#: zero" and 492, which ib_async counts as warnings, are among them: IB does not document them
+#: as holds). Should IB report such an order working after all, it is cancelled at once.
+_ORDER_REJECTS = frozenset({103, 110, 200, 201, 203, 321, 10311})
 _FARM_BROKEN = frozenset({2103, 2105, 2157})
 _FARM_OK = frozenset({2104, 2106, 2158})
 _DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10167, 10168})
+#: ibapi's "not set" for an id (a protobuf message without the field): never an order's id.
+_UNSET_IDS = frozenset({UNSET_INTEGER, UNSET_LONG})
 
 MD_L1, MD_DEPTH, MD_TBT = Subscription.L1, Subscription.DEPTH, Subscription.TICK_BY_TICK
 #: Request ids below this are market-data subscriptions; order ids start at or above it.
@@ -179,13 +198,16 @@ class _Live:
 
     __slots__ = (
         "accepted",
+        "cancel_epoch",
         "client_order_id",
         "cum_lots",
         "done",
         "epoch",
         "exec_keys",
         "extras",
+        "given_up",
         "ib_id",
+        "ib_status",
         "instrument_id",
         "last_error",
         "parent_ib",
@@ -216,8 +238,13 @@ class _Live:
         self.accepted = False
         self.done = False
         self.pending_cancel = False
+        self.cancel_epoch = 0  # connection epoch in which a cancel of it was last sent
         self.pending_modify: tuple[int, int] | None = None
         self.last_error: tuple[int, str] = (0, "")
+        #: The code this venue ended the order on without IB's word (an error before IB took
+        #: it, unknown after a reconnect); 0 when IB's own status ended it, or it is working.
+        self.given_up = 0
+        self.ib_status = ""  # the last status IB reported for it
         self.epoch = epoch  # connection epoch in which IB last reported it
         self.exec_keys: list[str] | None = None  # its executions' keys in ``IBVenue._execs``
         self.remembered = False  # done, and in ``IBVenue._done``
@@ -228,7 +255,9 @@ class _Exec:
     exec_id: str
     lots: int
     live: _Live
-    commission: float | None = None
+    ticks: int  # the price its FILL carried
+    fill_fee: float = 0.0  # the commission its FILL carried
+    later_fee: float = 0.0  # the commission a COMMISSION event carried after it
     commission_sent: bool = False
 
 
@@ -267,7 +296,7 @@ class _Wrapper(EWrapper):
         self.v._end("completed_orders")
 
     def orderStatus(self, orderId, status, filled, remaining, avgFillPrice, permId, *rest):
-        self.v._on_order_status(orderId, status, permId)
+        self.v._on_order_status(orderId, status, permId, remaining)
 
     def execDetails(self, reqId, contract, execution):
         self.v._on_exec(contract, execution)
@@ -317,6 +346,9 @@ for _name in [n for n in vars(EWrapper) if n.endswith("ProtoBuf")]:
     if _name not in vars(_Wrapper):
         setattr(_Wrapper, _name, _protobuf_form)
 
+
+#: Appended to the id of an execution IB replaced by a correction, for the fill that reverses it.
+BUST_SUFFIX = "/bust"
 
 #: Commission reports kept waiting for an execution that has not arrived (IB sends the two in
 #: no guaranteed order); those for executions that never come are dropped oldest first.
@@ -747,6 +779,8 @@ class IBVenue:
         for live in self._by_ib.values():
             if live.pending_modify is not None and not live.done and live.epoch == epoch:
                 live.pending_modify = None
+                if live.cum_lots >= live.qty_lots:
+                    live.done = True  # fills completed it while a modify up was pending
                 self._emit(
                     _CANCEL_REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "modify lost in the disconnect: the order is unchanged at IB",
@@ -764,10 +798,24 @@ class IBVenue:
                     self.name, live.client_order_id, live.ib_id,
                 )  # fmt: skip
                 live.done = True
+                live.given_up = UNKNOWN_AFTER_RECONNECT
+                live.last_error = (UNKNOWN_AFTER_RECONNECT, "unknown to IB after the reconnect")
                 self._emit(
                     _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
                     "unknown to IB after reconnect: the order never reached the gateway",
                 )  # fmt: skip
+        # Cancels IB may never have seen (written just before the drop, or into a socket
+        # already gone) are sent again after reconciliation, for every order still open, unless
+        # IB says it is already cancelling it. A cancel IB did see answers the repeat with
+        # 10148 or 161 at worst, which changes nothing (``_order_error``).
+        for live in self._by_coid.values():
+            if (
+                live.pending_cancel
+                and not live.done
+                and live.cancel_epoch != epoch
+                and not (live.epoch == epoch and live.ib_status == "PendingCancel")
+            ):
+                self._deferred_cancels.add(live.client_order_id)
         self._wake()
 
     def _end(self, name: str) -> None:
@@ -1012,9 +1060,19 @@ class IBVenue:
             return
         self._by_ib[ib_id] = live
         self._by_coid[live.client_order_id] = live
-        self.orders_sent += 1
         intent.ts_sent = self.ports.clock.now()  # type: ignore[union-attr]
-        self._send(ORDER, frame)
+        if self._send(ORDER, frame):
+            self.orders_sent += 1
+            return
+        # The socket died under it (the gateway dropped and the supervisor has not seen it
+        # yet): nothing was written, so IB never sees it; sending it after the reconnect would
+        # trade at stale prices. Its id stays used.
+        self.held_back += 1
+        live.done = True
+        self._emit(
+            _REJECTED, live, HELD_BACK,
+            f"the connection to IB venue {self.name} dropped as the order was sent: not sent",
+        )  # fmt: skip
 
     def warm(self, intent: OrderIntent) -> bool:
         """A dry run of ``submit`` for a plain order this venue sent (``intent`` names it by
@@ -1056,20 +1114,20 @@ class IBVenue:
     def restore(
         self,
         orders: Iterable[Order],
-        fills: Iterable[tuple[str, int, int, bool]],
+        fills: Iterable[JournaledFill],
         modifies: dict[int, tuple[int, int]] | None = None,
     ) -> int:
         """Orders and fills from the engine's journal, given before ``start``; returns how many
         orders are this venue's.
 
-        ``fills`` are (execId, client order id, lots, commission known); ``modifies`` the
-        (lots, ticks) of modifies requested and not yet answered, by client order id. The first
-        reconciliation then matches IB's open and completed orders and its executions to these
-        orders by ``orderRef`` (our client order id) and learns their IB ids: an execution
-        already journaled is not reported again, one IB made while the engine was down is, a
-        cancel or reject IB reported meanwhile is, and an open order IB does not know (journaled
-        just before the process died, never written to the socket) is reported REJECTED with
-        ``UNKNOWN_AFTER_RECONNECT``. Nothing is ever sent again.
+        ``modifies`` are the (lots, ticks) of modifies requested and not yet answered, by client
+        order id. The first reconciliation then matches IB's open and completed orders and its
+        executions to these orders by ``orderRef`` (our client order id) and learns their IB
+        ids: an execution already journaled is not reported again, one IB made while the engine
+        was down is, a cancel or reject IB reported meanwhile is, and an open order IB does not
+        know (journaled just before the process died, never written to the socket) is reported
+        REJECTED with ``UNKNOWN_AFTER_RECONNECT``. No order or modify is sent again; a cancel
+        the journal has pending is, for an order IB still works (IB may never have seen it).
         """
         mine = {i.id for i in self._instruments}
         shape = OrderIntent()
@@ -1096,13 +1154,19 @@ class IBVenue:
             if modifies and order.client_order_id in modifies and not live.done:
                 # IB's openOrder shows whether it applied it; reconciliation reports either way.
                 live.pending_modify = modifies[order.client_order_id]
+            live.pending_cancel = order.state == OrderState.PENDING_CANCEL
             self._by_coid[order.client_order_id] = live
             n += 1
-        for exec_id, coid, lots, commission_known in fills:
-            live = self._by_coid.get(coid)
-            if live is not None:
-                key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
-                self._note_exec(key, _Exec(exec_id, lots, live, None, commission_known))
+        for f in fills:
+            live = self._by_coid.get(f.client_order_id)
+            if live is not None and not f.exec_id.endswith(BUST_SUFFIX):  # a reversal is ours
+                x = f.exec_id
+                key = x.rsplit(".", 1)[0] if x.count(".") >= 3 else x
+                rec = _Exec(
+                    x, f.lots, live, f.price_ticks, f.commission, f.later_commission,
+                    f.commission_known,
+                )  # fmt: skip
+                self._note_exec(key, rec)
         return n
 
     def _parent_ib(self, intent: OrderIntent) -> int:
@@ -1147,8 +1211,17 @@ class IBVenue:
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
             return
+        if not self._send(ORDER, frame):
+            # The socket died under it: not written, and not sent after the reconnect either
+            # (stale prices); the order is unchanged at IB.
+            self.held_back += 1
+            self._emit(
+                _CANCEL_REJECTED, live, HELD_BACK,
+                f"the connection to IB venue {self.name} dropped as the modify was sent: not "
+                "sent, the order is unchanged",
+            )  # fmt: skip
+            return
         live.pending_modify = (qty_lots, price_ticks)
-        self._send(ORDER, frame)
 
     def cancel_all(self) -> None:
         """IB's global cancel: every open order of the account, whichever client placed it."""
@@ -1160,14 +1233,18 @@ class IBVenue:
         self._request(CANCEL, lambda c: c.reqGlobalCancel(OrderCancel()))
 
     def _send_cancel(self, live: _Live) -> None:
-        self.cancels_sent += 1
-        self._send(CANCEL, encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg))
+        frame = encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg)
+        if self._send(CANCEL, frame):
+            self.cancels_sent += 1
+            live.cancel_epoch = self.epoch
+        else:  # the socket died under it: sent after the reconnect, if the order is open then
+            self._deferred_cancels.add(live.client_order_id)
 
     def _send_deferred_cancels(self) -> None:
         coids, self._deferred_cancels = self._deferred_cancels, set()
         for coid in coids:
             live = self._by_coid.get(coid)
-            if live is not None and not live.done:
+            if live is not None and (not live.done or live.given_up):
                 self._send_cancel(live)
 
     def _proto(self, it: OrderIntent) -> IbOrder:
@@ -1257,13 +1334,20 @@ class IBVenue:
 
     # ---- outgoing bytes: paced ---------------------------------------------------------------
 
-    def _send(self, priority: int, frame: bytes) -> None:
+    def _send(self, priority: int, frame: bytes) -> bool:
+        """Write ``frame`` now, or queue it behind the pacer. False when the socket is gone
+        (the gateway dropped it and the supervisor has not taken the venue down yet): nothing
+        was written or queued, and the caller decides what becomes of the message."""
         conn = self.conn
-        if conn is not None and self.pacer.send_now(time.monotonic()):
-            conn.write(frame)  # nothing queued and a token free: the order path's usual case
-            return
+        if conn is None:
+            return False
+        if self.pacer.send_now(time.monotonic()):
+            return conn.write(frame)  # nothing queued and a token free: the usual case
+        if not conn.connected:
+            return False
         self.pacer.submit(priority, frame)
         self._flush_pacer()
+        return True
 
     def _send_data(self, call: Any) -> None:
         self._request(DATA, call)
@@ -1280,7 +1364,7 @@ class IBVenue:
 
     def _flush_pacer(self) -> None:
         conn = self.conn
-        if conn is None:
+        if conn is None or not conn.connected:  # queued frames wait for _went_down's verdict
             return
         loop_time = time.monotonic()
         out = self.pacer.drain(loop_time)
@@ -1368,6 +1452,10 @@ class IBVenue:
     # ---- order events in ---------------------------------------------------------------------
 
     def _match(self, ib_id: int, order_ref: str, perm_id: int) -> _Live | None:
+        if ib_id in _UNSET_IDS:
+            ib_id = 0
+        if perm_id in _UNSET_IDS:  # stored, two orders would share it in ``_by_perm``
+            perm_id = 0
         live = self._by_ib.get(ib_id) if ib_id else None
         if live is None and order_ref:
             with contextlib.suppress(ValueError):
@@ -1407,22 +1495,30 @@ class IBVenue:
             if qty == pm[0] and (ticks == pm[1] or pm[1] == NO_PRICE):
                 live.pending_modify = None
                 live.qty_lots, live.price_ticks = pm
+                if live.cum_lots >= live.qty_lots:
+                    live.done = True
                 self._emit(_MODIFIED, live)
         self._on_status(live, status)
         if completed:
             self._wake()
 
-    def _on_order_status(self, ib_id: int, status: str, perm_id: int) -> None:
+    def _on_order_status(
+        self, ib_id: int, status: str, perm_id: int, remaining: Any = None
+    ) -> None:
         live = self._match(ib_id, "", perm_id)
         if live is None:
             self.foreign_events += 1
             return
         live.epoch = self.epoch
-        self._on_status(live, status)
+        self._on_status(live, status, remaining)
         self._wake()
 
-    def _on_status(self, live: _Live, status: str) -> None:
+    def _on_status(self, live: _Live, status: str, remaining: Any = None) -> None:
+        """IB's status for the order (``remaining``: orderStatus's, None from openOrder)."""
+        live.ib_status = status
         if live.done:
+            if live.given_up:
+                self._given_up_status(live, status)
             return
         if status in _WORKING:
             if not live.accepted:
@@ -1430,12 +1526,41 @@ class IBVenue:
                 self._emit(_ACCEPTED, live)
         elif status in _CANCEL_STATES:
             live.done = True
+            live.pending_cancel = False  # answered
             code, text = live.last_error
             self._emit(_CANCELLED, live, code, text or f"IB: {status}")
         elif status == "Inactive":
             live.done = True
             code, text = live.last_error
             self._emit(_REJECTED, live, code, text or "IB: order inactive")
+        elif status == "Filled" and remaining == 0 and live.pending_modify is None:
+            # Nothing works at IB any more, whatever the fills received so far say (they come
+            # from execDetails, in no guaranteed order with this). With a modify pending, its
+            # answer settles it: confirmed, the fills then cover the new size; refused, the old.
+            if not live.accepted:
+                live.accepted = True
+                self._emit(_ACCEPTED, live)
+            live.done = True
+            if not live.remembered:
+                self._remember_done(live)
+
+    def _given_up_status(self, live: _Live, status: str) -> None:
+        """IB's word of an order this venue ended on its own inference (``given_up``): working
+        there after all, it is cancelled at once (the engine has it finished; its executions
+        still count, as late fills); ended there too, nothing more is expected of it."""
+        if status in _WORKING:
+            if live.cancel_epoch != self.epoch:  # once per session
+                _, text = live.last_error
+                log.error(
+                    "IB %s: IB reports order %d (IB id %d) working after it was given up on "
+                    "error %d (%s): cancelling it",
+                    self.name, live.client_order_id, live.ib_id, live.given_up, text,
+                )  # fmt: skip
+                live.pending_cancel = True
+                self._send_cancel(live)
+        elif status in _CANCEL_STATES or status == "Inactive" or status == "Filled":
+            live.given_up = 0
+            live.pending_cancel = False
 
     def _on_exec(self, contract: Contract, execution: Any) -> None:
         exec_id: str = execution.execId
@@ -1445,15 +1570,7 @@ class IBVenue:
             if seen.exec_id == exec_id or exec_id < seen.exec_id:
                 self.duplicate_execs += 1
                 return
-            lots = _lots(execution.shares, self._lot_dec[seen.live.instrument_id])
-            delta = lots - seen.lots
-            log.warning(
-                "IB %s: execution %s corrected by %s: %+d lots",
-                self.name, seen.exec_id, exec_id, delta,
-            )  # fmt: skip
-            seen.exec_id, seen.lots = exec_id, lots
-            if delta:
-                self._emit_fill(seen.live, delta, execution.price, exec_id, 0.0)
+            self._correct(seen, exec_id, execution)
             return
         live = self._match(execution.orderId, execution.orderRef, execution.permId)
         if live is None:
@@ -1462,23 +1579,60 @@ class IBVenue:
             return
         live.epoch = self.epoch
         lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
+        ticks = self._fill_ticks(live, execution.price)
         commission = self._early_commission.pop(exec_id, None)
-        rec = _Exec(exec_id, lots, live, commission, commission is not None)
+        rec = _Exec(exec_id, lots, live, ticks, commission or 0.0, 0.0, commission is not None)
         self._note_exec(key, rec)
         if not live.accepted and not live.done:
             live.accepted = True
             self._emit(_ACCEPTED, live)
-        self._emit_fill(live, lots, execution.price, exec_id, commission or 0.0)
+        self._emit_fill(live, lots, ticks, exec_id, commission or 0.0)
         self._wake()
 
-    def _emit_fill(self, live: _Live, lots: int, price: float, exec_id: str, fee: float) -> None:
-        live.cum_lots += lots
-        if live.cum_lots >= live.qty_lots:
-            live.done = True
+    def _correct(self, rec: _Exec, exec_id: str, execution: Any) -> None:
+        """IB replaced execution ``rec`` by ``exec_id`` (the same id up to its last ``.NN``;
+        the correction carries the full corrected shares and price). The earlier one is
+        reversed under its id + ``BUST_SUFFIX``: a fill of minus its lots at its price, giving
+        back the commission that fill carried, and a COMMISSION event giving back one reported
+        after it; the corrected one follows as a fill of its own, which its own commission
+        report joins. Positions, P&L, fees and filled quantities then come out as if only the
+        corrected execution had happened."""
+        live = rec.live
+        lots = _lots(execution.shares, self._lot_dec[live.instrument_id])
+        ticks = self._fill_ticks(live, execution.price)
+        log.warning(
+            "IB %s: order %d: execution %s (%d lots at %d ticks) corrected by %s (%d lots at %d "
+            "ticks): the first reversed, the correction booked",
+            self.name, live.client_order_id, rec.exec_id, rec.lots, rec.ticks, exec_id, lots,
+            ticks,
+        )  # fmt: skip
+        bust = rec.exec_id + BUST_SUFFIX
+        self._emit_fill(live, -rec.lots, rec.ticks, bust, -rec.fill_fee)
+        if rec.later_fee:
+            ev = self._emit(_COMMISSION, live)
+            ev.exec_id = bust
+            ev.commission = -rec.later_fee
+        commission = self._early_commission.pop(exec_id, None)
+        rec.exec_id, rec.lots, rec.ticks = exec_id, lots, ticks
+        rec.fill_fee, rec.later_fee = commission or 0.0, 0.0
+        rec.commission_sent = commission is not None
+        self._emit_fill(live, lots, ticks, exec_id, rec.fill_fee)
+        self._wake()
+
+    def _fill_ticks(self, live: _Live, price: float) -> int:
         tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
+        return round(price / tick)
+
+    def _emit_fill(self, live: _Live, lots: int, ticks: int, exec_id: str, fee: float) -> None:
+        live.cum_lots += lots
+        pm = live.pending_modify
+        # While a modify is pending IB may already work the new size: the order is done only
+        # when the fills cover both (IB's word on the modify settles it either way).
+        if live.cum_lots >= (live.qty_lots if pm is None else max(live.qty_lots, pm[0])):
+            live.done = True
         ev = self._emit(_FILL, live)
         ev.fill_lots = lots
-        ev.fill_price_ticks = round(price / tick)
+        ev.fill_price_ticks = ticks
         ev.exec_id = exec_id
         ev.commission = fee
 
@@ -1487,17 +1641,20 @@ class IBVenue:
             return
         key = exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 3 else exec_id
         rec = self._execs.get(key)
-        if rec is None:
-            # Ahead of its execution, or for one that is not ours (or forgotten): kept for a
-            # while, the oldest dropped past ``EARLY_COMMISSIONS``.
+        if rec is None or exec_id > rec.exec_id:
+            # Ahead of its execution (or of the correction it belongs to), or for one that is
+            # not ours (or forgotten): kept for a while, the oldest dropped past
+            # ``EARLY_COMMISSIONS``.
             early = self._early_commission
             early[exec_id] = commission
             if len(early) > EARLY_COMMISSIONS:
                 del early[next(iter(early))]
             return
+        if exec_id != rec.exec_id:
+            return  # its execution was replaced by a correction: reversed, with no fee
         if rec.commission_sent:
             return  # a duplicate report
-        rec.commission, rec.commission_sent = commission, True
+        rec.later_fee, rec.commission_sent = commission, True
         ev = self._emit(_COMMISSION, rec.live)
         ev.exec_id = exec_id
         ev.commission = commission
@@ -1507,13 +1664,16 @@ class IBVenue:
         if self.ports is None or self.ports.portfolio is None:
             return
         view = self.ports.portfolio.broker_account(self.name)
+        key = f"{contract.symbol} {contract.secType} {contract.conId}"
+        view.by_account[(account, key)] = (qty, avg_cost)
+        view.updated_ns = self.ports.clock.now()
+        if account and account != self.account:
+            return  # another account of the login (reqPositions reports them all): not ours
         iid = self._by_con_id.get(contract.conId)
         if iid is None:
-            key = f"{contract.symbol} {contract.secType} {contract.conId}"
             view.other_positions[key] = (qty, avg_cost)
         else:
             view.positions[iid] = (qty, avg_cost)
-        view.updated_ns = self.ports.clock.now()
 
     def _on_account_value(self, key: str, val: str, currency: str, account: str) -> None:
         if self.ports is None or self.ports.portfolio is None:
@@ -1611,35 +1771,54 @@ class IBVenue:
 
     def _order_error(self, live: _Live, code: int, msg: str) -> None:
         log.info("IB %s: order %d: IB %d %s", self.name, live.client_order_id, code, msg)
-        if (code >= 2100 and code < 3000) or code in (399, 10349):
-            return  # warnings about an order never change its state
+        if (code >= 2100 and code < 3000) or code in _ORDER_NOTICES:
+            return  # warnings and holds never change an order's state
         if code == 202:  # "Order Canceled - reason:": the status follows
             live.last_error = (code, msg)
             if not live.accepted and not live.done:
                 # Except for an order IB never acknowledged (held with transmit=False, then
                 # discarded): no status ever comes for it.
                 live.done = True
+                live.given_up = code
                 self._emit(_CANCELLED, live, code, f"IB {code}: {msg}")
                 self._wake()
             return
         if live.done:
-            if code in _REFUSED_CHANGE or live.pending_cancel or live.pending_modify:
+            if live.given_up:
+                if code in _REFUSED_CHANGE:  # the cancel's answer: it has ended at IB too
+                    live.pending_cancel = False
+            elif live.pending_cancel or live.pending_modify is not None:
+                # A request still unanswered when the order ended (a fill, a reject): refused.
+                # Once the order is CANCELLED its cancel is answered, and a refusal of one sent
+                # again (after a reconnect) says nothing new.
                 live.pending_cancel = False
                 live.pending_modify = None
                 self._emit(_CANCEL_REJECTED, live, code, f"IB {code}: {msg}")
                 self._wake()
             return
         if live.pending_modify is not None or (live.pending_cancel and code in _REFUSED_CHANGE):
+            if live.pending_modify is None and (
+                live.ib_status == "PendingCancel" or "PendingCancel" in msg
+            ):
+                return  # IB is carrying out an earlier cancel: this one was sent again
             what = "modify" if live.pending_modify is not None else "cancel"
             live.pending_modify = None
             live.pending_cancel = False
+            if live.cum_lots >= live.qty_lots:
+                live.done = True  # fills completed it while a modify up was pending
             self._emit(_CANCEL_REJECTED, live, code, f"IB refused the {what}: {code} {msg}")
             self._wake()
             return
         live.last_error = (code, msg)
         if not live.accepted:
             # Refused before IB took it (201, 110, 103 duplicate id...): the order is dead.
+            if code not in _ORDER_REJECTS:
+                log.warning(
+                    "IB %s: order %d: IB error %d is not a known rejection or hold: taken as a "
+                    "rejection (%s)", self.name, live.client_order_id, code, msg,
+                )  # fmt: skip
             live.done = True
+            live.given_up = code
             self._emit(_REJECTED, live, code, f"IB {code}: {msg}")
             self._wake()
 
