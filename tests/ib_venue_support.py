@@ -41,9 +41,13 @@ class IBHarness:
         risk: RiskConfig | None = None,
         router: RouterConfig | None = None,
         engine: dict[str, Any] | None = None,
+        facts: dict[str, tuple[float, float, float, str]] | None = None,
         **venue: Any,
     ) -> None:
         self.symbols = symbols
+        #: Per symbol (tick size, lot size, multiplier, currency) in the engine's registry
+        #: instead of the stocks' (0.01, 1, 1, USD).
+        self.facts = facts or {}
         self.router = router
         self.sim_sections = sim or {}
         self.risk = risk or RiskConfig(equity=1e9)
@@ -58,7 +62,9 @@ class IBHarness:
         self.clock.bind(asyncio.get_running_loop())
         self.registry = InstrumentRegistry()
         for s in self.symbols:
-            self.registry.add(s, "IB", AssetClass.STOCK, 0.01, 1.0, 1.0, "USD")
+            self.registry.add(
+                s, "IB", AssetClass.STOCK, *self.facts.get(s, (0.01, 1.0, 1.0, "USD"))
+            )
         options = {
             "port": self.server.port,
             "reconnect_initial_s": 0.05,

@@ -142,6 +142,9 @@ UNKNOWN_AFTER_RECONNECT = -2
 NOT_ENCODABLE = -3
 #: ``reason_code`` of a child order whose parent this venue does not know (or that ended unfilled).
 PARENT_UNKNOWN = -4
+#: ``reason_code`` of an order for an instrument IB has not confirmed: its qualification failed
+#: or timed out, or its config disagrees with IB's contract (tick size, multiplier, currency).
+NOT_QUALIFIED = -5
 
 _ACCEPTED = EventKind.ACCEPTED
 _REJECTED = EventKind.REJECTED
@@ -441,6 +444,9 @@ class IBVenue:
         self._price_digits: dict[int, int] = {}
         self._lot_dec: dict[int, Decimal] = {}
         self.qualified: dict[int, ib_contracts.Qualified] = {}
+        #: Instruments orders are refused for (``NOT_QUALIFIED``), with why: IB has not
+        #: confirmed the contract, or it disagrees with the config. Retried at every connect.
+        self.unqualified: dict[int, str] = {}
         self.contracts = ib_contracts.ContractQualifier(self._send_data)
         self.history = HistoryClient(self._send_data)
         self._by_con_id: dict[int, int] = {}
@@ -835,19 +841,26 @@ class IBVenue:
             try:
                 q = await asyncio.wait_for(fut, self.config.reconcile_timeout_s)
             except TimeoutError:
-                log.error("IB %s: no contract details for %s in time", self.name, inst.key)
-                continue
+                why = "IB sent no contract details for it in time (asked again at reconnect)"
             except ib_contracts.ContractError as e:
-                log.error("IB %s: cannot qualify %s: %s", self.name, inst.key, e)
+                why = f"IB cannot qualify it: {e}"
+            else:
+                self._apply_qualified(inst, q)
                 continue
-            self._apply_qualified(inst, q)
+            self.unqualified[inst.id] = f"{inst.key}: {why}"
+            log.error("IB %s: %s: %s; its orders are refused", self.name, inst.key, why)
 
     def _apply_qualified(self, inst: Instrument, q: ib_contracts.Qualified) -> None:
         self.qualified[inst.id] = q
         self._contracts[inst.id] = q.contract
         self._by_con_id[q.con_id] = inst.id
-        for problem in ib_contracts.check_against(inst, q):
-            log.error("IB %s: %s", self.name, problem)
+        problems = ib_contracts.check_against(inst, q)
+        for problem in problems:
+            log.error("IB %s: %s; its orders are refused until that is fixed", self.name, problem)
+        if problems:
+            self.unqualified[inst.id] = "; ".join(problems)
+        else:
+            self.unqualified.pop(inst.id, None)
         if self.ports is not None:
             self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
             if self.ports.portfolio is not None:
@@ -1039,6 +1052,11 @@ class IBVenue:
             self.held_back += 1
             self._reject_intent(intent, HELD_BACK, why)
             return
+        if self.unqualified:
+            why = self.unqualified.get(intent.instrument_id)
+            if why is not None:
+                self._reject_intent(intent, NOT_QUALIFIED, f"IB venue {self.name}: {why}")
+                return
         parent_ib = 0
         if intent.extended and intent.parent_id:
             parent_ib = self._parent_ib(intent)
