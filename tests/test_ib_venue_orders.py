@@ -408,7 +408,8 @@ async def test_execution_corrections_reverse_the_execution_and_book_the_correcte
         pst = h.engine.risk.arrays.pst
         assert pst[0, aapl.id, rk.PS_LOTS] == 4 and pst[0, aapl.id, rk.PS_AVG_TICKS] == p2
         assert pst[0, aapl.id, rk.PS_REALISED] == pytest.approx(0.0, abs=1e-9)
-        assert pst[0, aapl.id, rk.PS_FEES] == pytest.approx(0.0, abs=1e-9)  # no fee on a fill
+        # The kernels' fees too: each replaced execution's commission was given back.
+        assert pst[0, aapl.id, rk.PS_FEES] == pytest.approx(0.6)
         assert h.engine.risk.arrays.gst[rk.GS_DAY_TRADES] == 0
 
 
