@@ -69,6 +69,7 @@ LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encod
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
 _INITIALIZED = OrderState.INITIALIZED
+_WARNING = logging.WARNING
 # How restrictive a state is: lifting one (to a lower rank) is for the operator, or for the
 # breaker that set it.
 _RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -370,7 +371,7 @@ class Engine:
         self._breaker_timer = self._roll_timer = self._warm_timer = None
         working = self.working_orders()
         if working and self.cancel_on_stop:
-            self.cancel_everything("stopping")
+            self.cancel_everything("stopping", level=logging.INFO)
             self.pump()
         elif working:
             log.warning(
@@ -473,12 +474,12 @@ class Engine:
         self.set_trading_state(TradingState.HALTED, reason, source="engine")
 
     def cancel_everything(
-        self, why: str = "cancel everything", strategy_id: int | None = None
+        self, why: str = "cancel everything", strategy_id: int | None = None, level: int = _WARNING
     ) -> int:
         """Cancel every open order of this engine (of one strategy with ``strategy_id``), each
         at the venue it was routed to (a shadowed one at its shadow venue), through the router's
         cancel path (journaled, marked PENDING_CANCEL); returns how many cancels were sent. Logs
-        how many went where.
+        how many went where (at ``level``).
 
         Never a venue-wide cancel: IB's global cancel (``Venue.cancel_all``) cancels every open
         order of the account, whichever client placed it (other engines, TWS), and would let a
@@ -503,8 +504,8 @@ class Engine:
                 )
         n = sum(sent.values())
         done = ", ".join(f"{count} at {name}" for name, count in sorted(sent.items()))
-        log.warning(
-            "%s: %d open orders of this engine cancelled, one by one (%s)%s", why, n,
+        log.log(
+            level, "%s: %d open orders of this engine cancelled, one by one (%s)%s", why, n,
             done or "none was open", f"; {pending} already being cancelled" if pending else "",
         )  # fmt: skip
         return n
