@@ -65,6 +65,11 @@ A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed 
 reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute.
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
 queued orders and cancels are sent on the new session, before its reconciliation.
+
+Reconciliation is complete once IB has ended its open orders, completed orders and executions.
+What it has not ended within ``reconcile_timeout_s`` is asked for again, the wait doubling up to
+``RECONCILE_RETRY_MAX_S``, until it has: an ERROR says so, new orders are held back with a
+reason naming what is missing, market data and cancels go on meanwhile.
 """
 
 from __future__ import annotations
@@ -167,6 +172,12 @@ _DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10
 MD_L1, MD_DEPTH, MD_TBT = Subscription.L1, Subscription.DEPTH, Subscription.TICK_BY_TICK
 #: Request ids below this are market-data subscriptions; order ids start at or above it.
 MD_REQ_IDS = 4096
+#: What reconciliation must have in full before new orders go: IB's open and completed orders
+#: and its executions (positions and account values stream on, and only inform).
+_RECONCILE_REQUIRED = frozenset({"open_orders", "completed_orders", "executions"})
+#: The longest wait between requests for what reconciliation misses (it starts at
+#: ``reconcile_timeout_s`` and doubles).
+RECONCILE_RETRY_MAX_S = 60.0
 
 
 class _Live:
@@ -386,6 +397,8 @@ class IBVenue:
         self.connected = False
         self.in_1100 = False
         self.reconciling = False
+        #: What reconciliation still misses from IB (``_RECONCILE_REQUIRED``): orders held back.
+        self.unreconciled: tuple[str, ...] = ()
         self.refused = ""  # a reason that retrying will not fix (paper_only)
         self.down_since: datetime | None = None
         self._ends: dict[str, asyncio.Event] = {}
@@ -662,37 +675,60 @@ class IBVenue:
                 self.name, state.next_valid_id, floor, self._next_id,
             )  # fmt: skip
         self._reserve(self._next_id)
-        await self._reconcile()
+        self.unreconciled = ()
+        reconciled = await self._reconcile()
+        if not self._session_alive(self.epoch):
+            return  # lost meanwhile: the reconnect starts over
+        # Market data and cancels need not wait for a reconciliation IB is slow to finish;
+        # new orders do (``_held_back`` names what is missing).
         await self._qualify()
         self._subscribe_all()
         self._send_deferred_cancels()
         self.reconciling = False
+        if not reconciled and not await self._reconcile_until_complete():
+            return
         self.ready = True
         log.info("IB %s: ready (account %s…)", self.name, self.account[:2])
 
-    async def _reconcile(self) -> None:
-        """Open and completed orders, executions, positions, account: before trading resumes."""
+    def _session_alive(self, epoch: int) -> bool:
+        lost = self._lost
+        return self.connected and epoch == self.epoch and not (lost is not None and lost.is_set())
+
+    async def _reconcile(self, again: tuple[str, ...] = (), timeout: float = 0.0) -> bool:
+        """Open and completed orders, executions, positions, account: before trading resumes.
+
+        True once IB has ended its open orders, completed orders and executions (orders lost
+        in the disconnect are then reported); False while one of them is missing
+        (``unreconciled`` names which) or when the session ended. ``again``: ask only for
+        these once more (a retry) and wait ``timeout`` for them (default
+        ``reconcile_timeout_s``).
+        """
         names = ("open_orders", "completed_orders", "executions", "positions", "account")
-        self._ends = {n: asyncio.Event() for n in names}
+        if not again:
+            self._ends = {n: asyncio.Event() for n in names}
         epoch = self.epoch
-        exec_req = self._take_id()
-        self._request(DATA, lambda c: c.reqOpenOrders())
-        self._request(DATA, lambda c: c.reqCompletedOrders(False))
-        self._request(DATA, lambda c: c.reqExecutions(exec_req, ExecutionFilter()))
-        self._request(DATA, lambda c: c.reqPositions())
-        self._request(DATA, lambda c: c.reqAccountUpdates(True, self.account))
-        waits = [asyncio.ensure_future(e.wait()) for e in self._ends.values()]
-        _, pending = await asyncio.wait(waits, timeout=self.config.reconcile_timeout_s)
-        for p in pending:
-            p.cancel()
+        ask = {
+            "open_orders": lambda c: c.reqOpenOrders(),
+            "completed_orders": lambda c: c.reqCompletedOrders(False),
+            "executions": lambda c: c.reqExecutions(self._take_id(), ExecutionFilter()),
+            "positions": lambda c: c.reqPositions(),
+            "account": lambda c: c.reqAccountUpdates(True, self.account),
+        }
+        for name in again or names:
+            self._request(DATA, ask[name])
+        ends = [self._ends[n] for n in again or names]
+        await self._wait_ends(ends, timeout or self.config.reconcile_timeout_s)
+        if not self._session_alive(epoch):
+            return False
         missing = [n for n, e in self._ends.items() if not e.is_set()]
+        self.unreconciled = tuple(n for n in missing if n in _RECONCILE_REQUIRED)
+        if self.unreconciled:
+            return False
         if missing:
             log.warning(
-                "IB %s: reconciliation incomplete after %.0f s (no end of: %s)",
-                self.name, self.config.reconcile_timeout_s, ", ".join(missing),
+                "IB %s: no end of %s after %.1f s (they stream on; trading does not wait)",
+                self.name, " or ".join(missing), self.config.reconcile_timeout_s,
             )  # fmt: skip
-        if not self.connected or epoch != self.epoch:
-            return
         # Modifies IB did not apply before the disconnect (its openOrder shows the old terms).
         for live in self._by_ib.values():
             if live.pending_modify is not None and not live.done and live.epoch == epoch:
@@ -719,6 +755,50 @@ class IBVenue:
                     "unknown to IB after reconnect: the order never reached the gateway",
                 )  # fmt: skip
         self._wake()
+        return True
+
+    async def _wait_ends(self, ends: list[asyncio.Event], timeout: float) -> None:
+        """Until every one of ``ends`` is set, the connection is lost, or ``timeout``."""
+
+        async def every() -> None:
+            for e in ends:
+                await e.wait()
+
+        waits = [asyncio.ensure_future(every())]
+        if self._lost is not None:
+            waits.append(asyncio.ensure_future(self._lost.wait()))
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    async def _reconcile_until_complete(self) -> bool:
+        """Ask IB again for what reconciliation still misses, waiting longer each time (up to
+        ``RECONCILE_RETRY_MAX_S``), until it is complete (True) or the session ends (False).
+        Until then new orders are held back; cancels and market data go on."""
+        epoch, started = self.epoch, time.monotonic()
+        first = self.config.reconcile_timeout_s
+        backoff = Backoff(first, max(first, RECONCILE_RETRY_MAX_S))
+        log.error(
+            "IB %s: reconciliation incomplete: no end of %s from IB after %.1f s; new orders "
+            "are held back and the requests repeated until IB answers",
+            self.name, " or ".join(self.unreconciled), first,
+        )  # fmt: skip
+        while True:
+            wait = backoff.next_delay()
+            if await self._reconcile(self.unreconciled, wait):
+                break
+            if not self._session_alive(epoch):
+                return False
+            log.warning(
+                "IB %s: still no end of %s after asking %d times (%.0f s); asking again",
+                self.name, " or ".join(self.unreconciled), backoff.attempts + 1,
+                time.monotonic() - started,
+            )  # fmt: skip
+        log.warning(
+            "IB %s: reconciliation complete after %.1f s (%d retries): trading resumes",
+            self.name, time.monotonic() - started, backoff.attempts,
+        )  # fmt: skip
+        return True
 
     def _end(self, name: str) -> None:
         ev = self._ends.get(name)
@@ -914,6 +994,11 @@ class IBVenue:
             return f"IB venue {self.name} is not connected (reconnecting); order held back"
         if self.in_1100:
             return "IB reports connectivity lost (1100); orders held back until it is restored"
+        if self.unreconciled:
+            return (
+                f"IB venue {self.name}: reconciliation incomplete (no end of "
+                f"{' or '.join(self.unreconciled)} from IB yet; asking again); order held back"
+            )
         if self.reconciling or not self.ready:
             return "IB venue is reconciling after a reconnect; order held back"
         if time.time() >= self._guard_until:
@@ -1693,6 +1778,7 @@ class IBVenue:
             "connected": self.connected,
             "ready": self.ready,
             "in_1100": self.in_1100,
+            "unreconciled": list(self.unreconciled),
             "server_version": self.server_version,
             "next_order_id": self._next_id,
             "orders_sent": self.orders_sent,
