@@ -174,6 +174,27 @@ async def test_a_kept_up_to_date_subscription_survives_a_lost_connection() -> No
     assert wire.calls[-1] == ("cancel", newest) and fut.done() and hist.bars(first) == []
 
 
+async def test_a_paced_re_request_reaches_back_from_when_it_goes() -> None:
+    wire = Wire()
+    clock = [1000.0]
+    hist = HistoryClient(wire.send, lambda: clock[0])
+    fut = hist.request(aapl(), duration="60 S", bar_size="5 secs", keep_up_to_date=True)
+    last = int(time.time()) // 5 * 5
+    hist.on_historical_data(fut.req_id, _bar(str(last), 1.0))
+    hist.on_historical_data_end(fut.req_id, "", "")
+    await fut
+    others = [hist.request(aapl(), duration=f"{120 + k} S") for k in range(4)]
+    hist.resubscribe()  # the sixth for AAPL within 2 s: IB's pacing holds it
+    assert hist.queued == 1
+    clock[0] += 2.3
+    await asyncio.sleep(2.3)
+    assert hist.queued == 0
+    duration = wire.calls[-1][4]
+    assert int(duration.split()[0]) >= time.time() - last + 5 - 0.5  # as of now, not then
+    for f in others:
+        hist.cancel(f.req_id)
+
+
 async def test_a_subscription_down_when_cancelled_sends_nothing_an_error_ends_it(caplog) -> None:
     caplog.set_level(logging.ERROR, "tickwire.ib.history")
     wire = Wire()

@@ -342,6 +342,8 @@ class HistoryClient:
             self._timer = asyncio.get_running_loop().call_later(wake - now, self._pump)
 
     def _transmit(self, r: _Req, now: float) -> None:
+        if r.future.done():  # asked for again: from its last bar to now, as now is
+            self._reach_back(r)
         r.state = "open"
         self.pacer.sent_now(r.pacing, now)
         args = (
@@ -349,6 +351,29 @@ class HistoryClient:
             int(r.use_rth), r.format_date, r.keep_up_to_date, [],
         )  # fmt: skip
         self._send(lambda client: client.reqHistoricalData(*args))
+
+    def _reach_back(self, r: _Req, warn: bool = True) -> None:
+        """A re-request's duration: just back to its last bar (less to send, and not the
+        identical request IB, and so the pacer, would hold back for 15 s), as far as IB serves
+        bars of its size in one request."""
+        if r.bars:
+            bar_s = _bar_seconds(r.bar_size)
+            last = r.bars[-1].ts_utc_ns
+            back_s = (time.time_ns() - last) / NS + bar_s
+            if back_s > _max_back_s(bar_s):
+                back_s = _max_back_s(bar_s)
+                if warn:
+                    log.warning(
+                        "%s: down since its bar of %s UTC, longer than IB serves %s bars for "
+                        "in one request (%d s): the bars before that are not filled in",
+                        r.describe(), datetime.fromtimestamp(last / NS, UTC), r.bar_size,
+                        back_s,
+                    )  # fmt: skip
+            r.duration = _reaching(back_s)
+        r.pacing = HistoricalRequest(
+            _pacing_key(r.contract), r.contract.exchange, r.what_to_show, r.end, r.duration,
+            r.bar_size,
+        )  # fmt: skip
 
     def _finish(self, r: _Req) -> None:
         """``r``'s query is over at IB (end, error or cancel): free its pacing slot."""
@@ -520,12 +545,11 @@ class HistoryClient:
     ) -> int:
         """Ask IB again for the kept-up-to-date subscriptions (those of ``req_ids``, users'
         ids; default all) under new request ids; returns how many. Each asks back to its last
-        bar (``_reaching``), so its initial bars fill what was missed. ``cancel_first``: IB
+        bar (``_reach_back``), so its initial bars fill what was missed. ``cancel_first``: IB
         may still hold the old one (1102, a farm blip), so it is cancelled first.
         ``down_only``: only those kept through a lost connection (``fail_all``), after the
         reconnect (one made since is already on the new session).
         """
-        now_ns = time.time_ns()
         again = [
             r for r in self._reqs.values()
             if r.keep_up_to_date and r.future.done() and r.state != "queued"
@@ -537,24 +561,7 @@ class HistoryClient:
             if cancel_first and r.state in ("open", "live"):
                 self._send(lambda client, old=r.wire_id: client.cancelHistoricalData(old))
             self._finish(r)
-            if r.bars:
-                bar_s = _bar_seconds(r.bar_size)
-                back_s = (now_ns - r.bars[-1].ts_utc_ns) / NS + bar_s
-                if back_s > _max_back_s(bar_s):
-                    back_s = _max_back_s(bar_s)
-                    log.warning(
-                        "%s: down since its bar of %s UTC, longer than IB serves %s bars for "
-                        "in one request (%d s): the bars before that are not filled in",
-                        r.describe(), datetime.fromtimestamp(r.bars[-1].ts_utc_ns / NS, UTC),
-                        r.bar_size, back_s,
-                    )  # fmt: skip
-                # Just back to the last bar: less to send, and not the identical request IB
-                # (and so the pacer) would hold back for 15 s.
-                r.duration = _reaching(back_s)
-            r.pacing = HistoricalRequest(
-                _pacing_key(r.contract), r.contract.exchange, r.what_to_show, r.end,
-                r.duration, r.bar_size,
-            )  # fmt: skip
+            self._reach_back(r, warn=False)
             r.wire_id = self._next_id
             self._next_id += 1
             r.refill = []
