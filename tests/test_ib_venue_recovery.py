@@ -1,10 +1,10 @@
 """IBVenue after outages, against the gateway simulator over loopback: a reconciliation IB does
 not finish, keep-up-to-date bars across a gateway restart, 1101 and a historical farm blip,
-and a farm blip after which only some streams are dead.
+a farm blip after which only some streams are dead, and a depth reset (317).
 
 Each test makes the simulator misbehave as IB does (``ignore_requests``,
-``silence_subscriptions``, ``farm_blip`` of ``ushmds``) and asserts what the engine and the
-gateway then see.
+``silence_subscriptions``, ``farm_blip`` of ``ushmds``, ``depth_reset``) and asserts what the
+engine and the gateway then see.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 
 from adapters.ib.history import NS, Bar
 from adapters.ib.venue import HELD_BACK, UNKNOWN_AFTER_RECONNECT
-from engine.messages import EventKind
+from engine.messages import BookSide, DeltaAction, EventKind
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
     book_moves,
@@ -226,3 +226,40 @@ async def test_after_a_farm_blip_only_the_dead_streams_are_asked_for_again(caplo
         await until(lambda: depth_matches_sim(h, "MSFT"), 5, "MSFT book equal to the sim's")
         await book_moves(h, "AAPL")
         assert 322 not in codes(v)
+
+
+# ---- depth reset (317) --------------------------------------------------------------------------
+
+
+async def test_depth_reset_empties_the_book_and_rebuilds_it_at_full_depth(caplog) -> None:
+    caplog.set_level(logging.INFO, "tickwire.ib")
+    async with IBHarness() as h:
+        v = h.venue
+        await settled(h)
+        iid = h.registry.resolve("AAPL").id
+        sub = v._subs[iid]
+        old = sub.depth
+        cleared: list[int] = []
+        write = v._write_deltas
+
+        def spy(deltas):
+            clear = deltas["action"] == int(DeltaAction.CLEAR)
+            cleared.extend(int(i) for i in deltas["instrument_id"][clear])
+            write(deltas)
+
+        v._write_deltas = spy
+        h.fault("depth_reset", symbol="AAPL")
+        await until(lambda: 317 in codes(v), 5, "317")
+        assert cleared == [iid]  # emptied through the book's own delta path
+        await until(lambda: depth_matches_sim(h, "AAPL"), 5, "the book rebuilt")
+        levels = next(i for i in h.core().instruments if i.symbol == "AAPL").depth_levels
+        view = h.strat.book("AAPL")
+        full = min(10, levels)
+        assert len(view.depth(BookSide.BID, 10)) == len(view.depth(BookSide.ASK, 10)) == full
+        assert not v._l1_book[iid] and sub.failed == "" and sub.depth != old
+        assert v._md.req_inst[old] == -1  # late rows of the reset stream are not applied
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        (said,) = logged(caplog, logging.WARNING, "317")
+        assert "AAPL" in said
+        await book_moves(h, "AAPL")
+        await until(lambda: depth_matches_sim(h, "AAPL"), 5, "the book still exact")

@@ -78,7 +78,8 @@ A stream silent for ``data_check_s`` is cancelled and asked for again under a fr
 (rows still on their way for the old id are dropped, not applied to the new book); a trade
 stream counts as silent only with its instrument's book stream (no trades is not no data).
 Kept-up-to-date bars are asked for again after a reconnect, 1101 and 1102 as well
-(``HistoryClient.resubscribe``: the user's id stays, the bars missed are filled in).
+(``HistoryClient.resubscribe``: the user's id stays, the bars missed are filled in). 317
+(depth reset) empties the instrument's book and restarts its depth stream the same way.
 """
 
 from __future__ import annotations
@@ -974,6 +975,22 @@ class IBVenue:
             self._md.unbind(sub.depth)
         self._ask_stream(sub, MD_L1, sub.l1)
 
+    def _depth_reset(self, sub: _Subscription) -> None:
+        """IB reset the instrument's deep book (317: empty it before applying new entries).
+
+        IB sends the book again right after the 317, but the rows of a socket read reach the
+        book before the read's error frames (``ClientSession``: rows in one batch, then the
+        other frames), so rows that followed the 317 in the same read were applied to the old
+        book. Emptying it now would lose them: the stream is restarted under a fresh id
+        instead, and its first rows rebuild the book at full depth.
+        """
+        log.warning(
+            "IB %s: %s: IB reset its market depth (317): book emptied, depth requested again",
+            self.name, sub.instrument.key,
+        )  # fmt: skip
+        self._restart_stream(sub, MD_DEPTH)
+        self._wake()
+
     def resubscribe(self, why: str, cancel_first: bool = False) -> None:
         """Subscribe again (market data and kept-up-to-date bars); with ``cancel_first``
         cancel first (the gateway still has them)."""
@@ -1726,6 +1743,9 @@ class IBVenue:
         if sub is not None:
             if code in (10167, 10168, 300):  # 300: a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
+                return
+            if code == 317 and req_id == sub.depth:
+                self._depth_reset(sub)
                 return
             sub.failed = f"{code} {msg}"
             self._md_refused.add(req_id)
