@@ -171,7 +171,7 @@ async def test_kept_up_to_date_bars_continue_after_a_gateway_restart_and_1101() 
 
 async def test_bars_silent_after_a_historical_farm_blip_are_asked_for_again(caplog) -> None:
     caplog.set_level(logging.INFO, "tickwire.ib")
-    async with IBHarness(data_check_s=0.3, sim=FAST) as h:
+    async with IBHarness(data_check_s=0.5, sim=FAST) as h:
         v = h.venue
         reqs = record_requests(h)
         await settled(h)
@@ -202,7 +202,7 @@ async def test_after_a_farm_blip_only_the_dead_streams_are_asked_for_again(caplo
     """AAPL streams again after the blip, MSFT does not (nautilus #3968): MSFT's streams are
     restarted under fresh ids and its book recovers; AAPL's are left alone."""
     caplog.set_level(logging.INFO, "tickwire.ib")
-    async with IBHarness(data_check_s=0.5) as h:
+    async with IBHarness(data_check_s=1.0) as h:
         v = h.venue
         reqs = record_requests(h)
         await settled(h)

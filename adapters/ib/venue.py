@@ -1057,8 +1057,7 @@ class IBVenue:
             self._md_watch += 1
             mark = self._md_rows_seen
             self._later(delay, lambda: self._check_streams(farm, epoch, mark))
-        else:
-            counts = self.history.update_counts()
+        elif counts := self.history.update_counts():
             self._later(delay, lambda: self._check_bars(farm, epoch, counts))
 
     def _check_streams(self, farm: str, epoch: int, mark: int) -> None:
