@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -122,6 +123,101 @@ async def test_keep_up_to_date_replaces_the_last_bar_or_appends() -> None:
     assert [b.close for b in hist.bars(req_id)] == [1.0, 2.5, 3.0]
     hist.cancel(req_id)
     assert wire.calls[-1] == ("cancel", req_id) and hist.bars(req_id) == []
+
+
+async def test_a_kept_up_to_date_subscription_survives_a_lost_connection() -> None:
+    """``fail_all`` keeps it; ``resubscribe`` asks again under a new id, back to its last bar;
+    the re-request's bars fill the gap without delivering a bar time twice."""
+    wire = Wire()
+    hist = HistoryClient(wire.send)
+    seen: list[tuple[float, bool]] = []
+    fut = hist.request(
+        aapl(), duration="60 S", bar_size="5 secs", keep_up_to_date=True,
+        on_update=lambda bar, new: seen.append((bar.close, new)),
+    )  # fmt: skip
+    t0 = (int(time.time()) // 5 - 3) * 5  # the last bar delivered: 15 s ago
+    first = fut.req_id
+    for k, close in enumerate((1.0, 2.0, 3.0)):
+        hist.on_historical_data(first, _bar(str(t0 - 10 + 5 * k), close))
+    hist.on_historical_data_end(first, "", "")
+    assert [b.close for b in await fut] == [1.0, 2.0, 3.0]
+    hist.on_historical_data_update(first, _bar(str(t0), 3.5))  # the last bar, still forming
+    assert seen == [(3.5, False)]
+    hist.fail_all("the connection to IB was lost")
+    assert hist.bars(first)[-1].close == 3.5 and not fut.cancelled()
+    hist.on_historical_data_update(first, _bar(str(t0), 9.9))  # the dead session's: ignored
+    assert hist.resubscribe(down_only=True) == 1
+    (_, again, _, end, duration, bar_size, what, _, _, keep, _) = wire.calls[-1]
+    assert again != first and (end, bar_size, what, keep) == ("", "5 secs", "TRADES", True)
+    secs = int(duration.split()[0])
+    assert duration.endswith(" S") and 20 <= secs <= 30  # back to the last bar, not "60 S"
+    # The re-request's initial bars: an older one (delivered already), the last one with its
+    # final values, the two missed while down; then its updates.
+    for k, close in enumerate((2.0, 3.75, 4.0, 5.0)):
+        hist.on_historical_data(again, _bar(str(t0 - 5 + 5 * k), close))
+    hist.on_historical_data_update(again, _bar(str(t0 + 15), 5.5))  # before its end: held
+    assert seen == [(3.5, False)]
+    hist.on_historical_data_end(again, "", "")
+    assert seen[1:] == [(3.75, False), (4.0, True), (5.0, True), (5.5, True)]
+    hist.on_historical_data_update(again, _bar(str(t0 + 15), 6.0))
+    hist.on_historical_data_update(first, _bar(str(t0 + 20), 9.9))  # the old id: ignored
+    assert seen[-1] == (6.0, False)
+    assert [b.close for b in hist.bars(first)] == [1.0, 2.0, 3.75, 4.0, 5.0, 6.0]
+    assert hist.update_counts() == {first: 3}
+    # Asked again while IB still holds it (1102, a farm blip): the old one is cancelled first.
+    hist.resubscribe([first], cancel_first=True)
+    assert wire.calls[-2] == ("cancel", again)
+    newest = wire.calls[-1][1]
+    assert hist.resubscribe(down_only=True) == 0  # none is down
+    # It ends with an error only on IB's word, said loudly; the user's id cancels it.
+    hist.cancel(first)
+    assert wire.calls[-1] == ("cancel", newest) and fut.done() and hist.bars(first) == []
+
+
+async def test_a_paced_re_request_reaches_back_from_when_it_goes() -> None:
+    wire = Wire()
+    clock = [1000.0]
+    hist = HistoryClient(wire.send, lambda: clock[0])
+    fut = hist.request(aapl(), duration="60 S", bar_size="5 secs", keep_up_to_date=True)
+    last = int(time.time()) // 5 * 5
+    hist.on_historical_data(fut.req_id, _bar(str(last), 1.0))
+    hist.on_historical_data_end(fut.req_id, "", "")
+    await fut
+    others = [hist.request(aapl(), duration=f"{120 + k} S") for k in range(4)]
+    hist.resubscribe()  # the sixth for AAPL within 2 s: IB's pacing holds it
+    assert hist.queued == 1
+    clock[0] += 2.3
+    await asyncio.sleep(2.3)
+    assert hist.queued == 0
+    duration = wire.calls[-1][4]
+    assert int(duration.split()[0]) >= time.time() - last + 5 - 0.5  # as of now, not then
+    for f in others:
+        hist.cancel(f.req_id)
+
+
+async def test_a_subscription_down_when_cancelled_sends_nothing_an_error_ends_it(caplog) -> None:
+    caplog.set_level(logging.ERROR, "tickwire.ib.history")
+    wire = Wire()
+    hist = HistoryClient(wire.send)
+    fut = hist.request(aapl(), duration="60 S", bar_size="5 secs", keep_up_to_date=True)
+    hist.on_historical_data(fut.req_id, _bar(str(int(time.time()) // 5 * 5), 1.0))
+    hist.on_historical_data_end(fut.req_id, "", "")
+    await fut
+    hist.resubscribe()
+    assert hist.on_error(wire.calls[-1][1], 162, "Historical Market Data Service error message:")
+    (ended,) = [r.getMessage() for r in caplog.records if "no more updates" in r.getMessage()]
+    assert "IB error 162" in ended and f"first {fut.req_id}" in ended
+    assert hist.bars(fut.req_id) == []
+    fut = hist.request(aapl(), duration="90 S", bar_size="5 secs", keep_up_to_date=True)
+    hist.on_historical_data_end(fut.req_id, "", "")
+    await fut
+    plain = hist.request(aapl(), duration="120 S", bar_size="5 secs")
+    hist.fail_all("the connection to IB was lost")
+    with pytest.raises(HistoryError, match="connection to IB was lost"):
+        await plain  # still waiting for its bars: failed, as before
+    n = len(wire.calls)
+    hist.cancel(fut.req_id)
+    assert len(wire.calls) == n and hist.resubscribe() == 0
 
 
 async def test_daily_bars_need_the_exchange_zone_and_use_date_format_1() -> None:

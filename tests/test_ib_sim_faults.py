@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from ibapi.order_cancel import OrderCancel
 
+from engine.config import ConfigError
 from tests.ib_sim_support import SimThread, connected, sim_config
 from tests.test_ib_sim_interop import aapl, limit
 
@@ -143,6 +144,72 @@ def test_stop_and_resume_market_data_for_one_symbol(sim: SimThread) -> None:
         sim.fault("resume_market_data", symbol="AAPL")
         time.sleep(0.2)
         assert len(app.all("tickPrice")) > stopped
+
+
+def test_ignored_requests_go_unanswered_then_are_answered(sim: SimThread) -> None:
+    with connected(sim) as app:
+        sim.fault("ignore_requests", request="ReqOpenOrders", count=2)
+        for _ in range(2):
+            app.reqOpenOrders()
+        app.reqCurrentTime()  # answered in order: the two before it were ignored
+        app.wait("currentTime")
+        assert not app.all("openOrderEnd")
+        app.reqOpenOrders()
+        app.wait("openOrderEnd")
+    with pytest.raises(ConfigError, match=r"fault\.request: 'ReqOpenOrder' is not a request"):
+        sim.fault("ignore_requests", request="ReqOpenOrder")
+
+
+def test_silenced_subscriptions_stay_silent_until_subscribed_again(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.wait("tickPrice", lambda rid, *a: rid == 5)
+        sim.fault("silence_subscriptions", symbol="AAPL")
+        time.sleep(0.05)
+        silent = len(app.all("tickPrice"))
+        time.sleep(0.2)
+        assert len(app.all("tickPrice")) == silent
+        app.cancelMktData(5)  # still known to the gateway: no error 300
+        app.reqMktData(6, aapl(), "", False, False, [])
+        mark = len(app.calls)
+        app.wait("tickPrice", lambda rid, *a: rid == 6, since=mark)
+        time.sleep(0.2)
+        assert len([a for a in app.all("tickPrice") if a[0] == 6]) > 2  # streaming, not a snapshot
+        assert 300 not in _codes(app)
+
+
+def test_hmds_farm_blip_pauses_keep_up_to_date_bars_only(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqMktData(5, aapl(), "", False, False, [])
+        app.reqHistoricalData(9, aapl(), "", "60 S", "5 secs", "MIDPOINT", 1, 2, True, [])
+        app.wait("historicalDataUpdate", lambda rid, *a: rid == 9)
+        sim.fault("farm_blip", seconds=0.4, farm="ushmds")
+        app.wait("error", lambda rid, t, code, *a: code == 2105)
+        time.sleep(0.05)
+        bars, ticks = len(app.all("historicalDataUpdate")), len(app.all("tickPrice"))
+        time.sleep(0.2)
+        assert len(app.all("historicalDataUpdate")) == bars
+        assert len(app.all("tickPrice")) > ticks  # the market data farm is fine
+        app.wait("error", lambda rid, t, code, *a: code == 2106 and _codes(app).count(2106) > 1)
+        time.sleep(0.2)
+        assert len(app.all("historicalDataUpdate")) > bars
+
+
+def test_depth_reset_sends_317_then_the_book_from_its_first_row(sim: SimThread) -> None:
+    with connected(sim) as app:
+        app.reqMktDepth(7, aapl(), 5, False, [])
+        app.wait("updateMktDepthL2", lambda rid, *a: rid == 7)
+        time.sleep(0.1)
+        mark = len(app.calls)
+        sim.fault("depth_reset", symbol="AAPL")
+        app.wait("error", lambda rid, t, code, *a: rid == 7 and code == 317, since=mark)
+        after = [c for c in app.calls[mark:] if c.name in ("error", "updateMktDepthL2")]
+        assert after[0].name == "error"  # nothing of the old book after the reset
+        rows = [c.args for c in after[1:11]]
+        # (reqId, position, marketMaker, operation, side, ...): bids then asks, as inserts
+        assert [(r[1], r[3], r[4]) for r in rows] == [(p, 0, 1) for p in range(5)] + [
+            (p, 0, 0) for p in range(5)
+        ]
 
 
 def test_client_id_in_use_gets_326_and_is_closed(sim: SimThread) -> None:

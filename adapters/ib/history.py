@@ -7,6 +7,13 @@ request's future with a list of ``Bar`` (UTC nanosecond timestamps). With ``keep
 the subscription stays open after the initial bars: each ``historicalDataUpdate`` replaces the
 last bar (same start time) or appends a new one, and calls the subscription's ``on_update``.
 
+A kept-up-to-date subscription outlives the connection: ``fail_all`` keeps it, and
+``resubscribe`` (after a reconnect, 1101, or a historical farm blip its data did not survive)
+asks IB for it again under a new request id, over a duration that reaches back to its last bar.
+The user's id (``BarsFuture.req_id``) stays what ``bars`` and ``cancel`` take. The re-request's
+initial bars fill the gap: bars older than the last one delivered are skipped, the last one is
+updated if it changed (it may have been still forming), newer ones are delivered as new bars.
+
 Intraday bars are always requested with ``formatDate=2`` (epoch seconds, UTC) so no time zone
 guessing is involved; daily and longer bars come as ``YYYYMMDD``, the trading day in the
 exchange's zone, so those requests need the contract's ``time_zone``.
@@ -16,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple
@@ -54,6 +63,8 @@ WHAT_TO_SHOW = frozenset(
 )  # fmt: skip
 
 _DURATION = re.compile(r"^([1-9][0-9]*) ([SDWMY])$")
+_UNIT_S = {"secs": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600, "day": 86_400,
+           "week": 604_800, "month": 2_592_000}  # fmt: skip
 _END = re.compile(r"^\d{8}([ -])\d{2}:\d{2}:\d{2}( \S+)?$")
 
 #: What IB's historical error codes mean for the user.
@@ -144,9 +155,36 @@ def validate(
 
 
 def _ordered_sizes() -> list[str]:
-    unit = {"secs": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600, "day": 86_400,
-            "week": 604_800, "month": 2_592_000}  # fmt: skip
-    return sorted(BAR_SIZES, key=lambda s: int(s.split()[0]) * unit[s.split()[1]])
+    return sorted(BAR_SIZES, key=_bar_seconds)
+
+
+def _bar_seconds(bar_size: str) -> int:
+    n, unit = bar_size.split()
+    return int(n) * _UNIT_S[unit]
+
+
+#: The longest duration IB serves in one request for bars of up to so many seconds (its table
+#: of valid duration and bar size settings).
+_MAX_BACK_S = ((4, 1800), (5, 3600), (15, 14_400), (30, 28_800), (60, 86_400),
+               (120, 172_800), (1200, 604_800), (28_800, 2_592_000))  # fmt: skip
+
+
+def _max_back_s(bar_s: int) -> int:
+    return next((limit for size, limit in _MAX_BACK_S if bar_s <= size), 31_536_000)
+
+
+def _reaching(seconds: float) -> str:
+    """A duration reaching ``seconds`` back (IB takes up to 86,400 S; beyond that days)."""
+    if seconds <= 86_400:
+        return f"{math.ceil(seconds)} S"
+    return f"{math.ceil(seconds / 86_400)} D"
+
+
+def _pacing_key(contract: Contract) -> object:
+    return contract.conId or (
+        contract.symbol, contract.secType, contract.localSymbol, contract.currency,
+        contract.lastTradeDateOrContractMonth, contract.strike, contract.right,
+    )  # fmt: skip
 
 
 def _end_text(end: str | datetime) -> str:
@@ -169,7 +207,7 @@ class BarsFuture(asyncio.Future):  # type: ignore[type-arg]
 
 @dataclass(slots=True, eq=False)
 class _Req:
-    req_id: int
+    req_id: int  # the user's (``BarsFuture.req_id``)
     contract: Contract
     end: str
     duration: str
@@ -183,15 +221,25 @@ class _Req:
     future: BarsFuture
     on_update: Callable[[Bar, bool], None] | None
     bars: list[Bar] = field(default_factory=list)
-    #: "queued" (not sent yet), "open" (bars coming), "live" (keepUpToDate after its end)
+    #: "queued" (not sent yet), "open" (bars coming), "live" (keepUpToDate after its end),
+    #: "down" (keepUpToDate, its connection lost: waiting for ``resubscribe``)
     state: str = "queued"
+    #: The request id IB knows it by: ``req_id`` until it is asked for again (``resubscribe``).
+    wire_id: int = 0
+    #: A re-request's initial bars, merged into ``bars`` at its end.
+    refill: list[Bar] = field(default_factory=list)
+    #: ``historicalDataUpdate`` messages taken (a check that the data flows).
+    updates: int = 0
 
     def describe(self) -> str:
         c = self.contract
         name = c.localSymbol or c.symbol
+        ids = f"reqId {self.wire_id}" + (
+            f", first {self.req_id}" if self.wire_id != self.req_id else ""
+        )
         return (
             f"{c.secType} {name} (conId {c.conId}) {self.bar_size} {self.what_to_show} bars "
-            f"over {self.duration} to {self.end or 'now'} (reqId {self.req_id})"
+            f"over {self.duration} to {self.end or 'now'} ({ids})"
         )
 
 
@@ -263,16 +311,12 @@ class HistoryClient:
         fut = BarsFuture(loop=loop)
         req_id = fut.req_id = self._next_id
         self._next_id += 1
-        key = contract.conId or (
-            contract.symbol, contract.secType, contract.localSymbol, contract.currency,
-            contract.lastTradeDateOrContractMonth, contract.strike, contract.right,
-        )  # fmt: skip
         pacing = HistoricalRequest(
-            key, contract.exchange, what_to_show, end_text, duration, bar_size
+            _pacing_key(contract), contract.exchange, what_to_show, end_text, duration, bar_size
         )
         self._reqs[req_id] = _Req(
             req_id, contract, end_text, duration, bar_size, what_to_show, use_rth,
-            1 if daily else 2, keep_up_to_date, zone, pacing, fut, on_update,
+            1 if daily else 2, keep_up_to_date, zone, pacing, fut, on_update, wire_id=req_id,
         )  # fmt: skip
         self._pump()
         return fut
@@ -298,13 +342,38 @@ class HistoryClient:
             self._timer = asyncio.get_running_loop().call_later(wake - now, self._pump)
 
     def _transmit(self, r: _Req, now: float) -> None:
+        if r.future.done():  # asked for again: from its last bar to now, as now is
+            self._reach_back(r)
         r.state = "open"
         self.pacer.sent_now(r.pacing, now)
         args = (
-            r.req_id, r.contract, r.end, r.duration, r.bar_size, r.what_to_show,
+            r.wire_id, r.contract, r.end, r.duration, r.bar_size, r.what_to_show,
             int(r.use_rth), r.format_date, r.keep_up_to_date, [],
         )  # fmt: skip
         self._send(lambda client: client.reqHistoricalData(*args))
+
+    def _reach_back(self, r: _Req, warn: bool = True) -> None:
+        """A re-request's duration: just back to its last bar (less to send, and not the
+        identical request IB, and so the pacer, would hold back for 15 s), as far as IB serves
+        bars of its size in one request."""
+        if r.bars:
+            bar_s = _bar_seconds(r.bar_size)
+            last = r.bars[-1].ts_utc_ns
+            back_s = (time.time_ns() - last) / NS + bar_s
+            if back_s > _max_back_s(bar_s):
+                back_s = _max_back_s(bar_s)
+                if warn:
+                    log.warning(
+                        "%s: down since its bar of %s UTC, longer than IB serves %s bars for "
+                        "in one request (%d s): the bars before that are not filled in",
+                        r.describe(), datetime.fromtimestamp(last / NS, UTC), r.bar_size,
+                        back_s,
+                    )  # fmt: skip
+            r.duration = _reaching(back_s)
+        r.pacing = HistoricalRequest(
+            _pacing_key(r.contract), r.contract.exchange, r.what_to_show, r.end, r.duration,
+            r.bar_size,
+        )  # fmt: skip
 
     def _finish(self, r: _Req) -> None:
         """``r``'s query is over at IB (end, error or cancel): free its pacing slot."""
@@ -324,7 +393,8 @@ class HistoryClient:
     def on_historical_data(self, req_id: int, bar: BarData) -> None:
         r = self._reqs.get(req_id)
         if r is not None and r.state == "open":
-            r.bars.append(self._bar(r, bar))
+            # A re-request's bars are held until its end, then merged (``_refilled``).
+            (r.refill if r.future.done() else r.bars).append(self._bar(r, bar))
 
     def on_historical_data_end(self, req_id: int, start: str, end: str) -> None:
         r = self._reqs.get(req_id)
@@ -337,13 +407,41 @@ class HistoryClient:
             del self._reqs[req_id]
         if not r.future.done():
             r.future.set_result(list(r.bars))
+        else:
+            self._refilled(r)
+
+    def _refilled(self, r: _Req) -> None:
+        """Merge a re-request's initial bars: what was missed while it was down is delivered,
+        nothing already delivered is delivered again."""
+        bars, fresh = r.bars, r.refill
+        r.refill = []
+        last = bars[-1].ts_utc_ns if bars else -1
+        missed = 0
+        for b in fresh:
+            if b.ts_utc_ns < last:
+                continue
+            if b.ts_utc_ns == last:
+                if b == bars[-1]:
+                    continue
+                bars[-1] = b
+                new_bar = False
+            else:
+                bars.append(b)
+                last = b.ts_utc_ns
+                new_bar = True
+                missed += 1
+            if r.on_update is not None:
+                r.on_update(b, new_bar)
+        log.info("%s: kept up to date again (%d bars filled in)", r.describe(), missed)
 
     def on_historical_data_update(self, req_id: int, bar: BarData) -> None:
         r = self._reqs.get(req_id)
-        if r is None or not r.keep_up_to_date or r.state == "queued":
+        if r is None or not r.keep_up_to_date or r.state in ("queued", "down"):
             return
+        r.updates += 1
         b = self._bar(r, bar)
-        bars = r.bars
+        resumed = r.state == "open" and r.future.done()  # before a re-request's end
+        bars = r.refill if resumed else r.bars
         new_bar = not bars or bars[-1].ts_utc_ns != b.ts_utc_ns
         if new_bar:
             if bars and b.ts_utc_ns < bars[-1].ts_utc_ns:
@@ -354,13 +452,20 @@ class HistoryClient:
         if r.state == "live" and r.on_update is not None:
             r.on_update(b, new_bar)
 
+    def _find(self, req_id: int) -> _Req | None:
+        """The request the user knows as ``req_id`` (asked for again under another id, IB's)."""
+        r = self._reqs.get(req_id)
+        if r is not None and r.req_id == req_id:
+            return r
+        return next((r for r in self._reqs.values() if r.req_id == req_id), None)
+
     def bars(self, req_id: int) -> list[Bar]:
         """The bars of an open or kept-up-to-date request so far (a copy)."""
-        r = self._reqs.get(req_id)
+        r = self._find(req_id)
         return list(r.bars) if r is not None else []
 
     def on_error(self, req_id: int, code: int, msg: str) -> bool:
-        """Fail request ``req_id`` with a clear error; False when it is not one of ours."""
+        """Fail request ``req_id`` (IB's id) with a clear error; False when it is not ours."""
         r = self._reqs.get(req_id)
         if r is None:
             return False
@@ -370,8 +475,8 @@ class HistoryClient:
         del self._reqs[req_id]
         self._finish(r)
         error = HistoryError(code, self._explain(r, code, msg))
-        if r.future.done():  # a kept-up-to-date subscription ended
-            log.warning("%s", error)
+        if r.future.done():  # a kept-up-to-date subscription ended: its updates stop here
+            log.error("%s (no more updates: request the bars again)", error)
         else:
             r.future.set_exception(error)
         return True
@@ -397,25 +502,75 @@ class HistoryClient:
         return f"{head} — {hint}" if hint else head
 
     def cancel(self, req_id: int) -> None:
-        """Stop a request: drop it if still queued, else ``cancelHistoricalData``."""
-        r = self._reqs.pop(req_id, None)
+        """Stop a request (``BarsFuture.req_id``): drop it if still queued or its connection
+        is down, else ``cancelHistoricalData``."""
+        r = self._find(req_id)
         if r is None:
             return
-        if r.state != "queued":
-            self._send(lambda client: client.cancelHistoricalData(req_id))
+        del self._reqs[r.wire_id]
+        if r.state in ("open", "live"):
+            wire_id = r.wire_id
+            self._send(lambda client: client.cancelHistoricalData(wire_id))
             self._finish(r)
         r.future.cancel()
 
     def fail_all(self, reason: str) -> None:
-        """The connection went: fail every request and subscription (resubscribe later)."""
+        """The connection went: fail every request still waiting for its bars; keep the
+        kept-up-to-date subscriptions that had theirs, for ``resubscribe``."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         reqs, self._reqs = list(self._reqs.values()), {}
         for r in reqs:
             self._finish(r)
-            if not r.future.done():
+            if r.keep_up_to_date and r.future.done():
+                r.state = "down"
+                r.refill = []
+                self._reqs[r.wire_id] = r
+                log.info("%s: %s; asked for again after the reconnect", r.describe(), reason)
+            elif not r.future.done():
                 r.future.set_exception(HistoryError(0, f"{r.describe()}: {reason}"))
+
+    def update_counts(self) -> dict[int, int]:
+        """Updates taken so far by each kept-up-to-date subscription streaming now, by the
+        user's id: what a later call must exceed for its data to have flowed meanwhile."""
+        return {r.req_id: r.updates for r in self._reqs.values() if r.state == "live"}
+
+    def resubscribe(
+        self,
+        req_ids: Collection[int] | None = None,
+        *,
+        cancel_first: bool = False,
+        down_only: bool = False,
+    ) -> int:
+        """Ask IB again for the kept-up-to-date subscriptions (those of ``req_ids``, users'
+        ids; default all) under new request ids; returns how many. Each asks back to its last
+        bar (``_reach_back``), so its initial bars fill what was missed. ``cancel_first``: IB
+        may still hold the old one (1102, a farm blip), so it is cancelled first.
+        ``down_only``: only those kept through a lost connection (``fail_all``), after the
+        reconnect (one made since is already on the new session).
+        """
+        again = [
+            r for r in self._reqs.values()
+            if r.keep_up_to_date and r.future.done() and r.state != "queued"
+            and (req_ids is None or r.req_id in req_ids)
+            and (r.state == "down" or not down_only)
+        ]  # fmt: skip
+        for r in again:
+            del self._reqs[r.wire_id]
+            if cancel_first and r.state in ("open", "live"):
+                self._send(lambda client, old=r.wire_id: client.cancelHistoricalData(old))
+            self._finish(r)
+            self._reach_back(r, warn=False)
+            r.wire_id = self._next_id
+            self._next_id += 1
+            r.refill = []
+            r.state = "queued"
+            self._reqs[r.wire_id] = r
+            log.info("%s: asked for again", r.describe())
+        if again:
+            self._pump()
+        return len(again)
 
 
 __all__ = [

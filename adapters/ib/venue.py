@@ -65,15 +65,30 @@ waiting in the pacer at a disconnect are dropped (sent after an outage they woul
 stale prices) and reconciliation reports them. 1101 (data lost) resubscribes market data;
 1102 (data kept) reconciles orders and executions and resubscribes anyway, cancelling each
 subscription first (the gateway still holds them: asking again would earn 322).
-A farm blip (2103/2105 then 2104/2106) is followed by a check that data resumed within
-``data_check_s``; if it did not, the subscriptions are cancelled and requested again. 1300
-reconnects on the port IB names. 100 (pacing violation) halves the message rate for a minute
-from the latest 100. A gateway that has sent nothing for ``heartbeat_s`` is asked the time; no
-answer within ``heartbeat_timeout_s`` closes the connection as hung (ERROR) and reconnects.
-A drop inside an expected window is INFO; outside one it is a WARNING, and an ERROR once the
-outage has lasted ``alert_after_s`` (or overrun its window by ``outage_grace_s``).
+A farm blip (2103/2105 then 2104/2106) is followed by a check that each stream's data resumed
+within ``data_check_s``; those that did not are asked for again (below). 1300 reconnects on the
+port IB names. 100 (pacing violation) halves the message rate for a minute from the latest 100.
+A gateway that has sent nothing for ``heartbeat_s`` is asked the time; no answer within
+``heartbeat_timeout_s`` closes the connection as hung (ERROR) and reconnects. A drop inside an
+expected window is INFO; outside one it is a WARNING, and an ERROR once the outage has lasted
+``alert_after_s`` (or overrun its window by ``outage_grace_s``).
 Data requests still paced at a disconnect are dropped (the reconnect makes them all again);
 queued orders and cancels are sent on the new session, before its reconciliation.
+
+Reconciliation is complete once IB has ended its open orders, completed orders and executions.
+What it has not ended within ``reconcile_timeout_s`` is asked for again, the wait doubling up to
+``RECONCILE_RETRY_MAX_S``, until it has: an ERROR says so, new orders are held back with a
+reason naming what is missing, market data and cancels go on meanwhile.
+
+Market data after outages: farms are tracked by the name IB's notice ends with (``:usfarm``),
+and each that comes back (2104, 2106) has its streams checked: after 2104 each instrument's
+book stream (depth, or L1) and trades (tick-by-tick), after 2106 the kept-up-to-date bars.
+A stream silent for ``data_check_s`` is cancelled and asked for again under a fresh request id
+(rows still on their way for the old id are dropped, not applied to the new book); a trade
+stream counts as silent only with its instrument's book stream (no trades is not no data).
+Kept-up-to-date bars are asked for again after a reconnect, 1101 and 1102 as well
+(``HistoryClient.resubscribe``: the user's id stays, the bars missed are filled in). 317
+(depth reset) empties the instrument's book and restarts its depth stream the same way.
 """
 
 from __future__ import annotations
@@ -187,13 +202,24 @@ _ORDER_NOTICES = frozenset({399, 404, 10349})
 _ORDER_REJECTS = frozenset({103, 110, 200, 201, 203, 321, 10311})
 _FARM_BROKEN = frozenset({2103, 2105, 2157})
 _FARM_OK = frozenset({2104, 2106, 2158})
+_FARM_KIND = {
+    2103: "market data farm", 2104: "market data farm", 2105: "HMDS farm", 2106: "HMDS farm",
+    2157: "sec-def farm", 2158: "sec-def farm",
+}  # fmt: skip
 _DATA_ERRORS = frozenset({200, 300, 309, 310, 312, 316, 317, 322, 354, 10090, 10167, 10168})
 #: ibapi's "not set" for an id (a protobuf message without the field): never an order's id.
 _UNSET_IDS = frozenset({UNSET_INTEGER, UNSET_LONG})
 
 MD_L1, MD_DEPTH, MD_TBT = Subscription.L1, Subscription.DEPTH, Subscription.TICK_BY_TICK
+_STREAM_FIELD = {MD_L1: "l1", MD_DEPTH: "depth", MD_TBT: "tbt"}  # its id in ``_Subscription``
 #: Request ids below this are market-data subscriptions; order ids start at or above it.
 MD_REQ_IDS = 4096
+#: What reconciliation must have in full before new orders go: IB's open and completed orders
+#: and its executions (positions and account values stream on, and only inform).
+_RECONCILE_REQUIRED = frozenset({"open_orders", "completed_orders", "executions"})
+#: The longest wait between requests for what reconciliation misses (it starts at
+#: ``reconcile_timeout_s`` and doubles).
+RECONCILE_RETRY_MAX_S = 60.0
 
 
 class _Live:
@@ -429,6 +455,8 @@ class IBVenue:
         self.connected = False
         self.in_1100 = False
         self.reconciling = False
+        #: What reconciliation still misses from IB (``_RECONCILE_REQUIRED``): orders held back.
+        self.unreconciled: tuple[str, ...] = ()
         self.refused = ""  # a reason that retrying will not fix (paper_only)
         self.down_since: datetime | None = None
         self._ends: dict[str, asyncio.Event] = {}
@@ -454,7 +482,13 @@ class IBVenue:
         self._md: MarketDataTranslator | None = None
         self._md_rows_seen = 0
         self._ts_read = 0
-        self._farm_down: set[int] = set()
+        self._farm_down: dict[str, int] = {}  # farm name -> the code that said it broke
+        self._md_watch = 0  # farm data checks pending: streams' rows are noted meanwhile
+        #: Per market-data request id, ``_md_rows_seen`` when it last delivered (noted while
+        #: ``_md_watch``); one slot more for ids out of range (``np.put`` clips them there).
+        self._md_last = np.zeros(MD_REQ_IDS + 1, dtype=np.int64)
+        self._md_refused: set[int] = set()  # request ids IB refused
+        self._spare_ids: deque[int] = deque()  # market-data ids free for a restarted stream
         # Counters (read by tests and the status line).
         self.orders_sent = 0
         self.cancels_sent = 0
@@ -750,37 +784,61 @@ class IBVenue:
                 self.name, state.next_valid_id, floor, self._next_id,
             )  # fmt: skip
         self._reserve(self._next_id)
-        await self._reconcile()
+        self.unreconciled = ()
+        reconciled = await self._reconcile()
+        if not self._session_alive(self.epoch):
+            return  # lost meanwhile: the reconnect starts over
+        # Market data and cancels need not wait for a reconciliation IB is slow to finish;
+        # new orders do (``_held_back`` names what is missing).
         await self._qualify()
         self._subscribe_all()
+        self.history.resubscribe(down_only=True)
         self._send_deferred_cancels()
         self.reconciling = False
+        if not reconciled and not await self._reconcile_until_complete():
+            return
         self.ready = True
         log.info("IB %s: ready (account %s…)", self.name, self.account[:2])
 
-    async def _reconcile(self) -> None:
-        """Open and completed orders, executions, positions, account: before trading resumes."""
+    def _session_alive(self, epoch: int) -> bool:
+        lost = self._lost
+        return self.connected and epoch == self.epoch and not (lost is not None and lost.is_set())
+
+    async def _reconcile(self, again: tuple[str, ...] = (), timeout: float = 0.0) -> bool:
+        """Open and completed orders, executions, positions, account: before trading resumes.
+
+        True once IB has ended its open orders, completed orders and executions (orders lost
+        in the disconnect are then reported); False while one of them is missing
+        (``unreconciled`` names which) or when the session ended. ``again``: ask only for
+        these once more (a retry) and wait ``timeout`` for them (default
+        ``reconcile_timeout_s``).
+        """
         names = ("open_orders", "completed_orders", "executions", "positions", "account")
-        self._ends = {n: asyncio.Event() for n in names}
+        if not again:
+            self._ends = {n: asyncio.Event() for n in names}
         epoch = self.epoch
-        exec_req = self._take_id()
-        self._request(DATA, lambda c: c.reqOpenOrders())
-        self._request(DATA, lambda c: c.reqCompletedOrders(False))
-        self._request(DATA, lambda c: c.reqExecutions(exec_req, ExecutionFilter()))
-        self._request(DATA, lambda c: c.reqPositions())
-        self._request(DATA, lambda c: c.reqAccountUpdates(True, self.account))
-        waits = [asyncio.ensure_future(e.wait()) for e in self._ends.values()]
-        _, pending = await asyncio.wait(waits, timeout=self.config.reconcile_timeout_s)
-        for p in pending:
-            p.cancel()
+        ask = {
+            "open_orders": lambda c: c.reqOpenOrders(),
+            "completed_orders": lambda c: c.reqCompletedOrders(False),
+            "executions": lambda c: c.reqExecutions(self._take_id(), ExecutionFilter()),
+            "positions": lambda c: c.reqPositions(),
+            "account": lambda c: c.reqAccountUpdates(True, self.account),
+        }
+        for name in again or names:
+            self._request(DATA, ask[name])
+        ends = [self._ends[n] for n in again or names]
+        await self._wait_ends(ends, timeout or self.config.reconcile_timeout_s)
+        if not self._session_alive(epoch):
+            return False
         missing = [n for n, e in self._ends.items() if not e.is_set()]
+        self.unreconciled = tuple(n for n in missing if n in _RECONCILE_REQUIRED)
+        if self.unreconciled:
+            return False
         if missing:
             log.warning(
-                "IB %s: reconciliation incomplete after %.0f s (no end of: %s)",
-                self.name, self.config.reconcile_timeout_s, ", ".join(missing),
+                "IB %s: no end of %s after %.1f s (they stream on; trading does not wait)",
+                self.name, " or ".join(missing), self.config.reconcile_timeout_s,
             )  # fmt: skip
-        if not self.connected or epoch != self.epoch:
-            return
         # Modifies IB did not apply before the disconnect (its openOrder shows the old terms).
         for live in self._by_ib.values():
             if live.pending_modify is not None and not live.done and live.epoch == epoch:
@@ -823,6 +881,50 @@ class IBVenue:
             ):
                 self._deferred_cancels.add(live.client_order_id)
         self._wake()
+        return True
+
+    async def _wait_ends(self, ends: list[asyncio.Event], timeout: float) -> None:
+        """Until every one of ``ends`` is set, the connection is lost, or ``timeout``."""
+
+        async def every() -> None:
+            for e in ends:
+                await e.wait()
+
+        waits = [asyncio.ensure_future(every())]
+        if self._lost is not None:
+            waits.append(asyncio.ensure_future(self._lost.wait()))
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    async def _reconcile_until_complete(self) -> bool:
+        """Ask IB again for what reconciliation still misses, waiting longer each time (up to
+        ``RECONCILE_RETRY_MAX_S``), until it is complete (True) or the session ends (False).
+        Until then new orders are held back; cancels and market data go on."""
+        epoch, started = self.epoch, time.monotonic()
+        first = self.config.reconcile_timeout_s
+        backoff = Backoff(first, max(first, RECONCILE_RETRY_MAX_S))
+        log.error(
+            "IB %s: reconciliation incomplete: no end of %s from IB after %.1f s; new orders "
+            "are held back and the requests repeated until IB answers",
+            self.name, " or ".join(self.unreconciled), first,
+        )  # fmt: skip
+        while True:
+            wait = backoff.next_delay()
+            if await self._reconcile(self.unreconciled, wait):
+                break
+            if not self._session_alive(epoch):
+                return False
+            log.warning(
+                "IB %s: still no end of %s after asking %d times (%.0f s); asking again",
+                self.name, " or ".join(self.unreconciled), backoff.attempts + 1,
+                time.monotonic() - started,
+            )  # fmt: skip
+        log.warning(
+            "IB %s: reconciliation complete after %.1f s (%d retries): trading resumes",
+            self.name, time.monotonic() - started, backoff.attempts,
+        )  # fmt: skip
+        return True
 
     def _end(self, name: str) -> None:
         ev = self._ends.get(name)
@@ -897,50 +999,79 @@ class IBVenue:
         md = self._md
         assert md is not None
         if cancel_first:
-            smart = cfg.smart_depth
             for sub in self._subs.values():
-                if sub.l1 and self._l1_book[sub.instrument.id]:
-                    self._request(DATA, lambda c, r=sub.l1: c.cancelMktData(r))
-                if sub.depth and not self._l1_book[sub.instrument.id]:
-                    self._request(DATA, lambda c, r=sub.depth: c.cancelMktDepth(r, smart))
-                if sub.tbt and cfg.tick_by_tick:
-                    self._request(DATA, lambda c, r=sub.tbt: c.cancelTickByTickData(r))
+                for kind, req in self._streams(sub):
+                    if req:
+                        self._cancel_stream(kind, req)
         md.unbind_all()
+        self._md_refused.clear()
         base = 1
+        self._spare_ids = deque(range(base + 3 * len(self._instruments), MD_REQ_IDS))
         self._request(DATA, lambda c: c.reqMarketDataType(cfg.market_data_type))
         ts = self._now()
         for k, inst in enumerate(self._instruments):
             sub = self._subs[inst.id]
             sub.failed = ""
-            contract = self._contracts[inst.id]
             sub.l1, sub.depth, sub.tbt = base + 3 * k, base + 3 * k + 1, base + 3 * k + 2
             # The book comes from L2 depth when configured, else (or when IB refuses depth
             # for it) from L1 quotes; not both: a quote replaces the book's top.
             self._write_deltas(md.clear_depth(inst.id, ts))
-            if self._l1_book[inst.id]:
-                self._subscribe_l1(sub, contract)
-            else:
-                md.bind(sub.depth, inst.id, MD_DEPTH)
-                self._request(
-                    DATA,
-                    lambda c, r=sub.depth, k=contract: c.reqMktDepth(
-                        r, k, cfg.depth_rows, cfg.smart_depth, []
-                    ),
-                )
-            if cfg.tick_by_tick:
-                md.bind(sub.tbt, inst.id, MD_TBT)
-                self._request(
-                    DATA,
-                    lambda c, r=sub.tbt, k=contract: c.reqTickByTickData(r, k, "AllLast", 0, False),
-                )
+            for kind, req in self._streams(sub):
+                self._ask_stream(sub, kind, req)
         self._wake()
 
-    def _subscribe_l1(self, sub: _Subscription, contract: Contract) -> None:
+    def _streams(self, sub: _Subscription) -> list[tuple[Subscription, int]]:
+        """An instrument's streams as (kind, request id): its book's first (depth, or L1
+        quotes when there is no depth or IB refused it), then its trades (tick-by-tick)."""
+        book = (MD_L1, sub.l1) if self._l1_book[sub.instrument.id] else (MD_DEPTH, sub.depth)
+        return [book, (MD_TBT, sub.tbt)] if self.config.tick_by_tick else [book]
+
+    def _ask_stream(self, sub: _Subscription, kind: Subscription, req: int) -> None:
+        """Bind request ``req`` to the instrument's ``kind`` rows and ask IB for the stream."""
         assert self._md is not None
-        self._md.bind(sub.l1, sub.instrument.id, MD_L1)
-        self._request(
-            DATA, lambda c, r=sub.l1, k=contract: c.reqMktData(r, k, "", False, False, [])
-        )
+        cfg = self.config
+        iid = sub.instrument.id
+        contract = self._contracts[iid]
+        self._md.bind(req, iid, kind)
+        if kind == MD_L1:
+            self._request(DATA, lambda c: c.reqMktData(req, contract, "", False, False, []))
+        elif kind == MD_DEPTH:
+            self._request(
+                DATA,
+                lambda c: c.reqMktDepth(req, contract, cfg.depth_rows, cfg.smart_depth, []),
+            )
+        else:
+            self._request(DATA, lambda c: c.reqTickByTickData(req, contract, "AllLast", 0, False))
+
+    def _cancel_stream(self, kind: Subscription, req: int) -> None:
+        if kind == MD_L1:
+            self._request(DATA, lambda c: c.cancelMktData(req))
+        elif kind == MD_DEPTH:
+            self._request(DATA, lambda c: c.cancelMktDepth(req, self.config.smart_depth))
+        else:
+            self._request(DATA, lambda c: c.cancelTickByTickData(req))
+
+    def _restart_stream(self, sub: _Subscription, kind: Subscription) -> None:
+        """Cancel one of an instrument's streams and ask for it again under a fresh request
+        id: rows of the old one still on their way are then dropped (unbound), not applied to
+        the new one's book. A depth book is emptied first (the new stream starts from its
+        first row)."""
+        md = self._md
+        assert md is not None
+        field = _STREAM_FIELD[kind]
+        old = getattr(sub, field)
+        self._cancel_stream(kind, old)
+        md.unbind(old)
+        spare = self._spare_ids
+        if spare:
+            new = spare.popleft()
+            spare.append(old)  # reused last, long after its late rows
+        else:
+            new = old  # as many instruments as ids allow: no spare, the same id again
+        setattr(sub, field, new)
+        if kind == MD_DEPTH:
+            self._write_deltas(md.clear_depth(sub.instrument.id, self._now()))
+        self._ask_stream(sub, kind, new)
 
     def _depth_refused(self, sub: _Subscription) -> None:
         """IB refused L2 for this instrument (309 too many depth requests, 10092...):
@@ -953,15 +1084,33 @@ class IBVenue:
                     sub.instrument.key)  # fmt: skip
         if self._md is not None:
             self._md.unbind(sub.depth)
-        self._subscribe_l1(sub, self._contracts[iid])
+        self._ask_stream(sub, MD_L1, sub.l1)
+
+    def _depth_reset(self, sub: _Subscription) -> None:
+        """IB reset the instrument's deep book (317: empty it before applying new entries).
+
+        IB sends the book again right after the 317, but the rows of a socket read reach the
+        book before the read's error frames (``ClientSession``: rows in one batch, then the
+        other frames), so rows that followed the 317 in the same read were applied to the old
+        book. Emptying it now would lose them: the stream is restarted under a fresh id
+        instead, and its first rows rebuild the book at full depth.
+        """
+        log.warning(
+            "IB %s: %s: IB reset its market depth (317): book emptied, depth requested again",
+            self.name, sub.instrument.key,
+        )  # fmt: skip
+        self._restart_stream(sub, MD_DEPTH)
+        self._wake()
 
     def resubscribe(self, why: str, cancel_first: bool = False) -> None:
-        """Subscribe again; with ``cancel_first`` cancel first (the gateway still has them)."""
+        """Subscribe again (market data and kept-up-to-date bars); with ``cancel_first``
+        cancel first (the gateway still has them)."""
         if not self.connected:
             return
         self.resubscribes += 1
         log.info("IB %s: resubscribing market data (%s)", self.name, why)
         self._subscribe_all(cancel_first)
+        self.history.resubscribe(cancel_first=cancel_first)
 
     def _stamp_read(self) -> None:
         """A socket read arrived: its market data is stamped ``ts_recv`` now, before decoding
@@ -974,6 +1123,9 @@ class IBVenue:
         if ports is None or md is None:
             return
         self._md_rows_seen += len(rows)
+        if self._md_watch:
+            # A farm came back: note which streams deliver until its data check.
+            np.put(self._md_last, rows["req_id"], self._md_rows_seen, mode="clip")
         deltas, quotes, trades = md.translate(rows, self._ts_read, raw)
         wrote = False
         if len(deltas):
@@ -1004,17 +1156,67 @@ class IBVenue:
             ring.write(deltas[pos : pos + room])
             pos += room
 
-    def _check_data_resumed(self, seen_before: int) -> None:
-        if not self.connected:
+    def _farm_back(self, code: int, msg: str) -> None:
+        """A data farm says OK (2104 market data, 2106 historical, 2158 sec-def): if it was
+        down, check after ``data_check_s`` that each stream it may serve delivers again (IB
+        does not say which instruments a farm serves)."""
+        farm = _farm_name(code, msg)
+        if self._farm_down.pop(farm, None) is None or code == 2158:
+            return  # a status notice (every connect sends them), or no stream to check
+        epoch, delay = self.epoch, self.config.data_check_s
+        if code == 2104:
+            self._md_watch += 1
+            mark = self._md_rows_seen
+            self._later(delay, lambda: self._check_streams(farm, epoch, mark))
+        elif counts := self.history.update_counts():
+            self._later(delay, lambda: self._check_bars(farm, epoch, counts))
+
+    def _check_streams(self, farm: str, epoch: int, mark: int) -> None:
+        """Restart each stream that delivered nothing since ``farm`` came back (at ``mark``
+        rows seen). A trade stream is quiet whenever nothing trades: it counts as dead only
+        with its instrument's book stream. Streams IB refused are left alone (a reconnect asks
+        for them again)."""
+        self._md_watch -= 1
+        if not self.connected or epoch != self.epoch:
             return
-        if self._md_rows_seen == seen_before:
-            log.warning(
-                "IB %s: no market data %.0f s after the farm came back: resubscribing",
-                self.name, self.config.data_check_s,
-            )  # fmt: skip
-            self.resubscribe("data did not resume after a farm blip", cancel_first=True)
-        else:
-            log.info("IB %s: market data resumed after the farm blip", self.name)
+        last, refused = self._md_last, self._md_refused
+        dead: list[tuple[_Subscription, Subscription]] = []
+        for sub in self._subs.values():
+            streams = self._streams(sub)
+            book = streams[0][1]
+            if book not in refused and last[book] > mark:
+                continue
+            dead += [(sub, k) for k, r in streams if r not in refused and last[r] <= mark]
+        if not dead:
+            log.info("IB %s: market data resumed after the farm blip (%s)", self.name, farm)
+            return
+        log.warning(
+            "IB %s: no market data for %s %.0f s after %s came back: asking for it again",
+            self.name, ", ".join(sorted({sub.instrument.key for sub, _ in dead})),
+            self.config.data_check_s, farm,
+        )  # fmt: skip
+        self.resubscribes += 1
+        for sub, kind in dead:
+            self._restart_stream(sub, kind)
+        self._wake()
+
+    def _check_bars(self, farm: str, epoch: int, before: dict[int, int]) -> None:
+        """Ask again for each kept-up-to-date bar subscription with no update since ``farm``
+        (historical data) came back (``before``: their update counts then)."""
+        if not self.connected or epoch != self.epoch:
+            return
+        now = self.history.update_counts()
+        silent = [req for req, n in before.items() if now.get(req) == n]
+        if not silent:
+            log.info("IB %s: bars resumed after the farm blip (%s)", self.name, farm)
+            return
+        log.warning(
+            "IB %s: %d keep-up-to-date bar subscription(s) silent %.0f s after %s came back: "
+            "asking for them again",
+            self.name, len(silent), self.config.data_check_s, farm,
+        )  # fmt: skip
+        self.resubscribes += 1
+        self.history.resubscribe(silent, cancel_first=True)
 
     # ---- orders out --------------------------------------------------------------------------
 
@@ -1025,6 +1227,11 @@ class IBVenue:
             return f"IB venue {self.name} is not connected (reconnecting); order held back"
         if self.in_1100:
             return "IB reports connectivity lost (1100); orders held back until it is restored"
+        if self.unreconciled:
+            return (
+                f"IB venue {self.name}: reconciliation incomplete (no end of "
+                f"{' or '.join(self.unreconciled)} from IB yet; asking again); order held back"
+            )
         if self.reconciling or not self.ready:
             return "IB venue is reconciling after a reconnect; order held back"
         if time.time() >= self._guard_until:
@@ -1708,17 +1915,14 @@ class IBVenue:
             del self.errors[:500]
         if code in _FARM_OK:
             # Informational (never touches orders), but a farm coming back is when data resumes.
-            if self._farm_down:
-                self._farm_down.clear()
-                seen = self._md_rows_seen
-                self._later(self.config.data_check_s, lambda: self._check_data_resumed(seen))
+            self._farm_back(code, msg)
             log.info("IB %s: %d %s", self.name, code, msg)
             return
         if code in INFO_CODES:
             log.info("IB %s: %d %s", self.name, code, msg)
             return
         if code in _FARM_BROKEN:
-            self._farm_down.add(code)
+            self._farm_down[_farm_name(code, msg)] = code
             log.warning(
                 "IB %s: %d %s (data farm down; waiting for it to return)", self.name, code, msg
             )
@@ -1774,7 +1978,11 @@ class IBVenue:
             if code in (10167, 10168, 300):  # 300: a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
                 return
+            if code == 317 and req_id == sub.depth:
+                self._depth_reset(sub)
+                return
             sub.failed = f"{code} {msg}"
+            self._md_refused.add(req_id)
             if req_id == sub.depth:
                 self._depth_refused(sub)
             log.error(
@@ -1947,6 +2155,7 @@ class IBVenue:
             "connected": self.connected,
             "ready": self.ready,
             "in_1100": self.in_1100,
+            "unreconciled": list(self.unreconciled),
             "server_version": self.server_version,
             "next_order_id": self._next_id,
             "orders_sent": self.orders_sent,
@@ -1959,6 +2168,12 @@ class IBVenue:
 
 def _req_current_time(client: Any) -> None:
     client.reqCurrentTime()
+
+
+def _farm_name(code: int, msg: str) -> str:
+    """The farm a farm notice names (``...connection is OK:usfarm``), else its kind."""
+    _, colon, name = msg.rpartition(":")
+    return name.strip() if colon and name.strip() else _FARM_KIND[code]
 
 
 def _digits(tick: float) -> int:

@@ -120,6 +120,9 @@ FaultAction = Literal[
     "drop_all",
     "connectivity_lost",
     "farm_blip",
+    "ignore_requests",
+    "silence_subscriptions",
+    "depth_reset",
     "daily_restart",
     "hang",
     "latency",
@@ -141,6 +144,11 @@ class FaultConfig:
     refuse: Literal["refuse", "accept_close"] = "refuse"
     ms: float = field(default=0.0, metadata={"check": _non_negative})
     count: int = field(default=1, metadata={"check": _non_negative})
+    #: ``ignore_requests``: the request's type as the simulator names it (``ReqOpenOrders``).
+    request: str = ""
+    #: ``farm_blip``: the farm that blips, ``usfarm`` (market data: 2103/2104) or ``ushmds``
+    #: (historical data and keep-up-to-date bars: 2105/2106).
+    farm: Literal["usfarm", "ushmds"] = "usfarm"
     symbol: str = ""
 
 

@@ -93,6 +93,8 @@ ERRORS: dict[int, str] = {
     202: "Order Canceled - reason:{reason}",
     300: "Can't find EId with tickerId:{req_id}",
     309: "Max number ({max}) of market depth requests has been reached",
+    317: "Market depth data has been RESET. Please empty deep book contents before applying "
+    "any new entries.",
     320: "Error reading request:{reason}",
     321: "Error validating request:-'bX' : cause - {reason}",
     322: "Error processing request:-'bX' : cause - Duplicate ticker id",
@@ -103,6 +105,7 @@ ERRORS: dict[int, str] = {
     1102: "Connectivity between IB and TWS has been restored- data maintained.",
     2103: "Market data farm connection is broken:usfarm",
     2104: "Market data farm connection is OK:usfarm",
+    2105: "HMDS data farm connection is broken:ushmds",
     2106: "HMDS data farm connection is OK:ushmds",
     2158: "Sec-def data farm connection is OK:secdefnj",
     10147: "OrderId {order_id} that needs to be cancelled is not found.",
@@ -473,7 +476,10 @@ class GatewayCore:
         self.reject_next = 0
         self.link_down = False
         self.farm_down = False
+        self.hmds_down = False  # keepUpToDate bars paused (``farm_blip`` of ``ushmds``)
         self.stopped_data: set[int] = set()
+        #: Requests left unanswered (``ignore_requests``): how many more, by type name.
+        self.ignoring: dict[str, int] = {}
         self.down_until_ns = 0
         #: Until then the gateway is hung (``hang``): sockets open, nothing read or written,
         #: the market and timers stand still.
@@ -590,6 +596,8 @@ class GatewayCore:
     # -- request dispatch -------------------------------------------------------------------
 
     def handle(self, s: Session, req: rq.Request) -> None:
+        if self.ignoring and self._ignored(s, req):
+            return
         handler = self._handlers.get(type(req))
         if handler is None:
             assert isinstance(req, rq.Unsupported)
@@ -1040,6 +1048,10 @@ class GatewayCore:
                 return
         elif self.held:
             subs = [sub for sub in subs if sub.live or not self._holds(sub)]
+            if not subs:
+                return
+        if self.hmds_down:
+            subs = [sub for sub in subs if sub.kind != "bars"]
             if not subs:
                 return
         depth = False
@@ -1745,6 +1757,16 @@ class GatewayCore:
         self._schedule(self.now_ns + int(f.seconds * NS), restore)
 
     def _fault_farm_blip(self, f: FaultConfig) -> None:
+        if f.farm == "ushmds":  # the historical farm: keepUpToDate bars pause
+            self.hmds_down = True
+            self._broadcast_error(2105)
+
+            def restore_hmds() -> None:
+                self.hmds_down = False
+                self._broadcast_error(2106)
+
+            self._schedule(self.now_ns + int(f.seconds * NS), restore_hmds)
+            return
         self.farm_down = True
         self._freeze_depth()
         self._broadcast_error(2103)
@@ -1754,6 +1776,52 @@ class GatewayCore:
             self._broadcast_error(2104)
 
         self._schedule(self.now_ns + int(f.seconds * NS), restore)
+
+    def _fault_ignore_requests(self, f: FaultConfig) -> None:
+        """Leave the next ``count`` requests of type ``request`` unanswered, as a gateway still
+        loading after a restart can leave ``reqOpenOrders`` without its ``openOrderEnd``."""
+        known = {cls.__name__ for cls in self._handlers}
+        if f.request not in known:
+            raise ConfigError(
+                "control", "fault.request",
+                f"{f.request!r} is not a request the simulator handles: {', '.join(sorted(known))}",
+            )  # fmt: skip
+        self.ignoring[f.request] = f.count
+
+    def _ignored(self, s: Session, req: rq.Request) -> bool:
+        name = type(req).__name__
+        left = self.ignoring.get(name, 0)
+        if not left:
+            return False
+        if left == 1:
+            del self.ignoring[name]
+        else:
+            self.ignoring[name] = left - 1
+        self.log_event(s, f"fault: {name} ignored")
+        return True
+
+    def _fault_silence_subscriptions(self, f: FaultConfig) -> None:
+        """The subscriptions open now for ``symbol`` go silent for good, while new ones stream:
+        what IB can do after a farm reconnect until the client subscribes again (nautilus
+        #3968). They stay known, so cancelling them is not an error."""
+        for con in {i.con_id for i in self.instruments if i.symbol == f.symbol}:
+            self.subs_by_con.pop(con, None)
+
+    def _fault_depth_reset(self, f: FaultConfig) -> None:
+        """Error 317 to every depth stream of ``symbol``, then its book again from the first
+        row, as IB resets a deep book; both in wire order with the stream's rows."""
+        streaming, self.streaming = self.streaming, self.input_pending is not None
+        try:
+            for con in {i.con_id for i in self.instruments if i.symbol == f.symbol}:
+                for sub in self.subs_by_con.get(con, ()):
+                    if sub.kind != "depth":
+                        continue
+                    sub.session.error(sub.req_id, 317)
+                    sub.levels = {BID: ([], []), ASK: ([], [])}
+                    sub.live = False
+                    self._sync_depth(sub)
+        finally:
+            self.streaming = streaming
 
     def _fault_daily_restart(self, f: FaultConfig) -> None:
         for s in list(self.sessions.values()):
@@ -1794,6 +1862,7 @@ class GatewayCore:
             "link_down": self.link_down,
             "hung": self.now_ns < self.hung_until_ns,
             "farm_down": self.farm_down,
+            "hmds_down": self.hmds_down,
             "market_data_held": len(self.held),
             "steps_dropped": self.steps_dropped,
         }
