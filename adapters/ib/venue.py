@@ -851,23 +851,22 @@ class IBVenue:
                 )  # fmt: skip
         # Orders that were in flight at the disconnect (or journaled by a process that died)
         # and that IB does not know.
-        if "open_orders" not in missing and "completed_orders" not in missing:
-            for live in list(self._by_coid.values()):
-                if live.done or live.epoch == epoch:
-                    continue
-                self.unknown_after_reconnect += 1
-                log.error(
-                    "IB %s: order %d (IB id %d) was in flight at the disconnect and the "
-                    "gateway does not know it: reported as rejected (never reached IB)",
-                    self.name, live.client_order_id, live.ib_id,
-                )  # fmt: skip
-                live.done = True
-                live.given_up = UNKNOWN_AFTER_RECONNECT
-                live.last_error = (UNKNOWN_AFTER_RECONNECT, "unknown to IB after the reconnect")
-                self._emit(
-                    _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
-                    "unknown to IB after reconnect: the order never reached the gateway",
-                )  # fmt: skip
+        for live in list(self._by_coid.values()):
+            if live.done or live.epoch == epoch:
+                continue
+            self.unknown_after_reconnect += 1
+            log.error(
+                "IB %s: order %d (IB id %d) was in flight at the disconnect and the "
+                "gateway does not know it: reported as rejected (never reached IB)",
+                self.name, live.client_order_id, live.ib_id,
+            )  # fmt: skip
+            live.done = True
+            live.given_up = UNKNOWN_AFTER_RECONNECT
+            live.last_error = (UNKNOWN_AFTER_RECONNECT, "unknown to IB after the reconnect")
+            self._emit(
+                _REJECTED, live, UNKNOWN_AFTER_RECONNECT,
+                "unknown to IB after reconnect: the order never reached the gateway",
+            )  # fmt: skip
         # Cancels IB may never have seen (written just before the drop, or into a socket
         # already gone) are sent again after reconciliation, for every order still open, unless
         # IB says it is already cancelling it. A cancel IB did see answers the repeat with
