@@ -169,10 +169,14 @@ class CancelRecord(NamedTuple):
 
 
 class ModifyRecord(NamedTuple):
+    """A modify request, written before it was sent; ``extras`` are the order's new extras
+    when it moved the stop or trail (None: it kept them, or an older file)."""
+
     client_order_id: int
     qty_lots: int
     price_ticks: int
     ts_ns: int
+    extras: OrderExtras | None = None
     offset: int = -1
 
 
@@ -322,6 +326,11 @@ def _decode(kind: int, vals: list[Any], offset: int) -> Record:
         vals = vals[:n]  # fields a newer writer added
     if kind == K_ORDER:
         rec = OrderRecord(*vals, offset=offset)
+        if rec.extras is not None:
+            rec = rec._replace(extras=_extras_in(rec.extras))
+        return rec
+    if kind == K_MODIFY:
+        rec = ModifyRecord(*vals, offset=offset)
         if rec.extras is not None:
             rec = rec._replace(extras=_extras_in(rec.extras))
         return rec
@@ -580,9 +589,18 @@ class Journal:
         self._append(K_CANCEL, self._encode(K_CANCEL, (client_order_id, ts_ns)))
 
     def append_modify(
-        self, client_order_id: int, qty_lots: int, price_ticks: int, ts_ns: int
+        self,
+        client_order_id: int,
+        qty_lots: int,
+        price_ticks: int,
+        ts_ns: int,
+        extras: OrderExtras | None = None,
     ) -> None:
-        vals = (client_order_id, qty_lots, price_ticks, ts_ns)
+        """A modify request; ``extras`` when it moves the order's stop or trail."""
+        if extras is None:
+            vals = (client_order_id, qty_lots, price_ticks, ts_ns)
+        else:
+            vals = (client_order_id, qty_lots, price_ticks, ts_ns, _extras_out(extras))
         self._append(K_MODIFY, self._encode(K_MODIFY, vals))
 
     def append_event(self, ev: OrderEvent) -> None:

@@ -43,7 +43,8 @@ Every (state, event) pair has exactly one entry in ``_TABLE`` below; this is the
   (``pending_qty_lots``): the venue may already work the order at the new size, and IB reports
   the execution before the modify's status, so a fill that completes the old size must not end
   an order the venue is still working.
-* ``MOD``: the order takes the event's quantity and price and goes back to working (ACCEPTED, or
+* ``MOD``: the order takes the event's quantity and price (and the stop or trail of a modify that
+  moved them, ``pending_extras``) and goes back to working (ACCEPTED, or
   PARTIALLY_FILLED if anything filled; FILLED if the new quantity is all filled); a pending
   cancel stays pending. The same terms reported again on a working order are a duplicate.
 * ``ack``: an acceptance that arrives after the strategy asked to cancel or modify: the order
@@ -266,7 +267,9 @@ class Order:
     whose commission has been counted (None until the first).
     ``pending_qty_lots`` is the quantity of the modify on its way to the venue (0: none), kept
     until the venue answers it or the order finishes: until then the order is not finished by
-    fills that cover only its old quantity.
+    fills that cover only its old quantity. ``pending_extras`` are the extras a modify that
+    moves the stop or trail asked for (None: none pending); they become ``extras`` when the
+    venue confirms a modify (MODIFIED), and are dropped when it refuses one or the order ends.
     ``parent_id`` (the parent's client order id, 0 none), ``oca_group`` ("" none) and ``oca_type``
     (0 without a group) are copied from those extras by the risk gate.
     """
@@ -283,6 +286,7 @@ class Order:
         "oca_type",
         "order_type",
         "parent_id",
+        "pending_extras",
         "pending_qty_lots",
         "price_ticks",
         "qty_lots",
@@ -323,6 +327,7 @@ class Order:
         self.exec_ids: set[str] | None = None
         self.fee_ids: set[str] | None = None
         self.pending_qty_lots = 0
+        self.pending_extras: OrderExtras | None = None
         self.venue_order_id = 0
         self.reason = ""
         self.ts_sent = 0
@@ -433,13 +438,18 @@ class OrderTracker:
         order.state = new
         return True
 
-    def request_modify(self, order: Order, qty_lots: int = 0) -> bool:
+    def request_modify(
+        self, order: Order, qty_lots: int = 0, extras: OrderExtras | None = None
+    ) -> bool:
         """The strategy asked to modify ``order`` to ``qty_lots`` (0: not known, as a journal
         from before this was recorded): PENDING_MODIFY where the table says so, and the order
-        remembers the largest quantity it may now be worked at; True if the state changed."""
+        remembers the largest quantity it may now be worked at, and the new ``extras`` of a
+        modify that moves its stop or trail (None: it keeps them); True if the state changed."""
         new = _MODIFY_ROW[order.state]  # None: the state stays
         if new is None:
             return False
+        if extras is not None:
+            order.pending_extras = extras
         if qty_lots > order.pending_qty_lots:
             order.pending_qty_lots = qty_lots
         if new is order.state:
@@ -466,6 +476,7 @@ class OrderTracker:
         order.state = state
         order.reason = reason
         order.pending_qty_lots = 0
+        order.pending_extras = None
         coid = order.client_order_id
         if self.open.pop(coid, None) is not None:
             group = self._by_key[(order.strategy_id, order.instrument_id)]
@@ -595,6 +606,9 @@ class OrderTracker:
             order.price_ticks = ev.price_ticks
             order.accepted = True
             order.pending_qty_lots = 0
+            if order.pending_extras is not None:  # the venue confirmed the new stop or trail
+                order.extras = order.pending_extras
+                order.pending_extras = None
             if order.filled_lots >= order.qty_lots:
                 self.finish(order, _FILLED)
             elif order.state is not _PENDING_CANCEL:
@@ -603,6 +617,7 @@ class OrderTracker:
             order.accepted = True
         elif action == RES:
             order.pending_qty_lots = 0
+            order.pending_extras = None
             if order.filled_lots >= order.qty_lots:
                 self.finish(order, _FILLED)  # filled at its old size; the modify came too late
             else:

@@ -47,7 +47,7 @@ from engine.journal import (
     StateRecord,
 )
 from engine.messages import EventKind, OrderEvent
-from engine.orders import Order
+from engine.orders import Order, OrderExtras
 from engine.runtime import PDT_WINDOW_DAYS
 from engine.venue import JournaledFill
 
@@ -122,7 +122,7 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
     risk = engine.risk
     ev = OrderEvent()
     orders: dict[int, Order] = {}
-    modifies: dict[int, tuple[int, int]] = {}
+    modifies: dict[int, tuple[int, int, OrderExtras | None]] = {}
     fills: list[tuple[str, int, int, float, int]] = []
     late_fees: dict[str, float] = {}  # COMMISSION events, by exec id
     max_coid = 0
@@ -173,8 +173,10 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
             elif isinstance(rec, ModifyRecord):
                 order = tracker.get(rec.client_order_id)
                 if order is not None:
-                    modifies[rec.client_order_id] = (rec.qty_lots, rec.price_ticks)
-                    tracker.request_modify(order, rec.qty_lots)
+                    # A new stop or trail is the order's once its MODIFIED is replayed (or the
+                    # venue's reconciliation confirms it), as live.
+                    modifies[rec.client_order_id] = (rec.qty_lots, rec.price_ticks, rec.extras)
+                    tracker.request_modify(order, rec.qty_lots, rec.extras)
             elif isinstance(rec, StateRecord):
                 last_state = rec
     finally:

@@ -11,9 +11,11 @@ orders this gate passed (``UNKNOWN_ORDER`` for one it refused: it never reached 
 modify of an order whose cancel is pending is refused (``CANCEL_PENDING``: the cancel wins), and
 a second cancel of it is not sent again (the venue's answer to the first answers both). A modify
 that gives a limit price to an order type that takes none (MARKET, STOP, MARKET_ON_CLOSE,
-TRAILING_*) is refused as a new order would be (``BAD_ORDER_PARAMS``). None of these reach the
-router, the venue or the journal's requests; the refusal does not touch the order (see
-``engine.orders.refused_by_gate``).
+TRAILING_*) is refused as a new order would be (``BAD_ORDER_PARAMS``), and so is one that moves
+the stop price of anything but STOP and STOP_LIMIT or the trail of anything but TRAILING_*, or
+gives a trail amount and a percent together; a new stop price is held to a new order's rules.
+None of these reach the router, the venue or the journal's requests; the refusal does not touch
+the order (see ``engine.orders.refused_by_gate``).
 
 The checks and the limit state (open orders and their exposure, positions and today's P&L,
 token buckets) are the Numba kernels of ``hotpath.risk``; this class fills their arrays from the
@@ -100,6 +102,7 @@ _STOP_TYPES = frozenset(
     )
 )
 _TRAILING = frozenset({int(OrderType.TRAILING_STOP), int(OrderType.TRAILING_STOP_LIMIT)})
+_FIXED_STOPS = frozenset({int(OrderType.STOP), int(OrderType.STOP_LIMIT)})
 _ON_CLOSE = frozenset({int(OrderType.MARKET_ON_CLOSE), int(OrderType.LIMIT_ON_CLOSE)})
 _TYPE_NAMES = {int(t): t.name for t in OrderType}
 _TIF_NAMES = {int(t): t.name for t in TimeInForce}
@@ -123,6 +126,35 @@ _MAX_OCA_GROUP = 64
 
 def _at_once(fn: Callable[[], object]) -> None:
     fn()
+
+
+def _moved(
+    extras: OrderExtras, stop: float, stop_ticks: int, amount: float, percent: float
+) -> OrderExtras | None:
+    """``extras`` with a modify's stop and trail (a trail amount replaces a percent and the
+    other way round), or None if the modify changes neither. A new trail drops a trailing
+    order's initial stop: sent again, it would put the stop back where it started."""
+    if amount == amount or percent == percent:
+        stop, stop_ticks = _NAN, NO_PRICE
+        if amount == amount:
+            percent = _NAN
+        else:
+            amount = _NAN
+    else:
+        amount, percent = extras.trail_amount, extras.trail_percent
+    if (
+        stop_ticks == extras.stop_ticks
+        and _same(amount, extras.trail_amount)
+        and _same(percent, extras.trail_percent)
+    ):
+        return None
+    return extras._replace(
+        stop_price=stop, stop_ticks=stop_ticks, trail_amount=amount, trail_percent=percent
+    )
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
 
 
 def _percent_to_fraction(pct: float | None) -> float | None:
@@ -605,18 +637,28 @@ class RiskGate:
         elif price != price:  # NaN: keep the limit price
             price = order.price_ticks * self._tick_size[i]
         extras = order.extras
+        stop = _NAN if extras is None else extras.stop_price  # kept unless the modify moves it
+        if it.extended:
+            problem = self._trigger_problem(order.order_type, it)
+            if problem is not None:
+                lead = f"modify refused; {problem}; "
+                self._reject(it, _CANCEL_REJECTED, _BAD_ORDER_PARAMS, (lead, qty, price, stop))
+                return
+            if it.stop_price == it.stop_price:
+                stop = it.stop_price
+        changed = None  # the order's new extras, when the modify moves its stop or trail
         if extras is None:
             verdict, lots, ticks = self._check_modify(
                 *self._check_args, order.strategy_id, i, order.side, order.order_type, qty,
                 price, self._now(), order.reserved, order.filled_lots,
             )  # fmt: skip
-            stop = _NAN
-        else:  # the order's stop price stays
-            stop = extras.stop_price
-            verdict, lots, ticks, _ = self._check_modify_extended(
+        else:
+            verdict, lots, ticks, stop_ticks = self._check_modify_extended(
                 *self._check_args, order.strategy_id, i, order.side, order.order_type, qty,
                 price, stop, self._now(), order.reserved, order.filled_lots,
             )  # fmt: skip
+            if not verdict and it.extended:
+                changed = _moved(extras, stop, stop_ticks, it.trail_amount, it.trail_percent)
         if verdict:
             self._reject(it, _CANCEL_REJECTED, verdict, ("modify refused; ", qty, price, stop))
             return
@@ -624,8 +666,30 @@ class RiskGate:
         reserved = lots - order.filled_lots
         if reserved > order.reserved:
             order.reserved = reserved
-        self._tracker.request_modify(order, lots)
-        self._router.modify(order, lots, ticks)
+        self._tracker.request_modify(order, lots, changed)
+        self._router.modify(order, lots, ticks, changed)
+
+    @staticmethod
+    def _trigger_problem(order_type: int, it: OrderIntent) -> str | None:
+        """What is wrong with a modify's new stop price or trail for an order of
+        ``order_type``, or None; held to a new order's rules (``_params_problem``), the stop
+        price's number to the kernel's. Only STOP and STOP_LIMIT take a new stop price (a
+        trailing order's stop follows the market: its trail is what moves)."""
+        name = _TYPE_NAMES[order_type]
+        if it.stop_price == it.stop_price and order_type not in _FIXED_STOPS:
+            return f"{name} takes no new stop price"
+        amount = it.trail_amount
+        percent = it.trail_percent
+        if amount == amount or percent == percent:
+            if order_type not in _TRAILING:
+                return f"{name} takes no trail amount or percent"
+            if amount == amount and percent == percent:
+                return f"{name} takes a trail amount or a trail percent, not both"
+            if amount == amount and not 0.0 < amount < math.inf:
+                return f"trail amount must be a finite number > 0, not {amount:g}"
+            if percent == percent and not 0.0 < percent < 100.0:
+                return f"trail percent must be > 0 and < 100, not {percent:g}"
+        return None
 
     # ---- keeping the kernels' state in step -------------------------------------------------
 

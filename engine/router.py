@@ -44,7 +44,7 @@ from engine.instruments import InstrumentRegistry
 from engine.journal import Journal
 from engine.messages import NO_PRICE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import LatencyRecorder
-from engine.orders import Order
+from engine.orders import Order, OrderExtras
 from engine.venue import Venue, VenuePorts
 
 if TYPE_CHECKING:
@@ -376,13 +376,23 @@ class Router:
         if venue is not None:
             venue.cancel(order)
 
-    def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
+    def modify(
+        self, order: Order, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
+    ) -> None:
+        """Send a modify; ``extras`` are the order's new extras when it moves the stop or
+        trail (None: the order keeps its own), journaled with it."""
         self.modifies += 1
         if self.journal is not None:
-            self.journal.append_modify(order.client_order_id, qty_lots, price_ticks, self._now())
+            self.journal.append_modify(
+                order.client_order_id, qty_lots, price_ticks, self._now(), extras
+            )
         venue = self._holder(order, "modify") if order.shadow else self._live[order.instrument_id]
-        if venue is not None:
+        if venue is None:
+            return
+        if extras is None:
             venue.modify(order, qty_lots, price_ticks)
+        else:
+            venue.modify(order, qty_lots, price_ticks, extras)
 
     # ---- the shadow-vs-live comparison -------------------------------------------------------
 

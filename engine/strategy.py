@@ -315,10 +315,31 @@ class Strategy:
         self._flush_intents()
 
     def modify(
-        self, client_order_id: int, qty: float | None = None, price: float | None = None
+        self,
+        client_order_id: int,
+        qty: float | None = None,
+        price: float | None = None,
+        *,
+        stop_price: float | None = None,
+        trail_amount: float | None = None,
+        trail_percent: float | None = None,
     ) -> None:
-        """Change an open order's quantity and/or limit price (cancel/replace at the venue)."""
+        """Change an open order's quantity, limit price, stop price (STOP, STOP_LIMIT) or trail
+        (TRAILING_STOP, TRAILING_STOP_LIMIT: an amount or a percent, replacing whichever it
+        had); None keeps what the order has. The venue changes the order in place (IB: the
+        same order id), so a moved stop keeps working with no gap. The order's ``extras`` show
+        the new stop or trail once the venue confirms (MODIFIED)."""
         it = self._intents.claim()
+        if stop_price is None and trail_amount is None and trail_percent is None:
+            if it.extended:  # the slot last carried an order with extras
+                it.reset_extras()
+        else:
+            it.set_extras(
+                _NAN if stop_price is None else float(stop_price),
+                _NAN if trail_amount is None else float(trail_amount),
+                _NAN if trail_percent is None else float(trail_percent),
+                _NAN, 0, 0, 0, None,
+            )  # fmt: skip
         it.kind = _MODIFY
         it.strategy_id = self.id
         it.client_order_id = client_order_id

@@ -12,7 +12,7 @@ from engine.book import BookStore
 from engine.clock import Clock
 from engine.instruments import InstrumentRegistry
 from engine.messages import OrderEvent, OrderIntent
-from engine.orders import Order
+from engine.orders import Order, OrderExtras
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing
 
@@ -72,7 +72,11 @@ class Venue(Protocol):
 
     def cancel(self, order: Order) -> None: ...
 
-    def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None: ...
+    def modify(
+        self, order: Order, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
+    ) -> None:
+        """Change the order's quantity and limit price, and with ``extras`` (the router passes
+        them only when they change) its stop or trail; answer MODIFIED once it is applied."""
 
     def cancel_all(self) -> None:
         """Cancel every open order at this venue, the engine's and any other; each cancel is

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -99,6 +100,67 @@ async def test_modify_changes_price_and_quantity_at_ib() -> None:
         assert float(sim.order.totalQuantity) == 7
         assert sim.order.lmtPrice == pytest.approx(low - 0.05)
         assert h.venue.orders_sent == 1  # a modify is the same IB order, not a new one
+
+
+async def test_a_modify_moves_a_stop_order_trigger_at_ib() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        mid = h.mid("AAPL")
+        far = round(mid * 0.90, 2)
+        coid = h.strat.sell("AAPL", 3, None, order_type=OrderType.STOP, stop=far)
+        await h.wait_kind(coid, A)
+        # Only the trigger moves, still below the market: the same IB order, with the new
+        # auxPrice, confirmed as MODIFIED, and not triggered.
+        nearer = round(mid * 0.95, 2)
+        h.strat.modify(coid, stop_price=nearer)
+        await h.wait_kind(coid, M)
+        assert h.sim_order(coid).order.auxPrice == pytest.approx(nearer)
+        order = h.engine.tracker.get(coid)
+        assert order is not None and order.qty_lots == 3
+        assert order.extras.stop_price == nearer and order.extras.stop_ticks == round(nearer * 100)
+        assert h.venue._by_coid[coid].extras == order.extras  # what a later modify re-sends
+        assert F not in h.kinds(coid)
+        # Moved to above the last price, a sell stop triggers at once and fills (the fill may
+        # come before IB's word on the modify: the order is then done, FILLED).
+        above = round(h.mid("AAPL") * 1.05, 2)
+        h.strat.modify(coid, stop_price=above)
+        await until(lambda: sum(f.fill_lots for f in h.strat.fills(coid)) == 3, 5, "3 filled")
+        assert h.sim_order(coid).order.auxPrice == pytest.approx(above)
+        assert h.engine.tracker.finished[coid].state is OrderState.FILLED
+        assert h.venue.orders_sent == 1  # modifies are the same IB order, not new ones
+
+
+async def test_an_open_order_with_the_old_stop_does_not_confirm_a_stop_modify() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        far = round(h.mid("AAPL") * 0.90, 2)
+        coid = h.strat.sell("AAPL", 3, None, order_type=OrderType.STOP, stop=far)
+        await h.wait_kind(coid, A)
+        h.fault("ignore_requests", request="PlaceOrder", count=1)  # the modify never lands
+        h.strat.modify(coid, stop_price=round(far + 1.0, 2))
+        h.engine.pump()
+        end = h.venue._ends["open_orders"]
+        end.clear()
+        h.venue._request(ORDER, lambda c: c.reqOpenOrders())  # IB reports the order as it is
+        await asyncio.wait_for(end.wait(), 5)
+        h.engine.pump()  # whatever the openOrder gave the engine
+        assert h.sim_order(coid).order.auxPrice == pytest.approx(far)
+        assert M not in h.kinds(coid)  # same quantity, but not the new stop: not applied
+        order = h.engine.tracker.get(coid)
+        assert order.state is OrderState.PENDING_MODIFY and order.extras.stop_price == far
+
+
+async def test_a_modify_moves_a_trailing_orders_trail_at_ib() -> None:
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        coid = h.strat.sell("AAPL", 2, None, order_type=OrderType.TRAILING_STOP, trail=5.0)
+        await h.wait_kind(coid, A)
+        h.strat.modify(coid, trail_percent=4.0)
+        await h.wait_kind(coid, M)
+        sim = h.sim_order(coid).order
+        assert sim.trailingPercent == pytest.approx(4.0) and sim.auxPrice in (UNSET_DOUBLE, None)
+        extras = h.engine.tracker.get(coid).extras
+        assert extras.trail_percent == 4.0 and math.isnan(extras.trail_amount)
 
 
 async def test_ib_reject_reaches_the_strategy_with_the_ib_code() -> None:

@@ -150,6 +150,25 @@ def test_optional_order_slots_are_journaled_when_present(tmp_path: Path) -> None
     )  # fmt: skip
 
 
+def test_a_modify_that_moves_the_stop_or_trail_is_journaled_with_the_new_extras(
+    tmp_path: Path,
+) -> None:
+    stop = OrderExtras(99.75, 9_975, NAN, NAN, NAN, 0, 0, 0, None)
+    trail = OrderExtras(NAN, NO_PRICE, NAN, 1.5, NAN, 0, 0, 0, None, 3, "g", 1, False)
+    with Journal.open(tmp_path / "j") as j:
+        j.append_modify(7, 4, NO_PRICE, 1, stop)
+        j.append_modify(8, 2, NO_PRICE, 2, trail)
+        j.append_modify(9, 5, 10_000, 3)  # quantity and price only
+    got = without_offsets(read_journal(tmp_path / "j").records)
+    expected = [
+        ModifyRecord(7, 4, NO_PRICE, 1, stop),
+        ModifyRecord(8, 2, NO_PRICE, 2, trail),
+        ModifyRecord(9, 5, 10_000, 3),
+    ]
+    assert same(got, expected)
+    assert type(got[0].extras) is OrderExtras and got[2].extras is None
+
+
 def test_bad_strings_are_kept_escaped_not_dropped(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j", fsync="never") as j:
         j.append_event(event(client_order_id=3, reason="bad \udcff byte"))
@@ -434,7 +453,7 @@ _records = st.one_of(
         st.booleans(),
     ),
     st.builds(CancelRecord, _i64, _i64),
-    st.builds(ModifyRecord, _i64, _i64, _i64, _i64),
+    st.builds(ModifyRecord, _i64, _i64, _i64, _i64, st.none() | _extras),
     st.builds(
         EventRecord,
         st.sampled_from([int(k) for k in EventKind]),

@@ -66,14 +66,20 @@ class Sent:
 
 
 class RecordingVenue:
-    """A venue that records what it is sent, acknowledges new orders and confirms modifies."""
+    """A venue that records what it is sent, acknowledges new orders and confirms modifies (at
+    once, or on ``confirm()`` while ``hold_modifies`` is set).
+
+    ``modified`` holds (client order id, lots, ticks, the order's extras, the modify's new
+    extras or None) per modify."""
 
     name = "REC"
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
-        self.modified: list[tuple[int, int, int, OrderExtras | None]] = []
+        self.modified: list[tuple[int, int, int, OrderExtras | None, OrderExtras | None]] = []
         self.ports: VenuePorts | None = None
+        self.hold_modifies = False
+        self._held: list[tuple] = []
 
     def bind(self, ports: VenuePorts) -> None:
         self.ports = ports
@@ -102,8 +108,33 @@ class RecordingVenue:
     def cancel(self, order) -> None:
         pass
 
-    def modify(self, order, qty_lots: int, price_ticks: int) -> None:
-        self.modified.append((order.client_order_id, qty_lots, price_ticks, order.extras))
+    def modify(self, order, qty_lots: int, price_ticks: int, extras=None) -> None:
+        self.modified.append((order.client_order_id, qty_lots, price_ticks, order.extras, extras))
+        if self.hold_modifies:
+            self._held.append((order, qty_lots, price_ticks))
+        else:
+            self._confirm(order, qty_lots, price_ticks)
+
+    def confirm(self) -> None:
+        """Answer the modifies held so far with MODIFIED."""
+        held, self._held = self._held, []
+        for args in held:
+            self._confirm(*args)
+
+    def refuse(self) -> None:
+        """Answer the modifies held so far with CANCEL_REJECTED, as a venue's refusal."""
+        held, self._held = self._held, []
+        for order, _, _ in held:
+            ev = self.ports.events.claim()
+            ev.clear()
+            ev.kind = EventKind.CANCEL_REJECTED
+            ev.strategy_id = order.strategy_id
+            ev.instrument_id = order.instrument_id
+            ev.client_order_id = order.client_order_id
+            ev.side = order.side
+            ev.reason = "modify refused by the venue"
+
+    def _confirm(self, order, qty_lots: int, price_ticks: int) -> None:
         ev = self.ports.events.claim()
         ev.clear()
         ev.kind = EventKind.MODIFIED
@@ -553,3 +584,171 @@ def test_options_given_as_none_are_unset():
     (sent,) = h.venue.sent
     assert sent.client_order_id == coid and sent.order_type == 1 and sent.price_ticks == 10_000
     assert math.isnan(sent.stop_price) and sent.display_lots == 0 and sent.algo == 0
+
+
+# ---- a modify moves a stop's trigger or a trailing order's trail ----------------------------
+
+
+def test_a_modify_moves_a_stops_trigger_once_the_venue_confirms():
+    h = Harness()
+    h.venue.hold_modifies = True
+    coid = h.sell("AAPL", 4, order_type=OrderType.STOP, stop=99.5)
+    before = h.order(coid).extras
+    h.strat.modify(coid, stop_price=99.75)
+    h.engine.pump()
+    (m,) = h.venue.modified
+    assert m[:3] == (coid, 4, NO_PRICE)
+    new = m[4]
+    assert (new.stop_price, new.stop_ticks) == (99.75, 9_975)
+    assert new._replace(stop_price=99.5, stop_ticks=9_950) == before  # nothing else changes
+    # Not the order's until the venue says it is applied.
+    order = h.order(coid)
+    assert order.extras is before and order.state is OrderState.PENDING_MODIFY
+    h.venue.confirm()
+    h.engine.pump()
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.MODIFIED]
+    assert order.extras == new and order.state is OrderState.ACCEPTED
+    # A later modify starts from the new stop: a quantity change re-sends it as it is.
+    h.strat.modify(coid, 6)
+    h.engine.pump()
+    assert h.venue.modified[-1][3] == new and h.venue.modified[-1][4] is None
+
+
+def test_a_refused_modify_leaves_the_stop_as_it_was():
+    h = Harness()
+    h.venue.hold_modifies = True
+    coid = h.sell("AAPL", 4, order_type=OrderType.STOP_LIMIT, stop=99.5, price=99.4)
+    before = h.order(coid).extras
+    h.strat.modify(coid, stop_price=99.75)
+    h.engine.pump()
+    assert h.order(coid).pending_extras.stop_ticks == 9_975
+    h.venue.refuse()
+    h.engine.pump()
+    assert h.strat.kinds(coid)[-1] == EventKind.CANCEL_REJECTED
+    order = h.order(coid)
+    assert order.extras is before and order.pending_extras is None
+    assert order.state is OrderState.ACCEPTED
+
+
+@pytest.mark.parametrize(
+    "kw, amount, percent",
+    [({"trail_percent": 1.5}, NAN, 1.5), ({"trail_amount": 0.25}, 0.25, NAN)],
+    ids=["amount to percent", "new amount"],
+)
+def test_a_modify_moves_a_trailing_orders_trail(kw, amount, percent):
+    h = Harness()
+    coid = h.sell("AAPL", 2, order_type=OrderType.TRAILING_STOP, trail=0.5, stop=99.0)
+    h.strat.modify(coid, **kw)
+    h.engine.pump()
+    new = h.venue.modified[-1][4]
+    assert new is not None and h.order(coid).extras == new
+    # The initial stop is not sent again: it would undo what the trail has moved since.
+    assert math.isnan(new.stop_price) and new.stop_ticks == NO_PRICE
+    assert new.trail_amount == amount or (math.isnan(amount) and math.isnan(new.trail_amount))
+    assert new.trail_percent == percent or (math.isnan(percent) and math.isnan(new.trail_percent))
+
+
+def test_a_modify_to_the_same_stop_changes_no_extras():
+    h = Harness()
+    coid = h.sell("AAPL", 4, order_type=OrderType.STOP, stop=99.5)
+    h.strat.modify(coid, 5, stop_price=99.5)
+    h.engine.pump()
+    assert h.venue.modified[-1][1] == 5 and h.venue.modified[-1][4] is None
+
+
+# name, order options, modify keywords, verdict, words the reason must contain
+BAD_MODIFIES = [
+    ("stop on LMT", {"price": 99.0}, {"stop_price": 98.0}, P, "LIMIT takes no new stop price"),
+    ("stop on TRAIL", {"order_type": TRAIL, "trail": 0.5}, {"stop_price": 99.0}, P,
+     "TRAILING_STOP takes no new stop price"),
+    ("trail on STP", {"order_type": STP, "stop": 99.5}, {"trail_amount": 0.5}, P,
+     "STOP takes no trail amount or percent"),
+    ("trail on LMT", {"price": 99.0}, {"trail_percent": 1.0}, P,
+     "LIMIT takes no trail amount or percent"),
+    ("amount and percent", {"order_type": TRAIL, "trail": 0.5},
+     {"trail_amount": 0.5, "trail_percent": 1.0}, P, "a trail amount or a trail percent, not both"),
+    ("negative amount", {"order_type": TRAIL, "trail": 0.5}, {"trail_amount": -0.5}, P,
+     "trail amount must be a finite number > 0, not -0.5"),
+    ("infinite amount", {"order_type": TRAIL, "trail": 0.5}, {"trail_amount": math.inf}, P,
+     "trail amount must be a finite number > 0"),
+    ("percent 100", {"order_type": TRAIL, "trail_percent": 1.0}, {"trail_percent": 100.0}, P,
+     "trail percent must be > 0 and < 100"),
+    ("off-grid stop", {"order_type": STP, "stop": 99.5}, {"stop_price": 99.505},
+     Verdict.STOP_OFF_TICK_GRID, "stop=99.505"),
+    ("negative stop", {"order_type": STP_LMT, "stop": 99.5, "price": 99.4},
+     {"stop_price": -1.0}, Verdict.BAD_STOP_PRICE, "stop=-1"),
+    ("infinite stop", {"order_type": STP, "stop": 99.5}, {"stop_price": math.inf},
+     Verdict.BAD_STOP_PRICE, "finite"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "order_kw, modify_kw, verdict, words",
+    [b[1:] for b in BAD_MODIFIES],
+    ids=[b[0] for b in BAD_MODIFIES],
+)
+def test_a_bad_stop_or_trail_modify_is_refused_and_changes_nothing(
+    order_kw, modify_kw, verdict, words
+):
+    h = Harness()
+    kw = dict(order_kw)
+    coid = h.sell("AAPL", 2, kw.pop("price", None), **kw)
+    order = h.order(coid)
+    before = (order.extras, order.qty_lots, order.price_ticks, order.state)
+    h.strat.modify(coid, **modify_kw)
+    h.engine.pump()
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED
+    assert ev.reason_code == int(verdict)
+    assert ev.reason.startswith(f"{verdict.name}: ") and "modify refused" in ev.reason, ev.reason
+    assert words in ev.reason, ev.reason
+    assert h.venue.modified == []
+    assert (order.extras, order.qty_lots, order.price_ticks, order.state) == before
+    assert order.pending_extras is None
+
+
+def test_a_modify_slot_does_not_carry_an_earlier_orders_stop():
+    """Intent slots are reused: a plain modify after a stop order must not read its stop."""
+    h = Harness(intents_ring=2)
+    h.sell("AAPL", 1, order_type=OrderType.STOP, stop=99.5)
+    coid = h.buy("AAPL", 1, 99.0)
+    h.strat.modify(coid, 2)  # in the stop order's slot
+    h.engine.pump()
+    assert h.venue.modified[-1][:3] == (coid, 2, 9_900)
+
+
+# ---- the simulated venue moves the trigger --------------------------------------------------
+
+
+def _bid(h: Harness, old: int, new: int) -> None:
+    """AAPL's best bid moves from ``old`` to ``new`` ticks."""
+    h.book(h.aapl.id, (BID, old, 0), (BID, new, 500))
+
+
+def test_the_sim_venue_triggers_a_moved_stop_at_its_new_level_not_its_old():
+    h = Harness(SimVenue("SIM"))
+    up = h.sell("AAPL", 3, order_type=OrderType.STOP, stop=99.5)
+    down = h.sell("AAPL", 2, order_type=OrderType.STOP, stop=99.9)
+    h.strat.modify(up, stop_price=99.9)
+    h.strat.modify(down, stop_price=99.5)
+    h.engine.pump()
+    assert h.strat.kinds(up) == h.strat.kinds(down) == [EventKind.ACCEPTED, EventKind.MODIFIED]
+    assert h.order(up).extras.stop_ticks == 9_990 and h.order(down).extras.stop_ticks == 9_950
+    _bid(h, 9_999, 9_980)  # through 99.90 (the old stop of ``down``, the new one of ``up``)
+    assert EventKind.FILL in h.strat.kinds(up)
+    assert sum(f.fill_lots for f in h.strat.fills(up)) == 3
+    assert EventKind.FILL not in h.strat.kinds(down)
+    _bid(h, 9_980, 9_950)  # at 99.50: ``down``'s new stop
+    assert sum(f.fill_lots for f in h.strat.fills(down)) == 2
+    assert h.strat.fills(down)[0].fill_price_ticks == 9_950
+
+
+def test_the_sim_venue_triggers_a_stop_moved_through_the_market_at_once():
+    h = Harness(SimVenue("SIM"))
+    coid = h.sell("AAPL", 3, order_type=OrderType.STOP, stop=99.5)
+    h.strat.modify(coid, stop_price=100.0)  # the bid (99.99) is already at or below it
+    h.engine.pump()
+    assert h.strat.kinds(coid)[:2] == [EventKind.ACCEPTED, EventKind.MODIFIED]
+    fills = h.strat.fills(coid)
+    assert sum(f.fill_lots for f in fills) == 3 and fills[0].fill_price_ticks == 9_999
+    assert h.order(coid).state is OrderState.FILLED

@@ -20,8 +20,8 @@ import uvloop
 from engine.app import build_app, run_app
 from engine.clock import LiveClock, SimClock
 from engine.config import ConfigError, parse_config
-from engine.journal import OrderRecord, StateRecord, read_journal
-from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind
+from engine.journal import ModifyRecord, OrderRecord, StateRecord, read_journal
+from engine.messages import BOOK_DELTA, BookSide, DeltaAction, EventKind, OrderType
 from engine.orders import OrderState
 from engine.risk_gate import TradingState, Verdict
 from engine.runtime import LOST_WITH_PROCESS
@@ -300,4 +300,28 @@ def test_a_daily_loss_halt_of_an_earlier_day_is_not_restored(tmp_path):
     app.clock.advance_to(DAY1_1500 + 2 * HOUR)  # 17:00 New York
     assert app.engine.trading_state is TradingState.ACTIVE
     assert _first_order(app).kind == EventKind.ACCEPTED
+    app.engine.close_journal()
+
+
+def test_a_stop_moved_by_a_modify_comes_back_moved_after_a_restart(tmp_path):
+    data = _day_config(tmp_path / "orders.twj")
+    app = _start(data, DAY1_1500)
+    e, s = app.engine, app.engine.strategies[0]
+    _book(e, 19_000, 19_001)
+    coid = s.sell("AAPL", 10, None, order_type=OrderType.STOP, stop=189.0)
+    s.modify(coid, stop_price=189.5)
+    e.pump()
+    assert s.kinds(coid) == [EventKind.ACCEPTED, EventKind.MODIFIED]
+    assert e.tracker.get(coid).extras.stop_ticks == 18_950
+    e.stop()
+    e.close_journal()
+    (modify,) = [r for r in read_journal(data["journal"]["path"]).records
+                 if isinstance(r, ModifyRecord)]  # fmt: skip
+    assert (modify.extras.stop_price, modify.extras.stop_ticks) == (189.5, 18_950)
+
+    app = _start(data, DAY1_1600)
+    tracker = app.engine.tracker
+    order = tracker.get(coid) or tracker.finished[coid]  # lost with the in-process venue
+    assert (order.extras.stop_price, order.extras.stop_ticks) == (189.5, 18_950)
+    assert order.pending_extras is None
     app.engine.close_journal()

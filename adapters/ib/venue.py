@@ -268,7 +268,8 @@ class _Live:
         self.done = False
         self.pending_cancel = False
         self.cancel_epoch = 0  # connection epoch in which a cancel of it was last sent
-        self.pending_modify: tuple[int, int] | None = None
+        # A modify IB has not confirmed: (lots, ticks, the new extras or None if they stay).
+        self.pending_modify: tuple[int, int, OrderExtras | None] | None = None
         self.last_error: tuple[int, str] = (0, "")
         #: The code this venue ended the order on without IB's word (an error before IB took
         #: it, unknown after a reconnect); 0 when IB's own status ended it, or it is working.
@@ -1339,19 +1340,20 @@ class IBVenue:
         self,
         orders: Iterable[Order],
         fills: Iterable[JournaledFill],
-        modifies: dict[int, tuple[int, int]] | None = None,
+        modifies: dict[int, tuple[int, int, OrderExtras | None]] | None = None,
     ) -> int:
         """Orders and fills from the engine's journal, given before ``start``; returns how many
         orders are this venue's.
 
-        ``modifies`` are the (lots, ticks) of modifies requested and not yet answered, by client
-        order id. The first reconciliation then matches IB's open and completed orders and its
-        executions to these orders by ``orderRef`` (our client order id) and learns their IB
-        ids: an execution already journaled is not reported again, one IB made while the engine
-        was down is, a cancel or reject IB reported meanwhile is, and an open order IB does not
-        know (journaled just before the process died, never written to the socket) is reported
-        REJECTED with ``UNKNOWN_AFTER_RECONNECT``. No order or modify is sent again; a cancel
-        the journal has pending is, for an order IB still works (IB may never have seen it).
+        ``modifies`` are the (lots, ticks, new extras or None) of modifies requested and not yet
+        answered, by client order id. The first reconciliation then matches IB's open and
+        completed orders and its executions to these orders by ``orderRef`` (our client order
+        id) and learns their IB ids: an execution already journaled is not reported again, one
+        IB made while the engine was down is, a cancel or reject IB reported meanwhile is, and
+        an open order IB does not know (journaled just before the process died, never written
+        to the socket) is reported REJECTED with ``UNKNOWN_AFTER_RECONNECT``. No order or
+        modify is sent again; a cancel the journal has pending is, for an order IB still works
+        (IB may never have seen it).
         """
         mine = {i.id for i in self._instruments}
         shape = OrderIntent()
@@ -1420,7 +1422,12 @@ class IBVenue:
             return
         self._send_cancel(live)
 
-    def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
+    def modify(
+        self, order: Order, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
+    ) -> None:
+        """IB's modify: placeOrder again under the order's id, with the new quantity, limit
+        price and, given ``extras``, the new stop (auxPrice) or trail (auxPrice as the amount,
+        or trailingPercent). MODIFIED once IB's openOrder shows all of them."""
         live = self._by_coid.get(order.client_order_id)
         if live is None or live.done:
             self._emit_unknown(order, "modify")
@@ -1431,7 +1438,7 @@ class IBVenue:
             self._emit(_CANCEL_REJECTED, live, HELD_BACK, why)
             return
         try:
-            frame = self._place_frame(live, qty_lots, price_ticks)
+            frame = self._place_frame(live, qty_lots, price_ticks, extras)
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
             return
@@ -1445,7 +1452,7 @@ class IBVenue:
                 "sent, the order is unchanged",
             )  # fmt: skip
             return
-        live.pending_modify = (qty_lots, price_ticks)
+        live.pending_modify = (qty_lots, price_ticks, extras)
 
     def cancel_all(self) -> None:
         """IB's global cancel: every open order of the account, whichever client placed it."""
@@ -1490,8 +1497,12 @@ class IBVenue:
             self._protos[key] = o
         return o
 
-    def _place_frame(self, live: _Live, qty_lots: int, price_ticks: int) -> bytes:
-        """The placeOrder frame for a new order or a modify (IB: the same id, sent again).
+    def _place_frame(
+        self, live: _Live, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
+    ) -> bytes:
+        """The placeOrder frame for a new order or a modify (IB: the same id, sent again);
+        ``extras``: a modify's new ones (else the order's, ``live.extras``, which take a
+        modify's only once IB confirms it).
 
         The per-order fields are written into the proto (``live.proto`` stays what was sent).
         An order without extras changes only quantity, limit price and orderRef in a proto whose
@@ -1512,7 +1523,7 @@ class IBVenue:
             o.lmtPrice = lmt = round(price_ticks * tick, self._price_digits[iid])
         o.orderRef = ref = str(live.client_order_id)
         contract = self._contracts[iid]
-        x = live.extras
+        x = live.extras if extras is None else extras
         if x is None:
             found = self._prepared.get(o)
             if (
@@ -1716,15 +1727,36 @@ class IBVenue:
                 if px in (UNSET_DOUBLE, None) or not math.isfinite(px)
                 else round(px / tick)
             )
-            if qty == pm[0] and (ticks == pm[1] or pm[1] == NO_PRICE):
+            x = pm[2]
+            if (
+                qty == pm[0]
+                and (ticks == pm[1] or pm[1] == NO_PRICE)
+                and (x is None or self._shows_trigger(live, order, x))
+            ):
                 live.pending_modify = None
-                live.qty_lots, live.price_ticks = pm
+                live.qty_lots, live.price_ticks = pm[0], pm[1]
+                if x is not None:
+                    live.extras = x
                 if live.cum_lots >= live.qty_lots:
                     live.done = True
                 self._emit(_MODIFIED, live)
         self._on_status(live, status)
         if completed:
             self._wake()
+
+    def _shows_trigger(self, live: _Live, order: IbOrder, x: OrderExtras) -> bool:
+        """Does IB's openOrder carry the stop or trail of extras ``x`` (a modify that moved
+        them)? A trailing order's trail, not its stop (IB moves that itself); a STOP or
+        STOP_LIMIT's stop (auxPrice), in ticks."""
+        if live.proto.orderType in ("TRAIL", "TRAIL LIMIT"):
+            if math.isfinite(x.trail_amount):
+                return _same_number(order.auxPrice, x.trail_amount)
+            return _same_number(order.trailingPercent, x.trail_percent)
+        stop = order.auxPrice
+        if stop in (UNSET_DOUBLE, None) or not math.isfinite(stop):
+            return False
+        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
+        return round(stop / tick) == x.stop_ticks
 
     def _on_order_status(
         self, ib_id: int, status: str, perm_id: int, remaining: Any = None
@@ -2188,3 +2220,12 @@ def _lots(qty: Any, lot: Decimal) -> int:
         return int((Decimal(str(qty)) / lot).to_integral_value())
     except Exception:
         return 0
+
+
+def _same_number(ib: Any, ours: float) -> bool:
+    """IB's echo of a double we sent (as decimal text, both ways) against ours."""
+    try:
+        v = float(ib)
+    except (TypeError, ValueError):
+        return False
+    return v != UNSET_DOUBLE and abs(v - ours) <= 1e-9 * max(1.0, abs(ours))

@@ -20,7 +20,8 @@ venue rather than a stub:
   here (our orders are not in the market's book), so it is accepted and matched like any order.
   A STOP triggers when the touch reaches its stop (a buy stop when the best ask is at or above
   it, a sell stop when the best bid is at or below it) or a trade prints at or through it, and
-  then works as a MARKET order;
+  then works as a MARKET order. A modify may move an untriggered stop, which is then judged as a
+  new one: it triggers at once if the touch is already at or through it;
 * parent/child orders and OCA groups as IB expresses them (``OrderIntent.parent_id``,
   ``oca_group``, ``oca_type``, ``transmit``):
 
@@ -73,7 +74,7 @@ from engine.messages import (
     Side,
     TimeInForce,
 )
-from engine.orders import Order
+from engine.orders import Order, OrderExtras
 from engine.venue import VenuePorts
 
 # Module-level names for the matching loops: an enum member read costs ~80 ns in Python 3.11.
@@ -241,10 +242,14 @@ class SimVenue:
             order.client_order_id, order.strategy_id, order.instrument_id, order.side,
         ))  # fmt: skip
 
-    def modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
+    def modify(
+        self, order: Order, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
+    ) -> None:
+        # Only STOP is simulated among the stop types: its trigger is all of extras that moves.
+        stop_ticks = NO_PRICE if extras is None else extras.stop_ticks
         self._request(self.ports.clock.now(), self._modify, (
             order.client_order_id, order.strategy_id, order.instrument_id, order.side, qty_lots,
-            price_ticks,
+            price_ticks, stop_ticks,
         ))  # fmt: skip
 
     def cancel_all(self) -> None:
@@ -520,14 +525,20 @@ class SimVenue:
                 self._discard(other)
 
     def _modify(
-        self, coid: int, strategy_id: int, instrument_id: int, side: int, qty: int, ticks: int
-    ) -> None:
+        self, coid: int, strategy_id: int, instrument_id: int, side: int, qty: int, ticks: int,
+        stop_ticks: int,
+    ) -> None:  # fmt: skip
+        """Change a working order; ``stop_ticks`` (NO_PRICE: unchanged) moves a STOP's
+        trigger, which is then judged as a new stop's is: it triggers at once if the touch is
+        already at or through it. A stop that has triggered is a market order: nothing to move."""
         so = self._orders.get(coid)
         if so is None:
             so = self._untransmitted.get(coid)
             if so is not None:  # held: changed where it is held, still not transmitted
                 so.qty_lots = qty
                 so.price_ticks = ticks
+                if stop_ticks != NO_PRICE:
+                    so.stop_ticks = stop_ticks
                 self._emit(_MODIFIED, so)
                 return
             self._emit_unknown(coid, strategy_id, instrument_id, side, "modify")
@@ -537,8 +548,15 @@ class SimVenue:
             return
         so.qty_lots = qty
         so.price_ticks = ticks
+        if stop_ticks != NO_PRICE:
+            so.stop_ticks = stop_ticks
         self._emit(_MODIFIED, so)
         if not so.held:
+            if so.order_type == _STOP:
+                top = self.ports.books.tops[so.instrument_id]
+                if not so.stop_hit(top[0], top[2]):
+                    return
+                so.order_type = _MARKET  # triggered: a market order from now on
             self._match_book(so, self.ports.clock.now())
 
     def _finish(self, so: SimOrder, kind: EventKind, reason: str) -> None:
