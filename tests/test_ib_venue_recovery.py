@@ -214,6 +214,11 @@ async def test_after_a_farm_blip_only_the_dead_streams_are_asked_for_again(caplo
         mark = len(reqs)
         h.fault("silence_subscriptions", symbol="MSFT")
         await until(lambda: v.resubscribes == subs + 1, 5, "MSFT asked for again")
+
+        def asked(name: str) -> bool:  # the requests reach the simulator a little later
+            return any(n == name for _, n, _ in reqs[mark:])
+
+        await until(lambda: asked("CancelMktDepth") and asked("ReqMktDepth"), 5, "MSFT's requests")
         cancelled = {(n, r.req_id) for _, n, r in reqs[mark:] if n.startswith("Cancel")}
         assert ("CancelMktDepth", msft_ids[0]) in cancelled
         assert not {r for _, r in cancelled} & set(aapl_ids)
