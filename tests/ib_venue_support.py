@@ -42,9 +42,13 @@ class IBHarness:
         router: RouterConfig | None = None,
         engine: dict[str, Any] | None = None,
         facts: dict[str, tuple[float, float, float, str]] | None = None,
+        server: GatewaySimServer | None = None,
         **venue: Any,
     ) -> None:
         self.symbols = symbols
+        #: A simulator started by the caller, which outlives this harness (a process restart
+        #: against the same broker); None: the harness starts and stops its own.
+        self.shared = server
         #: Per symbol (tick size, lot size, multiplier, currency) in the engine's registry
         #: instead of the stocks' (0.01, 1, 1, USD).
         self.facts = facts or {}
@@ -56,8 +60,11 @@ class IBHarness:
         self.server: GatewaySimServer | None = None
 
     async def __aenter__(self) -> IBHarness:
-        self.server = GatewaySimServer(sim_config(**self.sim_sections))
-        await self.server.start()
+        if self.shared is not None:
+            self.server = self.shared
+        else:
+            self.server = GatewaySimServer(sim_config(**self.sim_sections))
+            await self.server.start()
         self.clock = LiveClock()
         self.clock.bind(asyncio.get_running_loop())
         self.registry = InstrumentRegistry()
@@ -78,15 +85,19 @@ class IBHarness:
             **self.engine_options,
         )  # fmt: skip
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
+        self.prepare()
         self.engine.start()
         await self.venue.start()
         assert await self.venue.wait_ready(10), "the venue never became ready"
         return self
 
+    def prepare(self) -> None:
+        """Called with the engine built and its strategy added, before it starts."""
+
     async def __aexit__(self, *exc: object) -> None:
         self.engine.stop()
         await self.venue.stop()
-        if self.server is not None:
+        if self.server is not None and self.shared is None:
             await self.server.stop()
 
     # ---- helpers ----------------------------------------------------------------------------

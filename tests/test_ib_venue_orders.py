@@ -21,17 +21,13 @@ from ibapi.order import Order as IbOrder
 from ibapi.protobuf.OrderStatus_pb2 import OrderStatus as OrderStatusProto
 
 from adapters.ib.gateway_sim.server import GatewaySimServer
-from adapters.ib.venue import BUST_SUFFIX, HELD_BACK, IBVenue
-from engine.clock import LiveClock
-from engine.config import IBVenueConfig, Secret
-from engine.instruments import AssetClass, InstrumentRegistry
+from adapters.ib.venue import BUST_SUFFIX, HELD_BACK
+from engine.config import Secret
 from engine.journal import Journal
 from engine.messages import EventKind
 from engine.orders import OrderState
 from engine.recovery import check_positions, recover
-from engine.runtime import Engine
 from hotpath import risk as rk
-from tests.event_recorder import Recorder
 from tests.ib_sim_support import RecordingApp, sim_config
 from tests.ib_venue_support import IBHarness, until
 from tests.test_ib_venue_faults import (
@@ -496,37 +492,19 @@ class JournaledHarness(IBHarness):
     holds, trading on a simulator that outlives it: a process restart, the broker unchanged."""
 
     def __init__(self, server: GatewaySimServer, path: str, reconnect_s: float = 0.05) -> None:
-        super().__init__()
-        self.shared = server
+        super().__init__(
+            server=server, reconnect_initial_s=reconnect_s, reconnect_max_s=max(reconnect_s, 0.5)
+        )
         self.path = path
-        self.reconnect_s = reconnect_s
 
-    async def __aenter__(self) -> JournaledHarness:
-        self.server = self.shared
-        self.clock = LiveClock()
-        self.clock.bind(asyncio.get_running_loop())
-        self.registry = InstrumentRegistry()
-        for symbol in self.symbols:
-            self.registry.add(symbol, "IB", AssetClass.STOCK, 0.01, 1.0, 1.0, "USD")
-        config = IBVenueConfig(
-            port=self.server.port, reconnect_initial_s=self.reconnect_s,
-            reconnect_max_s=max(self.reconnect_s, 0.5), reconcile_timeout_s=3.0,
-        )  # fmt: skip
-        self.venue = IBVenue("IB", config)
-        self.engine = Engine(self.registry, {"IB": self.venue}, self.clock, risk=self.risk)
-        self.strat = self.engine.add_strategy(Recorder, "rec", None, list(self.symbols))
+    def prepare(self) -> None:
         journal = Journal.open(self.path)
         self.report = recover(self.engine, journal.contents, self.path)
         self.engine.attach_journal(journal)
         self.engine.pump()
-        self.engine.start()
-        await self.venue.start()
-        assert await self.venue.wait_ready(10), "the venue never became ready"
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.engine.stop()
-        await self.venue.stop()
+        await super().__aexit__(*exc)
         self.engine.close_journal()
 
 

@@ -644,6 +644,20 @@ def test_engine_drops_duplicate_stale_and_illegal_events() -> None:
     assert h.engine.tracker.late_fills == 1
 
 
+def venue_fill(h: Harness, coid: int, lots: int, ticks: int, exec_id: str) -> OrderEvent:
+    """A buy fill of ``coid`` as a venue reports it (for ``copy_event``), the order's first."""
+    src = OrderEvent()
+    src.kind = EventKind.FILL
+    src.strategy_id = h.strat.id
+    src.instrument_id = h.es.id
+    src.client_order_id = coid
+    src.side = 1
+    src.fill_lots = src.cum_lots = lots
+    src.fill_price_ticks = ticks
+    src.exec_id = exec_id
+    return src
+
+
 def test_engine_applies_a_fill_racing_a_cancel() -> None:
     h = Harness()
     h.book((BID, 390, 5), (ASK, 410, 5))
@@ -651,16 +665,7 @@ def test_engine_applies_a_fill_racing_a_cancel() -> None:
     assert h.order(coid).state is S.ACCEPTED
     h.cancel(coid)
     assert h.order(coid).state is S.CANCELLED
-    src = OrderEvent()
-    src.kind = EventKind.FILL
-    src.strategy_id = h.strat.id
-    src.instrument_id = h.es.id
-    src.client_order_id = coid
-    src.side = 1
-    src.fill_lots = 2
-    src.fill_price_ticks = 395
-    src.cum_lots = 2
-    src.exec_id = "race-1"
+    src = venue_fill(h, coid, 2, 395, "race-1")
     copy_event(h.engine, src)
     copy_event(h.engine, src)
     h.engine.pump()
@@ -686,16 +691,7 @@ def test_engine_a_fill_ahead_of_a_larger_modifys_answer_does_not_finish_the_orde
     h.modify(coid, qty=10)
     assert order.state is S.PENDING_MODIFY
     ist = h.engine.risk.arrays.ist[h.es.id]
-    src = OrderEvent()
-    src.kind = EventKind.FILL
-    src.strategy_id = h.strat.id
-    src.instrument_id = h.es.id
-    src.client_order_id = coid
-    src.side = 1
-    src.fill_lots = 5
-    src.fill_price_ticks = 395
-    src.cum_lots = 5
-    src.exec_id = "ib-1"
+    src = venue_fill(h, coid, 5, 395, "ib-1")
     copy_event(h.engine, src)
     h.engine.pump()
     assert order.state is S.PENDING_MODIFY and order.is_open
