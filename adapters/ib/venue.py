@@ -2014,11 +2014,19 @@ class IBVenue:
                 return
             sub.failed = f"{code} {msg}"
             self._md_refused.add(req_id)
+            # The stream its book comes from has ended (10197 competing live session, 354...,
+            # often mid-stream): the book is emptied, or strategies and the risk gate (its
+            # reference for collars and market orders) would take its last prices as live.
+            emptied = req_id == self._streams(sub)[0][1] and self._md is not None
+            if emptied:
+                self._write_deltas(self._md.clear_depth(sub.instrument.id, self._now()))
+                self._wake()
             if req_id == sub.depth:
                 self._depth_refused(sub)
             log.error(
-                "IB %s: market data for %s refused: IB error %d: %s",
+                "IB %s: market data for %s refused: IB error %d: %s%s",
                 self.name, sub.instrument.key, code, msg,
+                "; its book is emptied until IB sends prices again" if emptied else "",
             )  # fmt: skip
             return
         if 2100 <= code < 2200:

@@ -129,6 +129,7 @@ FaultAction = Literal[
     "reject_orders",
     "stop_market_data",
     "resume_market_data",
+    "competing_session",
 ]
 
 
