@@ -3,16 +3,19 @@ risk gate see when IB ends or degrades an instrument's data.
 
 A book stream IB ends mid-stream (10197, competing live session; 354 and the like) empties the
 instrument's book, so no strategy quotes on, and no market order is valued against, its last
-prices.
+prices. IB is asked for no more depth rows than a book keeps, so the book stays IB's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import asdict, replace
 
 import pytest
 
-from engine.messages import EventKind
+from adapters.ib.gateway_sim.market import default_universe
+from engine.messages import BookSide, EventKind
 from engine.risk_gate import Verdict
 from tests.ib_venue_support import IBHarness, until
 
@@ -42,3 +45,43 @@ async def test_a_book_stream_ib_ends_empties_the_book(depth_rows: int, caplog) -
         said = [r for r in caplog.records if "10197" in r.getMessage()]
         assert said and all(r.levelno == logging.ERROR for r in said)
         assert any("AAPL" in r.getMessage() and "book is emptied" in r.getMessage() for r in said)
+
+
+def _deep_aapl(levels: int) -> dict:
+    """The simulator's AAPL with ``levels`` price levels a side, as a config table."""
+    (aapl,) = [i for i in default_universe() if (i.symbol, i.sec_type) == ("AAPL", "STK")]
+    deep = asdict(replace(aapl, depth_levels=levels))
+    return {k: v for k, v in deep.items() if v not in ("", ())}  # the defaults
+
+
+async def test_depth_rows_beyond_the_books_rows_are_not_asked_for(caplog) -> None:
+    """``depth_rows`` above the rows a book keeps (64 a side): before, IB was asked for them
+    all; a row past the 64th that slid into view (a level above it went) was never in the
+    book, and IB's later updates of it were refused as rows that do not exist, so the book
+    lost levels for good. Now IB is asked for 64 rows, with a WARNING, and the book is IB's."""
+    caplog.set_level(logging.INFO, LOG)
+    sim = {"instruments": [_deep_aapl(90)], "market": {"events_per_second": 400.0}}
+    async with IBHarness(symbols=("AAPL",), sim=sim, depth_rows=90) as h:
+        rows = h.engine.books.rows.shape[2]
+        assert any(
+            r.levelno == logging.WARNING and "depth_rows" in r.getMessage() for r in caplog.records
+        )
+        await h.book_ready("AAPL")
+        await asyncio.sleep(1.0)  # the market moves: levels go and come at the top
+        h.fault("stop_market_data", symbol="AAPL")
+        subs = [s for c in h.core().clients.values() for s in c.subs.values()]
+        (sub,) = [s for s in subs if s.kind == "depth"]
+        assert sub.rows == rows
+        ib = h.core().client_depth(sub)  # the rows IB has sent, as its client should hold them
+        grid = h.core().market.state(sub.instrument.con_id).grid
+        book = h.strat.book("AAPL")
+
+        def same() -> bool:
+            for side, bs in ((1, BookSide.BID), (0, BookSide.ASK)):
+                px, sz = ib[side][0][:rows], ib[side][1][:rows]  # its top rows, as many as a book's
+                want = [(grid.price(p), float(grid.size(q))) for p, q in zip(px, sz, strict=True)]
+                if [(round(p, 2), q) for p, q in book.depth(bs, 200)] != want:
+                    return False
+            return True
+
+        await until(same, 5, "the book to be IB's rows")

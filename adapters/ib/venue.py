@@ -481,6 +481,7 @@ class IBVenue:
         self._by_con_id: dict[int, int] = {}
         self._subs: dict[int, _Subscription] = {}
         self._md: MarketDataTranslator | None = None
+        self._depth_rows = 0  # rows a side asked of IB (``bind``: at most the book's)
         self._md_rows_seen = 0
         self._ts_read = 0
         self._farm_down: dict[str, int] = {}  # farm name -> the code that said it broke
@@ -533,6 +534,16 @@ class IBVenue:
         self._subs = {i.id: _Subscription(i) for i in self._instruments}
         #: Instruments whose book comes from L1 quotes (no depth configured, or refused).
         self._l1_book = np.full(n, not self.config.depth_rows, dtype=bool)
+        # IB's depth rows are positions: one past the rows a book keeps can slide into view
+        # (a level above it goes) without ever having been in the book, and IB's updates of it
+        # would then be refused. So IB is asked for no more rows than the book keeps.
+        book_rows = ports.books.rows.shape[2]
+        self._depth_rows = min(self.config.depth_rows, book_rows)
+        if self.config.depth_rows > book_rows:
+            log.warning(
+                "IB %s: depth_rows = %d, but a book keeps %d rows a side: asking IB for %d",
+                self.name, self.config.depth_rows, book_rows, book_rows,
+            )  # fmt: skip
         if ports.portfolio is not None:
             ports.portfolio.broker_account(self.name).account = self.account
 
@@ -1038,7 +1049,7 @@ class IBVenue:
         elif kind == MD_DEPTH:
             self._request(
                 DATA,
-                lambda c: c.reqMktDepth(req, contract, cfg.depth_rows, cfg.smart_depth, []),
+                lambda c: c.reqMktDepth(req, contract, self._depth_rows, cfg.smart_depth, []),
             )
         else:
             self._request(DATA, lambda c: c.reqTickByTickData(req, contract, "AllLast", 0, False))
