@@ -3,7 +3,8 @@ risk gate see when IB ends or degrades an instrument's data.
 
 A book stream IB ends mid-stream (10197, competing live session; 354 and the like) empties the
 instrument's book, so no strategy quotes on, and no market order is valued against, its last
-prices. IB is asked for no more depth rows than a book keeps, so the book stays IB's.
+prices; so does a lost connection or 1100 for every book. IB is asked for no more depth rows
+than a book keeps, so the book stays IB's.
 """
 
 from __future__ import annotations
@@ -85,3 +86,27 @@ async def test_depth_rows_beyond_the_books_rows_are_not_asked_for(caplog) -> Non
             return True
 
         await until(same, 5, "the book to be IB's rows")
+
+
+@pytest.mark.parametrize(
+    ("fault", "params"),
+    [("daily_restart", {"seconds": 2.0}), ("connectivity_lost", {"seconds": 2.0})],
+    ids=["socket-lost", "1100-then-1102"],
+)
+async def test_books_are_emptied_while_ibs_data_is_down(fault: str, params: dict) -> None:
+    """The gateway restarts (the socket goes) or IB's link drops (1100): IB's data stops.
+    Before, every book kept its last prices for the whole outage (what strategies, shadow
+    venues and the risk gate read); now they are emptied at once, and the resubscription
+    after the return (reconnect, or 1102) rebuilds them."""
+    async with IBHarness(connect_timeout_s=0.5) as h:
+        for s in ("AAPL", "MSFT"):
+            await h.book_ready(s)
+        h.fault(fault, **params)
+        down = (lambda: not h.venue.connected) if fault == "daily_restart" else None
+        await until(down or (lambda: h.venue.in_1100), 3, "the outage")
+        books = [h.strat.book(s) for s in ("AAPL", "MSFT")]
+        await until(lambda: all(b.mid_ticks is None for b in books), 2, "books emptied")
+        assert h.venue.ready is False or h.venue.in_1100
+        await until(lambda: h.venue.ready and not h.venue.in_1100, 10, "the return")
+        for s in ("AAPL", "MSFT"):
+            await h.book_ready(s)

@@ -722,6 +722,8 @@ class IBVenue:
         lost.set()
 
     def _went_down(self) -> None:
+        if self.connected:
+            self._clear_books("the connection to IB was lost")
         self.connected = False
         self.ready = False
         self.reconciling = False
@@ -1111,6 +1113,19 @@ class IBVenue:
             self.name, sub.instrument.key,
         )  # fmt: skip
         self._restart_stream(sub, MD_DEPTH)
+        self._wake()
+
+    def _clear_books(self, why: str) -> None:
+        """Empty every instrument's book: its data has stopped (the connection or IB's link is
+        down), and strategies and the risk gate must not take its last prices as live. The
+        resubscription that follows the return rebuilds them."""
+        md = self._md
+        if md is None or not self._instruments:
+            return
+        ts = self._now()
+        for inst in self._instruments:
+            self._write_deltas(md.clear_depth(inst.id, ts))
+        log.info("IB %s: books emptied until market data resumes (%s)", self.name, why)
         self._wake()
 
     def resubscribe(self, why: str, cancel_first: bool = False) -> None:
@@ -1972,8 +1987,10 @@ class IBVenue:
         if code == 1100:
             self.in_1100 = True
             log.error(
-                "IB %s: 1100 connectivity between IB and the gateway lost: orders held", self.name
-            )
+                "IB %s: 1100 connectivity between IB and the gateway lost: orders held, books "
+                "emptied", self.name,
+            )  # fmt: skip
+            self._clear_books("IB 1100")
             return
         if code in (1101, 1102):
             self.in_1100 = False
