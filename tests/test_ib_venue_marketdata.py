@@ -110,3 +110,29 @@ async def test_books_are_emptied_while_ibs_data_is_down(fault: str, params: dict
         await until(lambda: h.venue.ready and not h.venue.in_1100, 10, "the return")
         for s in ("AAPL", "MSFT"):
             await h.book_ready(s)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["delayed", "delayed-not-enabled"])
+async def test_delayed_or_no_data_for_want_of_a_subscription_names_the_instrument(
+    enabled: bool, caplog
+) -> None:
+    """Market data type 3 (delayed where there is no live subscription), MSFT without one.
+    10167 (delayed data shown): before, an INFO line that named no instrument, while MSFT's
+    book and the risk gate ran on prices 15-20 minutes old; now a WARNING names MSFT.
+    10168 (delayed data not enabled either: no data at all): before, INFO too, the instrument
+    silently without data; now the ERROR of a refused stream, naming MSFT."""
+    caplog.set_level(logging.INFO, LOG)
+    sim = {"market": {"delayed_only": ["MSFT"], "delayed_enabled": enabled}}
+    async with IBHarness(sim=sim, depth_rows=0, market_data_type=3) as h:
+        await h.book_ready("AAPL")
+        code = 10167 if enabled else 10168
+        await until(lambda: any(c == code for _, c, _ in h.venue.errors), 5, f"{code}")
+        said = [r for r in caplog.records if str(code) in r.getMessage()]
+        (record,) = said
+        assert "MSFT.IB" in record.getMessage()
+        if enabled:
+            assert record.levelno == logging.WARNING and "delayed" in record.getMessage()
+            await h.book_ready("MSFT")
+        else:
+            assert record.levelno == logging.ERROR and "refused" in record.getMessage()
+            assert h.strat.book("MSFT").mid_ticks is None

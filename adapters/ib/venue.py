@@ -1975,6 +1975,14 @@ class IBVenue:
             self._farm_back(code, msg)
             log.info("IB %s: %d %s", self.name, code, msg)
             return
+        if code == 10167 and (sub := self._sub_for(req_id)) is not None:
+            # Before INFO_CODES: which instrument trades on old prices is for the operator.
+            log.warning(
+                "IB %s: %s: no live market data subscription, IB sends delayed data (10167: "
+                "%s): its book and the risk gate's reference prices lag the market by 15-20 "
+                "minutes", self.name, sub.instrument.key, msg,
+            )  # fmt: skip
+            return
         if code in INFO_CODES:
             log.info("IB %s: %d %s", self.name, code, msg)
             return
@@ -2034,7 +2042,7 @@ class IBVenue:
             return
         sub = self._sub_for(req_id)
         if sub is not None:
-            if code in (10167, 10168, 300):  # 300: a cancel of one the gateway had dropped
+            if code == 300:  # a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
                 return
             if code == 317 and req_id == sub.depth:

@@ -111,6 +111,7 @@ ERRORS: dict[int, str] = {
     10147: "OrderId {order_id} that needs to be cancelled is not found.",
     10148: "OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {state}.",
     10167: "Requested market data is not subscribed. Displaying delayed market data.",
+    10168: "Requested market data is not subscribed. Delayed market data is not enabled.",
     10197: "No market data during competing live session",
 }
 
@@ -673,6 +674,9 @@ class GatewayCore:
         delayed = inst.symbol in self.config.market.delayed_only
         if delayed and s.market_data_type in (1, 2):
             s.error(req.req_id, 354)
+            return
+        if delayed and not self.config.market.delayed_enabled:
+            s.error(req.req_id, 10168)
             return
         s.send(enc.tick_req_params(req.req_id, inst.min_tick, "9c0001", 3))
         if delayed:
