@@ -136,3 +136,25 @@ async def test_delayed_or_no_data_for_want_of_a_subscription_names_the_instrumen
         else:
             assert record.levelno == logging.ERROR and "refused" in record.getMessage()
             assert h.strat.book("MSFT").mid_ticks is None
+
+
+async def test_a_warning_about_a_depth_stream_keeps_it(caplog) -> None:
+    """A 2100-range warning with a depth stream's id (2152: some exchanges' depth needs more
+    permissions; the rest streams on): before, it counted as a refusal, so the book fell back
+    to L1 quotes for good (one level a side) with an ERROR. Now it is a WARNING naming the
+    instrument; depth stays and the book keeps its levels."""
+    caplog.set_level(logging.INFO, LOG)
+    text = "Exchanges - Depth: ARCA; Top: BYX; Need additional market data permissions - Depth: X;"
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        v = h.venue
+        sub = v._subs[h.registry.resolve("AAPL").id]
+        for session in h.core().clients.values():
+            session.error(sub.depth, 2152, text)
+        h.server.flush()
+        await until(lambda: any(c == 2152 for _, c, _ in v.errors), 5, "2152")
+        await asyncio.sleep(0.3)  # a refusal would ask for L1 now
+        assert not v._l1_book[sub.instrument.id] and not sub.failed
+        assert len(h.strat.book("AAPL").depth(BookSide.BID, 20)) > 1
+        (said,) = [r for r in caplog.records if "2152" in r.getMessage()]
+        assert said.levelno == logging.WARNING and "AAPL.IB" in said.getMessage()

@@ -2045,6 +2045,11 @@ class IBVenue:
             if code == 300:  # a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
                 return
+            if 2100 <= code < 3000:
+                # A warning about the stream, which goes on (2152: some exchanges' depth needs
+                # permissions): not a refusal, so depth is kept and the book not emptied.
+                log.warning("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
+                return
             if code == 317 and req_id == sub.depth:
                 self._depth_reset(sub)
                 return
