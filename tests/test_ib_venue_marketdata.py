@@ -158,3 +158,22 @@ async def test_a_warning_about_a_depth_stream_keeps_it(caplog) -> None:
         assert len(h.strat.book("AAPL").depth(BookSide.BID, 20)) > 1
         (said,) = [r for r in caplog.records if "2152" in r.getMessage()]
         assert said.levelno == logging.WARNING and "AAPL.IB" in said.getMessage()
+
+
+async def test_ibs_no_ask_empties_the_side_and_is_not_an_invalid_delta() -> None:
+    """IB says there is no ask now (tickPrice ask -1) on an L1 book: the ask side empties and
+    the bid stays. Before, the quote's ask SET at no price was refused as an invalid delta and
+    counted in book_skipped_total (an operator's alarm) each time; now nothing is counted."""
+    async with IBHarness(depth_rows=0) as h:
+        await h.book_ready("AAPL")
+        sub = h.venue._subs[h.registry.resolve("AAPL").id]
+        h.fault("stop_market_data", symbol="AAPL")
+        bid = h.strat.book("AAPL").bid
+        for session in h.core().clients.values():
+            session.send(session.encoder.tick_price(sub.l1, 2, -1.0, 0, 0))
+            session.send(session.encoder.tick_price(sub.l1, 1, bid - 0.01, 300, 0))
+        h.server.flush()
+        book = h.strat.book("AAPL")
+        await until(lambda: book.ask is None and book.bid == round(bid - 0.01, 2), 5, "no ask")
+        assert book.bid_size == 300
+        assert h.engine.books.skipped == 0
