@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.messages import BOOK_DELTA, BookSide, DeltaAction
+from engine.messages import BOOK_DELTA, NO_PRICE, BookSide, DeltaAction
 from engine.strategy import Strategy, Trade
 
 if TYPE_CHECKING:
@@ -91,6 +91,16 @@ class BookActor:
         d["size"][1::3] = q["bid_size"]
         d["price"][2::3] = q["ask_price"]
         d["size"][2::3] = q["ask_size"]
+        no_bid = q["bid_price"] == NO_PRICE
+        no_ask = q["ask_price"] == NO_PRICE
+        if no_bid.any() or no_ask.any():
+            # A side without a price (IB's -1: no bid or no ask now) is an empty side, which
+            # the CLEAR made: its SET would be refused as invalid and counted in
+            # book_skipped_total. A missing bid's slot repeats the CLEAR (nothing is set yet), a
+            # missing ask's repeats the bid's.
+            bids, asks = d[1::3], d[2::3]
+            bids["action"][no_bid] = DeltaAction.CLEAR
+            asks[no_ask] = bids[no_ask]
         ids = self._books.apply(d, self._clock.now())
         if ids:
             self._mark(self._books._ids, self._books._top, len(ids))

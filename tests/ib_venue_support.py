@@ -58,6 +58,7 @@ class IBHarness:
         self.venue_options = venue
         self.engine_options = engine or {}  # more ``Engine`` keywords (``keep_warm_ms``...)
         self.server: GatewaySimServer | None = None
+        self._mids: dict[str, float] = {}  # the last mid ``mid`` saw, by symbol
 
     async def __aenter__(self) -> IBHarness:
         if self.shared is not None:
@@ -111,13 +112,18 @@ class IBHarness:
         self.server.flush()  # type: ignore[union-attr]
 
     def mid(self, symbol: str) -> float:
-        view = self.strat.book(symbol)
-        mid = view.mid_ticks
+        """The book's mid, or while the book is empty (the venue empties it when IB's data
+        stops: a disconnect, 1100) the last one seen: a price for an order a test sends then."""
+        mid = self.strat.book(symbol).mid_ticks
+        if mid is None:
+            mid = self._mids.get(symbol)
         assert mid is not None, f"no book for {symbol} yet"
+        self._mids[symbol] = mid
         return mid * 0.01
 
     async def book_ready(self, symbol: str = "AAPL") -> None:
         await until(lambda: self.strat.book(symbol).mid_ticks is not None, 5, f"{symbol} book")
+        self.mid(symbol)  # noted, for an order priced while the book is emptied
 
     def kinds(self, coid: int) -> list[EventKind]:
         return self.strat.kinds(coid)

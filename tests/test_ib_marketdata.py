@@ -427,6 +427,30 @@ def test_clear_depth_is_one_clear_delta():
     assert (int(d[0]["ts_recv"]), int(d[0]["ts_event"]), int(d[0]["flags"])) == (77, 77, 1)
 
 
+def test_clear_depth_forgets_the_l1_top_so_a_new_streams_quote_has_no_old_side():
+    """A stream asked for again (reconnect, farm check, depth refused) starts with one side:
+    before, its first quote carried the other side of the old stream (ask 2.0 below) as a real
+    price; now the cleared instrument's quote has no ask until IB sends one."""
+    tr = new_translator()
+    old = [
+        {"kind": ibwire.KIND_TICK_PRICE, "req_id": 0, "tick_type": 1, "price": 1.0},
+        {"kind": ibwire.KIND_TICK_PRICE, "req_id": 0, "tick_type": 2, "price": 2.0},
+        {"kind": ibwire.KIND_TICK_SIZE, "req_id": 0, "tick_type": 3, "size": 7.0},
+        {"kind": ibwire.KIND_TICK_PRICE, "req_id": 1, "tick_type": 2, "price": 3.0},
+    ]
+    tr.translate(to_rows(old), 1)
+    tr.clear_depth(0, 2)
+    new = [
+        {"kind": ibwire.KIND_TICK_PRICE, "req_id": 0, "tick_type": 1, "price": 1.5},
+        {"kind": ibwire.KIND_TICK_PRICE, "req_id": 1, "tick_type": 1, "price": 2.5},
+    ]
+    _, quotes, _ = tr.translate(to_rows(new), 3)
+    assert quote_tuples(quotes) == [
+        (150, NO_PRICE, 0, 0, 3, 3, 0),
+        (10, 12, 0, 0, 3, 3, 1),  # not cleared: its ask stays
+    ]
+
+
 # -- real frames through the whole receive path -------------------------------------------------
 
 # Two instruments, depth on both (text/protobuf updateMktDepth on one, updateMktDepthL2 on the

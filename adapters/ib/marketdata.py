@@ -203,7 +203,11 @@ class MarketDataTranslator:
 
     def clear_depth(self, instrument_id: int, ts_recv: int) -> np.ndarray:
         """One ``CLEAR`` delta for ``instrument_id``: empty its book before depth is resubscribed
-        (IB restarts the rows from position 0 after a reconnect)."""
+        (IB restarts the rows from position 0 after a reconnect) or when its stream ends.
+
+        Its top of book from L1 is forgotten too: a new stream's first tick sets one side, and
+        the quote it makes must not carry the other side of the old stream."""
+        self.l1[instrument_id] = 0.0
         d = np.zeros(1, dtype=BOOK_DELTA)
         d["instrument_id"] = instrument_id
         d["action"] = int(DeltaAction.CLEAR)

@@ -481,6 +481,7 @@ class IBVenue:
         self._by_con_id: dict[int, int] = {}
         self._subs: dict[int, _Subscription] = {}
         self._md: MarketDataTranslator | None = None
+        self._depth_rows = 0  # rows a side asked of IB (``bind``: at most the book's)
         self._md_rows_seen = 0
         self._ts_read = 0
         self._farm_down: dict[str, int] = {}  # farm name -> the code that said it broke
@@ -533,6 +534,16 @@ class IBVenue:
         self._subs = {i.id: _Subscription(i) for i in self._instruments}
         #: Instruments whose book comes from L1 quotes (no depth configured, or refused).
         self._l1_book = np.full(n, not self.config.depth_rows, dtype=bool)
+        # IB's depth rows are positions: one past the rows a book keeps can slide into view
+        # (a level above it goes) without ever having been in the book, and IB's updates of it
+        # would then be refused. So IB is asked for no more rows than the book keeps.
+        book_rows = ports.books.rows.shape[2]
+        self._depth_rows = min(self.config.depth_rows, book_rows)
+        if self.config.depth_rows > book_rows:
+            log.warning(
+                "IB %s: depth_rows = %d, but a book keeps %d rows a side: asking IB for %d",
+                self.name, self.config.depth_rows, book_rows, book_rows,
+            )  # fmt: skip
         if ports.portfolio is not None:
             ports.portfolio.broker_account(self.name).account = self.account
 
@@ -711,6 +722,8 @@ class IBVenue:
         lost.set()
 
     def _went_down(self) -> None:
+        if self.connected:
+            self._clear_books("the connection to IB was lost")
         self.connected = False
         self.ready = False
         self.reconciling = False
@@ -1038,7 +1051,7 @@ class IBVenue:
         elif kind == MD_DEPTH:
             self._request(
                 DATA,
-                lambda c: c.reqMktDepth(req, contract, cfg.depth_rows, cfg.smart_depth, []),
+                lambda c: c.reqMktDepth(req, contract, self._depth_rows, cfg.smart_depth, []),
             )
         else:
             self._request(DATA, lambda c: c.reqTickByTickData(req, contract, "AllLast", 0, False))
@@ -1100,6 +1113,19 @@ class IBVenue:
             self.name, sub.instrument.key,
         )  # fmt: skip
         self._restart_stream(sub, MD_DEPTH)
+        self._wake()
+
+    def _clear_books(self, why: str) -> None:
+        """Empty every instrument's book: its data has stopped (the connection or IB's link is
+        down), and strategies and the risk gate must not take its last prices as live. The
+        resubscription that follows the return rebuilds them."""
+        md = self._md
+        if md is None or not self._instruments:
+            return
+        ts = self._now()
+        for inst in self._instruments:
+            self._write_deltas(md.clear_depth(inst.id, ts))
+        log.info("IB %s: books emptied until market data resumes (%s)", self.name, why)
         self._wake()
 
     def resubscribe(self, why: str, cancel_first: bool = False) -> None:
@@ -1949,6 +1975,14 @@ class IBVenue:
             self._farm_back(code, msg)
             log.info("IB %s: %d %s", self.name, code, msg)
             return
+        if code == 10167 and (sub := self._sub_for(req_id)) is not None:
+            # Before INFO_CODES: which instrument trades on old prices is for the operator.
+            log.warning(
+                "IB %s: %s: no live market data subscription, IB sends delayed data (10167: "
+                "%s): its book and the risk gate's reference prices lag the market by 15-20 "
+                "minutes", self.name, sub.instrument.key, msg,
+            )  # fmt: skip
+            return
         if code in INFO_CODES:
             log.info("IB %s: %d %s", self.name, code, msg)
             return
@@ -1961,8 +1995,10 @@ class IBVenue:
         if code == 1100:
             self.in_1100 = True
             log.error(
-                "IB %s: 1100 connectivity between IB and the gateway lost: orders held", self.name
-            )
+                "IB %s: 1100 connectivity between IB and the gateway lost: orders held, books "
+                "emptied", self.name,
+            )  # fmt: skip
+            self._clear_books("IB 1100")
             return
         if code in (1101, 1102):
             self.in_1100 = False
@@ -2006,19 +2042,32 @@ class IBVenue:
             return
         sub = self._sub_for(req_id)
         if sub is not None:
-            if code in (10167, 10168, 300):  # 300: a cancel of one the gateway had dropped
+            if code == 300:  # a cancel of one the gateway had dropped
                 log.info("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
+                return
+            if 2100 <= code < 3000:
+                # A warning about the stream, which goes on (2152: some exchanges' depth needs
+                # permissions): not a refusal, so depth is kept and the book not emptied.
+                log.warning("IB %s: %s: %d %s", self.name, sub.instrument.key, code, msg)
                 return
             if code == 317 and req_id == sub.depth:
                 self._depth_reset(sub)
                 return
             sub.failed = f"{code} {msg}"
             self._md_refused.add(req_id)
+            # The stream its book comes from has ended (10197 competing live session, 354...,
+            # often mid-stream): the book is emptied, or strategies and the risk gate (its
+            # reference for collars and market orders) would take its last prices as live.
+            emptied = req_id == self._streams(sub)[0][1] and self._md is not None
+            if emptied:
+                self._write_deltas(self._md.clear_depth(sub.instrument.id, self._now()))
+                self._wake()
             if req_id == sub.depth:
                 self._depth_refused(sub)
             log.error(
-                "IB %s: market data for %s refused: IB error %d: %s",
+                "IB %s: market data for %s refused: IB error %d: %s%s",
                 self.name, sub.instrument.key, code, msg,
+                "; its book is emptied until IB sends prices again" if emptied else "",
             )  # fmt: skip
             return
         if 2100 <= code < 2200:

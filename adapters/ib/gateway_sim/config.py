@@ -86,6 +86,9 @@ class MarketSection:
     max_depth_subscriptions: int = field(default=3, metadata={"check": _positive})
     #: Symbols without a live market-data subscription (delayed data only).
     delayed_only: list[str] = field(default_factory=list)
+    #: False: the account has no delayed data either, so a ``delayed_only`` symbol asked for
+    #: with market data type 3 or 4 gets 10168 and no data.
+    delayed_enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ FaultAction = Literal[
     "reject_orders",
     "stop_market_data",
     "resume_market_data",
+    "competing_session",
 ]
 
 

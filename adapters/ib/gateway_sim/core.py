@@ -111,6 +111,8 @@ ERRORS: dict[int, str] = {
     10147: "OrderId {order_id} that needs to be cancelled is not found.",
     10148: "OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {state}.",
     10167: "Requested market data is not subscribed. Displaying delayed market data.",
+    10168: "Requested market data is not subscribed. Delayed market data is not enabled.",
+    10197: "No market data during competing live session",
 }
 
 #: Live tick types and their delayed counterparts (reqMarketDataType 3/4).
@@ -478,6 +480,8 @@ class GatewayCore:
         self.farm_down = False
         self.hmds_down = False  # keepUpToDate bars paused (``farm_blip`` of ``ushmds``)
         self.stopped_data: set[int] = set()
+        #: Instruments whose data a competing live session holds (10197 to every request).
+        self.competing: set[int] = set()
         #: Requests left unanswered (``ignore_requests``): how many more, by type name.
         self.ignoring: dict[str, int] = {}
         self.down_until_ns = 0
@@ -653,7 +657,7 @@ class GatewayCore:
         if not self._check_new_ticker(s, req.req_id):
             return
         inst = self._resolve_one(s, req.req_id, req.contract)
-        if inst is None:
+        if inst is None or self._competing(s, req.req_id, inst):
             return
         generic = [g.strip() for g in req.generic_tick_list.split(",") if g.strip()]
         bad = [g for g in generic if g not in GENERIC_TICKS]
@@ -670,6 +674,9 @@ class GatewayCore:
         delayed = inst.symbol in self.config.market.delayed_only
         if delayed and s.market_data_type in (1, 2):
             s.error(req.req_id, 354)
+            return
+        if delayed and not self.config.market.delayed_enabled:
+            s.error(req.req_id, 10168)
             return
         s.send(enc.tick_req_params(req.req_id, inst.min_tick, "9c0001", 3))
         if delayed:
@@ -746,7 +753,7 @@ class GatewayCore:
             s.error(req.req_id, 309, max=limit)
             return
         inst = self._resolve_one(s, req.req_id, req.contract)
-        if inst is None:
+        if inst is None or self._competing(s, req.req_id, inst):
             return
         rows = max(1, min(req.num_rows, inst.depth_levels))
         smart = req.is_smart_depth
@@ -851,7 +858,7 @@ class GatewayCore:
             s.error(req.req_id, 321, reason=f"Invalid tick-by-tick type {req.tick_type!r}")
             return
         inst = self._resolve_one(s, req.req_id, req.contract)
-        if inst is None:
+        if inst is None or self._competing(s, req.req_id, inst):
             return
         sub = MarketSub(s, req.req_id, "tbt", inst, tbt_type=req.tick_type)
         book = self.market.book(inst.con_id)
@@ -1848,7 +1855,28 @@ class GatewayCore:
         self._freeze_depth()
 
     def _fault_resume_market_data(self, f: FaultConfig) -> None:
-        self.stopped_data -= {i.con_id for i in self.instruments if i.symbol == f.symbol}
+        cons = {i.con_id for i in self.instruments if i.symbol == f.symbol}
+        self.stopped_data -= cons
+        self.competing -= cons
+
+    def _fault_competing_session(self, f: FaultConfig) -> None:
+        """Another session with live data (TWS, the mobile app) logs in: every market-data
+        stream of ``symbol`` gets 10197 and stops, and new requests for it get 10197, until
+        ``resume_market_data``. Bars are not affected (they come from the HMDS farm)."""
+        cons = {i.con_id for i in self.instruments if i.symbol == f.symbol}
+        self.competing |= cons
+        self.stopped_data |= cons
+        self._freeze_depth()
+        for con in cons:
+            for sub in self.subs_by_con.get(con, ()):
+                if sub.kind != "bars":
+                    sub.session.error(sub.req_id, 10197)
+
+    def _competing(self, s: Session, req_id: int, inst: SimInstrument) -> bool:
+        if inst.con_id in self.competing:
+            s.error(req_id, 10197)
+            return True
+        return False
 
     def status(self) -> dict[str, Any]:
         """A summary for the control interface."""
