@@ -727,10 +727,20 @@ class Engine:
         strategy = self.strategies[ev.strategy_id]
         if strategy.disabled:
             return
-        if kind == _FILL:
-            strategy.on_fill(ev)
-        else:
-            strategy.on_order(ev)
+        # Caught here, not by the ring, so the log names the strategy and the order (the
+        # event is already journaled and applied: only the strategy's own reaction is lost).
+        try:
+            if kind == _FILL:
+                strategy.on_fill(ev)
+            else:
+                strategy.on_order(ev)
+        except Exception:
+            self.book_actor.callback_errors += 1
+            log.exception(
+                "strategy %r: %s raised on %s of order %d; the engine goes on",
+                strategy.name, "on_fill" if kind == _FILL else "on_order", EventKind(kind).name,
+                ev.client_order_id,
+            )  # fmt: skip
 
     # ---- journal and recovery --------------------------------------------------------------
 
