@@ -40,6 +40,7 @@ from engine.orders import Order, OrderState
 
 if TYPE_CHECKING:
     from engine.breakers import TradingStateChange
+    from engine.risk_gate import TradingState
     from engine.runtime import Engine
 
 log = logging.getLogger(__name__)
@@ -358,10 +359,19 @@ class Strategy:
     def book(self, instrument: Instrument | str | int) -> BookView:
         return self._engine.book_views[self.instrument(instrument).id]
 
+    @property
+    def trading_state(self) -> TradingState:
+        """The engine's trading state now: ACTIVE, REDUCING (only orders that reduce this
+        strategy's position pass) or HALTED (only cancels pass); ``on_trading_state`` tells of
+        each change."""
+        return self._engine.trading_state
+
     def position(self, instrument: Instrument | str | int) -> float:
         """Net position of this strategy, in instrument units (negative when short): live and
         shadowed fills together, what it would hold had every order gone live (the same
-        whatever the router's modes; ``live_position``/``shadow_position`` split it)."""
+        whatever the router's modes; ``live_position``/``shadow_position`` split it). It is
+        lots x lot size, a float: with a fractional lot size compare quantities in lots
+        (``instrument.to_lots``), not with ``==`` (3 x 0.1 is 0.30000000000000004)."""
         inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
         key = (self.id, inst.id)
         pos = self._positions.get(key)
