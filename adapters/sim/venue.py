@@ -44,7 +44,11 @@ venue rather than a stub:
     to release it stays held until it is cancelled, as in TWS.
 
 Liquidity taken is not removed from the market's book (the book belongs to the market, we are
-not in it); fills at one level are capped at the size displayed there at that moment.
+not in it), but it is used up: what our orders took at a level is not available to them again
+until the market updates that level's size (fresh data: what it shows then is available in
+full), so two orders, or one order over several book updates, never take more than the level
+showed. Working orders are matched in price-time priority: the best priced first (buys highest,
+sells lowest), then the earliest sent, against the book and against prints alike.
 
 A book batch is matched after the strategies have reacted to it (``ports.after_dispatch``), so
 matching never delays their orders; what they send in the meantime is held and reaches the
@@ -83,6 +87,8 @@ _MARKET = int(OrderType.MARKET)
 _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
 _RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
+_UNPRICED_FIRST = -(2**64)  # below any -side x ticks
+_TAKEN_LEVELS = 4096  # book levels whose used-up liquidity is remembered (oldest dropped)
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -195,6 +201,9 @@ class SimVenue:
         self._children: dict[int, list[SimOrder]] = {}  # parent's client order id -> children
         self._oca: dict[str, list[SimOrder]] = {}  # OCA group -> its working members
         self._recent_fills: dict[int, None] = {}  # completely filled, oldest first (bounded)
+        # (instrument, book side, ticks) -> (the size the level showed, lots our orders took
+        # from it): used up until the market shows another size there (bounded, oldest first).
+        self._taken: dict[tuple[int, int, int], tuple[int, int]] = {}
         self._settle_cb = self._settle
         self.ports: VenuePorts | None = None
         self.received = 0
@@ -293,7 +302,7 @@ class SimVenue:
                 # Most updates cross nothing: compare the touch with each working price before
                 # walking any levels.
                 top = tops[i]
-                for so in list(working.values()):
+                for so in _by_priority(working):
                     if so.order_type == _STOP:
                         if not so.stop_hit(top[0], top[2]):
                             continue
@@ -318,7 +327,7 @@ class SimVenue:
             working = self._resting.get(i)
             if not working:
                 continue
-            for so in list(working.values()):
+            for so in _by_priority(working):
                 if size <= 0:
                     break
                 if so.client_order_id not in self._orders:
@@ -466,18 +475,41 @@ class SimVenue:
         return self.ports.books.depth(so.instrument_id, side, self._depth)
 
     def _available(self, so: SimOrder) -> int:
-        return sum(size for ticks, size in self._levels(so) if so.crosses(ticks))
+        side = _ASK if so.side == _BUY else _BID
+        return sum(
+            self._left(so.instrument_id, side, ticks, size)
+            for ticks, size in self._levels(so)
+            if so.crosses(ticks)
+        )
+
+    def _left(self, instrument_id: int, side: int, ticks: int, size: int) -> int:
+        """What a level showing ``size`` still offers our orders."""
+        taken = self._taken.get((instrument_id, side, ticks))
+        return size - taken[1] if taken is not None and taken[0] == size else size
 
     def _match_book(self, so: SimOrder, at: int) -> None:
-        """Fill what crosses the book now; the fills leave ``fill_latency_us`` after ``at``."""
-        top = self.ports.books.tops[so.instrument_id]
+        """Fill what crosses the book now and is not used up; the fills leave
+        ``fill_latency_us`` after ``at``."""
+        i = so.instrument_id
+        top = self.ports.books.tops[i]
         best = top[2] if so.side == _BUY else top[0]
         if best == NO_PRICE or not so.crosses(best):
             return
+        side = _ASK if so.side == _BUY else _BID
+        taken = self._taken
         for ticks, size in self._levels(so):
             if not so.crosses(ticks) or so.client_order_id not in self._orders:
                 break
-            self._fill(so, min(size, so.leaves), ticks, at)
+            key = (i, side, ticks)
+            was = taken.get(key)
+            used = was[1] if was is not None and was[0] == size else 0
+            lots = min(size - used, so.leaves)
+            if lots <= 0:
+                continue
+            if was is None and len(taken) >= _TAKEN_LEVELS:
+                del taken[next(iter(taken))]
+            taken[key] = (size, used + lots)
+            self._fill(so, lots, ticks, at)
 
     def _fill(self, so: SimOrder, lots: int, ticks: int, at: int) -> None:
         if lots <= 0:
@@ -654,6 +686,21 @@ class SimVenue:
         ev.side = side
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
+
+
+def _priority(so: SimOrder) -> int:
+    """Sort key: the best priced first (buys highest, sells lowest), unpriced first of all."""
+    ticks = so.price_ticks
+    return _UNPRICED_FIRST if ticks == NO_PRICE else -so.side * ticks
+
+
+def _by_priority(working: dict[int, SimOrder]) -> list[SimOrder]:
+    """Working orders in price-time priority (a stable sort keeps the order they were sent
+    within a price; a market or a triggered stop, priced NO_PRICE, comes first)."""
+    orders = list(working.values())
+    if len(orders) > 1:
+        orders.sort(key=_priority)
+    return orders
 
 
 def _unsupported(it: OrderIntent) -> str:
