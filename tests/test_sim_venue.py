@@ -806,6 +806,16 @@ def test_a_level_used_up_is_not_taken_again_until_the_market_changes_it() -> Non
     assert h.position().lots == 12
 
 
+def test_a_level_that_empties_and_comes_back_is_fresh() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(20, ticks=400)
+    h.book((ASK, 400, 5))
+    h.book((ASK, 400, 0))
+    h.book((ASK, 400, 5))  # the same size as before, but new orders
+    assert [f.fill_lots for f in h.strat.fills(coid)] == [5, 5]
+
+
 def test_a_market_order_on_a_thin_book_takes_what_is_shown_once() -> None:
     h = Harness()
     h.book((BID, 399, 5), (ASK, 400, 2))

@@ -45,10 +45,11 @@ venue rather than a stub:
 
 Liquidity taken is not removed from the market's book (the book belongs to the market, we are
 not in it), but it is used up: what our orders took at a level is not available to them again
-until the market updates that level's size (fresh data: what it shows then is available in
-full), so two orders, or one order over several book updates, never take more than the level
-showed. Working orders are matched in price-time priority: the best priced first (buys highest,
-sells lowest), then the earliest sent, against the book and against prints alike.
+until the market updates that level's size (fresh data, an emptied level that comes back
+included: what it shows then is available in full), so two orders, or one order over several
+book updates, never take more than the level showed. Working orders are matched in price-time
+priority: the best priced first (buys highest, sells lowest), then the earliest sent, against
+the book and against prints alike.
 
 A book batch is matched after the strategies have reacted to it (``ports.after_dispatch``), so
 matching never delays their orders; what they send in the meantime is held and reaches the
@@ -88,7 +89,6 @@ _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
 _RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
 _UNPRICED_FIRST = -(2**64)  # below any -side x ticks
-_TAKEN_LEVELS = 4096  # book levels whose used-up liquidity is remembered (oldest dropped)
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -201,9 +201,9 @@ class SimVenue:
         self._children: dict[int, list[SimOrder]] = {}  # parent's client order id -> children
         self._oca: dict[str, list[SimOrder]] = {}  # OCA group -> its working members
         self._recent_fills: dict[int, None] = {}  # completely filled, oldest first (bounded)
-        # (instrument, book side, ticks) -> (the size the level showed, lots our orders took
-        # from it): used up until the market shows another size there (bounded, oldest first).
-        self._taken: dict[tuple[int, int, int], tuple[int, int]] = {}
+        # instrument -> (book side, ticks) -> (the size the level showed, lots our orders took
+        # from it): used up until the market shows another size there (or none).
+        self._taken: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
         self._settle_cb = self._settle
         self.ports: VenuePorts | None = None
         self.received = 0
@@ -280,12 +280,29 @@ class SimVenue:
     def on_book(self, instrument_ids: list[int]) -> None:
         if self._held is not None:
             self._settle()  # a batch still pending (not dispatched through a BookActor)
+        if self._taken:
+            self._refresh_taken(instrument_ids)
         if not self._resting:
             return
         self._batch = instrument_ids
         self._batch_ns = self.ports.clock.now()
         self._held = []
         self.ports.after_dispatch(self._settle_cb)
+
+    def _refresh_taken(self, instrument_ids: list[int]) -> None:
+        """Levels the market has updated since our orders took from them are fresh again
+        (a level that emptied and came back with the same size included: its top changed)."""
+        size_at = self.ports.books.size_at
+        taken = self._taken
+        for i in instrument_ids:
+            levels = taken.get(i)
+            if levels is None:
+                continue
+            for key, (size, _) in list(levels.items()):
+                if size_at(i, key[0], key[1]) != size:
+                    del levels[key]
+            if not levels:
+                del taken[i]
 
     def _settle(self) -> None:
         """Match the pending book batch, then let the requests held meanwhile through."""
@@ -484,8 +501,9 @@ class SimVenue:
 
     def _left(self, instrument_id: int, side: int, ticks: int, size: int) -> int:
         """What a level showing ``size`` still offers our orders."""
-        taken = self._taken.get((instrument_id, side, ticks))
-        return size - taken[1] if taken is not None and taken[0] == size else size
+        levels = self._taken.get(instrument_id)
+        was = None if levels is None else levels.get((side, ticks))
+        return size - was[1] if was is not None and was[0] == size else size
 
     def _match_book(self, so: SimOrder, at: int) -> None:
         """Fill what crosses the book now and is not used up; the fills leave
@@ -496,19 +514,19 @@ class SimVenue:
         if best == NO_PRICE or not so.crosses(best):
             return
         side = _ASK if so.side == _BUY else _BID
-        taken = self._taken
+        levels = self._taken.get(i)
         for ticks, size in self._levels(so):
             if not so.crosses(ticks) or so.client_order_id not in self._orders:
                 break
-            key = (i, side, ticks)
-            was = taken.get(key)
+            key = (side, ticks)
+            was = None if levels is None else levels.get(key)
             used = was[1] if was is not None and was[0] == size else 0
             lots = min(size - used, so.leaves)
             if lots <= 0:
                 continue
-            if was is None and len(taken) >= _TAKEN_LEVELS:
-                del taken[next(iter(taken))]
-            taken[key] = (size, used + lots)
+            if levels is None:
+                levels = self._taken[i] = {}
+            levels[key] = (size, used + lots)
             self._fill(so, lots, ticks, at)
 
     def _fill(self, so: SimOrder, lots: int, ticks: int, at: int) -> None:
