@@ -396,7 +396,9 @@ class Strategy:
 
     def pnl(self) -> PnL:
         """This strategy's realised and unrealised (marked to the mid) P&L and fees, live and
-        shadow together (as ``position``); ``live_pnl``/``shadow_pnl`` split it."""
+        shadow together (as ``position``); ``live_pnl``/``shadow_pnl`` split it. In the
+        portfolio's base currency: an instrument whose currency has no ``[portfolio.fx]`` rate
+        is left out (logged at start-up; ``engine.portfolio.pnl_by_currency`` has it)."""
         live = self._engine.portfolio.pnl(self.id)
         if not self._shadow_positions:
             return PnL(*live)
