@@ -327,9 +327,12 @@ class Strategy:
     ) -> None:
         """Change an open order's quantity, limit price, stop price (STOP, STOP_LIMIT) or trail
         (TRAILING_STOP, TRAILING_STOP_LIMIT: an amount or a percent, replacing whichever it
-        had); None keeps what the order has. The venue changes the order in place (IB: the
-        same order id), so a moved stop keeps working with no gap. The order's ``extras`` show
-        the new stop or trail once the venue confirms (MODIFIED)."""
+        had); None keeps what the order has. ``qty`` is the order's new total, what has filled
+        included (IB's totalQuantity): at or below the filled quantity the risk gate refuses
+        the modify (CANCEL_REJECTED MODIFY_BELOW_FILLED); cancel the order instead. The venue
+        changes the order in place (IB: the same order id), so a moved stop keeps working with
+        no gap. The order's ``extras`` show the new stop or trail once the venue confirms
+        (MODIFIED)."""
         it = self._intents.claim()
         if stop_price is None and trail_amount is None and trail_percent is None:
             if it.extended:  # the slot last carried an order with extras
