@@ -484,22 +484,22 @@ def test_cancel_of_a_filled_order_is_rejected() -> None:
 
 
 def test_venue_rejects_cancel_of_an_order_it_no_longer_works() -> None:
-    # The venue filled the order; the fill report is still on its way when the cancel arrives.
+    # The venue filled the order; the fill report is still on its way when the cancel arrives:
+    # the refusal follows it, as on one connection.
     h = Harness(SimVenueConfig(fill_latency_us=100))
     standard_book(h)
     coid = h.buy(3, ticks=400)
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.cancel(coid)
     assert h.engine.router.cancels == 1
-    rej = h.strat.of(coid)[-1]
-    assert rej.kind == EventKind.CANCEL_REJECTED
-    assert "not working at SIM" in rej.reason
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.clock.advance_to(START_NS + 100_000)
     assert h.strat.kinds(coid) == [
         EventKind.ACCEPTED,
-        EventKind.CANCEL_REJECTED,
         EventKind.FILL,
+        EventKind.CANCEL_REJECTED,
     ]
+    assert "not working at SIM" in h.strat.of(coid)[-1].reason
     assert h.order(coid).state is OrderState.FILLED
     assert h.position().lots == 3
 
@@ -683,6 +683,46 @@ def test_resting_fill_with_latency_arrives_after_the_fill_latency() -> None:
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.clock.advance_to(START_NS + 140_000)
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL]
+
+
+def test_a_cancel_answered_while_a_fill_is_on_its_way_follows_the_fill() -> None:
+    """Fill latency longer than the acknowledgement's: the CANCELLED (counting the fill's
+    lots) leaves after that FILL, as on one connection."""
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 3))  # 3 lots fill at 50 µs: the FILL is due at 150 µs
+    h.cancel(coid)  # reaches the venue at 60 µs
+    h.clock.advance_to(START_NS + 149_999)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 150_000)
+    evs = h.strat.of(coid)
+    assert [(e.kind, e.cum_lots, e.ts_recv) for e in evs[1:]] == [
+        (EventKind.FILL, 3, START_NS + 150_000),
+        (EventKind.CANCELLED, 3, START_NS + 150_000),
+    ]
+    assert h.order(coid).state is OrderState.CANCELLED
+    assert h.position().lots == 3
+
+
+def test_a_modify_and_a_refused_cancel_follow_the_fills_on_their_way() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    full = h.buy(2, ticks=399)
+    part = h.buy(5, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 4))  # full fills 2, then part 2 of 5 (one price: time priority)
+    h.modify(part, 4)  # reaches the venue at 60 µs
+    h.cancel(full)  # reaches the venue at 60 µs: full is filled, its FILL still on its way
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert [(e.kind, e.cum_lots) for e in h.strat.of(part)[1:]] == [
+        (EventKind.FILL, 2),
+        (EventKind.MODIFIED, 2),
+    ]
+    assert h.strat.of(part)[-1].qty_lots == 4
+    assert h.strat.kinds(full)[1:] == [EventKind.FILL, EventKind.CANCEL_REJECTED]
+    assert h.order(full).state is OrderState.FILLED
 
 
 # ---- requests sent in reaction to a book batch ----------------------------------------------

@@ -4,7 +4,9 @@ It is the fill engine for the demo, for replay and (later) for SHADOW mode, so i
 venue rather than a stub:
 
 * acknowledgements, fills and cancel answers arrive after configurable latencies
-  (``ack_latency_us``, ``fill_latency_us``; 0 answers inside the same pump);
+  (``ack_latency_us``, ``fill_latency_us``; 0 answers inside the same pump); an order's
+  answers leave in the order they were made, as on one connection: a cancel or modify answered
+  while a fill of the order is still on its way follows that fill;
 * market orders walk the opposite side of the book level by level (up to ``depth_levels``);
   what finds no liquidity keeps working and fills as the book refills; IOC cancels the rest and
   FOK fills all or nothing;
@@ -118,6 +120,7 @@ class _Outbox:
 
 class SimOrder:
     __slots__ = (
+        "answer_due",
         "client_order_id",
         "cum_lots",
         "held",
@@ -147,6 +150,7 @@ class SimOrder:
         self.cum_lots = 0
         self.venue_order_id = venue_order_id
         self.held = False  # a child waiting for its parent to fill
+        self.answer_due = 0  # when the last answer queued for it (a fill...) is delivered
         if it.extended:
             self.stop_ticks = it.stop_ticks
             self.parent_id = it.parent_id
@@ -161,6 +165,14 @@ class SimOrder:
     @property
     def leaves(self) -> int:
         return self.qty_lots - self.cum_lots
+
+    def snapshot(self) -> SimOrder:
+        """A copy of what an answer reports (quantities, price), for an answer delivered
+        later: the order may change meanwhile."""
+        copy = object.__new__(SimOrder)
+        for name in SimOrder.__slots__:
+            setattr(copy, name, getattr(self, name))
+        return copy
 
     def crosses(self, ticks: int) -> bool:
         """Would this order trade at ``ticks``? (An untriggered stop never does.)"""
@@ -200,7 +212,9 @@ class SimVenue:
         self._untransmitted: dict[int, SimOrder] = {}  # transmit=False, by client order id
         self._children: dict[int, list[SimOrder]] = {}  # parent's client order id -> children
         self._oca: dict[str, list[SimOrder]] = {}  # OCA group -> its working members
-        self._recent_fills: dict[int, None] = {}  # completely filled, oldest first (bounded)
+        # Completely filled, oldest first (bounded): client order id -> when its last fill is
+        # delivered.
+        self._recent_fills: dict[int, int] = {}
         # instrument -> (book side, ticks) -> (the size the level showed, lots our orders took
         # from it): used up until the market shows another size there (or none).
         self._taken: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
@@ -388,7 +402,7 @@ class SimVenue:
             # Sent on the fills' delay so it follows them.
             self._remove(so)
             args = (_CANCELLED, so, "IOC: remainder cancelled")
-            self._send(now, self._fill_ns, self._emit, args)
+            self._later(so, now, self._fill_ns, self._emit, args)
             if self._children:
                 self._orphan(so, now, self._fill_ns, "was cancelled (IOC remainder)")
 
@@ -452,7 +466,7 @@ class SimVenue:
         for child in self._children.pop(parent.client_order_id, ()):
             if child.client_order_id in self._orders:
                 self._remove(child)
-                self._send(at, delay_ns, self._emit, (_CANCELLED, child, reason))
+                self._later(child, at, delay_ns, self._emit, (_CANCELLED, child, reason))
                 if self._children:
                     self._orphan(child, at, delay_ns, "was cancelled")
 
@@ -469,10 +483,10 @@ class SimVenue:
             if so.oca_type != 1:
                 other.qty_lots = max(other.qty_lots - lots, other.cum_lots)
                 if other.leaves > 0:
-                    self._send(at, delay, self._emit, (_MODIFIED, other, reason))
+                    self._later(other, at, delay, self._emit, (_MODIFIED, other, reason))
                     continue
             self._remove(other)
-            self._send(at, delay, self._emit, (_CANCELLED, other, reason))
+            self._later(other, at, delay, self._emit, (_CANCELLED, other, reason))
             if self._children:
                 self._orphan(other, at, delay, "was cancelled by its OCA group")
 
@@ -540,12 +554,12 @@ class SimVenue:
         if done:
             self._remove(so)
         args = (so, lots, ticks, so.cum_lots, exec_id, commission)
-        self._send(at, self._fill_ns, self._emit_fill, args)
+        self._later(so, at, self._fill_ns, self._emit_fill, args)
         if so.oca_group:
             self._oca_fill(so, lots, at)
         if done:
             recent = self._recent_fills
-            recent[so.client_order_id] = None
+            recent[so.client_order_id] = so.answer_due
             if len(recent) > _RECENT_FILLS:
                 del recent[next(iter(recent))]
             if self._children:
@@ -600,7 +614,7 @@ class SimVenue:
         so.price_ticks = ticks
         if stop_ticks != NO_PRICE:
             so.stop_ticks = stop_ticks
-        self._emit(_MODIFIED, so)
+        self._answer(_MODIFIED, so)
         if not so.held:
             if so.order_type == _STOP:
                 top = self.ports.books.tops[so.instrument_id]
@@ -611,7 +625,7 @@ class SimVenue:
 
     def _finish(self, so: SimOrder, kind: EventKind, reason: str) -> None:
         self._remove(so)
-        self._emit(kind, so, reason)
+        self._answer(kind, so, reason)
         if self._children:
             self._orphan(so, self.ports.clock.now(), 0, f"ended: {reason}")
 
@@ -641,6 +655,39 @@ class SimVenue:
         box.items.append((due, fn, args))
         if box.armed_for is None:
             self._arm(box, due)
+
+    def _later(self, so: SimOrder, at: int, delay_ns: int, fn, args: tuple) -> None:
+        """``_send`` an answer about ``so``, noting when it is delivered (``_answer``)."""
+        due = at + delay_ns
+        if due > so.answer_due:
+            so.answer_due = due
+        self._send(at, delay_ns, fn, args)
+
+    def _answer(self, kind: EventKind, so: SimOrder, reason: str = "") -> None:
+        """An answer about ``so`` made now (cancelled, modified). Answers leave as on one
+        connection: one made while a fill of the order is still on its way (a fill latency
+        longer than the acknowledgement's) follows that fill, not overtakes it (a CANCELLED
+        counting lots whose FILL had not arrived). It reports the order as it is now."""
+        due = so.answer_due
+        if due > self.ports.clock.now():
+            self._behind(due, self._emit, (kind, so.snapshot(), reason))
+        else:
+            self._emit(kind, so, reason)
+
+    def _behind(self, due: int, fn, args: tuple) -> None:
+        """Deliver ``fn(*args)`` at ``due``, right after the answers already queued for then
+        (those are on the fill latency's queue)."""
+        box = self._outbox[self._fill_ns]
+        items = box.items
+        k = len(items)
+        while k and items[k - 1][0] > due:
+            k -= 1
+        items.insert(k, (due, fn, args))
+        first = items[0][0]
+        if box.armed_for is None or first < box.armed_for:  # the fill before it went out early
+            if box.timer is not None:
+                box.timer.cancel()
+            self._arm(box, first)
 
     def _arm(self, box: _Outbox, due: int) -> None:
         box.armed_for = due
@@ -695,6 +742,16 @@ class SimVenue:
         ev.commission = commission
 
     def _emit_unknown(self, coid: int, strategy_id: int, instrument_id: int, side: int, what: str):
+        due = self._recent_fills.get(coid, 0)  # its last fill may still be on its way
+        args = (coid, strategy_id, instrument_id, side, what)
+        if due > self.ports.clock.now():
+            self._behind(due, self._emit_not_working, args)
+        else:
+            self._emit_not_working(*args)
+
+    def _emit_not_working(
+        self, coid: int, strategy_id: int, instrument_id: int, side: int, what: str
+    ) -> None:
         ev = self.ports.events.claim()
         ev.clear()
         ev.kind = _CANCEL_REJECTED
