@@ -23,9 +23,11 @@ average cost and realised P&L are what the broker reports; when two strategies t
 each other the split between realised and unrealised differs from the strategies' sum, the
 total never does.
 
-Marks. The mark is the book's mid; when the book has none (a side is empty), the last mark
-seen is used, so an empty book for a moment does not swing equity. A position that never had
-a mark has no unrealised P&L and no exposure.
+Marks. The mark is the book's mid; when the book has none (a side is empty), the engine's
+mark is the last mid the book had (kept by the risk kernel on every book batch; before any,
+the last fill's price, as the risk checks value it), so an empty book for a moment does not
+swing equity. Without one, the last mark this portfolio read is used. A position that never
+had a mark has no unrealised P&L and no exposure.
 """
 
 from __future__ import annotations

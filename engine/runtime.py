@@ -727,10 +727,20 @@ class Engine:
         strategy = self.strategies[ev.strategy_id]
         if strategy.disabled:
             return
-        if kind == _FILL:
-            strategy.on_fill(ev)
-        else:
-            strategy.on_order(ev)
+        # Caught here, not by the ring, so the log names the strategy and the order (the
+        # event is already journaled and applied: only the strategy's own reaction is lost).
+        try:
+            if kind == _FILL:
+                strategy.on_fill(ev)
+            else:
+                strategy.on_order(ev)
+        except Exception:
+            self.book_actor.callback_errors += 1
+            log.exception(
+                "strategy %r: %s raised on %s of order %d; the engine goes on",
+                strategy.name, "on_fill" if kind == _FILL else "on_order", EventKind(kind).name,
+                ev.client_order_id,
+            )  # fmt: skip
 
     # ---- journal and recovery --------------------------------------------------------------
 
@@ -791,8 +801,16 @@ class Engine:
     # ---- reading ---------------------------------------------------------------------------
 
     def mark(self, instrument_id: int) -> float | None:
-        """Mid price in ticks, the mark for P&L and the reference for market orders."""
-        return self.book_views[instrument_id].mid_ticks
+        """The mark for P&L in ticks: the book's mid, else (a side is empty) the risk checks'
+        mark, which is the last mid the book had (before any, the last fill's price); None
+        when there is none. The risk kernel keeps it on every book batch: the portfolios,
+        which read marks only when asked for P&L, would otherwise keep whatever mid they last
+        happened to read."""
+        mid = self.book_views[instrument_id].mid_ticks
+        if mid is not None:
+            return mid
+        last = float(self.risk.arrays.ist[instrument_id, rk.IS_MARK_TICKS])
+        return last if last > 0.0 else None
 
     def counters(self) -> Iterator[tuple[str, str, dict[str, str], float]]:
         """Prometheus counters, read from the actors' own integers."""

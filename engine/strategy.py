@@ -40,6 +40,7 @@ from engine.orders import Order, OrderState
 
 if TYPE_CHECKING:
     from engine.breakers import TradingStateChange
+    from engine.risk_gate import TradingState
     from engine.runtime import Engine
 
 log = logging.getLogger(__name__)
@@ -326,9 +327,12 @@ class Strategy:
     ) -> None:
         """Change an open order's quantity, limit price, stop price (STOP, STOP_LIMIT) or trail
         (TRAILING_STOP, TRAILING_STOP_LIMIT: an amount or a percent, replacing whichever it
-        had); None keeps what the order has. The venue changes the order in place (IB: the
-        same order id), so a moved stop keeps working with no gap. The order's ``extras`` show
-        the new stop or trail once the venue confirms (MODIFIED)."""
+        had); None keeps what the order has. ``qty`` is the order's new total, what has filled
+        included (IB's totalQuantity): at or below the filled quantity the risk gate refuses
+        the modify (CANCEL_REJECTED MODIFY_BELOW_FILLED); cancel the order instead. The venue
+        changes the order in place (IB: the same order id), so a moved stop keeps working with
+        no gap. The order's ``extras`` show the new stop or trail once the venue confirms
+        (MODIFIED)."""
         it = self._intents.claim()
         if stop_price is None and trail_amount is None and trail_percent is None:
             if it.extended:  # the slot last carried an order with extras
@@ -358,10 +362,19 @@ class Strategy:
     def book(self, instrument: Instrument | str | int) -> BookView:
         return self._engine.book_views[self.instrument(instrument).id]
 
+    @property
+    def trading_state(self) -> TradingState:
+        """The engine's trading state now: ACTIVE, REDUCING (only orders that reduce this
+        strategy's position pass) or HALTED (only cancels pass); ``on_trading_state`` tells of
+        each change."""
+        return self._engine.trading_state
+
     def position(self, instrument: Instrument | str | int) -> float:
         """Net position of this strategy, in instrument units (negative when short): live and
         shadowed fills together, what it would hold had every order gone live (the same
-        whatever the router's modes; ``live_position``/``shadow_position`` split it)."""
+        whatever the router's modes; ``live_position``/``shadow_position`` split it). It is
+        lots x lot size, a float: with a fractional lot size compare quantities in lots
+        (``instrument.to_lots``), not with ``==`` (3 x 0.1 is 0.30000000000000004)."""
         inst = instrument if isinstance(instrument, Instrument) else self.instrument(instrument)
         key = (self.id, inst.id)
         pos = self._positions.get(key)
@@ -386,7 +399,9 @@ class Strategy:
 
     def pnl(self) -> PnL:
         """This strategy's realised and unrealised (marked to the mid) P&L and fees, live and
-        shadow together (as ``position``); ``live_pnl``/``shadow_pnl`` split it."""
+        shadow together (as ``position``); ``live_pnl``/``shadow_pnl`` split it. In the
+        portfolio's base currency: an instrument whose currency has no ``[portfolio.fx]`` rate
+        is left out (logged at start-up; ``engine.portfolio.pnl_by_currency`` has it)."""
         live = self._engine.portfolio.pnl(self.id)
         if not self._shadow_positions:
             return PnL(*live)

@@ -114,3 +114,65 @@ def test_a_missing_quote_is_placed_during_a_pause() -> None:
     h.book((ASK, 402, 10), (ASK, 401, 0))  # new bid passes (last token), ask modify refused
     assert h.mm.rate_refusals == 1
     assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+
+
+def test_a_halt_pulls_the_quotes_and_nothing_is_sent_until_active_again() -> None:
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    assert h.quotes() == [(1, 399, 2), (-1, 401, 2)]
+    h.engine.set_trading_state("halted", "operator says stop")
+    h.engine.pump()
+    assert h.quotes() == []  # cancelled: a halted quote could not follow the market
+    for k in range(5):  # the market moves on
+        h.book((ASK, 402 + k, 10), (ASK, 401 + k, 0))
+    assert sum(h.engine.risk.rejects) == 0  # no order or modify the gate must refuse
+    assert h.venue.received == 2
+    h.engine.set_trading_state("active", "operator says go")
+    h.book((BID, 399, 11))
+    assert h.quotes() == [(1, 401, 2), (-1, 404, 2)]  # mid 402.5: 401.5 and 403.5, rounded out
+
+
+def test_reducing_quotes_only_the_side_that_reduces_at_most_the_position() -> None:
+    h = Harness()
+    h.book((BID, 397, 10), (ASK, 401, 10))  # quotes 398 / 400
+    h.book((ASK, 398, 1))  # one lot of our bid at 398 fills: long 1
+    assert h.mm.position("ES") == 1
+    h.engine.set_trading_state("reducing", "risk says reduce")
+    h.engine.pump()
+    assert h.quotes() == []  # both pulled
+    h.book((ASK, 398, 0), (BID, 397, 11))  # mid 399: fair 398.95
+    assert h.quotes() == [(-1, 400, 1)]  # the ask only, one lot: all it may sell
+    h.book((ASK, 402, 10), (ASK, 401, 0))  # mid 399.5: the ask moves, in size
+    assert h.quotes() == [(-1, 401, 1)]
+    assert sum(h.engine.risk.rejects) == 0
+
+
+def test_inventory_limits_count_lots_not_float_sums() -> None:
+    # Lots of 0.1, size 0.1, max_inventory 0.3: three bids may fill (0.1 + 0.2 is
+    # 0.30000000000000004, above 0.3 as a float, not as lots).
+    registry = InstrumentRegistry()
+    registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.1, 1.0, currency="USD")
+    clock = SimClock(1_000_000_000)
+    engine = Engine(registry, {"SIM": SimVenue("SIM")}, clock, risk=RiskConfig(equity=1e9))
+    params = MarketMakerParams(size=0.1, skew_ticks=0.0, max_inventory=0.3)
+    mm: MarketMaker = engine.add_strategy(MarketMaker, "mm", params, ["BTC"])
+    engine.start()
+
+    def book(*levels: tuple[int, int, int]) -> None:
+        d = np.zeros(len(levels), dtype=BOOK_DELTA)
+        d["action"] = DeltaAction.SET
+        d["side"] = [lv[0] for lv in levels]
+        d["price"] = [lv[1] for lv in levels]
+        d["size"] = [lv[2] for lv in levels]
+        engine.deltas.write(d)
+        engine.pump()
+
+    book((BID, 9_990, 10), (ASK, 10_010, 10))
+    for filled in range(3):
+        bids = [o for o in mm.open_orders("BTC") if o.side == 1]
+        assert len(bids) == 1, f"no bid with {filled} lots held"
+        px = bids[0].price_ticks
+        book((ASK, px, 1))  # the market sells one lot to our bid
+        book((ASK, px, 0))
+    assert engine.portfolio.position(mm.id, 0).lots == 3
+    assert [o.side for o in mm.open_orders("BTC")] == [-1]  # at the limit: the ask only

@@ -320,3 +320,49 @@ async def test_start_up_objects_are_frozen_before_trading_starts() -> None:
         gc.unfreeze()  # the rest of the test session collects as usual
     assert seen and seen[0][0] > 10_000 and not seen[0][1]
     assert report.orders > 0  # and it traded as before
+
+
+def test_a_strategy_whose_on_fill_raises_is_named_and_keeps_its_fill(caplog):
+    class Broken(Recorder):
+        def on_fill(self, fill):
+            raise RuntimeError("boom")
+
+    engine, _ = make_engine()
+    broken = engine.add_strategy(Broken, "broken", None, ["AAPL"])
+    good = engine.add_strategy(Recorder, "good", None, ["AAPL"])
+    engine.start()
+    engine.deltas.write(deltas([(0, BookSide.BID, 9_999, 100), (0, BookSide.ASK, 10_001, 100)]))
+    engine.pump()
+    with caplog.at_level(logging.ERROR):
+        coid = broken.buy("AAPL", 10)
+        good.buy("AAPL", 5)
+        engine.pump()
+    assert broken.position("AAPL") == 10  # the fill is booked before the strategy is told
+    assert good.position("AAPL") == 5
+    assert ("FILL", coid + 1, 5, 10_001) in good.log
+    assert engine.book_actor.callback_errors == 1
+    assert f"strategy 'broken': on_fill raised on FILL of order {coid}" in caplog.text
+
+
+def test_pnl_with_a_one_sided_book_marks_to_the_last_mid_the_book_had():
+    """The mark while a side is empty is the book's last mid, whether or not anyone read P&L
+    while the book had it."""
+    engine, _ = make_engine()
+    s = engine.add_strategy(Recorder, "rec", None, ["AAPL"])
+    engine.start()
+    engine.deltas.write(deltas([(0, BookSide.BID, 9_999, 100), (0, BookSide.ASK, 10_001, 100)]))
+    engine.pump()
+    s.buy("AAPL", 10)
+    engine.pump()
+    assert s.pnl().unrealised == pytest.approx(-0.1)  # bought at the ask, marked at the mid
+    engine.deltas.write(
+        deltas([
+            (0, BookSide.BID, 9_999, 0), (0, BookSide.ASK, 10_001, 0),
+            (0, BookSide.BID, 10_999, 100), (0, BookSide.ASK, 11_001, 100),
+        ])
+    )  # fmt: skip
+    engine.pump()  # the market rallies to 110.00; nobody reads P&L
+    engine.deltas.write(deltas([(0, BookSide.ASK, 11_001, 0)]))  # the ask side empties
+    engine.pump()
+    assert s.pnl().unrealised == pytest.approx((11_000 - 10_001) * 10 * 0.01)
+    assert engine.portfolio.snapshot().unrealised == pytest.approx(99.9)

@@ -484,22 +484,22 @@ def test_cancel_of_a_filled_order_is_rejected() -> None:
 
 
 def test_venue_rejects_cancel_of_an_order_it_no_longer_works() -> None:
-    # The venue filled the order; the fill report is still on its way when the cancel arrives.
+    # The venue filled the order; the fill report is still on its way when the cancel arrives:
+    # the refusal follows it, as on one connection.
     h = Harness(SimVenueConfig(fill_latency_us=100))
     standard_book(h)
     coid = h.buy(3, ticks=400)
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.cancel(coid)
     assert h.engine.router.cancels == 1
-    rej = h.strat.of(coid)[-1]
-    assert rej.kind == EventKind.CANCEL_REJECTED
-    assert "not working at SIM" in rej.reason
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
     h.clock.advance_to(START_NS + 100_000)
     assert h.strat.kinds(coid) == [
         EventKind.ACCEPTED,
-        EventKind.CANCEL_REJECTED,
         EventKind.FILL,
+        EventKind.CANCEL_REJECTED,
     ]
+    assert "not working at SIM" in h.strat.of(coid)[-1].reason
     assert h.order(coid).state is OrderState.FILLED
     assert h.position().lots == 3
 
@@ -685,6 +685,46 @@ def test_resting_fill_with_latency_arrives_after_the_fill_latency() -> None:
     assert h.strat.kinds(coid) == [EventKind.ACCEPTED, EventKind.FILL]
 
 
+def test_a_cancel_answered_while_a_fill_is_on_its_way_follows_the_fill() -> None:
+    """Fill latency longer than the acknowledgement's: the CANCELLED (counting the fill's
+    lots) leaves after that FILL, as on one connection."""
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(5, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 3))  # 3 lots fill at 50 µs: the FILL is due at 150 µs
+    h.cancel(coid)  # reaches the venue at 60 µs
+    h.clock.advance_to(START_NS + 149_999)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(START_NS + 150_000)
+    evs = h.strat.of(coid)
+    assert [(e.kind, e.cum_lots, e.ts_recv) for e in evs[1:]] == [
+        (EventKind.FILL, 3, START_NS + 150_000),
+        (EventKind.CANCELLED, 3, START_NS + 150_000),
+    ]
+    assert h.order(coid).state is OrderState.CANCELLED
+    assert h.position().lots == 3
+
+
+def test_a_modify_and_a_refused_cancel_follow_the_fills_on_their_way() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    full = h.buy(2, ticks=399)
+    part = h.buy(5, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 4))  # full fills 2, then part 2 of 5 (one price: time priority)
+    h.modify(part, 4)  # reaches the venue at 60 µs
+    h.cancel(full)  # reaches the venue at 60 µs: full is filled, its FILL still on its way
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert [(e.kind, e.cum_lots) for e in h.strat.of(part)[1:]] == [
+        (EventKind.FILL, 2),
+        (EventKind.MODIFIED, 2),
+    ]
+    assert h.strat.of(part)[-1].qty_lots == 4
+    assert h.strat.kinds(full)[1:] == [EventKind.FILL, EventKind.CANCEL_REJECTED]
+    assert h.order(full).state is OrderState.FILLED
+
+
 # ---- requests sent in reaction to a book batch ----------------------------------------------
 #
 # The venue matches a batch after the strategies have reacted to it, so matching never delays
@@ -759,7 +799,7 @@ def test_positions_and_commission_follow_the_fills() -> None:
     standard_book(h)
     h.buy(12)  # 5@400 3@401 4@402
     h.sell(7)  # 5@399 2@398
-    h.buy(1, ticks=400)  # 1@400
+    h.buy(1, ticks=402)  # 1@402: the first buy used up 400 and 401, and 4 of 402's 10
     fills = h.strat.fills()
     signed = sum(f.fill_lots * f.side for f in fills)
     assert signed == 12 - 7 + 1
@@ -772,11 +812,86 @@ def test_positions_and_commission_follow_the_fills() -> None:
     # Average cost of the 12 bought, then 7 sold against it, then 1 added.
     avg = (5 * 400 + 3 * 401 + 4 * 402) / 12
     realised = ((399 - avg) * 5 + (398 - avg) * 2) * h.es.tick_value
-    avg = (avg * 5 + 400) / 6
+    avg = (avg * 5 + 402) / 6
     assert pos.realised == pytest.approx(realised)
     assert pos.avg_ticks == pytest.approx(avg)
     assert h.strat.position("ES") == pytest.approx(6.0)
     assert h.engine.fills == 6
+
+
+# ---- liquidity used up, price-time priority ----------------------------------------------
+
+
+def test_two_orders_share_what_a_level_shows() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    first = h.buy(4, ticks=400)
+    second = h.buy(4, ticks=400)
+    h.book((ASK, 400, 5))  # 5 shown: the earlier order takes 4, the later the 1 left
+    assert [f.fill_lots for f in h.strat.fills(first)] == [4]
+    assert [f.fill_lots for f in h.strat.fills(second)] == [1]
+    assert h.position().lots == 5
+
+
+def test_a_level_used_up_is_not_taken_again_until_the_market_changes_it() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(20, ticks=400)
+    h.book((ASK, 400, 5))
+    h.book((BID, 391, 5))  # other levels move: 400 still shows the 5 already taken
+    h.book((BID, 392, 5))
+    assert [f.fill_lots for f in h.strat.fills(coid)] == [5]
+    h.book((ASK, 400, 7))  # the market updates the level: what it shows is fresh
+    assert [f.fill_lots for f in h.strat.fills(coid)] == [5, 7]
+    assert h.position().lots == 12
+
+
+def test_a_level_that_empties_and_comes_back_is_fresh() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(20, ticks=400)
+    h.book((ASK, 400, 5))
+    h.book((ASK, 400, 0))
+    h.book((ASK, 400, 5))  # the same size as before, but new orders
+    assert [f.fill_lots for f in h.strat.fills(coid)] == [5, 5]
+
+
+def test_a_market_order_on_a_thin_book_takes_what_is_shown_once() -> None:
+    h = Harness()
+    h.book((BID, 399, 5), (ASK, 400, 2))
+    coid = h.buy(10)
+    h.book((BID, 399, 6))  # the top changes, not the ask
+    assert [f.fill_lots for f in h.strat.fills(coid)] == [2]
+    assert h.order(coid).leaves_lots == 8
+
+
+def test_fok_counts_only_liquidity_not_used_up() -> None:
+    h = Harness()
+    h.book((BID, 399, 5), (ASK, 400, 5))
+    h.buy(3)
+    coid = h.buy(3, tif=TimeInForce.FOK)  # 2 left at 400
+    assert h.strat.fills(coid) == []
+    assert h.strat.kinds(coid)[-1] is EventKind.CANCELLED
+
+
+def test_a_print_fills_the_better_priced_order_first() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    low = h.buy(1, ticks=399)  # sent first, at a worse price
+    high = h.buy(1, ticks=400)
+    h.trade(399, 1)
+    assert h.strat.fills(low) == []
+    assert [(f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(high)] == [(1, 400)]
+
+
+def test_a_book_update_fills_the_better_priced_order_first() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    low = h.sell(2, ticks=402)  # sent first, at a worse price
+    high = h.sell(2, ticks=401)
+    h.book((BID, 403, 3))
+    assert [f.fill_lots for f in h.strat.fills(high)] == [2]
+    assert [f.fill_lots for f in h.strat.fills(low)] == [1]
 
 
 def test_no_fill_events_carry_no_price() -> None:

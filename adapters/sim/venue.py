@@ -4,7 +4,9 @@ It is the fill engine for the demo, for replay and (later) for SHADOW mode, so i
 venue rather than a stub:
 
 * acknowledgements, fills and cancel answers arrive after configurable latencies
-  (``ack_latency_us``, ``fill_latency_us``; 0 answers inside the same pump);
+  (``ack_latency_us``, ``fill_latency_us``; 0 answers inside the same pump); an order's
+  answers leave in the order they were made, as on one connection: a cancel or modify answered
+  while a fill of the order is still on its way follows that fill;
 * market orders walk the opposite side of the book level by level (up to ``depth_levels``);
   what finds no liquidity keeps working and fills as the book refills; IOC cancels the rest and
   FOK fills all or nothing;
@@ -44,7 +46,12 @@ venue rather than a stub:
     to release it stays held until it is cancelled, as in TWS.
 
 Liquidity taken is not removed from the market's book (the book belongs to the market, we are
-not in it); fills at one level are capped at the size displayed there at that moment.
+not in it), but it is used up: what our orders took at a level is not available to them again
+until the market updates that level's size (fresh data, an emptied level that comes back
+included: what it shows then is available in full), so two orders, or one order over several
+book updates, never take more than the level showed. Working orders are matched in price-time
+priority: the best priced first (buys highest, sells lowest), then the earliest sent, against
+the book and against prints alike.
 
 A book batch is matched after the strategies have reacted to it (``ports.after_dispatch``), so
 matching never delays their orders; what they send in the meantime is held and reaches the
@@ -83,6 +90,7 @@ _MARKET = int(OrderType.MARKET)
 _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
 _RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
+_UNPRICED_FIRST = -(2**64)  # below any -side x ticks
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -112,6 +120,7 @@ class _Outbox:
 
 class SimOrder:
     __slots__ = (
+        "answer_due",
         "client_order_id",
         "cum_lots",
         "held",
@@ -141,6 +150,7 @@ class SimOrder:
         self.cum_lots = 0
         self.venue_order_id = venue_order_id
         self.held = False  # a child waiting for its parent to fill
+        self.answer_due = 0  # when the last answer queued for it (a fill...) is delivered
         if it.extended:
             self.stop_ticks = it.stop_ticks
             self.parent_id = it.parent_id
@@ -155,6 +165,14 @@ class SimOrder:
     @property
     def leaves(self) -> int:
         return self.qty_lots - self.cum_lots
+
+    def snapshot(self) -> SimOrder:
+        """A copy of what an answer reports (quantities, price), for an answer delivered
+        later: the order may change meanwhile."""
+        copy = object.__new__(SimOrder)
+        for name in SimOrder.__slots__:
+            setattr(copy, name, getattr(self, name))
+        return copy
 
     def crosses(self, ticks: int) -> bool:
         """Would this order trade at ``ticks``? (An untriggered stop never does.)"""
@@ -194,7 +212,12 @@ class SimVenue:
         self._untransmitted: dict[int, SimOrder] = {}  # transmit=False, by client order id
         self._children: dict[int, list[SimOrder]] = {}  # parent's client order id -> children
         self._oca: dict[str, list[SimOrder]] = {}  # OCA group -> its working members
-        self._recent_fills: dict[int, None] = {}  # completely filled, oldest first (bounded)
+        # Completely filled, oldest first (bounded): client order id -> when its last fill is
+        # delivered.
+        self._recent_fills: dict[int, int] = {}
+        # instrument -> (book side, ticks) -> (the size the level showed, lots our orders took
+        # from it): used up until the market shows another size there (or none).
+        self._taken: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
         self._settle_cb = self._settle
         self.ports: VenuePorts | None = None
         self.received = 0
@@ -271,12 +294,29 @@ class SimVenue:
     def on_book(self, instrument_ids: list[int]) -> None:
         if self._held is not None:
             self._settle()  # a batch still pending (not dispatched through a BookActor)
+        if self._taken:
+            self._refresh_taken(instrument_ids)
         if not self._resting:
             return
         self._batch = instrument_ids
         self._batch_ns = self.ports.clock.now()
         self._held = []
         self.ports.after_dispatch(self._settle_cb)
+
+    def _refresh_taken(self, instrument_ids: list[int]) -> None:
+        """Levels the market has updated since our orders took from them are fresh again
+        (a level that emptied and came back with the same size included: its top changed)."""
+        size_at = self.ports.books.size_at
+        taken = self._taken
+        for i in instrument_ids:
+            levels = taken.get(i)
+            if levels is None:
+                continue
+            for key, (size, _) in list(levels.items()):
+                if size_at(i, key[0], key[1]) != size:
+                    del levels[key]
+            if not levels:
+                del taken[i]
 
     def _settle(self) -> None:
         """Match the pending book batch, then let the requests held meanwhile through."""
@@ -293,7 +333,7 @@ class SimVenue:
                 # Most updates cross nothing: compare the touch with each working price before
                 # walking any levels.
                 top = tops[i]
-                for so in list(working.values()):
+                for so in _by_priority(working):
                     if so.order_type == _STOP:
                         if not so.stop_hit(top[0], top[2]):
                             continue
@@ -318,7 +358,7 @@ class SimVenue:
             working = self._resting.get(i)
             if not working:
                 continue
-            for so in list(working.values()):
+            for so in _by_priority(working):
                 if size <= 0:
                     break
                 if so.client_order_id not in self._orders:
@@ -362,7 +402,7 @@ class SimVenue:
             # Sent on the fills' delay so it follows them.
             self._remove(so)
             args = (_CANCELLED, so, "IOC: remainder cancelled")
-            self._send(now, self._fill_ns, self._emit, args)
+            self._later(so, now, self._fill_ns, self._emit, args)
             if self._children:
                 self._orphan(so, now, self._fill_ns, "was cancelled (IOC remainder)")
 
@@ -426,7 +466,7 @@ class SimVenue:
         for child in self._children.pop(parent.client_order_id, ()):
             if child.client_order_id in self._orders:
                 self._remove(child)
-                self._send(at, delay_ns, self._emit, (_CANCELLED, child, reason))
+                self._later(child, at, delay_ns, self._emit, (_CANCELLED, child, reason))
                 if self._children:
                     self._orphan(child, at, delay_ns, "was cancelled")
 
@@ -443,10 +483,10 @@ class SimVenue:
             if so.oca_type != 1:
                 other.qty_lots = max(other.qty_lots - lots, other.cum_lots)
                 if other.leaves > 0:
-                    self._send(at, delay, self._emit, (_MODIFIED, other, reason))
+                    self._later(other, at, delay, self._emit, (_MODIFIED, other, reason))
                     continue
             self._remove(other)
-            self._send(at, delay, self._emit, (_CANCELLED, other, reason))
+            self._later(other, at, delay, self._emit, (_CANCELLED, other, reason))
             if self._children:
                 self._orphan(other, at, delay, "was cancelled by its OCA group")
 
@@ -466,18 +506,42 @@ class SimVenue:
         return self.ports.books.depth(so.instrument_id, side, self._depth)
 
     def _available(self, so: SimOrder) -> int:
-        return sum(size for ticks, size in self._levels(so) if so.crosses(ticks))
+        side = _ASK if so.side == _BUY else _BID
+        return sum(
+            self._left(so.instrument_id, side, ticks, size)
+            for ticks, size in self._levels(so)
+            if so.crosses(ticks)
+        )
+
+    def _left(self, instrument_id: int, side: int, ticks: int, size: int) -> int:
+        """What a level showing ``size`` still offers our orders."""
+        levels = self._taken.get(instrument_id)
+        was = None if levels is None else levels.get((side, ticks))
+        return size - was[1] if was is not None and was[0] == size else size
 
     def _match_book(self, so: SimOrder, at: int) -> None:
-        """Fill what crosses the book now; the fills leave ``fill_latency_us`` after ``at``."""
-        top = self.ports.books.tops[so.instrument_id]
+        """Fill what crosses the book now and is not used up; the fills leave
+        ``fill_latency_us`` after ``at``."""
+        i = so.instrument_id
+        top = self.ports.books.tops[i]
         best = top[2] if so.side == _BUY else top[0]
         if best == NO_PRICE or not so.crosses(best):
             return
+        side = _ASK if so.side == _BUY else _BID
+        levels = self._taken.get(i)
         for ticks, size in self._levels(so):
             if not so.crosses(ticks) or so.client_order_id not in self._orders:
                 break
-            self._fill(so, min(size, so.leaves), ticks, at)
+            key = (side, ticks)
+            was = None if levels is None else levels.get(key)
+            used = was[1] if was is not None and was[0] == size else 0
+            lots = min(size - used, so.leaves)
+            if lots <= 0:
+                continue
+            if levels is None:
+                levels = self._taken[i] = {}
+            levels[key] = (size, used + lots)
+            self._fill(so, lots, ticks, at)
 
     def _fill(self, so: SimOrder, lots: int, ticks: int, at: int) -> None:
         if lots <= 0:
@@ -490,12 +554,12 @@ class SimVenue:
         if done:
             self._remove(so)
         args = (so, lots, ticks, so.cum_lots, exec_id, commission)
-        self._send(at, self._fill_ns, self._emit_fill, args)
+        self._later(so, at, self._fill_ns, self._emit_fill, args)
         if so.oca_group:
             self._oca_fill(so, lots, at)
         if done:
             recent = self._recent_fills
-            recent[so.client_order_id] = None
+            recent[so.client_order_id] = so.answer_due
             if len(recent) > _RECENT_FILLS:
                 del recent[next(iter(recent))]
             if self._children:
@@ -550,7 +614,7 @@ class SimVenue:
         so.price_ticks = ticks
         if stop_ticks != NO_PRICE:
             so.stop_ticks = stop_ticks
-        self._emit(_MODIFIED, so)
+        self._answer(_MODIFIED, so)
         if not so.held:
             if so.order_type == _STOP:
                 top = self.ports.books.tops[so.instrument_id]
@@ -561,7 +625,7 @@ class SimVenue:
 
     def _finish(self, so: SimOrder, kind: EventKind, reason: str) -> None:
         self._remove(so)
-        self._emit(kind, so, reason)
+        self._answer(kind, so, reason)
         if self._children:
             self._orphan(so, self.ports.clock.now(), 0, f"ended: {reason}")
 
@@ -591,6 +655,39 @@ class SimVenue:
         box.items.append((due, fn, args))
         if box.armed_for is None:
             self._arm(box, due)
+
+    def _later(self, so: SimOrder, at: int, delay_ns: int, fn, args: tuple) -> None:
+        """``_send`` an answer about ``so``, noting when it is delivered (``_answer``)."""
+        due = at + delay_ns
+        if due > so.answer_due:
+            so.answer_due = due
+        self._send(at, delay_ns, fn, args)
+
+    def _answer(self, kind: EventKind, so: SimOrder, reason: str = "") -> None:
+        """An answer about ``so`` made now (cancelled, modified). Answers leave as on one
+        connection: one made while a fill of the order is still on its way (a fill latency
+        longer than the acknowledgement's) follows that fill, not overtakes it (a CANCELLED
+        counting lots whose FILL had not arrived). It reports the order as it is now."""
+        due = so.answer_due
+        if due > self.ports.clock.now():
+            self._behind(due, self._emit, (kind, so.snapshot(), reason))
+        else:
+            self._emit(kind, so, reason)
+
+    def _behind(self, due: int, fn, args: tuple) -> None:
+        """Deliver ``fn(*args)`` at ``due``, right after the answers already queued for then
+        (those are on the fill latency's queue)."""
+        box = self._outbox[self._fill_ns]
+        items = box.items
+        k = len(items)
+        while k and items[k - 1][0] > due:
+            k -= 1
+        items.insert(k, (due, fn, args))
+        first = items[0][0]
+        if box.armed_for is None or first < box.armed_for:  # the fill before it went out early
+            if box.timer is not None:
+                box.timer.cancel()
+            self._arm(box, first)
 
     def _arm(self, box: _Outbox, due: int) -> None:
         box.armed_for = due
@@ -645,6 +742,16 @@ class SimVenue:
         ev.commission = commission
 
     def _emit_unknown(self, coid: int, strategy_id: int, instrument_id: int, side: int, what: str):
+        due = self._recent_fills.get(coid, 0)  # its last fill may still be on its way
+        args = (coid, strategy_id, instrument_id, side, what)
+        if due > self.ports.clock.now():
+            self._behind(due, self._emit_not_working, args)
+        else:
+            self._emit_not_working(*args)
+
+    def _emit_not_working(
+        self, coid: int, strategy_id: int, instrument_id: int, side: int, what: str
+    ) -> None:
         ev = self.ports.events.claim()
         ev.clear()
         ev.kind = _CANCEL_REJECTED
@@ -654,6 +761,21 @@ class SimVenue:
         ev.side = side
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
+
+
+def _priority(so: SimOrder) -> int:
+    """Sort key: the best priced first (buys highest, sells lowest), unpriced first of all."""
+    ticks = so.price_ticks
+    return _UNPRICED_FIRST if ticks == NO_PRICE else -so.side * ticks
+
+
+def _by_priority(working: dict[int, SimOrder]) -> list[SimOrder]:
+    """Working orders in price-time priority (a stable sort keeps the order they were sent
+    within a price; a market or a triggered stop, priced NO_PRICE, comes first)."""
+    orders = list(working.values())
+    if len(orders) > 1:
+        orders.sort(key=_priority)
+    return orders
 
 
 def _unsupported(it: OrderIntent) -> str:

@@ -11,18 +11,27 @@ rather than spend every book update on modifies the gate would refuse. It still 
 on a side that has none and cancels a side that may no longer be quoted; after the pause it
 works its quotes out again from the book. A refused modify leaves the quote at its old price,
 so it is moved again on the next book update.
+
+When the engine's trading state leaves ACTIVE the maker pulls its quotes (cancels them: they
+could no longer be moved, and stale quotes get picked off). While HALTED it quotes nothing;
+while REDUCING it quotes only the side that reduces its position, at most the position's
+size; back in ACTIVE it quotes both sides again. Positions and limits are compared in lots.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.book import BookView
 from engine.instruments import Instrument
 from engine.messages import EventKind, OrderEvent
-from engine.risk_gate import Verdict
+from engine.risk_gate import TradingState, Verdict
 from engine.strategy import ParamError, Strategy
+
+if TYPE_CHECKING:
+    from engine.breakers import TradingStateChange
 
 _GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
 _REFUSED = (EventKind.REJECTED, EventKind.CANCEL_REJECTED)
@@ -92,6 +101,21 @@ class MarketMaker(Strategy):
         inputs[0] = mid
         inputs[1] = pos
         p: MarketMakerParams = self.params
+        state = self.trading_state
+        if state is TradingState.HALTED:
+            return  # the quotes were pulled when the halt began
+        # Limits in lots: 3 x 0.1 is 0.30000000000000004, over a limit of 0.3 as a float.
+        pos_lots = inst.to_lots(pos)
+        size_lots = inst.to_lots(p.size)
+        if state is TradingState.REDUCING:
+            size_lots = min(size_lots, abs(pos_lots))
+            bid_ok = pos_lots < 0
+            ask_ok = pos_lots > 0
+        else:
+            most = inst.to_lots(p.max_inventory)
+            bid_ok = pos_lots + size_lots <= most
+            ask_ok = pos_lots - size_lots >= -most
+        size = inst.from_lots(size_lots)
         fair = mid - p.skew_ticks * pos / p.max_inventory
         bid_ticks = math.floor(fair - p.half_spread_ticks)
         ask_ticks = math.ceil(fair + p.half_spread_ticks)
@@ -104,12 +128,25 @@ class MarketMaker(Strategy):
                 inputs[0] = None  # work the quotes out again after the pause
             else:
                 self._paused_until = 0
-        self._quote(inst, 0, bid_ticks, pos + p.size <= p.max_inventory, quotes, prices, move)
-        self._quote(inst, 1, ask_ticks, pos - p.size >= -p.max_inventory, quotes, prices, move)
+        self._quote(inst, 0, bid_ticks, size, bid_ok, quotes, prices, move)
+        self._quote(inst, 1, ask_ticks, size, ask_ok, quotes, prices, move)
+
+    def on_trading_state(self, change: TradingStateChange) -> None:
+        if change.new is not TradingState.ACTIVE:
+            # A quote left working could not be moved (HALTED) or may grow the position
+            # (REDUCING): pull both; REDUCING quotes the reducing side again at a size it allows.
+            for quotes in self._quotes.values():
+                for side in (0, 1):
+                    if quotes[side]:
+                        self.cancel(quotes[side])
+                        quotes[side] = 0
+        for inputs in self._inputs.values():
+            inputs[0] = None  # work the quotes out again on the next book
 
     def _quote(
-        self, inst: Instrument, side: int, ticks: int, allowed: bool, quotes, prices, move: bool
-    ) -> None:
+        self, inst: Instrument, side: int, ticks: int, size: float, allowed: bool, quotes,
+        prices, move: bool,
+    ) -> None:  # fmt: skip
         coid = quotes[side]
         if not allowed:
             if coid:
@@ -118,7 +155,7 @@ class MarketMaker(Strategy):
             return
         if not coid:
             send = self.buy if side == 0 else self.sell
-            quotes[side] = send(inst, self.params.size, inst.from_ticks(ticks))
+            quotes[side] = send(inst, size, inst.from_ticks(ticks))
             prices[side] = ticks
         elif move and abs(ticks - prices[side]) >= self.params.requote_ticks:
             self.modify(coid, price=inst.from_ticks(ticks))

@@ -1,5 +1,9 @@
 """SMA crossover: long ``target`` when the fast average of the mid is above the slow one,
-short ``target`` when below, with market orders for the difference."""
+short ``target`` when below, with market orders for the difference (in whole lots).
+
+While the engine is HALTED it sends nothing; while REDUCING it trades only toward flat (a
+flip is cut to a close), so it never sends an order the risk gate must refuse on every
+sample."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 
 from engine.book import BookView
 from engine.messages import EventKind, OrderEvent
+from engine.risk_gate import TradingState
 from engine.strategy import ParamError, Strategy
 
 _GONE = (EventKind.REJECTED, EventKind.CANCELLED, EventKind.EXPIRED)  # no longer working
@@ -88,12 +93,21 @@ class SmaCrossover(Strategy):
         slow.push(mid)
         if not slow.full or i in self._pending:
             return
+        state = self.trading_state
+        if state is TradingState.HALTED:
+            return
+        inst = book.instrument
         want = p.target if fast.mean > slow.mean else -p.target
-        delta = want - self.position(book.instrument)
-        if delta:
+        have = self.position(inst)
+        if state is TradingState.REDUCING and not (want * have > 0 and abs(want) <= abs(have)):
+            want = 0.0  # only toward flat: a flip or an addition would be refused
+        # In lots: a position of 3 x 0.1 is 0.30000000000000004, and the float difference
+        # would be a dust order the gate refuses (NOT_WHOLE_LOTS) on every sample.
+        lots = inst.to_lots(want - have)
+        if lots:
             self.signals += 1
-            send = self.buy if delta > 0 else self.sell
-            self._pending[i] = send(book.instrument, abs(delta))
+            send = self.buy if lots > 0 else self.sell
+            self._pending[i] = send(inst, inst.from_lots(abs(lots)))
 
     def on_fill(self, fill: OrderEvent) -> None:
         if fill.leaves_lots == 0 and self._pending.get(fill.instrument_id) == fill.client_order_id:
