@@ -640,12 +640,23 @@ def _secret(value: Any, file: str, key: str) -> Secret:
     if scheme == "env":
         if ref not in os.environ:
             raise ConfigError(file, key, f"environment variable {ref} is not set")
+        if not os.environ[ref].strip():
+            # An empty value is a deployment slip (``IB_ACCOUNT=`` in an env file), never a
+            # choice: taken as given, an empty account would trade the gateway's first one.
+            raise ConfigError(
+                file, key, f"environment variable {ref} is empty; set it to the secret"
+            )
         return Secret(os.environ[ref], f"env:{ref}")
     secret_path = Path(ref).expanduser()
     if not secret_path.is_absolute():
         secret_path = Path(file).parent / secret_path
     try:
-        return Secret(secret_path.read_text().strip(), f"file:{secret_path}")
+        text = secret_path.read_text().strip()
+        if not text:
+            raise ConfigError(
+                file, key, f"secret file {secret_path} is empty; write the secret in it"
+            )
+        return Secret(text, f"file:{secret_path}")
     except FileNotFoundError:
         raise ConfigError(file, key, f"secret file {secret_path} does not exist") from None
     except OSError as e:
