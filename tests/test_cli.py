@@ -170,3 +170,19 @@ def test_run_cancels_its_open_orders_on_sigint_before_it_exits(tmp_path):
     assert again.recovery.orders > 0
     assert again.recovery.open_orders == 0 and again.recovery.lost == []
     again.engine.close_journal()
+
+
+def test_run_exits_1_when_a_venue_refuses_to_trade(tmp_path):
+    """paper_only against a gateway with a live account: the run ends on its own with exit
+    code 1 and the reason, so a supervisor restarting on failure sees a failure."""
+    (tmp_path / "live_gateway.toml").write_text('[gateway]\naccounts = ["U7654321"]\n')
+    text = (ROOT / "config" / "demo_ib.toml").read_text()
+    text = text.replace(
+        'simulator_config = "gateway_sim_demo.toml"', 'simulator_config = "live_gateway.toml"'
+    )
+    config = tmp_path / "live.toml"
+    config.write_text(text)
+    proc = _run(["run", "--config", str(config)], timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "tickwire: stopped: venue IB refused to trade: paper_only is on" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,110 @@
+"""``run_app`` as an operator meets it beside IB Gateway: a venue that refuses to trade ends
+the run with the reason, a signal during start-up stops at once, and a metrics port that is
+taken is a config error naming the key.
+
+IB runs against the gateway simulator over loopback (embedded, as the demo runs it) or against
+a listener that takes the connection and never answers (a gateway still logging in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import socket
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from engine.app import build_app, run_app
+from engine.config import ConfigError, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ib_demo(**venue) -> dict:
+    """The IB demo config (embedded simulator, the sample strategies), metrics off."""
+    data = tomllib.loads((ROOT / "config" / "demo_ib.toml").read_text())
+    data["metrics"]["enabled"] = False
+    data["venues"]["IB"]["simulator_config"] = ""
+    data["venues"]["IB"].update(venue)
+    return data
+
+
+def _watch_start(app) -> list[bool]:
+    """Notes each ``engine.start`` (the strategies' start) and lets it happen."""
+    calls: list[bool] = []
+    start = app.engine.start
+
+    def noted() -> None:
+        calls.append(True)
+        start()
+
+    app.engine.start = noted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_live_gateway_under_paper_only_ends_the_run_with_the_reason(tmp_path, caplog):
+    """paper_only refuses a gateway that manages a live account; the run must not go on
+    looking healthy with no connection (the venue has stopped connecting for good): it
+    stops before any strategy starts, and the report says why (``tickwire run`` exits 1)."""
+    sim = tmp_path / "live_gateway.toml"
+    sim.write_text('[gateway]\naccounts = ["U7654321"]\n')
+    app = build_app(parse_config(_ib_demo(simulator_config=str(sim)), "live.toml"))
+    started = _watch_start(app)
+    with caplog.at_level(logging.CRITICAL, logger="engine.app"):
+        report = await asyncio.wait_for(run_app(app, None, io.StringIO()), 60)
+    assert started == []
+    assert report.error.startswith("venue IB refused to trade: paper_only is on")
+    assert f"stopped: {report.error}" in report.format()
+    assert any(r.getMessage() == f"stopping: {report.error}" for r in caplog.records)
+    assert app.engine.venues["IB"].simulator is None  # the venue was stopped too
+
+
+async def test_a_paper_gateway_runs_with_no_error():
+    app = build_app(parse_config(_ib_demo(embedded_simulator=True), "paper.toml"))
+    started = _watch_start(app)
+    report = await run_app(app, 1.0, io.StringIO())
+    assert started == [True] and report.error == ""
+    assert "stopped:" not in report.format()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_while_the_gateway_is_still_logging_in_stops_at_once(sig, caplog):
+    """The gateway takes the connection and answers nothing (IB Gateway still logging in):
+    the venue's start would wait connect_timeout_s (here 60 s). The operator's signal stops
+    the run then, without starting the strategies."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    data = _ib_demo(embedded_simulator=False, port=port, connect_timeout_s=60.0)
+    app = build_app(parse_config(data, "hung.toml"))
+    started = _watch_start(app)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.5, os.kill, os.getpid(), sig)
+    try:
+        with caplog.at_level(logging.WARNING, logger="engine.app"):
+            report = await asyncio.wait_for(run_app(app, None, io.StringIO()), 20)
+    finally:
+        silent.close()
+    assert started == [] and report.error == ""
+    assert "stopping during start-up: the venues were still starting" in caplog.text
+    assert app.engine.venues["IB"].conn is None or not app.engine.venues["IB"].connected
+
+
+async def test_a_metrics_port_in_use_is_a_config_error_naming_the_key():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tomllib.loads((ROOT / "config" / "demo.toml").read_text())
+        data["metrics"]["port"] = port
+        app = build_app(parse_config(data, "run.toml"))
+        with pytest.raises(ConfigError) as info:
+            await run_app(app, 0.5, io.StringIO())
+    msg = str(info.value)
+    assert msg.startswith(f"run.toml: metrics.port: cannot serve /metrics on 127.0.0.1:{port}")
+    assert "pick a free port" in msg
+    app.engine.close_journal()
