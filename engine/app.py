@@ -25,7 +25,7 @@ from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, JournalError
-from engine.metrics import LatencySummary, LoopMonitor, MetricsServer
+from engine.metrics import LatencySummary, LoopMonitor, MetricsServer, VenueCollector
 from engine.orders import Order
 from engine.process import check_cpus, pin_to_cpus, settle_heap
 from engine.recovery import RecoveryReport, check_positions, recover
@@ -268,9 +268,9 @@ async def run_app(
             loop, cfg.metrics.loop_monitor_ms / 1e3, cfg.metrics.loop_stall_ms / 1e3
         )
     if cfg.metrics.enabled:
-        app.metrics = MetricsServer(
-            engine.prometheus_registry(), cfg.metrics.host, cfg.metrics.port
-        )
+        registry = engine.prometheus_registry()
+        registry.register(VenueCollector(engine.venues))
+        app.metrics = MetricsServer(registry, cfg.metrics.host, cfg.metrics.port)
         try:
             await app.metrics.start()
         except OSError as e:

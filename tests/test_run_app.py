@@ -17,6 +17,7 @@ import socket
 import tomllib
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from engine.app import build_app, run_app
@@ -64,11 +65,23 @@ async def test_a_live_gateway_under_paper_only_ends_the_run_with_the_reason(tmp_
     assert app.engine.venues["IB"].simulator is None  # the venue was stopped too
 
 
-async def test_a_paper_gateway_runs_with_no_error():
-    app = build_app(parse_config(_ib_demo(embedded_simulator=True), "paper.toml"))
+async def test_a_paper_gateway_runs_with_no_error_and_metrics_show_the_venue_up():
+    data = _ib_demo(embedded_simulator=True)
+    data["metrics"].update(enabled=True, port=0)
+    app = build_app(parse_config(data, "paper.toml"))
     started = _watch_start(app)
-    report = await run_app(app, 1.0, io.StringIO())
-    assert started == [True] and report.error == ""
+    run = asyncio.ensure_future(run_app(app, 3.0, io.StringIO()))
+    venue = app.engine.venues["IB"]
+    while not (started and venue.ready):
+        assert not run.done(), run.result()
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{app.metrics.port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        text = await resp.text()
+    assert 'tickwire_venue_connected{venue="IB"} 1.0' in text
+    assert 'tickwire_venue_ready{venue="IB"} 1.0' in text
+    report = await run
+    assert report.error == ""
     assert "stopped:" not in report.format()
 
 
