@@ -160,6 +160,13 @@ def _open_journal(config: Config, engine: Engine) -> RecoveryReport | None:
         journal = Journal.open(jc.path, jc.fsync, jc.fsync_interval_ms)
     except JournalError as e:
         raise ConfigError(config.source, "journal.path", str(e)) from None
+    except OSError as e:  # a directory, no permission, a read-only disk: the operator's to fix
+        raise ConfigError(
+            config.source,
+            "journal.path",
+            f"cannot open the journal {jc.path}: {e.strerror or e}; give a file path this "
+            "process can create and write",
+        ) from None
     report = recover(engine, journal.contents, jc.path)
     engine.attach_journal(journal)
     engine.pump()  # what recovery reported (orders lost with an in-process venue) goes in now

@@ -121,3 +121,17 @@ async def test_a_metrics_port_in_use_is_a_config_error_naming_the_key():
     assert msg.startswith(f"run.toml: metrics.port: cannot serve /metrics on 127.0.0.1:{port}")
     assert "pick a free port" in msg
     app.engine.close_journal()
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_a_journal_path_that_cannot_be_opened_is_a_config_error_naming_the_key(tmp_path, where):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = tmp_path if where == "a directory" else blocker / "orders.twj"
+    data = tomllib.loads((ROOT / "config" / "demo.toml").read_text())
+    data["journal"] = {"path": str(path)}
+    with pytest.raises(ConfigError) as info:
+        build_app(parse_config(data, "run.toml"))
+    msg = str(info.value)
+    assert msg.startswith(f"run.toml: journal.path: cannot open the journal {path}: ")
+    assert msg.endswith("give a file path this process can create and write")
