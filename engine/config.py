@@ -754,6 +754,20 @@ def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
                 f"risk.instruments.{symbol}",
                 f"instrument {symbol!r} is not in [[instruments]]{did_you_mean}",
             )
+    for list_key, effect in (
+        ("block_list", "blocks nothing"),
+        ("allow_list", "lets nothing through (the instrument meant stays refused)"),
+    ):
+        for j, ref in enumerate(getattr(risk, list_key)):
+            if ref not in symbols:
+                hint = difflib.get_close_matches(ref, sorted(symbols), n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(
+                    file,
+                    f"risk.{list_key}[{j}]",
+                    f"instrument {ref!r} is not in [[instruments]]{did_you_mean}: a name that "
+                    f"matches none {effect}; name a symbol or SYMBOL.VENUE of [[instruments]]",
+                )
     b = risk.breakers
     if not b.concentration_reset < b.concentration_trip:
         raise ConfigError(

@@ -733,3 +733,30 @@ def test_an_empty_account_never_reaches_the_ib_venue(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(text), "live.toml")
     assert str(info.value).startswith("live.toml: venues.IB.account: environment variable")
+
+
+@pytest.mark.parametrize(
+    ("key", "names", "bad", "hint"),
+    [
+        ("block_list", '["APPL"]', 0, "did you mean 'AAPL'?"),
+        ("allow_list", '["AAPL", "MSTF"]', 1, "did you mean 'MSFT'?"),
+    ],
+)
+def test_an_allow_or_block_list_name_no_instrument_has_is_refused(
+    tmp_path: Path, key: str, names: str, bad: int, hint: str
+) -> None:
+    """A misspelt block_list entry would block nothing (the instrument trades); a misspelt
+    allow_list entry would refuse the instrument meant. Both stop start-up, like a misspelt
+    limit."""
+    path = demo_with(tmp_path, r"^\[risk\]$", f"[risk]\n{key} = {names}")
+    err = config_error(path)
+    assert err.key == f"risk.{key}[{bad}]"
+    assert "is not in [[instruments]]" in err.message and hint in err.message
+
+
+def test_allow_and_block_lists_take_symbols_and_symbol_dot_venue(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r"^\[risk\]$", '[risk]\nblock_list = ["ES"]\nallow_list = ["AAPL.SIM", "MSFT"]'
+    )
+    risk = load_config(path).risk
+    assert risk.block_list == ["ES"] and risk.allow_list == ["AAPL.SIM", "MSFT"]
