@@ -280,7 +280,8 @@ class Engine:
         params: Any = None,
         instruments: list[str] | tuple[str, ...] = (),
     ) -> Strategy:
-        """Create a strategy and subscribe it to the books and trades of ``instruments``."""
+        """Create a strategy for the books and trades of ``instruments``; it hears of them from
+        ``start`` on (its ``on_start`` first), as of its orders."""
         if any(s.name == name for s in self.strategies):
             raise ValueError(f"strategy name {name!r} is already used")
         if len(self.strategies) >= self.risk.arrays.slim.shape[0]:
@@ -295,7 +296,8 @@ class Engine:
         for ref in instruments:
             inst = self.registry.resolve(ref)
             strategy.instruments.append(inst)
-            self.book_actor.subscribe(strategy, inst.id)
+            if self.running:
+                self.book_actor.subscribe(strategy, inst.id)
         return strategy
 
     def set_timer(self, strategy: Strategy, name: str, interval_s: float, repeat: bool) -> None:

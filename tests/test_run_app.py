@@ -22,6 +22,7 @@ import pytest
 
 from engine.app import build_app, run_app
 from engine.config import ConfigError, parse_config
+from engine.strategy import Strategy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,13 +36,14 @@ def _ib_demo(**venue) -> dict:
     return data
 
 
-def _watch_start(app) -> list[bool]:
-    """Notes each ``engine.start`` (the strategies' start) and lets it happen."""
-    calls: list[bool] = []
+def _watch_start(app) -> list[int]:
+    """Notes each ``engine.start`` (the strategies' start), with the book updates there had
+    been by then, and lets it happen."""
+    calls: list[int] = []
     start = app.engine.start
 
     def noted() -> None:
-        calls.append(True)
+        calls.append(app.engine.book_actor.updates)
         start()
 
     app.engine.start = noted  # type: ignore[method-assign]
@@ -135,3 +137,32 @@ def test_a_journal_path_that_cannot_be_opened_is_a_config_error_naming_the_key(t
     msg = str(info.value)
     assert msg.startswith(f"run.toml: journal.path: cannot open the journal {path}: ")
     assert msg.endswith("give a file path this process can create and write")
+
+
+class CallOrder(Strategy):
+    """Notes which of its callbacks ran, in order."""
+
+    calls: list[str]
+
+    def on_start(self) -> None:
+        self.calls = [*getattr(self, "calls", []), "start"]
+
+    def on_book(self, book) -> None:
+        self.calls = [*getattr(self, "calls", []), "book"]
+
+
+async def test_no_book_reaches_a_strategy_before_its_on_start(tmp_path):
+    """IB streams market data while it reconciles (here slowly: a gateway still loading
+    leaves reqExecutions unanswered once). Books update meanwhile, but a strategy hears of
+    them only once the engine starts it, after reconciliation and recovery's checks, as it
+    hears of its orders' events."""
+    sim = tmp_path / "slow_gateway.toml"
+    sim.write_text('[[faults]]\nat_s = 0\naction = "ignore_requests"\nrequest = "ReqExecutions"\n')
+    data = _ib_demo(simulator_config=str(sim), reconcile_timeout_s=1.0)
+    app = build_app(parse_config(data, "slow.toml"))
+    probe = app.engine.add_strategy(CallOrder, "probe", None, ["AAPL"])
+    started = _watch_start(app)
+    await run_app(app, 1.0, io.StringIO())
+    (updates_before_start,) = started
+    assert updates_before_start > 0, "books updated while IB reconciled"
+    assert probe.calls[0] == "start" and "book" in probe.calls
