@@ -559,10 +559,16 @@ class IBVenue:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            # Cancelled until it ends: a cancel that lands as an awaited answer arrives (IB's
+            # contract details in qualification) is dropped by Python 3.11's wait_for, and the
+            # supervisor would then wait on the session for good.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait((task,), timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for t in list(self._background):
             t.cancel()
         if self._pacer_timer is not None:
