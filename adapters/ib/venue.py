@@ -1471,7 +1471,10 @@ class IBVenue:
 
     def _send_cancel(self, live: _Live) -> None:
         frame = encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg)
-        if self._send(CANCEL, frame):
+        # Not acknowledged yet, its placeOrder may still wait in the pacer: a cancel in the
+        # cancels' lane would reach IB first (10147, no such order) and the order would then
+        # go out and work. In the orders' lane it follows its order.
+        if self._send(CANCEL if live.accepted else ORDER, frame):
             self.cancels_sent += 1
             live.cancel_epoch = self.epoch
         else:  # the socket died under it: sent after the reconnect, if the order is open then
