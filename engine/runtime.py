@@ -81,6 +81,11 @@ _HELP = {
     "ring_dropped_total": "Market data lost to ring overflow.",
     "ring_conflated_total": "Market data folded into newer values by conflation.",
     "ring_overflow_total": "Order messages queued past a full ring (trading halts).",
+    "ring_handler_errors_total": (
+        "Order messages whose handler raised (logged with the traceback; a journal that "
+        "cannot be written fails every one): the message was not processed."
+    ),
+    "strategy_callback_errors_total": "Strategy callbacks on market data that raised (logged).",
     "orders_total": "Orders sent to venues.",
     "cancels_total": "Cancels sent to venues.",
     "fills_total": "Fills received.",
@@ -811,6 +816,7 @@ class Engine:
             rows += [
                 ("messages_total", label, ring.tail + len(ring._spill)),
                 ("ring_overflow_total", label, ring.spilled),
+                ("ring_handler_errors_total", label, ring.errors),
             ]
         rows += [
             ("orders_total", {}, self.router.orders),
@@ -823,6 +829,7 @@ class Engine:
             ("book_skipped_total", {}, self.books.skipped),
             ("book_dropped_total", {}, self.books.dropped),
             ("book_crossed_total", {}, self.books.crossed),
+            ("strategy_callback_errors_total", {}, self.book_actor.callback_errors),
         ]
         rows += [("rejects_total", {"reason": v.name}, self.risk.rejects[v]) for v in Verdict if v]
         rows += [
