@@ -15,6 +15,7 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +25,7 @@ from engine.clock import Clock, LiveClock
 from engine.config import Config, ConfigError, build
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, JournalError
-from engine.metrics import LatencySummary, LoopMonitor, MetricsServer
+from engine.metrics import LatencySummary, LoopMonitor, MetricsServer, VenueCollector
 from engine.orders import Order
 from engine.process import check_cpus, pin_to_cpus, settle_heap
 from engine.recovery import RecoveryReport, check_positions, recover
@@ -159,6 +160,13 @@ def _open_journal(config: Config, engine: Engine) -> RecoveryReport | None:
         journal = Journal.open(jc.path, jc.fsync, jc.fsync_interval_ms)
     except JournalError as e:
         raise ConfigError(config.source, "journal.path", str(e)) from None
+    except OSError as e:  # a directory, no permission, a read-only disk: the operator's to fix
+        raise ConfigError(
+            config.source,
+            "journal.path",
+            f"cannot open the journal {jc.path}: {e.strerror or e}; give a file path this "
+            "process can create and write",
+        ) from None
     report = recover(engine, journal.contents, jc.path)
     engine.attach_journal(journal)
     engine.pump()  # what recovery reported (orders lost with an in-process venue) goes in now
@@ -205,6 +213,7 @@ class RunReport:
     metrics_port: int | None
     router: str = ""  # the shadow-vs-live comparison table, when a venue is not LIVE
     loop: str = ""  # the event loop's lag and stalls (LoopMonitor.describe), when watched
+    error: str = ""  # why the run stopped on its own (a venue refused to trade); "" = it did not
 
     def format(self) -> str:
         lines = [
@@ -226,6 +235,8 @@ class RunReport:
             lines.append(self.loop)
         if self.router:
             lines.append(self.router)
+        if self.error:
+            lines.append(f"stopped: {self.error}")
         return "\n".join(lines)
 
 
@@ -248,76 +259,77 @@ def _status(engine: Engine, elapsed: float, last_updates: int, interval: float) 
 async def run_app(
     app: App, duration_s: float | None = None, out: TextIO | None = None
 ) -> RunReport:
-    """Run until ``duration_s`` passes or SIGINT/SIGTERM arrives; returns the end-of-run report."""
+    """Run until ``duration_s`` passes, SIGINT/SIGTERM arrives or a venue refuses to trade;
+    returns the end-of-run report (``error`` says why, when the run stopped on a refusal).
+
+    A signal during start-up (a venue still connecting or reconciling) stops at once: the
+    strategies never start. A metrics port that cannot be bound is a ``ConfigError``."""
     out = out or sys.stdout
     loop = asyncio.get_running_loop()
     if isinstance(app.clock, LiveClock):
         app.clock.bind(loop)
     engine = app.engine
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
     cfg = app.config
     if cfg.metrics.loop_monitor_ms > 0:
         engine.loop_monitor = LoopMonitor(
             loop, cfg.metrics.loop_monitor_ms / 1e3, cfg.metrics.loop_stall_ms / 1e3
         )
     if cfg.metrics.enabled:
-        app.metrics = MetricsServer(
-            engine.prometheus_registry(), cfg.metrics.host, cfg.metrics.port
-        )
-        await app.metrics.start()
+        registry = engine.prometheus_registry()
+        registry.register(VenueCollector(engine.venues))
+        app.metrics = MetricsServer(registry, cfg.metrics.host, cfg.metrics.port)
+        try:
+            await app.metrics.start()
+        except OSError as e:
+            app.metrics = None
+            raise ConfigError(
+                cfg.source,
+                "metrics.port",
+                f"cannot serve /metrics on {cfg.metrics.host}:{cfg.metrics.port}: "
+                f"{e.strerror or e}; pick a free port (0: any free one) or stop what holds it",
+            ) from None
         print(f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics", file=out)
     pin_to_cpus(cfg.engine.cpu_affinity, cfg.source, "engine.cpu_affinity")
-    for venue in engine.venues.values():
-        await venue.start()
-    await app.after_venues_ready()  # recovery's last step: strategies trade only after it
-    frozen = settle_heap()  # no full collection walks start-up's objects mid-session
-    log.debug("gc: %d start-up objects frozen", frozen)
-    engine.start()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
     busy = BusyPoll(loop)
-    if cfg.engine.busy_poll:
-        busy.start()
-    if engine.loop_monitor is not None:
-        engine.loop_monitor.start()
+    helpers: list[asyncio.Task] = []
+    feed_task = None
     started = loop.time()
-    feed_task = loop.create_task(app.feed.run(engine, stop)) if app.feed is not None else None
+    refused: list[str] = []
 
-    interval = cfg.engine.status_interval_s
-    fold_s = cfg.metrics.fold_interval_ms / 1e3
+    def check_refusals() -> None:
+        # A venue that refuses to trade (IB's paper_only, an account the gateway does not
+        # manage) has stopped connecting for good: running on would look healthy and do nothing.
+        if not refused:
+            refused.extend(_refusals(engine))
+            if refused:
+                log.critical("stopping: %s", "; ".join(refused))
+                stop.set()
 
-    async def every(period: float, fn) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(period)
-            fn()
-
-    last = [0]
-
-    def status() -> None:
-        line = _status(engine, loop.time() - started, last[0], interval)
-        last[0] = engine.book_actor.updates
-        app.status_lines.append(line)
-        print(line, file=out, flush=True)
-
-    helpers = [
-        loop.create_task(every(interval, status)),
-        loop.create_task(every(fold_s, engine.latency.fold)),
-    ]
-    # The portfolio's return series for historical VaR, one equity sample per interval.
-    var_s = cfg.portfolio.var_sample_s
-    helpers.append(loop.create_task(every(var_s, lambda: engine.portfolio.sample(app.clock.now()))))
-    journal = engine.journal
-    if journal is not None and cfg.journal.fsync == "batch":
-        # Batch durability: what was appended reaches the disk within fsync_interval_ms.
-        sync_s = cfg.journal.fsync_interval_ms / 1e3
-        helpers.append(loop.create_task(every(sync_s, journal.maybe_sync)))
     try:
-        if duration_s is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration_s)
+        if await _unless_stopped(_start_venues(engine), stop):
+            check_refusals()
+        if not stop.is_set():
+            await app.after_venues_ready()  # recovery's last step: strategies trade after it
+            frozen = settle_heap()  # no full collection walks start-up's objects mid-session
+            log.debug("gc: %d start-up objects frozen", frozen)
+            engine.start()
+            if cfg.engine.busy_poll:
+                busy.start()
+            if engine.loop_monitor is not None:
+                engine.loop_monitor.start()
+            started = loop.time()
+            if app.feed is not None:
+                feed_task = loop.create_task(app.feed.run(engine, stop))
+            _start_helpers(app, stop, started, helpers, check_refusals, out)
+            if duration_s is None:
+                await stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration_s)
     finally:
         stop.set()
         busy.stop()
@@ -355,4 +367,79 @@ async def run_app(
         app.metrics.port if app.metrics else None,
         engine.router.format_comparison() if engine.router.any_shadow else "",
         engine.loop_monitor.describe() if engine.loop_monitor is not None else "",
+        "; ".join(refused),
     )
+
+
+async def _start_venues(engine: Engine) -> None:
+    for venue in engine.venues.values():
+        await venue.start()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then ``work`` is cancelled): True when it
+    finished. IB's start waits up to connect_timeout_s + 2 x reconcile_timeout_s for a
+    gateway still logging in; a signal must not wait that long."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
+    waiter = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.warning("stopping during start-up: the venues were still starting")
+    return not task.cancelled() and task.result() is None
+
+
+def _refusals(engine: Engine) -> list[str]:
+    """Why each venue that refuses to trade does (its ``refused``; venues without one never
+    refuse)."""
+    return [
+        f"venue {name} refused to trade: {why}"
+        for name, venue in engine.venues.items()
+        if (why := getattr(venue, "refused", ""))
+    ]
+
+
+def _start_helpers(
+    app: App,
+    stop: asyncio.Event,
+    started: float,
+    helpers: list[asyncio.Task],
+    check_refusals: Callable[[], None],
+    out: TextIO,
+) -> None:
+    """The run's timers: the status line, the latency fold, VaR samples, the journal's batch
+    sync and the refusal check."""
+    loop = asyncio.get_running_loop()
+    engine, cfg = app.engine, app.config
+    interval = cfg.engine.status_interval_s
+
+    async def every(period: float, fn: Callable[[], object]) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(period)
+            fn()
+
+    last = [0]
+
+    def status() -> None:
+        line = _status(engine, loop.time() - started, last[0], interval)
+        last[0] = engine.book_actor.updates
+        app.status_lines.append(line)
+        print(line, file=out, flush=True)
+
+    helpers.append(loop.create_task(every(interval, status)))
+    helpers.append(loop.create_task(every(cfg.metrics.fold_interval_ms / 1e3, engine.latency.fold)))
+    # The portfolio's return series for historical VaR, one equity sample per interval.
+    var_s = cfg.portfolio.var_sample_s
+    helpers.append(loop.create_task(every(var_s, lambda: engine.portfolio.sample(app.clock.now()))))
+    journal = engine.journal
+    if journal is not None and cfg.journal.fsync == "batch":
+        # Batch durability: what was appended reaches the disk within fsync_interval_ms.
+        sync_s = cfg.journal.fsync_interval_ms / 1e3
+        helpers.append(loop.create_task(every(sync_s, journal.maybe_sync)))
+    helpers.append(loop.create_task(every(min(interval, 1.0), check_refusals)))

@@ -90,8 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if app.kernels is not None:
         print(f"kernels: {app.kernels.format()}", flush=True)
-    report = uvloop.run(run_app(app, args.duration))
+    try:
+        report = uvloop.run(run_app(app, args.duration))
+    except ConfigError as e:
+        print(f"tickwire: config error: {e}", file=sys.stderr)
+        return 2
     print(report.format(), flush=True)
+    if report.error:
+        # A supervisor (systemd, Docker) restarting on failure must see this one as a failure.
+        print(f"tickwire: stopped: {report.error}", file=sys.stderr)
+        return 1
     return 0
 
 

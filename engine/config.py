@@ -640,12 +640,23 @@ def _secret(value: Any, file: str, key: str) -> Secret:
     if scheme == "env":
         if ref not in os.environ:
             raise ConfigError(file, key, f"environment variable {ref} is not set")
+        if not os.environ[ref].strip():
+            # An empty value is a deployment slip (``IB_ACCOUNT=`` in an env file), never a
+            # choice: taken as given, an empty account would trade the gateway's first one.
+            raise ConfigError(
+                file, key, f"environment variable {ref} is empty; set it to the secret"
+            )
         return Secret(os.environ[ref], f"env:{ref}")
     secret_path = Path(ref).expanduser()
     if not secret_path.is_absolute():
         secret_path = Path(file).parent / secret_path
     try:
-        return Secret(secret_path.read_text().strip(), f"file:{secret_path}")
+        text = secret_path.read_text().strip()
+        if not text:
+            raise ConfigError(
+                file, key, f"secret file {secret_path} is empty; write the secret in it"
+            )
+        return Secret(text, f"file:{secret_path}")
     except FileNotFoundError:
         raise ConfigError(file, key, f"secret file {secret_path} does not exist") from None
     except OSError as e:
@@ -743,6 +754,20 @@ def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
                 f"risk.instruments.{symbol}",
                 f"instrument {symbol!r} is not in [[instruments]]{did_you_mean}",
             )
+    for list_key, effect in (
+        ("block_list", "blocks nothing"),
+        ("allow_list", "lets nothing through (the instrument meant stays refused)"),
+    ):
+        for j, ref in enumerate(getattr(risk, list_key)):
+            if ref not in symbols:
+                hint = difflib.get_close_matches(ref, sorted(symbols), n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(
+                    file,
+                    f"risk.{list_key}[{j}]",
+                    f"instrument {ref!r} is not in [[instruments]]{did_you_mean}: a name that "
+                    f"matches none {effect}; name a symbol or SYMBOL.VENUE of [[instruments]]",
+                )
     b = risk.breakers
     if not b.concentration_reset < b.concentration_trip:
         raise ConfigError(

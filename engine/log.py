@@ -9,7 +9,8 @@ import orjson
 
 
 class JsonLinesFormatter(logging.Formatter):
-    """One JSON object per record: ts (epoch seconds), level, logger, msg, and exc if any."""
+    """One JSON object per record: ts (epoch seconds), level, logger, msg, and exc and stack
+    if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
@@ -20,7 +21,19 @@ class JsonLinesFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc).decode()
+        if record.stack_info:
+            doc["stack"] = self.formatStack(record.stack_info)
+        try:
+            return orjson.dumps(doc).decode()
+        except orjson.JSONEncodeError:
+            # A lone surrogate (a file name or argument decoded with surrogateescape): orjson
+            # refuses it, and the record would be lost with a plain-text traceback in the
+            # stream. Escaped as the plain formatter's stderr would, the record stays one line.
+            clean = {
+                k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
+                for k, v in doc.items()
+            }
+            return orjson.dumps(clean).decode()
 
 
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:

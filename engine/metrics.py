@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -380,6 +381,74 @@ class EngineCollector(Collector):
             yield family
         yield from _families(self._prefix, self._counters(), CounterMetricFamily)
         yield from _families(self._prefix, self._gauges(), GaugeMetricFamily)
+
+
+class VenueCollector(Collector):
+    """Each venue's connection as an operator alerts on it, read at scrape time from the
+    venue's ``status()`` and ``down_since`` (venues without ``status()``, such as the
+    in-process simulator, have no connection to watch and are left out)."""
+
+    def __init__(
+        self,
+        venues: Mapping[str, Any],
+        prefix: str = "tickwire",
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._venues = venues
+        self._prefix = prefix
+        self._now = now
+
+    def collect(self) -> Iterator[object]:
+        p = self._prefix
+        labels = ["venue"]
+        connected = GaugeMetricFamily(
+            f"{p}_venue_connected",
+            "1 while the venue's API session is up (IB: handshake, nextValidId and "
+            "managedAccounts received), else 0.",
+            labels=labels,
+        )
+        ready = GaugeMetricFamily(
+            f"{p}_venue_ready",
+            "1 while new orders can go out (connected, reconciled, not in IB's 1100 "
+            "connectivity loss), else 0.",
+            labels=labels,
+        )
+        down = GaugeMetricFamily(
+            f"{p}_venue_down_seconds",
+            "Seconds since the venue's connection went down, 0 while it is up (IB's expected "
+            "outages count too: alert when it outlasts them).",
+            labels=labels,
+        )
+        reconnects = CounterMetricFamily(
+            f"{p}_venue_reconnects", "Connections made again after one was lost.", labels=labels
+        )
+        held = CounterMetricFamily(
+            f"{p}_venue_orders_held_back",
+            "New orders refused because the venue could not take them then (down, 1100, "
+            "reconciling, the guard before a scheduled restart).",
+            labels=labels,
+        )
+        queued = GaugeMetricFamily(
+            f"{p}_venue_pacer_queued",
+            "Messages waiting in the venue's pacer for their turn.",
+            labels=labels,
+        )
+        now = self._now()
+        for name, venue in self._venues.items():
+            status = getattr(venue, "status", None)
+            if status is None:
+                continue
+            s = status()
+            up = bool(s.get("connected"))
+            connected.add_metric([name], float(up))
+            ready.add_metric([name], float(up and s.get("ready", up) and not s.get("in_1100")))
+            since = getattr(venue, "down_since", None)
+            gone = (now - since).total_seconds() if since is not None and not up else 0.0
+            down.add_metric([name], max(gone, 0.0))
+            reconnects.add_metric([name], float(s.get("reconnects", 0)))
+            held.add_metric([name], float(s.get("held_back", 0)))
+            queued.add_metric([name], float(s.get("queued", 0)))
+        yield from (connected, ready, down, reconnects, held, queued)
 
 
 def _buckets(stage: StageLatency) -> list[tuple[str, float]]:

@@ -81,6 +81,11 @@ _HELP = {
     "ring_dropped_total": "Market data lost to ring overflow.",
     "ring_conflated_total": "Market data folded into newer values by conflation.",
     "ring_overflow_total": "Order messages queued past a full ring (trading halts).",
+    "ring_handler_errors_total": (
+        "Order messages whose handler raised (logged with the traceback; a journal that "
+        "cannot be written fails every one): the message was not processed."
+    ),
+    "strategy_callback_errors_total": "Strategy callbacks on market data that raised (logged).",
     "orders_total": "Orders sent to venues.",
     "cancels_total": "Cancels sent to venues.",
     "fills_total": "Fills received.",
@@ -280,7 +285,8 @@ class Engine:
         params: Any = None,
         instruments: list[str] | tuple[str, ...] = (),
     ) -> Strategy:
-        """Create a strategy and subscribe it to the books and trades of ``instruments``."""
+        """Create a strategy for the books and trades of ``instruments``; it hears of them from
+        ``start`` on (its ``on_start`` first), as of its orders."""
         if any(s.name == name for s in self.strategies):
             raise ValueError(f"strategy name {name!r} is already used")
         if len(self.strategies) >= self.risk.arrays.slim.shape[0]:
@@ -295,7 +301,8 @@ class Engine:
         for ref in instruments:
             inst = self.registry.resolve(ref)
             strategy.instruments.append(inst)
-            self.book_actor.subscribe(strategy, inst.id)
+            if self.running:
+                self.book_actor.subscribe(strategy, inst.id)
         return strategy
 
     def set_timer(self, strategy: Strategy, name: str, interval_s: float, repeat: bool) -> None:
@@ -827,6 +834,7 @@ class Engine:
             rows += [
                 ("messages_total", label, ring.tail + len(ring._spill)),
                 ("ring_overflow_total", label, ring.spilled),
+                ("ring_handler_errors_total", label, ring.errors),
             ]
         rows += [
             ("orders_total", {}, self.router.orders),
@@ -839,6 +847,7 @@ class Engine:
             ("book_skipped_total", {}, self.books.skipped),
             ("book_dropped_total", {}, self.books.dropped),
             ("book_crossed_total", {}, self.books.crossed),
+            ("strategy_callback_errors_total", {}, self.book_actor.callback_errors),
         ]
         rows += [("rejects_total", {"reason": v.name}, self.risk.rejects[v]) for v in Verdict if v]
         rows += [

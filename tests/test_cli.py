@@ -170,3 +170,60 @@ def test_run_cancels_its_open_orders_on_sigint_before_it_exits(tmp_path):
     assert again.recovery.orders > 0
     assert again.recovery.open_orders == 0 and again.recovery.lost == []
     again.engine.close_journal()
+
+
+def test_run_exits_1_when_a_venue_refuses_to_trade(tmp_path):
+    """paper_only against a gateway with a live account: the run ends on its own with exit
+    code 1 and the reason, so a supervisor restarting on failure sees a failure."""
+    (tmp_path / "live_gateway.toml").write_text('[gateway]\naccounts = ["U7654321"]\n')
+    text = (ROOT / "config" / "demo_ib.toml").read_text()
+    text = text.replace(
+        'simulator_config = "gateway_sim_demo.toml"', 'simulator_config = "live_gateway.toml"'
+    )
+    config = tmp_path / "live.toml"
+    config.write_text(text)
+    proc = _run(["run", "--config", str(config)], timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "tickwire: stopped: venue IB refused to trade: paper_only is on" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_journal_that_cannot_be_written_shows_on_metrics(tmp_path):
+    """The journal's file system refuses writes (here a file size limit, as a full disk
+    would): every order message then fails in its handler, logged one by one; /metrics counts
+    them so an operator can alert on it."""
+    import resource
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _write_config(tmp_path, port)
+    config.write_text(f'{config.read_text()}\n[journal]\npath = "{tmp_path / "j.twj"}"\n')
+
+    def small_files() -> None:  # in the child: writes past 40 KB fail (EFBIG), no SIGXFSZ
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_960, 40_960))
+
+    proc = subprocess.Popen(
+        [*TICKWIRE, "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=small_files,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "cannot append (File too large)" in line:
+                break
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    m = re.search(r'^tickwire_ring_handler_errors_total\{ring="intents"\} (\S+)$', text, re.M)
+    assert m and float(m.group(1)) > 0, text

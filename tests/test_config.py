@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -700,3 +701,62 @@ async def test_run_app_pins_the_process_to_the_configured_cpus(tmp_path: Path) -
         assert os.sched_getaffinity(0) == {cpu}
     finally:
         os.sched_setaffinity(0, before)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_secret_from_env_is_refused(monkeypatch: pytest.MonkeyPatch, empty: str) -> None:
+    """``IB_ACCOUNT=`` in an env file must not read as "no account" (the gateway's first)."""
+    monkeypatch.setenv(ENV, empty)
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": f"env:{ENV}"}, "venue.toml", "venues.IB")
+    msg = str(info.value)
+    assert msg.startswith("venue.toml: venues.IB.api_key: ")
+    assert f"environment variable {ENV} is empty" in msg
+
+
+def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    secret_file = tmp_path / "account"
+    secret_file.write_text("\n")
+    with pytest.raises(ConfigError) as info:
+        build(Creds, {"api_key": f"file:{secret_file}"}, "venue.toml", "venues.IB")
+    msg = str(info.value)
+    assert msg.startswith("venue.toml: venues.IB.api_key: ")
+    assert f"secret file {secret_file} is empty" in msg
+
+
+def test_an_empty_account_never_reaches_the_ib_venue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the whole config: an empty ``account`` from the environment stops start-up
+    instead of leaving the venue to trade the first account the gateway manages."""
+    monkeypatch.setenv(ENV, "")
+    text = (DEMO.parent / "demo_ib.toml").read_text()
+    text = text.replace("client_id = 1", f'client_id = 1\naccount = "env:{ENV}"')
+    with pytest.raises(ConfigError) as info:
+        parse_config(tomllib.loads(text), "live.toml")
+    assert str(info.value).startswith("live.toml: venues.IB.account: environment variable")
+
+
+@pytest.mark.parametrize(
+    ("key", "names", "bad", "hint"),
+    [
+        ("block_list", '["APPL"]', 0, "did you mean 'AAPL'?"),
+        ("allow_list", '["AAPL", "MSTF"]', 1, "did you mean 'MSFT'?"),
+    ],
+)
+def test_an_allow_or_block_list_name_no_instrument_has_is_refused(
+    tmp_path: Path, key: str, names: str, bad: int, hint: str
+) -> None:
+    """A misspelt block_list entry would block nothing (the instrument trades); a misspelt
+    allow_list entry would refuse the instrument meant. Both stop start-up, like a misspelt
+    limit."""
+    path = demo_with(tmp_path, r"^\[risk\]$", f"[risk]\n{key} = {names}")
+    err = config_error(path)
+    assert err.key == f"risk.{key}[{bad}]"
+    assert "is not in [[instruments]]" in err.message and hint in err.message
+
+
+def test_allow_and_block_lists_take_symbols_and_symbol_dot_venue(tmp_path: Path) -> None:
+    path = demo_with(
+        tmp_path, r"^\[risk\]$", '[risk]\nblock_list = ["ES"]\nallow_list = ["AAPL.SIM", "MSFT"]'
+    )
+    risk = load_config(path).risk
+    assert risk.block_list == ["ES"] and risk.allow_list == ["AAPL.SIM", "MSFT"]

@@ -609,6 +609,27 @@ def test_json_lines_logging_with_exception(
     assert docs[1] == {**docs[1], "level": "DEBUG", "msg": "debug shown", "logger": "engine.ring"}
 
 
+def test_json_lines_keep_a_record_with_a_lone_surrogate_and_the_stack(
+    capsys: pytest.CaptureFixture[str], restore_root_logger: None
+) -> None:
+    """A file name decoded with surrogateescape (a config path from argv, say) must neither
+    lose its record nor put a plain-text traceback into the JSON stream; a stack asked for
+    with ``stack_info`` is kept like an exception."""
+    setup_logging("INFO", json_lines=True)
+    log = logging.getLogger("engine.app")
+    log.error("cannot read %s", "/etc/\udcff.toml")
+    try:
+        raise OSError("no such file: /etc/\udcff.toml")
+    except OSError:
+        log.exception("failed")
+    log.warning("where from", stack_info=True)
+    docs = json_lines(capsys.readouterr().err)
+    assert [d["msg"] for d in docs] == ["cannot read /etc/\\udcff.toml", "failed", "where from"]
+    assert "OSError: no such file: /etc/\\udcff.toml" in docs[1]["exc"]
+    assert docs[2]["stack"].startswith("Stack (most recent call last):")
+    assert "test_json_lines_keep_a_record_with_a_lone_surrogate_and_the_stack" in docs[2]["stack"]
+
+
 def test_setup_logging_replaces_handler(
     capsys: pytest.CaptureFixture[str], restore_root_logger: None
 ) -> None:

@@ -570,10 +570,16 @@ class IBVenue:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            # Cancelled until it ends: a cancel that lands as an awaited answer arrives (IB's
+            # contract details in qualification) is dropped by Python 3.11's wait_for, and the
+            # supervisor would then wait on the session for good.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait((task,), timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for t in list(self._background):
             t.cancel()
         if self._pacer_timer is not None:
@@ -1491,7 +1497,10 @@ class IBVenue:
 
     def _send_cancel(self, live: _Live) -> None:
         frame = encode_cancel_order(self.server_version, live.ib_id, self._cancel_msg)
-        if self._send(CANCEL, frame):
+        # Not acknowledged yet, its placeOrder may still wait in the pacer: a cancel in the
+        # cancels' lane would reach IB first (10147, no such order) and the order would then
+        # go out and work. In the orders' lane it follows its order.
+        if self._send(CANCEL if live.accepted else ORDER, frame):
             self.cancels_sent += 1
             live.cancel_epoch = self.epoch
         else:  # the socket died under it: sent after the reconnect, if the order is open then
