@@ -373,7 +373,7 @@ class IBVenueConfig(VenueConfig):
     host: str = "127.0.0.1"
     port: int = field(default=4002, metadata=_check(_port))
     client_id: int = 1
-    account: Secret | None = None  # the managed account to trade; default the first one
+    account: Secret | None = None  # the managed account to trade; required if it manages several
     paper_only: bool = True
     connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
     max_server_version: int = 0  # 0: the newest the pinned ibapi speaks

@@ -19,8 +19,10 @@ from adapters.ib.connection import (
     ClientSession,
     Connection,
     IBConnectError,
+    IBRefusal,
     _Transport,
     connect,
+    mask_account,
 )
 from adapters.ib.gateway_sim.server import GatewaySimServer
 from tests.ib_sim_support import record_callbacks, sim_config
@@ -112,8 +114,9 @@ async def test_client_id_in_use_is_326() -> None:
 async def test_paper_only_refuses_a_live_account() -> None:
     server = await _gateway(gateway={"accounts": ["DU111", "U2222222"]})
     try:
-        with pytest.raises(IBConnectError, match=r"paper_only.*U2222222"):
+        with pytest.raises(IBRefusal, match=r"paper_only.*live account\(s\) U…22:") as err:
             await connect("127.0.0.1", server.port, 1, EWrapper())
+        assert "2222222" not in str(err.value)  # an account id is a secret: masked
         conn = await connect("127.0.0.1", server.port, 2, EWrapper(), paper_only=False)
         assert conn.session.state.accounts == ["DU111", "U2222222"]
         conn.close()
@@ -331,3 +334,17 @@ async def test_a_hung_gateway_is_closed_with_a_clear_reason() -> None:
         assert server.core.status()["hung"]  # it was us who gave up: the gateway said nothing
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("account", "shown"),
+    [
+        ("U1234567", "U…67"),
+        ("DU1234567", "DU…67"),
+        ("F7654321", "F…21"),
+        ("DU12", "DU…"),
+        ("", "…"),
+    ],
+)
+def test_an_account_id_is_shown_masked(account: str, shown: str) -> None:
+    assert mask_account(account) == shown

@@ -58,13 +58,38 @@ async def test_a_live_gateway_under_paper_only_ends_the_run_with_the_reason(tmp_
     sim.write_text('[gateway]\naccounts = ["U7654321"]\n')
     app = build_app(parse_config(_ib_demo(simulator_config=str(sim)), "live.toml"))
     started = _watch_start(app)
-    with caplog.at_level(logging.CRITICAL, logger="engine.app"):
+    with caplog.at_level(logging.DEBUG):
         report = await asyncio.wait_for(run_app(app, None, io.StringIO()), 60)
     assert started == []
     assert report.error.startswith("venue IB refused to trade: paper_only is on")
+    assert "live account(s) U…21" in report.error
     assert f"stopped: {report.error}" in report.format()
     assert any(r.getMessage() == f"stopping: {report.error}" for r in caplog.records)
     assert app.engine.venues["IB"].simulator is None  # the venue was stopped too
+    # The account id is a secret: masked wherever the refusal is told.
+    assert not [r.getMessage() for r in caplog.records if "7654321" in r.getMessage()]
+    assert "7654321" not in report.format()
+
+
+async def test_a_login_with_several_accounts_and_none_chosen_ends_the_run(tmp_path, caplog):
+    """An advisor's or a linked login manages several accounts. With none configured, trading
+    the first one IB lists would be a guess: the run ends before any strategy starts, naming
+    the accounts (masked) and the setting to give."""
+    sim = tmp_path / "two_accounts.toml"
+    sim.write_text('[gateway]\naccounts = ["DU1111111", "DU2222222"]\n')
+    app = build_app(parse_config(_ib_demo(simulator_config=str(sim)), "two.toml"))
+    started = _watch_start(app)
+    with caplog.at_level(logging.DEBUG):
+        report = await asyncio.wait_for(run_app(app, None, io.StringIO()), 60)
+    assert started == []
+    assert report.error == (
+        "venue IB refused to trade: the gateway manages 2 accounts (DU…11, DU…22) and "
+        "venues.IB.account is not set: set it to the one to trade (from the environment or a "
+        "secrets file)"
+    )
+    assert app.engine.venues["IB"].refused
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "1111111" not in logged and "2222222" not in logged
 
 
 async def test_a_paper_gateway_runs_with_no_error_and_metrics_show_the_venue_up():

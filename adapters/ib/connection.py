@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import string
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,21 @@ _NONE_DONE: frozenset[int] = frozenset()
 
 class IBConnectError(ConnectionError):
     """Connecting to IB failed; the message says why and what to do."""
+
+
+class IBRefusal(IBConnectError):
+    """The gateway is up but trading through it must not start (paper_only and a live account,
+    an account it does not manage, several and none chosen): retrying cannot fix it."""
+
+
+def mask_account(account: str) -> str:
+    """An IB account id as logs and errors show it: its letters and its last two characters
+    (``U1234567`` -> ``U…67``, ``DU1234567`` -> ``DU…67``). Account ids are secrets (they come
+    from the environment or a file, never from logs); this is enough to tell two apart."""
+    letters = len(account) - len(account.lstrip(string.ascii_letters))
+    if len(account) - letters <= 4:
+        return account[:letters] + "…"
+    return f"{account[:letters]}…{account[-2:]}"
 
 
 @dataclass(slots=True)
@@ -689,8 +705,9 @@ async def connect(
         live = [a for a in session.state.accounts if not a.startswith("DU")]
         if live:
             conn.close()
-            raise IBConnectError(
-                f"paper_only is on and {where} manages live account(s) {', '.join(live)}: "
+            raise IBRefusal(
+                f"paper_only is on and {where} manages live account(s) "
+                f"{', '.join(map(mask_account, live))}: "
                 "refusing to trade. Connect to a paper gateway (accounts DU…) or set "
                 "paper_only = false deliberately."
             )
@@ -765,4 +782,13 @@ def _not_ready(where: str, session: ClientSession, timeout: float) -> str:
     )
 
 
-__all__ = ["INFO_CODES", "ClientSession", "Connection", "Heartbeat", "IBConnectError", "connect"]
+__all__ = [
+    "INFO_CODES",
+    "ClientSession",
+    "Connection",
+    "Heartbeat",
+    "IBConnectError",
+    "IBRefusal",
+    "connect",
+    "mask_account",
+]

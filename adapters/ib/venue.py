@@ -120,7 +120,14 @@ from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
 
 from adapters.ib import contracts as ib_contracts
-from adapters.ib.connection import INFO_CODES, Connection, IBConnectError, connect
+from adapters.ib.connection import (
+    INFO_CODES,
+    Connection,
+    IBConnectError,
+    IBRefusal,
+    connect,
+    mask_account,
+)
 from adapters.ib.history import HistoryClient
 from adapters.ib.marketdata import MarketDataTranslator, Subscription
 from adapters.ib.pacing import CANCEL, DATA, ORDER, MessagePacer
@@ -622,7 +629,7 @@ class IBVenue:
                 await self._connect_once()
             except IBConnectError as e:
                 self._log_outage(str(e))
-                if "paper_only" in str(e):
+                if isinstance(e, IBRefusal):
                     self.refused = str(e)
                     log.critical("IB %s: %s", self.name, e)
                     if self._first_attempt is not None:
@@ -672,12 +679,22 @@ class IBVenue:
         accounts = conn.session.state.accounts
         if self.account and self.account not in accounts:
             conn.close()
-            self.refused = (
-                f"venues.{self.name}.account is not among the accounts this gateway manages "
-                f"({len(accounts)} account(s)); check the account setting"
+            raise IBRefusal(
+                f"venues.{self.name}.account ({mask_account(self.account)}) is not among the "
+                f"accounts this gateway manages ({', '.join(map(mask_account, accounts))}); "
+                "check the account setting"
             )
-            raise IBConnectError(self.refused + " (paper_only-like refusal)")
         if not self.account:
+            if len(accounts) != 1:
+                # A login with several accounts (an advisor's, or linked ones): trading the
+                # first IB lists would be a guess with real money.
+                conn.close()
+                raise IBRefusal(
+                    f"the gateway manages {len(accounts)} accounts "
+                    f"({', '.join(map(mask_account, accounts))}) and venues.{self.name}.account "
+                    "is not set: set it to the one to trade (from the environment or a secrets "
+                    "file)"
+                )
             self.account = accounts[0]
         if self.ports is not None and self.ports.portfolio is not None:
             self.ports.portfolio.broker_account(self.name).account = self.account
@@ -818,7 +835,7 @@ class IBVenue:
         if not reconciled and not await self._reconcile_until_complete():
             return
         self.ready = True
-        log.info("IB %s: ready (account %s…)", self.name, self.account[:2])
+        log.info("IB %s: ready (account %s)", self.name, mask_account(self.account))
 
     def _session_alive(self, epoch: int) -> bool:
         lost = self._lost
