@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -240,6 +241,13 @@ class RunReport:
         return "\n".join(lines)
 
 
+def _say(out: TextIO, line: str) -> None:
+    """Print ``line`` to ``out``; if whatever read it has gone (``tickwire demo | head``), the
+    run goes on without it."""
+    with contextlib.suppress(BrokenPipeError):
+        print(line, file=out, flush=True)
+
+
 def _status(engine: Engine, elapsed: float, last_updates: int, interval: float) -> str:
     updates = engine.book_actor.updates
     shadow = ""
@@ -288,7 +296,7 @@ async def run_app(
                 f"cannot serve /metrics on {cfg.metrics.host}:{cfg.metrics.port}: "
                 f"{e.strerror or e}; pick a free port (0: any free one) or stop what holds it",
             ) from None
-        print(f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics", file=out)
+        _say(out, f"metrics: http://{cfg.metrics.host}:{app.metrics.port}/metrics")
     pin_to_cpus(cfg.engine.cpu_affinity, cfg.source, "engine.cpu_affinity")
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -420,9 +428,19 @@ def _start_helpers(
     interval = cfg.engine.status_interval_s
 
     async def every(period: float, fn: Callable[[], object]) -> None:
+        """``fn`` every ``period`` until the stop; one that raises is logged (then at most once a
+        minute while it goes on failing) and called again: a status line or a journal sync
+        that failed once must not stop for the rest of the run unnoticed."""
+        told = -math.inf
         while not stop.is_set():
             await asyncio.sleep(period)
-            fn()
+            try:
+                fn()
+            except Exception:
+                if loop.time() - told >= 60.0:
+                    told = loop.time()
+                    log.exception("periodic %s failed (repeats are logged once a minute)",
+                                  getattr(fn, "__qualname__", repr(fn)))  # fmt: skip
 
     last = [0]
 
@@ -430,7 +448,7 @@ def _start_helpers(
         line = _status(engine, loop.time() - started, last[0], interval)
         last[0] = engine.book_actor.updates
         app.status_lines.append(line)
-        print(line, file=out, flush=True)
+        _say(out, line)
 
     helpers.append(loop.create_task(every(interval, status)))
     helpers.append(loop.create_task(every(cfg.metrics.fold_interval_ms / 1e3, engine.latency.fold)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -95,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"tickwire: config error: {e}", file=sys.stderr)
         return 2
-    print(report.format(), flush=True)
+    try:
+        print(report.format(), flush=True)
+    except BrokenPipeError:
+        # Whatever read stdout has gone (``| head``): the run itself ended cleanly. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if report.error:
         # A supervisor (systemd, Docker) restarting on failure must see this one as a failure.
         print(f"tickwire: stopped: {report.error}", file=sys.stderr)

@@ -227,3 +227,19 @@ def test_a_journal_that_cannot_be_written_shows_on_metrics(tmp_path):
             proc.kill()
     m = re.search(r'^tickwire_ring_handler_errors_total\{ring="intents"\} (\S+)$', text, re.M)
     assert m and float(m.group(1)) > 0, text
+
+
+def test_a_reader_that_goes_away_does_not_fail_the_run():
+    """``tickwire demo | head -1``: stdout closes after the first line; the run goes on to its
+    end and exits 0, without a BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [*TICKWIRE, "demo", "--duration", "2", "--config", "config/demo.toml"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert first.startswith(("kernels:", "metrics:")), first
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

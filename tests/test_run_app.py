@@ -191,3 +191,23 @@ async def test_no_book_reaches_a_strategy_before_its_on_start(tmp_path):
     (updates_before_start,) = started
     assert updates_before_start > 0, "books updated while IB reconciled"
     assert probe.calls[0] == "start" and "book" in probe.calls
+
+
+async def test_a_periodic_task_that_raises_is_logged_once_and_goes_on(caplog):
+    """run_app's timers (status line, metrics fold, journal sync...) outlive a failure: one
+    that raises is logged, then at most once a minute, and is called again."""
+    data = tomllib.loads((ROOT / "config" / "demo.toml").read_text())
+    data["metrics"].update(enabled=False, fold_interval_ms=10)
+    app = build_app(parse_config(data, "demo.toml"))
+    calls = []
+
+    def fold() -> None:
+        calls.append(1)
+        raise OSError("no space left on device")
+
+    app.engine.latency.fold = fold  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="engine.app"):
+        await asyncio.wait_for(run_app(app, 0.6, io.StringIO()), 30)
+    assert len(calls) >= 5
+    failed = [r for r in caplog.records if "periodic" in r.getMessage()]
+    assert len(failed) == 1 and "no space left on device" in (failed[0].exc_text or "")
