@@ -176,3 +176,17 @@ def test_inventory_limits_count_lots_not_float_sums() -> None:
         book((ASK, px, 0))
     assert engine.portfolio.position(mm.id, 0).lots == 3
     assert [o.side for o in mm.open_orders("BTC")] == [-1]  # at the limit: the ask only
+
+
+def test_a_book_without_a_mid_pulls_the_quotes_until_one_is_back() -> None:
+    """A side of the book empties (IB ended the stream, the connection dropped, the market is
+    one-sided): the quotes cannot be priced, so both are cancelled; the next book with a mid
+    quotes again."""
+    h = Harness()
+    h.book((BID, 399, 10), (ASK, 401, 10))
+    assert len(h.quotes()) == 2
+    h.book((ASK, 401, 0))  # the ask side empties
+    assert h.quotes() == []
+    assert h.engine.router.cancels == 2
+    h.book((ASK, 403, 5))
+    assert h.quotes() == [(1, 400, 2), (-1, 402, 2)]

@@ -3,7 +3,8 @@
 The fair price is the mid minus ``skew_ticks`` per ``max_inventory`` of position; quotes sit
 ``half_spread_ticks`` either side of it. A quote is moved (modify) when its ideal price is
 ``requote_ticks`` or more away, and the side that would grow the position past
-``max_inventory`` is not quoted.
+``max_inventory`` is not quoted. A book without a mid (a side empty: the venue's data stopped,
+or the market is one-sided) pulls both quotes until a mid is back.
 
 When the risk gate refuses an order for a rate limit (the strategy's or the account's order
 rate, or the venue's pacing), the maker stops moving its working quotes for ``rate_backoff_ms``
@@ -92,6 +93,7 @@ class MarketMaker(Strategy):
     def on_book(self, book: BookView) -> None:
         mid = book.mid_ticks
         if mid is None:
+            self._pull(book.instrument.id)
             return
         inst = book.instrument
         pos = self.position(inst)
@@ -131,15 +133,23 @@ class MarketMaker(Strategy):
         self._quote(inst, 0, bid_ticks, size, bid_ok, quotes, prices, move)
         self._quote(inst, 1, ask_ticks, size, ask_ok, quotes, prices, move)
 
+    def _pull(self, instrument_id: int) -> None:
+        """No mid (a side of the book is empty: the venue's data stopped, IB ended the stream,
+        or the market is one-sided): quotes can no longer be priced, so cancel them; they come
+        back on the first book with a mid."""
+        quotes = self._quotes[instrument_id]
+        for side in (0, 1):
+            if quotes[side]:
+                self.cancel(quotes[side])
+                quotes[side] = 0
+        self._inputs[instrument_id][0] = None
+
     def on_trading_state(self, change: TradingStateChange) -> None:
         if change.new is not TradingState.ACTIVE:
             # A quote left working could not be moved (HALTED) or may grow the position
             # (REDUCING): pull both; REDUCING quotes the reducing side again at a size it allows.
-            for quotes in self._quotes.values():
-                for side in (0, 1):
-                    if quotes[side]:
-                        self.cancel(quotes[side])
-                        quotes[side] = 0
+            for instrument_id in self._quotes:
+                self._pull(instrument_id)
         for inputs in self._inputs.values():
             inputs[0] = None  # work the quotes out again on the next book
 
