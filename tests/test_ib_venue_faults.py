@@ -28,7 +28,7 @@ from adapters.ib.venue import HELD_BACK, UNKNOWN_AFTER_RECONNECT, IBVenue
 from engine.clock import LiveClock
 from engine.config import IBVenueConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BookSide, EventKind
+from engine.messages import NO_PRICE, BookSide, EventKind
 from engine.orders import OrderState
 from engine.runtime import Engine
 from tests.event_recorder import Recorder
@@ -382,6 +382,27 @@ async def test_farm_blip_without_data_resuming_resubscribes() -> None:
         await book_moves(h, "AAPL")
         await until(lambda: depth_matches_sim(h, "AAPL"), 5, "AAPL book equal to the sim's")
         assert h.kinds(resting) == [A]
+
+
+async def test_an_l1_book_whose_stream_is_asked_again_is_emptied_until_it_returns() -> None:
+    """A book made of L1 quotes (no depth) whose stream stayed silent after a farm blip: when
+    the stream is asked for again, the book is emptied, not left at the old prices (which the
+    new stream's first tick would pair with the old other side)."""
+    async with IBHarness(data_check_s=0.3, depth_rows=0) as h:
+        v = h.venue
+        await h.book_ready("AAPL")
+        subs = v.resubscribes
+        h.fault("farm_blip", seconds=0.3)
+        await until(lambda: 2103 in codes(v), 5, "2103")
+        for s in h.symbols:  # the farm comes back, the data does not
+            h.fault("stop_market_data", symbol=s)
+        await until(lambda: v.resubscribes == subs + 1, 5, "resubscribed after data_check_s")
+        await until(lambda: h.strat.book("AAPL").mid_ticks is None, 5, "AAPL book emptied")
+        book = h.strat.book("AAPL")
+        assert book.bid_ticks == NO_PRICE and book.ask_ticks == NO_PRICE
+        for s in h.symbols:
+            h.fault("resume_market_data", symbol=s)
+        await h.book_ready("AAPL")
 
 
 # ---- 5. client id in use (326) ------------------------------------------------------------------

@@ -1090,8 +1090,8 @@ class IBVenue:
     def _restart_stream(self, sub: _Subscription, kind: Subscription) -> None:
         """Cancel one of an instrument's streams and ask for it again under a fresh request
         id: rows of the old one still on their way are then dropped (unbound), not applied to
-        the new one's book. A depth book is emptied first (the new stream starts from its
-        first row)."""
+        the new one's book. The book the stream fed is emptied first (depth: the new stream
+        starts from its first row; L1: its first tick sets one side)."""
         md = self._md
         assert md is not None
         field = _STREAM_FIELD[kind]
@@ -1105,8 +1105,11 @@ class IBVenue:
         else:
             new = old  # as many instruments as ids allow: no spare, the same id again
         setattr(sub, field, new)
-        if kind == MD_DEPTH:
-            self._write_deltas(md.clear_depth(sub.instrument.id, self._now()))
+        iid = sub.instrument.id
+        if kind == MD_DEPTH or (kind == MD_L1 and self._l1_book[iid]):
+            # The book came from this stream, which had stopped: its prices are old, and a
+            # quote of the new stream's first tick would pair them with the old other side.
+            self._write_deltas(md.clear_depth(iid, self._now()))
         self._ask_stream(sub, kind, new)
 
     def _depth_refused(self, sub: _Subscription) -> None:

@@ -685,7 +685,10 @@ class GatewayCore:
         elif s.market_data_type != 1:
             s.send(enc.market_data_type(req.req_id, 1))
         sub = MarketSub(s, req.req_id, "mkt", inst, delayed=delayed, generic=tuple(generic))
-        self._send_l1_snapshot(sub, generic)
+        if not (self.farm_down or inst.con_id in self.stopped_data):
+            # Data that has stopped sends nothing to a new request either; the quote follows
+            # when it resumes (``_fault_resume_market_data``).
+            self._send_l1_snapshot(sub, generic)
         if req.snapshot or req.regulatory_snapshot:
             s.send(enc.tick_snapshot_end(req.req_id))
             return
@@ -1858,6 +1861,12 @@ class GatewayCore:
         cons = {i.con_id for i in self.instruments if i.symbol == f.symbol}
         self.stopped_data -= cons
         self.competing -= cons
+        for con in cons:  # L1 streams get the quote as it is now (depth is diffed as it flows)
+            b = self.market.book(con)
+            q = Quote(b.bid, b.bid_size, b.ask, b.ask_size)
+            for sub in self.subs_by_con.get(con, ()):
+                if sub.kind == "mkt" and not sub.session.backpressured:
+                    self._send_quote(sub, q)
 
     def _fault_competing_session(self, f: FaultConfig) -> None:
         """Another session with live data (TWS, the mobile app) logs in: every market-data
