@@ -140,3 +140,28 @@ if __name__ == "__main__":
             rate, p50, p99, mx = r["events_per_s"], r["p50_ns"], r["p99_ns"], r["max_ns"]
             print(f"{name:16s} {rate:10,.0f}/s  p50 {p50:8,.0f} ns  ", end="")
             print(f"p99 {p99:10,.0f} ns  max {mx:11,.0f} ns")
+
+
+def recovery_rate(path: str | os.PathLike[str]) -> dict:
+    """How fast a restart rebuilds an engine from the journal at ``path``: ``read_journal``
+    (parse and check every record) and ``recover`` (replay them into a fresh engine of the
+    demo pipeline's config, venues not started), timed separately."""
+    from benchmarks.harness import pipeline_app
+    from engine.journal import read_journal
+    from engine.recovery import recover
+
+    t0 = time.perf_counter()
+    contents = read_journal(path)
+    t1 = time.perf_counter()
+    app = pipeline_app()
+    t2 = time.perf_counter()
+    recover(app.engine, contents, str(path))
+    t3 = time.perf_counter()
+    records = len(contents.records)
+    return {
+        "records": records,
+        "bytes": os.path.getsize(path),
+        "read_s": t1 - t0,
+        "replay_s": t3 - t2,
+        "records_per_s": records / ((t1 - t0) + (t3 - t2)),
+    }
