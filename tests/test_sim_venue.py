@@ -15,7 +15,14 @@ from event_recorder import Ev, Recorder
 
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock, TimerHandle
-from engine.config import RiskConfig, SimVenueConfig
+from engine.config import (
+    BreakersConfig,
+    RiskConfig,
+    RouterConfig,
+    RouterVenueConfig,
+    ShadowVenueConfig,
+    SimVenueConfig,
+)
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
     BOOK_DELTA,
@@ -42,15 +49,21 @@ class Harness:
     """One engine, one SimVenue "SIM", one instrument ES (tick 0.25, lot 1, multiplier 50)."""
 
     def __init__(
-        self, venue_config: SimVenueConfig | None = None, clock: SimClock | None = None
+        self,
+        venue_config: SimVenueConfig | None = None,
+        clock: SimClock | None = None,
+        router: RouterConfig | None = None,
+        venue: SimVenue | None = None,
+        risk: RiskConfig | None = None,
     ) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, TICK, 1.0, 50.0)
         self.clock = clock or SimClock(START_NS)
-        self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
+        self.venue = venue or SimVenue("SIM", venue_config or SimVenueConfig())
         self.engine = Engine(
-            self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig(equity=1e9)
-        )
+            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=1e9),
+            router=router,
+        )  # fmt: skip
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES"])
         self.engine.start()
 
@@ -900,3 +913,151 @@ def test_no_fill_events_carry_no_price() -> None:
     coid = h.buy(3, ticks=397)
     acc = h.strat.of(coid)[0]
     assert acc.fill_lots == 0 and acc.fill_price_ticks == NO_PRICE and acc.exec_id == ""
+
+
+# ---- the end of the trading day -------------------------------------------------------------
+#
+# The engine's one day boundary (``[risk] daily_reset``, 17:00 New York by default) ends the
+# simulated venue's DAY orders: the roll's timer fires ``Engine.roll_day``, which calls the
+# venue's ``on_day_end``.
+
+
+def day_harness(**kw) -> Harness:
+    """A Harness whose breakers evaluate once a minute: the clock crosses whole days here, and
+    at the default 100 ms their timer would fire 864,000 times a day."""
+    risk = RiskConfig(equity=1e9, breakers=BreakersConfig(interval_ms=60_000))
+    return Harness(risk=risk, **kw)
+
+
+def day_end(h: Harness) -> int:
+    """Move the clock to the next trading day's start, firing the engine's day roll."""
+    roll = h.engine.next_roll_ns(h.clock.now())
+    h.clock.advance_to(roll)
+    return roll
+
+
+def test_day_orders_expire_at_the_days_end_and_gtc_orders_keep_working() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    day = h.buy(3, ticks=399)
+    gtc = h.buy(3, ticks=398, tif=TimeInForce.GTC)
+    h.book((ASK, 399, 1))  # the DAY order fills 1 of 3
+    roll = day_end(h)
+
+    ev = h.strat.of(day)[-1]
+    assert (ev.kind, ev.cum_lots, ev.leaves_lots, ev.ts_recv) == (EventKind.EXPIRED, 1, 2, roll)
+    assert "trading day ended" in ev.reason
+    assert h.order(day).state is OrderState.EXPIRED and h.order(day).reserved == 0
+    assert h.strat.kinds(gtc) == [EventKind.ACCEPTED]
+    assert h.order(gtc).is_open
+
+    # The next session trades through both prices: only the GTC order is still there.
+    h.book((ASK, 397, 20))
+    assert [f.fill_lots for f in h.strat.fills(day)] == [1]
+    assert [(f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(gtc)] == [(3, 397)]
+    h.trade(390, 50)
+    assert h.position().lots == 4
+    assert h.engine.tracker.open == {}
+
+
+def test_each_days_end_expires_the_day_orders_sent_that_day() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    first = h.buy(1, ticks=391)
+    day_end(h)
+    second = h.buy(1, ticks=392)  # sent in the new session: works through it
+    h.clock.advance_to(h.clock.now() + 3_600 * 10**9)
+    assert h.strat.kinds(second) == [EventKind.ACCEPTED]
+    day_end(h)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(second) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+
+
+def test_an_expiry_follows_a_fill_still_on_its_way() -> None:
+    h = day_harness(venue_config=SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(3, ticks=399)
+    roll = h.engine.next_roll_ns(h.clock.now())
+    h.clock.advance_to(roll - 50_000)
+    h.book((ASK, 399, 2))  # 2 fill 50 µs before the roll: the FILL is due 50 µs after it
+    h.clock.advance_to(roll)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(roll + 50_000)
+    evs = h.strat.of(coid)
+    assert [(e.kind, e.cum_lots, e.leaves_lots) for e in evs[1:]] == [
+        (EventKind.FILL, 2, 1),
+        (EventKind.EXPIRED, 2, 1),
+    ]
+    assert h.order(coid).state is OrderState.EXPIRED
+    assert h.position().lots == 2
+
+
+def test_a_day_parent_expires_with_its_day_child_and_cancels_its_gtc_child() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    parent = h.buy(2, ticks=399)
+    day_child = h.strat.sell("ES", 2, 420 * TICK, parent=parent)
+    gtc_child = h.strat.sell("ES", 2, 421 * TICK, TimeInForce.GTC, parent=parent)
+    h.engine.pump()
+    assert h.strat.kinds(day_child) == [EventKind.ACCEPTED]
+    assert h.strat.kinds(gtc_child) == [EventKind.ACCEPTED]
+    day_end(h)
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(day_child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(gtc_child) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert f"parent order {parent} expired" in h.strat.of(gtc_child)[-1].reason
+    assert h.engine.tracker.open == {}
+
+
+def test_a_held_day_child_expires_and_its_gtc_parent_keeps_working() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    parent = h.buy(2, ticks=399, tif=TimeInForce.GTC)
+    child = h.strat.sell("ES", 2, 405 * TICK, parent=parent)
+    h.engine.pump()
+    day_end(h)
+    assert h.strat.kinds(child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED]
+    # The parent fills the next day; the expired child does not start working.
+    h.book((ASK, 399, 5))
+    h.book((BID, 406, 5))
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.FILL]
+    assert h.strat.kinds(child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.position().lots == 2
+
+
+def test_a_shadowed_day_order_expires_at_the_shadow_venue() -> None:
+    router = RouterConfig(
+        venues={"SIM": RouterVenueConfig(mode="shadow")},
+        shadow=ShadowVenueConfig(ack_latency_us=0, fill_latency_us=0),
+    )
+    h = day_harness(router=router)
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    day = h.buy(2, ticks=399)
+    gtc = h.buy(2, ticks=398, tif=TimeInForce.GTC)
+    assert h.order(day).shadow and h.venue.received == 0
+    day_end(h)
+    assert h.strat.kinds(day) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    h.book((ASK, 397, 10))
+    assert h.strat.fills(day) == []
+    assert [f.fill_lots for f in h.strat.fills(gtc)] == [2]
+    assert h.engine.shadow_portfolio.position(h.strat.id, h.es.id).lots == 2
+
+
+class FailingDayEnd(SimVenue):
+    """A simulated venue whose day-end hook raises (a venue's bug)."""
+
+    def on_day_end(self, ts: int) -> None:
+        raise RuntimeError("broken hook")
+
+
+def test_a_venue_whose_day_end_raises_is_logged_and_the_days_still_roll(caplog) -> None:
+    h = day_harness(venue=FailingDayEnd("SIM"))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    with caplog.at_level("INFO", logger="engine.runtime"):
+        day_end(h)
+        day_end(h)
+    raised = [r for r in caplog.records if "on_day_end raised" in r.getMessage()]
+    rolled = [r for r in caplog.records if "trading day rolled" in r.getMessage()]
+    assert len(raised) == 2 and len(rolled) == 2
+    assert "venue SIM" in raised[0].getMessage() and raised[0].exc_info is not None

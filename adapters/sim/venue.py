@@ -18,7 +18,8 @@ venue rather than a stub:
   ``cancel_all`` cancels every working order (IB's global cancel);
 * MARKET, LIMIT and STOP orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
   (stop limits, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what
-  is not supported, after the acknowledgement latency. An iceberg's display size changes nothing
+  is not supported, after the acknowledgement latency. GTD being one of them, no order
+  expires at a time of its own. An iceberg's display size changes nothing
   here (our orders are not in the market's book), so it is accepted and matched like any order.
   A STOP triggers when the touch reaches its stop (a buy stop when the best ask is at or above
   it, a sell stop when the best bid is at or below it) or a trade prints at or through it, and
@@ -52,6 +53,14 @@ included: what it shows then is available in full), so two orders, or one order 
 book updates, never take more than the level showed. Working orders are matched in price-time
 priority: the best priced first (buys highest, sells lowest), then the earliest sent, against
 the book and against prints alike.
+
+DAY orders expire at the end of the trading day: the engine's one day boundary (``[risk]
+daily_reset``, ``engine.trading_day``) calls ``on_day_end``, which answers every working DAY
+order EXPIRED, held children included (a GTC child held for an expiring DAY parent is cancelled,
+naming it); GTC orders work on. It is the engine's boundary, not a market's close: a real venue
+ends DAY orders at its own market's close, which differs per market (16:00 New York for US
+stocks, 17:00 New York for CME's equity futures), so ``daily_reset`` should be the traded
+market's close for a shadowed DAY order to end with the live one.
 
 A book batch is matched after the strategies have reacted to it (``ports.after_dispatch``), so
 matching never delays their orders; what they send in the meantime is held and reaches the
@@ -91,6 +100,7 @@ _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
 _RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
 _UNPRICED_FIRST = -(2**64)  # below any -side x ticks
+_DAY = int(TimeInForce.DAY)
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -101,6 +111,7 @@ _MODIFIED = EventKind.MODIFIED
 _FILL = EventKind.FILL
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
 _REJECTED = EventKind.REJECTED
+_EXPIRED = EventKind.EXPIRED
 # Non-zero for anything but MARKET/LIMIT and DAY..FOK (negative values included).
 _NOT_PLAIN_TYPE = ~1
 _NOT_PLAIN_TIF = ~3
@@ -279,6 +290,22 @@ class SimVenue:
         """Cancel every working order of every strategy (a global cancel, as IB's
         ``reqGlobalCancel``): each is answered ``CANCELLED``."""
         self._request(self.ports.clock.now(), self._cancel_all, ())
+
+    def on_day_end(self, ts: int) -> None:
+        """The trading day ended (``Engine.roll_day``, at ``[risk] daily_reset``): every working
+        DAY order is answered EXPIRED, what it filled kept, held children included; GTC orders
+        keep working. Children held for a DAY parent that expired are then cancelled, naming it,
+        as for any parent that ends without filling. Orders held with ``transmit=False`` are not
+        at the venue yet and stay held: transmitted later, they work that day."""
+        if self._held is not None:
+            self._settle()  # the market moved before the close: that match comes first
+        day = [so for so in self._orders.values() if so.tif == _DAY]
+        for so in day:
+            self._remove(so)
+            self._answer(_EXPIRED, so, "DAY order: the trading day ended")
+        if self._children:
+            for so in day:
+                self._orphan(so, ts, 0, "expired at the end of the trading day")
 
     def _request(self, sent_ns: int, fn, args: tuple) -> None:
         """A request reaches the matching engine ``ack_latency_us`` after it was sent, and never
