@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from event_recorder import Ev, Recorder
 
-from adapters.sim.venue import SimVenue
+from adapters.sim.venue import (
+    CANCEL_FILLED,
+    CANCEL_NOT_FOUND,
+    MODIFY_NOT_WORKING,
+    NOT_SIMULATED,
+    PARENT_UNKNOWN,
+    SimVenue,
+)
 from engine.clock import SimClock, TimerHandle
 from engine.config import (
     BreakersConfig,
@@ -513,6 +520,7 @@ def test_venue_rejects_cancel_of_an_order_it_no_longer_works() -> None:
         EventKind.CANCEL_REJECTED,
     ]
     assert "not working at SIM" in h.strat.of(coid)[-1].reason
+    assert h.strat.of(coid)[-1].reason_code == CANCEL_FILLED  # IB's 10148
     assert h.order(coid).state is OrderState.FILLED
     assert h.position().lots == 3
 
@@ -1061,3 +1069,77 @@ def test_a_venue_whose_day_end_raises_is_logged_and_the_days_still_roll(caplog) 
     rolled = [r for r in caplog.records if "trading day rolled" in r.getMessage()]
     assert len(raised) == 2 and len(rolled) == 2
     assert "venue SIM" in raised[0].getMessage() and raised[0].exc_info is not None
+
+
+# ---- refusals carry codes --------------------------------------------------------------------
+#
+# Never the risk gate's verdict codes: a CANCEL_REJECTED with one is the gate's own refusal to
+# the OMS and the gate, which then leave the request pending at the venue.
+
+
+def test_an_order_the_venue_does_not_simulate_is_rejected_with_not_simulated() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(1, ticks=399, tif=TimeInForce.OPG)
+    (ev,) = h.strat.of(coid)
+    assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, NOT_SIMULATED)
+    assert ev.reason == "time in force OPG is not supported by the simulated venue"
+    assert h.engine.risk.passed == 1  # the gate let it through: the venue refused it
+
+
+def test_a_child_whose_parent_ended_at_the_venue_is_rejected_with_parent_unknown() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=10))
+    standard_book(h)
+    parent = h.buy(2, ticks=397)
+    h.cancel(parent)  # still open for the engine (pending cancel) when the child is sent
+    child = h.strat.sell("ES", 2, 410 * TICK, parent=parent)
+    h.engine.pump()
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    (ev,) = h.strat.of(child)
+    assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, PARENT_UNKNOWN)
+    assert f"parent order {parent} is not working at SIM" in ev.reason
+
+
+def test_cancels_and_modifies_of_orders_not_working_carry_ibs_codes() -> None:
+    h = Harness()
+    standard_book(h)
+    filled = h.buy(3)
+    cancelled = h.buy(1, ticks=397)
+    h.cancel(cancelled)
+    for coid in (filled, cancelled):
+        o = h.order(coid)
+        h.venue.cancel(o)  # sent to the venue directly: the gate refuses these itself
+        h.venue.modify(o, 5, 396)
+    h.engine.pump()
+    codes = [(e.client_order_id, e.kind, e.reason_code) for e in h.strat.events[-4:]]
+    assert codes == [
+        (filled, EventKind.CANCEL_REJECTED, CANCEL_FILLED),
+        (filled, EventKind.CANCEL_REJECTED, MODIFY_NOT_WORKING),
+        (cancelled, EventKind.CANCEL_REJECTED, CANCEL_NOT_FOUND),
+        (cancelled, EventKind.CANCEL_REJECTED, MODIFY_NOT_WORKING),
+    ]
+    assert (CANCEL_FILLED, CANCEL_NOT_FOUND, MODIFY_NOT_WORKING) == (10148, 10147, 104)
+
+
+def test_a_modify_up_refused_after_the_fill_that_completed_the_order_finishes_it() -> None:
+    # The order filled at the venue while a modify to a larger size was on its way; the FILL
+    # leaves it pending (the venue may work it at the new size), the refusal then ends it
+    # FILLED and frees what the gate reserved. Were the refusal's code a verdict code, both
+    # would take it for the gate's own and wait for an answer that never comes.
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(3, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 5))  # fills all 3 at 50 µs: the FILL is due at 150 µs
+    h.modify(coid, qty=6)  # reaches the venue at 60 µs: the order is no longer working
+    h.clock.advance_to(START_NS + 1_000_000)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [
+        EventKind.ACCEPTED,
+        EventKind.FILL,
+        EventKind.CANCEL_REJECTED,
+    ]
+    assert evs[-1].reason_code == MODIFY_NOT_WORKING
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.order(coid).reserved == 0 and h.engine.tracker.open == {}

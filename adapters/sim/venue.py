@@ -14,12 +14,13 @@ venue rather than a stub:
   price reaches it (at the book's price: price improvement is kept) or when a trade prints at or
   through its price;
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
-* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``;
-  ``cancel_all`` cancels every working order (IB's global cancel);
+* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``,
+  with IB's code for the same refusal (``CANCEL_NOT_FOUND`` 10147, ``CANCEL_FILLED`` 10148,
+  ``MODIFY_NOT_WORKING`` 104); ``cancel_all`` cancels every working order (IB's global cancel);
 * MARKET, LIMIT and STOP orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
   (stop limits, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what
-  is not supported, after the acknowledgement latency. GTD being one of them, no order
-  expires at a time of its own. An iceberg's display size changes nothing
+  is not supported (``NOT_SIMULATED``), after the acknowledgement latency. GTD being one of
+  them, no order expires at a time of its own. An iceberg's display size changes nothing
   here (our orders are not in the market's book), so it is accepted and matched like any order.
   A STOP triggers when the touch reaches its stop (a buy stop when the best ask is at or above
   it, a sell stop when the best bid is at or below it) or a trade prints at or through it, and
@@ -33,7 +34,7 @@ venue rather than a stub:
     expired, an IOC remainder; also after a partial fill) cancels its held children, naming
     the parent: as IB and the gateway simulator do, the children never work for a partly filled
     parent, and the strategy owns what the parent did fill. A child whose parent is unknown here
-    (refused, or finished without filling) is rejected;
+    (refused, or finished without filling) is rejected (``PARENT_UNKNOWN``);
   - OCA groups (by name, as IB keys them per account): a fill of one member cancels the others
     (type 1) or reduces their quantity by the filled quantity (types 2 and 3 alike: there is no
     concurrent fill to block here), with a MODIFIED event, or CANCELLED once nothing is left.
@@ -115,6 +116,28 @@ _EXPIRED = EventKind.EXPIRED
 # Non-zero for anything but MARKET/LIMIT and DAY..FOK (negative values included).
 _NOT_PLAIN_TYPE = ~1
 _NOT_PLAIN_TIF = ~3
+
+# ``reason_code`` of the venue's refusals. Venues answer with 0, their own negative codes or
+# IB's error codes (100 and up), never with the risk gate's verdict codes: the OMS and the gate
+# take a CANCEL_REJECTED carrying a verdict code for the gate's own refusal, which leaves the
+# request pending at the venue (``engine.orders.refused_by_gate``). Where IB refuses the same
+# request, the simulated venue answers with IB's code, so a strategy reads a shadowed order's
+# refusals as it reads the live venue's.
+#: A REJECTED order of a type, time in force or algo this venue does not simulate (the order
+#: may be fine at a real venue; this one cannot fill it like one).
+NOT_SIMULATED = -6
+#: A REJECTED child whose parent is not working here (refused, or ended without filling):
+#: the value IBVenue uses for the same refusal.
+PARENT_UNKNOWN = -4
+#: A CANCEL_REJECTED cancel of an order not working here that it does not remember (IB's 10147,
+#: "the order to cancel is not found"): cancelled, rejected, expired, or never seen.
+CANCEL_NOT_FOUND = 10147
+#: A CANCEL_REJECTED cancel of an order that filled completely (IB's 10148, "cannot be
+#: cancelled in its current state").
+CANCEL_FILLED = 10148
+#: A CANCEL_REJECTED modify of an order not working here (IB's 104, which the gateway simulator
+#: sends for any finished order).
+MODIFY_NOT_WORKING = 104
 
 
 class _Outbox:
@@ -264,7 +287,7 @@ class SimVenue:
             or it.tif & _NOT_PLAIN_TIF
             or (it.extended and it.algo)
         ):
-            self._request(now, self._refuse, (so, _unsupported(it)))
+            self._request(now, self._refuse, (so, _unsupported(it), NOT_SIMULATED))
             return
         if it.extended and (so.parent_id or so.oca_group or not it.transmit):
             self._request(now, self._place, (so, it.transmit))
@@ -473,7 +496,8 @@ class SimVenue:
                 else:
                     self._admit(so)
             else:
-                self._refuse(so, f"parent order {p} is not working at {self.name}")
+                reason = f"parent order {p} is not working at {self.name}"
+                self._refuse(so, reason, PARENT_UNKNOWN)
             return
         # Held until the parent fills: acknowledged, in its OCA group, not matchable.
         so.held = True
@@ -525,8 +549,8 @@ class SimVenue:
             if not group:
                 del self._oca[so.oca_group]
 
-    def _refuse(self, so: SimOrder, reason: str) -> None:
-        self._emit(_REJECTED, so, reason)
+    def _refuse(self, so: SimOrder, reason: str, code: int) -> None:
+        self._emit(_REJECTED, so, reason, code)
 
     def _levels(self, so: SimOrder) -> list[tuple[int, int]]:
         side = _ASK if so.side == _BUY else _BID
@@ -736,7 +760,7 @@ class SimVenue:
             self._arm(box, items[0][0])
         self.ports.wake()
 
-    def _emit(self, kind: EventKind, so: SimOrder, reason: str = "") -> OrderEvent:
+    def _emit(self, kind: EventKind, so: SimOrder, reason: str = "", code: int = 0) -> OrderEvent:
         ev = self.ports.events.claim()
         ev.kind = kind
         ev.strategy_id = so.strategy_id
@@ -752,7 +776,7 @@ class SimVenue:
         ev.qty_lots = so.qty_lots
         ev.commission = 0.0
         ev.exec_id = ""
-        ev.reason_code = 0
+        ev.reason_code = code
         ev.reason = reason
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
         return ev
@@ -786,6 +810,10 @@ class SimVenue:
         ev.instrument_id = instrument_id
         ev.client_order_id = coid
         ev.side = side
+        if what == "modify":
+            ev.reason_code = MODIFY_NOT_WORKING
+        else:
+            ev.reason_code = CANCEL_FILLED if coid in self._recent_fills else CANCEL_NOT_FOUND
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
 
