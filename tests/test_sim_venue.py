@@ -1143,3 +1143,39 @@ def test_a_modify_up_refused_after_the_fill_that_completed_the_order_finishes_it
     assert evs[-1].reason_code == MODIFY_NOT_WORKING
     assert h.order(coid).state is OrderState.FILLED
     assert h.order(coid).reserved == 0 and h.engine.tracker.open == {}
+
+
+# ---- a modify and time priority --------------------------------------------------------------
+
+
+def test_a_modify_to_a_new_price_goes_behind_the_orders_already_there() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    moved = h.buy(1, ticks=399)  # sent first, at another price
+    waiting = h.buy(1, ticks=400)
+    h.modify(moved, ticks=400)
+    h.trade(400, 1)
+    assert [f.fill_lots for f in h.strat.fills(waiting)] == [1]
+    assert h.strat.fills(moved) == []
+
+
+def test_a_modify_to_a_larger_size_goes_behind_the_orders_at_its_price() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    grown = h.buy(1, ticks=400)
+    waiting = h.buy(1, ticks=400)
+    h.modify(grown, qty=2)
+    h.book((ASK, 400, 1))
+    assert [f.fill_lots for f in h.strat.fills(waiting)] == [1]
+    assert h.strat.fills(grown) == []
+
+
+def test_a_modify_to_a_smaller_size_keeps_its_place() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    shrunk = h.buy(3, ticks=400)
+    waiting = h.buy(1, ticks=400)
+    h.modify(shrunk, qty=2)
+    h.trade(400, 2)
+    assert [f.fill_lots for f in h.strat.fills(shrunk)] == [2]
+    assert h.strat.fills(waiting) == []

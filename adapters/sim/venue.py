@@ -53,7 +53,9 @@ until the market updates that level's size (fresh data, an emptied level that co
 included: what it shows then is available in full), so two orders, or one order over several
 book updates, never take more than the level showed. Working orders are matched in price-time
 priority: the best priced first (buys highest, sells lowest), then the earliest sent, against
-the book and against prints alike.
+the book and against prints alike. A modify that changes the price (or a stop's trigger) or
+increases the size sends the order to the back of the queue, as at a venue; one that only
+decreases the size keeps its place.
 
 DAY orders expire at the end of the trading day: the engine's one day boundary (``[risk]
 daily_reset``, ``engine.trading_day``) calls ``on_day_end``, which answers every working DAY
@@ -661,10 +663,21 @@ class SimVenue:
         if qty <= so.cum_lots:
             self._finish(so, _CANCELLED, "modified below the filled quantity")
             return
+        # A new price (or stop) or a larger size goes to the back of the queue, as at a venue;
+        # a smaller size keeps its place.
+        requeue = (
+            ticks != so.price_ticks
+            or qty > so.qty_lots
+            or (stop_ticks != NO_PRICE and stop_ticks != so.stop_ticks)
+        )
         so.qty_lots = qty
         so.price_ticks = ticks
         if stop_ticks != NO_PRICE:
             so.stop_ticks = stop_ticks
+        if requeue:
+            working = self._resting.get(so.instrument_id)
+            if working is not None and working.pop(coid, None) is not None:
+                working[coid] = so  # last of those sent: the order time priority goes by
         self._answer(_MODIFIED, so)
         if not so.held:
             if so.order_type == _STOP:
