@@ -87,11 +87,13 @@ class Harness:
         self.engine.deltas.write(d)
         self.engine.pump()
 
-    def trade(self, ticks: int, lots: int) -> None:
+    def trade(self, ticks: int, lots: int, aggressor: int = 0) -> None:
+        """A print; ``aggressor`` is the taker's side (1 buy, -1 sell), 0 unknown as IB's."""
         t = np.zeros(1, dtype=TRADE)
         t["instrument_id"] = self.es.id
         t["price"] = ticks
         t["size"] = lots
+        t["aggressor"] = aggressor
         t["trade_id"] = 1
         t["ts_event"] = t["ts_recv"] = self.clock.now()
         self.engine.trades.write(t)
@@ -1179,3 +1181,59 @@ def test_a_modify_to_a_smaller_size_keeps_its_place() -> None:
     h.trade(400, 2)
     assert [f.fill_lots for f in h.strat.fills(shrunk)] == [2]
     assert h.strat.fills(waiting) == []
+
+
+# ---- a print fills one side ------------------------------------------------------------------
+#
+# Our resting buy at 401 and sell at 399 cross each other (the market's book, 396 / 404, is not
+# ours): a print at 399..401 reaches both prices, but its taker either lifted the offers or hit
+# the bids, never both.
+
+
+def crossed_pair(h: Harness) -> tuple[int, int]:
+    h.book((BID, 396, 5), (ASK, 404, 5))  # mid 400
+    buy = h.buy(2, ticks=401)
+    sell = h.sell(2, ticks=399)
+    assert h.strat.fills() == []
+    return buy, sell
+
+
+@pytest.mark.parametrize(
+    "price, aggressor, filled",
+    [
+        (400, 1, "sell"),  # a buyer took: it traded with the offers, ours among them
+        (400, -1, "buy"),  # a seller took: the bids
+        (401, 0, "sell"),  # unknown, above the mid: a buyer took (quote rule)
+        (399, 0, "buy"),  # unknown, below the mid: a seller took
+        (400, 0, "buy"),  # unknown, at the mid: the side of the order sent first
+    ],
+)
+def test_a_print_fills_our_orders_on_one_side_only(price, aggressor, filled) -> None:
+    h = Harness()
+    buy, sell = crossed_pair(h)
+    h.trade(price, 10, aggressor)
+    fills = {"buy": h.strat.fills(buy), "sell": h.strat.fills(sell)}
+    other = "sell" if filled == "buy" else "buy"
+    assert [f.fill_lots for f in fills[filled]] == [2]
+    assert fills[other] == []
+    assert h.position().lots == (2 if filled == "buy" else -2)
+
+
+def test_a_print_a_buyer_took_does_not_fill_our_bids() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 404, 5))
+    buy = h.buy(2, ticks=401)
+    h.trade(401, 10, aggressor=1)
+    assert h.strat.fills(buy) == []
+    h.trade(401, 10, aggressor=-1)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(buy)] == [(2, 401)]
+
+
+def test_a_print_of_unknown_side_at_the_mid_fills_the_side_sent_first() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 404, 5))
+    sell = h.sell(2, ticks=399)  # sent first this time
+    buy = h.buy(2, ticks=401)
+    h.trade(400, 10)
+    assert [f.fill_lots for f in h.strat.fills(sell)] == [2]
+    assert h.strat.fills(buy) == []

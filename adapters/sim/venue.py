@@ -12,7 +12,12 @@ venue rather than a stub:
   FOK fills all or nothing;
 * limit orders take what crosses at once and rest; a resting order fills when the opposite best
   price reaches it (at the book's price: price improvement is kept) or when a trade prints at or
-  through its price;
+  through its price. A print fills one side of ours only, as its taker either lifted the offers
+  or hit the bids: the trade's ``aggressor`` BUY fills our sells at or below its price, SELL our
+  buys at or above it. IB's prints carry no aggressor: such a print fills whichever side it
+  crosses, and when it crosses both (our own buy and sell cross each other), the side the quote
+  rule gives (above the mid a buyer took: our sells; below it our buys; at the mid, or with a
+  side of the book empty, the side of the crossed order sent first);
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
 * cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``,
   with IB's code for the same refusal (``CANCEL_NOT_FOUND`` 10147, ``CANCEL_FILLED`` 10148,
@@ -98,6 +103,7 @@ from engine.venue import VenuePorts
 
 # Module-level names for the matching loops: an enum member read costs ~80 ns in Python 3.11.
 _BUY = int(Side.BUY)
+_SELL = int(Side.SELL)
 _MARKET = int(OrderType.MARKET)
 _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
@@ -398,15 +404,19 @@ class SimVenue:
                 self._send(sent_ns, self._ack_ns, fn, args)
 
     def on_trades(self, trades: np.ndarray) -> None:
-        """Resting limit orders fill against prints at or through their price."""
+        """Resting limit orders fill against prints at or through their price, on one side
+        only: a print is a taker hitting the bids or lifting the offers, so it fills our sells
+        at or below its price when the buyer took (aggressor BUY), our buys at or above it when
+        the seller did. Unknown (IB's prints carry none) it fills whichever side it crosses,
+        and should it cross both (our own orders crossed), one side: ``_taker``."""
         if not self._resting:
             return
         now = self.ports.clock.now()
         columns = zip(
             trades["instrument_id"].tolist(), trades["price"].tolist(), trades["size"].tolist(),
-            strict=True,
+            trades["aggressor"].tolist(), strict=True,
         )  # fmt: skip
-        for i, price, size in columns:
+        for i, price, size, taker in columns:
             working = self._resting.get(i)
             if not working:
                 continue
@@ -417,6 +427,12 @@ class SimVenue:
                     continue  # ended by an earlier fill of this loop (OCA)
                 t = so.order_type
                 if t == _LIMIT and so.crosses(price):
+                    if so.side == taker:
+                        continue  # the print's taker side: it traded against the other side
+                    if not taker:
+                        taker = self._taker(so, price, working)
+                        if so.side == taker:
+                            continue
                     take = min(so.leaves, size)
                     size -= take
                     self._fill(so, take, so.price_ticks, now)
@@ -425,6 +441,28 @@ class SimVenue:
                 ):
                     so.order_type = _MARKET
                     self._match_book(so, now)
+
+    def _taker(self, so: SimOrder, price: int, working: dict[int, SimOrder]) -> int:
+        """The side that took in a print of unknown aggressor, which ``so`` would fill: the
+        other side's, unless a working limit order of the other side crosses the print too.
+        Then one side only fills, decided as trade classification does (Lee and Ready's quote
+        rule): a print above the mid was a buyer lifting the offers (it fills our sells), below
+        it a seller hitting the bids (our buys); at the mid, or with a side of the book empty,
+        the side of the order sent first among those the print crosses (the longest waiting)."""
+        side = so.side
+        crossed = False
+        for other in working.values():
+            if other.side != side and other.order_type == _LIMIT and other.crosses(price):
+                crossed = True
+                break
+        if not crossed:
+            return -side
+        top = self.ports.books.tops[so.instrument_id]
+        bid, ask = top[0], top[2]
+        if bid != NO_PRICE and ask != NO_PRICE and 2 * price != bid + ask:
+            return _BUY if 2 * price > bid + ask else _SELL
+        first = next(o for o in working.values() if o.order_type == _LIMIT and o.crosses(price))
+        return -first.side
 
     # ---- matching ---------------------------------------------------------------------------
 
