@@ -547,13 +547,35 @@ class Engine:
         """Start a new trading day: the risk kernels' daily P&L and counts are reset (equity
         carries today's close), the live and shadow portfolios' day too, and the daily loss
         breaker re-arms and lifts its halt. Scheduled at each boundary of ``trading_day``
-        (``[risk] daily_reset`` in ``daily_reset_tz``)."""
-        self._new_day(self.clock.now())
+        (``[risk] daily_reset`` in ``daily_reset_tz``). First the venues end their day
+        (``_end_venue_day``)."""
+        now = self.clock.now()
+        self._end_venue_day(now)
+        self._new_day(now)
         log.info(
             "trading day rolled: start-of-day equity %.2f", self.risk.arrays.gst[rk.GS_EQUITY_SOD]
         )
         self.breakers.roll_day()
         self.pump()
+
+    def _end_venue_day(self, at_ns: int) -> None:
+        """Every venue, live or shadow, that defines ``on_day_end(ts)`` is told the trading day
+        ended (the simulated venue expires its DAY orders there). It is optional: IB expires
+        DAY orders itself, at each market's close, and reports them. A venue whose hook raises
+        is logged and the roll goes on: the next day's roll must still be armed. Recovery's
+        replayed rolls (``replay_roll_day``) do not call it: no venue works an order yet then
+        (the simulated venue keeps none across a restart, IB reconciles its own)."""
+        for venue in (*self.venues.values(), *self.router.shadow_venues.values()):
+            end = getattr(venue, "on_day_end", None)
+            if end is None:
+                continue
+            try:
+                end(at_ns)
+            except Exception:
+                log.exception(
+                    "venue %s: on_day_end raised at the day roll; orders it should have ended "
+                    "at the day's end may still be working there", venue.name,
+                )  # fmt: skip
 
     def replay_roll_day(self, at_ns: int) -> None:
         """Recovery: the day roll at the boundary ``at_ns`` that the journal's records cross,

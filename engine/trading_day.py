@@ -4,7 +4,12 @@ wall-clock time) in ``[risk] daily_reset_tz``.
 One boundary governs every "today" figure: the risk kernels' daily P&L, fees and day-trade
 counts, the daily loss breaker, and the day P&L of the live and the shadow portfolio all roll
 at it (``Engine.roll_day``), and recovery replays the same boundaries over the journal's
-timestamps, so a restart on a new day does not count an earlier day's fills as today's.
+timestamps, so a restart on a new day does not count an earlier day's fills as today's. The
+simulated venue's DAY orders expire at it too (``Engine.roll_day`` calls each venue's optional
+``on_day_end``), so a shadowed DAY order does not fill in the next session. A real venue's DAY
+orders end at its market's close, which differs per market (16:00 New York for US stocks, the
+CME's 17:00 New York break for its futures...): set ``daily_reset`` to the close of the market
+traded, or accept that simulated DAY orders live until the engine's boundary.
 
 The boundary moves in UTC with daylight saving. A time the clocks skip (spring forward) happens
 at the offset before the change, one hour later by the new clock; a time that happens twice

@@ -13,9 +13,23 @@ import numpy as np
 import pytest
 from event_recorder import Ev, Recorder
 
-from adapters.sim.venue import SimVenue
+from adapters.sim.venue import (
+    CANCEL_FILLED,
+    CANCEL_NOT_FOUND,
+    MODIFY_NOT_WORKING,
+    NOT_SIMULATED,
+    PARENT_UNKNOWN,
+    SimVenue,
+)
 from engine.clock import SimClock, TimerHandle
-from engine.config import RiskConfig, SimVenueConfig
+from engine.config import (
+    BreakersConfig,
+    RiskConfig,
+    RouterConfig,
+    RouterVenueConfig,
+    ShadowVenueConfig,
+    SimVenueConfig,
+)
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
     BOOK_DELTA,
@@ -42,15 +56,21 @@ class Harness:
     """One engine, one SimVenue "SIM", one instrument ES (tick 0.25, lot 1, multiplier 50)."""
 
     def __init__(
-        self, venue_config: SimVenueConfig | None = None, clock: SimClock | None = None
+        self,
+        venue_config: SimVenueConfig | None = None,
+        clock: SimClock | None = None,
+        router: RouterConfig | None = None,
+        venue: SimVenue | None = None,
+        risk: RiskConfig | None = None,
     ) -> None:
         self.registry = InstrumentRegistry()
         self.es = self.registry.add("ES", "SIM", AssetClass.FUTURE, TICK, 1.0, 50.0)
         self.clock = clock or SimClock(START_NS)
-        self.venue = SimVenue("SIM", venue_config or SimVenueConfig())
+        self.venue = venue or SimVenue("SIM", venue_config or SimVenueConfig())
         self.engine = Engine(
-            self.registry, {"SIM": self.venue}, self.clock, risk=RiskConfig(equity=1e9)
-        )
+            self.registry, {"SIM": self.venue}, self.clock, risk=risk or RiskConfig(equity=1e9),
+            router=router,
+        )  # fmt: skip
         self.strat: Recorder = self.engine.add_strategy(Recorder, "rec", None, ["ES"])
         self.engine.start()
 
@@ -67,11 +87,13 @@ class Harness:
         self.engine.deltas.write(d)
         self.engine.pump()
 
-    def trade(self, ticks: int, lots: int) -> None:
+    def trade(self, ticks: int, lots: int, aggressor: int = 0) -> None:
+        """A print; ``aggressor`` is the taker's side (1 buy, -1 sell), 0 unknown as IB's."""
         t = np.zeros(1, dtype=TRADE)
         t["instrument_id"] = self.es.id
         t["price"] = ticks
         t["size"] = lots
+        t["aggressor"] = aggressor
         t["trade_id"] = 1
         t["ts_event"] = t["ts_recv"] = self.clock.now()
         self.engine.trades.write(t)
@@ -500,6 +522,7 @@ def test_venue_rejects_cancel_of_an_order_it_no_longer_works() -> None:
         EventKind.CANCEL_REJECTED,
     ]
     assert "not working at SIM" in h.strat.of(coid)[-1].reason
+    assert h.strat.of(coid)[-1].reason_code == CANCEL_FILLED  # IB's 10148
     assert h.order(coid).state is OrderState.FILLED
     assert h.position().lots == 3
 
@@ -900,3 +923,317 @@ def test_no_fill_events_carry_no_price() -> None:
     coid = h.buy(3, ticks=397)
     acc = h.strat.of(coid)[0]
     assert acc.fill_lots == 0 and acc.fill_price_ticks == NO_PRICE and acc.exec_id == ""
+
+
+# ---- the end of the trading day -------------------------------------------------------------
+#
+# The engine's one day boundary (``[risk] daily_reset``, 17:00 New York by default) ends the
+# simulated venue's DAY orders: the roll's timer fires ``Engine.roll_day``, which calls the
+# venue's ``on_day_end``.
+
+
+def day_harness(**kw) -> Harness:
+    """A Harness whose breakers evaluate once a minute: the clock crosses whole days here, and
+    at the default 100 ms their timer would fire 864,000 times a day."""
+    risk = RiskConfig(equity=1e9, breakers=BreakersConfig(interval_ms=60_000))
+    return Harness(risk=risk, **kw)
+
+
+def day_end(h: Harness) -> int:
+    """Move the clock to the next trading day's start, firing the engine's day roll."""
+    roll = h.engine.next_roll_ns(h.clock.now())
+    h.clock.advance_to(roll)
+    return roll
+
+
+def test_day_orders_expire_at_the_days_end_and_gtc_orders_keep_working() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    day = h.buy(3, ticks=399)
+    gtc = h.buy(3, ticks=398, tif=TimeInForce.GTC)
+    h.book((ASK, 399, 1))  # the DAY order fills 1 of 3
+    roll = day_end(h)
+
+    ev = h.strat.of(day)[-1]
+    assert (ev.kind, ev.cum_lots, ev.leaves_lots, ev.ts_recv) == (EventKind.EXPIRED, 1, 2, roll)
+    assert "trading day ended" in ev.reason
+    assert h.order(day).state is OrderState.EXPIRED and h.order(day).reserved == 0
+    assert h.strat.kinds(gtc) == [EventKind.ACCEPTED]
+    assert h.order(gtc).is_open
+
+    # The next session trades through both prices: only the GTC order is still there.
+    h.book((ASK, 397, 20))
+    assert [f.fill_lots for f in h.strat.fills(day)] == [1]
+    assert [(f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(gtc)] == [(3, 397)]
+    h.trade(390, 50)
+    assert h.position().lots == 4
+    assert h.engine.tracker.open == {}
+
+
+def test_each_days_end_expires_the_day_orders_sent_that_day() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    first = h.buy(1, ticks=391)
+    day_end(h)
+    second = h.buy(1, ticks=392)  # sent in the new session: works through it
+    h.clock.advance_to(h.clock.now() + 3_600 * 10**9)
+    assert h.strat.kinds(second) == [EventKind.ACCEPTED]
+    day_end(h)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(second) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+
+
+def test_an_expiry_follows_a_fill_still_on_its_way() -> None:
+    h = day_harness(venue_config=SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    coid = h.buy(3, ticks=399)
+    roll = h.engine.next_roll_ns(h.clock.now())
+    h.clock.advance_to(roll - 50_000)
+    h.book((ASK, 399, 2))  # 2 fill 50 µs before the roll: the FILL is due 50 µs after it
+    h.clock.advance_to(roll)
+    assert h.strat.kinds(coid) == [EventKind.ACCEPTED]
+    h.clock.advance_to(roll + 50_000)
+    evs = h.strat.of(coid)
+    assert [(e.kind, e.cum_lots, e.leaves_lots) for e in evs[1:]] == [
+        (EventKind.FILL, 2, 1),
+        (EventKind.EXPIRED, 2, 1),
+    ]
+    assert h.order(coid).state is OrderState.EXPIRED
+    assert h.position().lots == 2
+
+
+def test_a_day_parent_expires_with_its_day_child_and_cancels_its_gtc_child() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    parent = h.buy(2, ticks=399)
+    day_child = h.strat.sell("ES", 2, 420 * TICK, parent=parent)
+    gtc_child = h.strat.sell("ES", 2, 421 * TICK, TimeInForce.GTC, parent=parent)
+    h.engine.pump()
+    assert h.strat.kinds(day_child) == [EventKind.ACCEPTED]
+    assert h.strat.kinds(gtc_child) == [EventKind.ACCEPTED]
+    day_end(h)
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(day_child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(gtc_child) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert f"parent order {parent} expired" in h.strat.of(gtc_child)[-1].reason
+    assert h.engine.tracker.open == {}
+
+
+def test_a_held_day_child_expires_and_its_gtc_parent_keeps_working() -> None:
+    h = day_harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    parent = h.buy(2, ticks=399, tif=TimeInForce.GTC)
+    child = h.strat.sell("ES", 2, 405 * TICK, parent=parent)
+    h.engine.pump()
+    day_end(h)
+    assert h.strat.kinds(child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED]
+    # The parent fills the next day; the expired child does not start working.
+    h.book((ASK, 399, 5))
+    h.book((BID, 406, 5))
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.FILL]
+    assert h.strat.kinds(child) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    assert h.position().lots == 2
+
+
+def test_a_shadowed_day_order_expires_at_the_shadow_venue() -> None:
+    router = RouterConfig(
+        venues={"SIM": RouterVenueConfig(mode="shadow")},
+        shadow=ShadowVenueConfig(ack_latency_us=0, fill_latency_us=0),
+    )
+    h = day_harness(router=router)
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    day = h.buy(2, ticks=399)
+    gtc = h.buy(2, ticks=398, tif=TimeInForce.GTC)
+    assert h.order(day).shadow and h.venue.received == 0
+    day_end(h)
+    assert h.strat.kinds(day) == [EventKind.ACCEPTED, EventKind.EXPIRED]
+    h.book((ASK, 397, 10))
+    assert h.strat.fills(day) == []
+    assert [f.fill_lots for f in h.strat.fills(gtc)] == [2]
+    assert h.engine.shadow_portfolio.position(h.strat.id, h.es.id).lots == 2
+
+
+class FailingDayEnd(SimVenue):
+    """A simulated venue whose day-end hook raises (a venue's bug)."""
+
+    def on_day_end(self, ts: int) -> None:
+        raise RuntimeError("broken hook")
+
+
+def test_a_venue_whose_day_end_raises_is_logged_and_the_days_still_roll(caplog) -> None:
+    h = day_harness(venue=FailingDayEnd("SIM"))
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    with caplog.at_level("INFO", logger="engine.runtime"):
+        day_end(h)
+        day_end(h)
+    raised = [r for r in caplog.records if "on_day_end raised" in r.getMessage()]
+    rolled = [r for r in caplog.records if "trading day rolled" in r.getMessage()]
+    assert len(raised) == 2 and len(rolled) == 2
+    assert "venue SIM" in raised[0].getMessage() and raised[0].exc_info is not None
+
+
+# ---- refusals carry codes --------------------------------------------------------------------
+#
+# Never the risk gate's verdict codes: a CANCEL_REJECTED with one is the gate's own refusal to
+# the OMS and the gate, which then leave the request pending at the venue.
+
+
+def test_an_order_the_venue_does_not_simulate_is_rejected_with_not_simulated() -> None:
+    h = Harness()
+    standard_book(h)
+    coid = h.buy(1, ticks=399, tif=TimeInForce.OPG)
+    (ev,) = h.strat.of(coid)
+    assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, NOT_SIMULATED)
+    assert ev.reason == "time in force OPG is not supported by the simulated venue"
+    assert h.engine.risk.passed == 1  # the gate let it through: the venue refused it
+
+
+def test_a_child_whose_parent_ended_at_the_venue_is_rejected_with_parent_unknown() -> None:
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=10))
+    standard_book(h)
+    parent = h.buy(2, ticks=397)
+    h.cancel(parent)  # still open for the engine (pending cancel) when the child is sent
+    child = h.strat.sell("ES", 2, 410 * TICK, parent=parent)
+    h.engine.pump()
+    h.clock.advance_to(START_NS + 1_000_000)
+    assert h.strat.kinds(parent) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    (ev,) = h.strat.of(child)
+    assert (ev.kind, ev.reason_code) == (EventKind.REJECTED, PARENT_UNKNOWN)
+    assert f"parent order {parent} is not working at SIM" in ev.reason
+
+
+def test_cancels_and_modifies_of_orders_not_working_carry_ibs_codes() -> None:
+    h = Harness()
+    standard_book(h)
+    filled = h.buy(3)
+    cancelled = h.buy(1, ticks=397)
+    h.cancel(cancelled)
+    for coid in (filled, cancelled):
+        o = h.order(coid)
+        h.venue.cancel(o)  # sent to the venue directly: the gate refuses these itself
+        h.venue.modify(o, 5, 396)
+    h.engine.pump()
+    codes = [(e.client_order_id, e.kind, e.reason_code) for e in h.strat.events[-4:]]
+    assert codes == [
+        (filled, EventKind.CANCEL_REJECTED, CANCEL_FILLED),
+        (filled, EventKind.CANCEL_REJECTED, MODIFY_NOT_WORKING),
+        (cancelled, EventKind.CANCEL_REJECTED, CANCEL_NOT_FOUND),
+        (cancelled, EventKind.CANCEL_REJECTED, MODIFY_NOT_WORKING),
+    ]
+    assert (CANCEL_FILLED, CANCEL_NOT_FOUND, MODIFY_NOT_WORKING) == (10148, 10147, 104)
+
+
+def test_a_modify_up_refused_after_the_fill_that_completed_the_order_finishes_it() -> None:
+    # The order filled at the venue while a modify to a larger size was on its way; the FILL
+    # leaves it pending (the venue may work it at the new size), the refusal then ends it
+    # FILLED and frees what the gate reserved. Were the refusal's code a verdict code, both
+    # would take it for the gate's own and wait for an answer that never comes.
+    h = Harness(SimVenueConfig(ack_latency_us=10, fill_latency_us=100))
+    h.book((BID, 396, 5), (ASK, 401, 5))
+    coid = h.buy(3, ticks=399)
+    h.clock.advance_to(START_NS + 50_000)
+    h.book((ASK, 399, 5))  # fills all 3 at 50 µs: the FILL is due at 150 µs
+    h.modify(coid, qty=6)  # reaches the venue at 60 µs: the order is no longer working
+    h.clock.advance_to(START_NS + 1_000_000)
+    evs = h.strat.of(coid)
+    assert [e.kind for e in evs] == [
+        EventKind.ACCEPTED,
+        EventKind.FILL,
+        EventKind.CANCEL_REJECTED,
+    ]
+    assert evs[-1].reason_code == MODIFY_NOT_WORKING
+    assert h.order(coid).state is OrderState.FILLED
+    assert h.order(coid).reserved == 0 and h.engine.tracker.open == {}
+
+
+# ---- a modify and time priority --------------------------------------------------------------
+
+
+def test_a_modify_to_a_new_price_goes_behind_the_orders_already_there() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    moved = h.buy(1, ticks=399)  # sent first, at another price
+    waiting = h.buy(1, ticks=400)
+    h.modify(moved, ticks=400)
+    h.trade(400, 1)
+    assert [f.fill_lots for f in h.strat.fills(waiting)] == [1]
+    assert h.strat.fills(moved) == []
+
+
+def test_a_modify_to_a_larger_size_goes_behind_the_orders_at_its_price() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    grown = h.buy(1, ticks=400)
+    waiting = h.buy(1, ticks=400)
+    h.modify(grown, qty=2)
+    h.book((ASK, 400, 1))
+    assert [f.fill_lots for f in h.strat.fills(waiting)] == [1]
+    assert h.strat.fills(grown) == []
+
+
+def test_a_modify_to_a_smaller_size_keeps_its_place() -> None:
+    h = Harness()
+    h.book((BID, 390, 5), (ASK, 410, 5))
+    shrunk = h.buy(3, ticks=400)
+    waiting = h.buy(1, ticks=400)
+    h.modify(shrunk, qty=2)
+    h.trade(400, 2)
+    assert [f.fill_lots for f in h.strat.fills(shrunk)] == [2]
+    assert h.strat.fills(waiting) == []
+
+
+# ---- a print fills one side ------------------------------------------------------------------
+#
+# Our resting buy at 401 and sell at 399 cross each other (the market's book, 396 / 404, is not
+# ours): a print at 399..401 reaches both prices, but its taker either lifted the offers or hit
+# the bids, never both.
+
+
+def crossed_pair(h: Harness) -> tuple[int, int]:
+    h.book((BID, 396, 5), (ASK, 404, 5))  # mid 400
+    buy = h.buy(2, ticks=401)
+    sell = h.sell(2, ticks=399)
+    assert h.strat.fills() == []
+    return buy, sell
+
+
+@pytest.mark.parametrize(
+    "price, aggressor, filled",
+    [
+        (400, 1, "sell"),  # a buyer took: it traded with the offers, ours among them
+        (400, -1, "buy"),  # a seller took: the bids
+        (401, 0, "sell"),  # unknown, above the mid: a buyer took (quote rule)
+        (399, 0, "buy"),  # unknown, below the mid: a seller took
+        (400, 0, "buy"),  # unknown, at the mid: the side of the order sent first
+    ],
+)
+def test_a_print_fills_our_orders_on_one_side_only(price, aggressor, filled) -> None:
+    h = Harness()
+    buy, sell = crossed_pair(h)
+    h.trade(price, 10, aggressor)
+    fills = {"buy": h.strat.fills(buy), "sell": h.strat.fills(sell)}
+    other = "sell" if filled == "buy" else "buy"
+    assert [f.fill_lots for f in fills[filled]] == [2]
+    assert fills[other] == []
+    assert h.position().lots == (2 if filled == "buy" else -2)
+
+
+def test_a_print_a_buyer_took_does_not_fill_our_bids() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 404, 5))
+    buy = h.buy(2, ticks=401)
+    h.trade(401, 10, aggressor=1)
+    assert h.strat.fills(buy) == []
+    h.trade(401, 10, aggressor=-1)
+    assert [(f.fill_lots, f.fill_price_ticks) for f in h.strat.fills(buy)] == [(2, 401)]
+
+
+def test_a_print_of_unknown_side_at_the_mid_fills_the_side_sent_first() -> None:
+    h = Harness()
+    h.book((BID, 396, 5), (ASK, 404, 5))
+    sell = h.sell(2, ticks=399)  # sent first this time
+    buy = h.buy(2, ticks=401)
+    h.trade(400, 10)
+    assert [f.fill_lots for f in h.strat.fills(sell)] == [2]
+    assert h.strat.fills(buy) == []

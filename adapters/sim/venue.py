@@ -12,13 +12,20 @@ venue rather than a stub:
   FOK fills all or nothing;
 * limit orders take what crosses at once and rest; a resting order fills when the opposite best
   price reaches it (at the book's price: price improvement is kept) or when a trade prints at or
-  through its price;
+  through its price. A print fills one side of ours only, as its taker either lifted the offers
+  or hit the bids: the trade's ``aggressor`` BUY fills our sells at or below its price, SELL our
+  buys at or above it. IB's prints carry no aggressor: such a print fills whichever side it
+  crosses, and when it crosses both (our own buy and sell cross each other), the side the quote
+  rule gives (above the mid a buyer took: our sells; below it our buys; at the mid, or with a
+  side of the book empty, the side of the crossed order sent first);
 * partial fills carry cumulative and leaves quantities; every fill has a unique ``exec_id``;
-* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``;
-  ``cancel_all`` cancels every working order (IB's global cancel);
+* cancels and modifies of unknown or finished orders are answered with ``CANCEL_REJECTED``,
+  with IB's code for the same refusal (``CANCEL_NOT_FOUND`` 10147, ``CANCEL_FILLED`` 10148,
+  ``MODIFY_NOT_WORKING`` 104); ``cancel_all`` cancels every working order (IB's global cancel);
 * MARKET, LIMIT and STOP orders with DAY, GTC, IOC or FOK and no algo are simulated: anything else
   (stop limits, on-close, trailing, GTD, OPG, IB algos) is answered with ``REJECTED`` naming what
-  is not supported, after the acknowledgement latency. An iceberg's display size changes nothing
+  is not supported (``NOT_SIMULATED``), after the acknowledgement latency. GTD being one of
+  them, no order expires at a time of its own. An iceberg's display size changes nothing
   here (our orders are not in the market's book), so it is accepted and matched like any order.
   A STOP triggers when the touch reaches its stop (a buy stop when the best ask is at or above
   it, a sell stop when the best bid is at or below it) or a trade prints at or through it, and
@@ -32,7 +39,7 @@ venue rather than a stub:
     expired, an IOC remainder; also after a partial fill) cancels its held children, naming
     the parent: as IB and the gateway simulator do, the children never work for a partly filled
     parent, and the strategy owns what the parent did fill. A child whose parent is unknown here
-    (refused, or finished without filling) is rejected;
+    (refused, or finished without filling) is rejected (``PARENT_UNKNOWN``);
   - OCA groups (by name, as IB keys them per account): a fill of one member cancels the others
     (type 1) or reduces their quantity by the filled quantity (types 2 and 3 alike: there is no
     concurrent fill to block here), with a MODIFIED event, or CANCELLED once nothing is left.
@@ -51,7 +58,17 @@ until the market updates that level's size (fresh data, an emptied level that co
 included: what it shows then is available in full), so two orders, or one order over several
 book updates, never take more than the level showed. Working orders are matched in price-time
 priority: the best priced first (buys highest, sells lowest), then the earliest sent, against
-the book and against prints alike.
+the book and against prints alike. A modify that changes the price (or a stop's trigger) or
+increases the size sends the order to the back of the queue, as at a venue; one that only
+decreases the size keeps its place.
+
+DAY orders expire at the end of the trading day: the engine's one day boundary (``[risk]
+daily_reset``, ``engine.trading_day``) calls ``on_day_end``, which answers every working DAY
+order EXPIRED, held children included (a GTC child held for an expiring DAY parent is cancelled,
+naming it); GTC orders work on. It is the engine's boundary, not a market's close: a real venue
+ends DAY orders at its own market's close, which differs per market (16:00 New York for US
+stocks, 17:00 New York for CME's equity futures), so ``daily_reset`` should be the traded
+market's close for a shadowed DAY order to end with the live one.
 
 A book batch is matched after the strategies have reacted to it (``ports.after_dispatch``), so
 matching never delays their orders; what they send in the meantime is held and reaches the
@@ -86,11 +103,13 @@ from engine.venue import VenuePorts
 
 # Module-level names for the matching loops: an enum member read costs ~80 ns in Python 3.11.
 _BUY = int(Side.BUY)
+_SELL = int(Side.SELL)
 _MARKET = int(OrderType.MARKET)
 _LIMIT = int(OrderType.LIMIT)
 _STOP = int(OrderType.STOP)
 _RECENT_FILLS = 4096  # filled orders remembered for children sent after their parent filled
 _UNPRICED_FIRST = -(2**64)  # below any -side x ticks
+_DAY = int(TimeInForce.DAY)
 _IOC_FOK = (int(TimeInForce.IOC), int(TimeInForce.FOK))
 _FOK = int(TimeInForce.FOK)
 _BID = int(BookSide.BID)
@@ -101,9 +120,32 @@ _MODIFIED = EventKind.MODIFIED
 _FILL = EventKind.FILL
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
 _REJECTED = EventKind.REJECTED
+_EXPIRED = EventKind.EXPIRED
 # Non-zero for anything but MARKET/LIMIT and DAY..FOK (negative values included).
 _NOT_PLAIN_TYPE = ~1
 _NOT_PLAIN_TIF = ~3
+
+# ``reason_code`` of the venue's refusals. Venues answer with 0, their own negative codes or
+# IB's error codes (100 and up), never with the risk gate's verdict codes: the OMS and the gate
+# take a CANCEL_REJECTED carrying a verdict code for the gate's own refusal, which leaves the
+# request pending at the venue (``engine.orders.refused_by_gate``). Where IB refuses the same
+# request, the simulated venue answers with IB's code, so a strategy reads a shadowed order's
+# refusals as it reads the live venue's.
+#: A REJECTED order of a type, time in force or algo this venue does not simulate (the order
+#: may be fine at a real venue; this one cannot fill it like one).
+NOT_SIMULATED = -6
+#: A REJECTED child whose parent is not working here (refused, or ended without filling):
+#: the value IBVenue uses for the same refusal.
+PARENT_UNKNOWN = -4
+#: A CANCEL_REJECTED cancel of an order not working here that it does not remember (IB's 10147,
+#: "the order to cancel is not found"): cancelled, rejected, expired, or never seen.
+CANCEL_NOT_FOUND = 10147
+#: A CANCEL_REJECTED cancel of an order that filled completely (IB's 10148, "cannot be
+#: cancelled in its current state").
+CANCEL_FILLED = 10148
+#: A CANCEL_REJECTED modify of an order not working here (IB's 104, which the gateway simulator
+#: sends for any finished order).
+MODIFY_NOT_WORKING = 104
 
 
 class _Outbox:
@@ -253,7 +295,7 @@ class SimVenue:
             or it.tif & _NOT_PLAIN_TIF
             or (it.extended and it.algo)
         ):
-            self._request(now, self._refuse, (so, _unsupported(it)))
+            self._request(now, self._refuse, (so, _unsupported(it), NOT_SIMULATED))
             return
         if it.extended and (so.parent_id or so.oca_group or not it.transmit):
             self._request(now, self._place, (so, it.transmit))
@@ -279,6 +321,22 @@ class SimVenue:
         """Cancel every working order of every strategy (a global cancel, as IB's
         ``reqGlobalCancel``): each is answered ``CANCELLED``."""
         self._request(self.ports.clock.now(), self._cancel_all, ())
+
+    def on_day_end(self, ts: int) -> None:
+        """The trading day ended (``Engine.roll_day``, at ``[risk] daily_reset``): every working
+        DAY order is answered EXPIRED, what it filled kept, held children included; GTC orders
+        keep working. Children held for a DAY parent that expired are then cancelled, naming it,
+        as for any parent that ends without filling. Orders held with ``transmit=False`` are not
+        at the venue yet and stay held: transmitted later, they work that day."""
+        if self._held is not None:
+            self._settle()  # the market moved before the close: that match comes first
+        day = [so for so in self._orders.values() if so.tif == _DAY]
+        for so in day:
+            self._remove(so)
+            self._answer(_EXPIRED, so, "DAY order: the trading day ended")
+        if self._children:
+            for so in day:
+                self._orphan(so, ts, 0, "expired at the end of the trading day")
 
     def _request(self, sent_ns: int, fn, args: tuple) -> None:
         """A request reaches the matching engine ``ack_latency_us`` after it was sent, and never
@@ -346,15 +404,19 @@ class SimVenue:
                 self._send(sent_ns, self._ack_ns, fn, args)
 
     def on_trades(self, trades: np.ndarray) -> None:
-        """Resting limit orders fill against prints at or through their price."""
+        """Resting limit orders fill against prints at or through their price, on one side
+        only: a print is a taker hitting the bids or lifting the offers, so it fills our sells
+        at or below its price when the buyer took (aggressor BUY), our buys at or above it when
+        the seller did. Unknown (IB's prints carry none) it fills whichever side it crosses,
+        and should it cross both (our own orders crossed), one side: ``_taker``."""
         if not self._resting:
             return
         now = self.ports.clock.now()
         columns = zip(
             trades["instrument_id"].tolist(), trades["price"].tolist(), trades["size"].tolist(),
-            strict=True,
+            trades["aggressor"].tolist(), strict=True,
         )  # fmt: skip
-        for i, price, size in columns:
+        for i, price, size, taker in columns:
             working = self._resting.get(i)
             if not working:
                 continue
@@ -365,6 +427,12 @@ class SimVenue:
                     continue  # ended by an earlier fill of this loop (OCA)
                 t = so.order_type
                 if t == _LIMIT and so.crosses(price):
+                    if so.side == taker:
+                        continue  # the print's taker side: it traded against the other side
+                    if not taker:
+                        taker = self._taker(so, price, working)
+                        if so.side == taker:
+                            continue
                     take = min(so.leaves, size)
                     size -= take
                     self._fill(so, take, so.price_ticks, now)
@@ -373,6 +441,28 @@ class SimVenue:
                 ):
                     so.order_type = _MARKET
                     self._match_book(so, now)
+
+    def _taker(self, so: SimOrder, price: int, working: dict[int, SimOrder]) -> int:
+        """The side that took in a print of unknown aggressor, which ``so`` would fill: the
+        other side's, unless a working limit order of the other side crosses the print too.
+        Then one side only fills, decided as trade classification does (Lee and Ready's quote
+        rule): a print above the mid was a buyer lifting the offers (it fills our sells), below
+        it a seller hitting the bids (our buys); at the mid, or with a side of the book empty,
+        the side of the order sent first among those the print crosses (the longest waiting)."""
+        side = so.side
+        crossed = False
+        for other in working.values():
+            if other.side != side and other.order_type == _LIMIT and other.crosses(price):
+                crossed = True
+                break
+        if not crossed:
+            return -side
+        top = self.ports.books.tops[so.instrument_id]
+        bid, ask = top[0], top[2]
+        if bid != NO_PRICE and ask != NO_PRICE and 2 * price != bid + ask:
+            return _BUY if 2 * price > bid + ask else _SELL
+        first = next(o for o in working.values() if o.order_type == _LIMIT and o.crosses(price))
+        return -first.side
 
     # ---- matching ---------------------------------------------------------------------------
 
@@ -446,7 +536,8 @@ class SimVenue:
                 else:
                     self._admit(so)
             else:
-                self._refuse(so, f"parent order {p} is not working at {self.name}")
+                reason = f"parent order {p} is not working at {self.name}"
+                self._refuse(so, reason, PARENT_UNKNOWN)
             return
         # Held until the parent fills: acknowledged, in its OCA group, not matchable.
         so.held = True
@@ -498,8 +589,8 @@ class SimVenue:
             if not group:
                 del self._oca[so.oca_group]
 
-    def _refuse(self, so: SimOrder, reason: str) -> None:
-        self._emit(_REJECTED, so, reason)
+    def _refuse(self, so: SimOrder, reason: str, code: int) -> None:
+        self._emit(_REJECTED, so, reason, code)
 
     def _levels(self, so: SimOrder) -> list[tuple[int, int]]:
         side = _ASK if so.side == _BUY else _BID
@@ -610,10 +701,21 @@ class SimVenue:
         if qty <= so.cum_lots:
             self._finish(so, _CANCELLED, "modified below the filled quantity")
             return
+        # A new price (or stop) or a larger size goes to the back of the queue, as at a venue;
+        # a smaller size keeps its place.
+        requeue = (
+            ticks != so.price_ticks
+            or qty > so.qty_lots
+            or (stop_ticks != NO_PRICE and stop_ticks != so.stop_ticks)
+        )
         so.qty_lots = qty
         so.price_ticks = ticks
         if stop_ticks != NO_PRICE:
             so.stop_ticks = stop_ticks
+        if requeue:
+            working = self._resting.get(so.instrument_id)
+            if working is not None and working.pop(coid, None) is not None:
+                working[coid] = so  # last of those sent: the order time priority goes by
         self._answer(_MODIFIED, so)
         if not so.held:
             if so.order_type == _STOP:
@@ -709,7 +811,7 @@ class SimVenue:
             self._arm(box, items[0][0])
         self.ports.wake()
 
-    def _emit(self, kind: EventKind, so: SimOrder, reason: str = "") -> OrderEvent:
+    def _emit(self, kind: EventKind, so: SimOrder, reason: str = "", code: int = 0) -> OrderEvent:
         ev = self.ports.events.claim()
         ev.kind = kind
         ev.strategy_id = so.strategy_id
@@ -725,7 +827,7 @@ class SimVenue:
         ev.qty_lots = so.qty_lots
         ev.commission = 0.0
         ev.exec_id = ""
-        ev.reason_code = 0
+        ev.reason_code = code
         ev.reason = reason
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
         return ev
@@ -759,6 +861,10 @@ class SimVenue:
         ev.instrument_id = instrument_id
         ev.client_order_id = coid
         ev.side = side
+        if what == "modify":
+            ev.reason_code = MODIFY_NOT_WORKING
+        else:
+            ev.reason_code = CANCEL_FILLED if coid in self._recent_fills else CANCEL_NOT_FOUND
         ev.reason = f"{what} refused: order {coid} is not working at {self.name}"
         ev.ts_event = ev.ts_recv = self.ports.clock.now()
 
