@@ -45,7 +45,7 @@ from engine.router import Router, VenueMode
 from engine.scheduler import Priority, Scheduler
 from engine.strategy import Strategy, check_params
 from engine.trading_day import TradingDay
-from engine.venue import Venue, VenuePorts
+from engine.venue import LOST_WITH_PROCESS, Venue, VenuePorts
 from hotpath import risk as rk
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ _COMMISSION = EventKind.COMMISSION
 _CANCELLED = EventKind.CANCELLED
 _CANCEL = int(IntentKind.CANCEL)
 _BUY = int(Side.BUY)
-#: ``reason_code`` of an order whose venue kept no state across a restart (``report_lost``).
-LOST_WITH_PROCESS = -5  # IB venue codes: -1 held back, -2 unknown, -3 not encodable, -4 parent
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
 _INITIALIZED = OrderState.INITIALIZED

@@ -16,6 +16,31 @@ from engine.orders import Order, OrderExtras
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing
 
+# ``reason_code`` of a venue's own refusals (REJECTED, CANCEL_REJECTED). A venue answers with 0,
+# one of these (negative: its own reasons, the same value whichever venue gives it) or IB's
+# error code (100 and up), never with a risk-gate verdict code (1 and up, below 100): the OMS
+# and the gate take a CANCEL_REJECTED carrying one for the gate's own refusal
+# (``engine.orders.refused_by_gate``).
+
+#: Refused by the venue itself, not the broker: disconnected, in IB's 1100, reconciling, or in
+#: the guard window before a scheduled restart.
+HELD_BACK = -1
+#: In flight at a disconnect, and the broker did not know it after the reconnect.
+UNKNOWN_AFTER_RECONNECT = -2
+#: The broker's own client library refused to encode it (IB: ``IbEncodeError``).
+NOT_ENCODABLE = -3
+#: A child whose parent this venue does not know, or that ended without filling.
+PARENT_UNKNOWN = -4
+#: For an instrument the broker has not confirmed (IB: qualification failed, or the config
+#: disagrees with IB's contract on tick size, multiplier or currency).
+NOT_QUALIFIED = -5
+#: A type, time in force or algo the simulated venue does not simulate (it may be fine at a
+#: real venue; this one cannot fill it like one).
+NOT_SIMULATED = -6
+#: Open at a venue that kept no state across a restart (in-process simulated or shadow):
+#: reported cancelled by recovery (``Engine.report_lost``).
+LOST_WITH_PROCESS = -7
+
 
 def _at_once(fn: Callable[[], object]) -> None:
     fn()

@@ -151,22 +151,18 @@ from engine.messages import (
     TimeInForce,
 )
 from engine.orders import Order, OrderExtras, OrderState
-from engine.venue import JournaledFill, VenuePorts
+from engine.venue import (  # the venue's own refusal codes, shared with the others
+    HELD_BACK,
+    NOT_ENCODABLE,
+    NOT_QUALIFIED,
+    PARENT_UNKNOWN,
+    UNKNOWN_AFTER_RECONNECT,
+    JournaledFill,
+    VenuePorts,
+)
 
 log = logging.getLogger("tickwire.ib")
 
-#: ``reason_code`` of an order the venue refused itself (not IB): disconnected, in 1100,
-#: reconciling, or in the guard window before a scheduled restart.
-HELD_BACK = -1
-#: ``reason_code`` of an order in flight at a disconnect that IB did not know after it.
-UNKNOWN_AFTER_RECONNECT = -2
-#: ``reason_code`` of an order ibapi itself refused to encode (``IbEncodeError``).
-NOT_ENCODABLE = -3
-#: ``reason_code`` of a child order whose parent this venue does not know (or that ended unfilled).
-PARENT_UNKNOWN = -4
-#: ``reason_code`` of an order for an instrument IB has not confirmed: its qualification failed
-#: or timed out, or its config disagrees with IB's contract (tick size, multiplier, currency).
-NOT_QUALIFIED = -5
 
 _ACCEPTED = EventKind.ACCEPTED
 _REJECTED = EventKind.REJECTED

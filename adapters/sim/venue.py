@@ -99,7 +99,7 @@ from engine.messages import (
     TimeInForce,
 )
 from engine.orders import Order, OrderExtras
-from engine.venue import VenuePorts
+from engine.venue import NOT_SIMULATED, PARENT_UNKNOWN, VenuePorts
 
 # Module-level names for the matching loops: an enum member read costs ~80 ns in Python 3.11.
 _BUY = int(Side.BUY)
@@ -125,18 +125,9 @@ _EXPIRED = EventKind.EXPIRED
 _NOT_PLAIN_TYPE = ~1
 _NOT_PLAIN_TIF = ~3
 
-# ``reason_code`` of the venue's refusals. Venues answer with 0, their own negative codes or
-# IB's error codes (100 and up), never with the risk gate's verdict codes: the OMS and the gate
-# take a CANCEL_REJECTED carrying a verdict code for the gate's own refusal, which leaves the
-# request pending at the venue (``engine.orders.refused_by_gate``). Where IB refuses the same
-# request, the simulated venue answers with IB's code, so a strategy reads a shadowed order's
-# refusals as it reads the live venue's.
-#: A REJECTED order of a type, time in force or algo this venue does not simulate (the order
-#: may be fine at a real venue; this one cannot fill it like one).
-NOT_SIMULATED = -6
-#: A REJECTED child whose parent is not working here (refused, or ended without filling):
-#: the value IBVenue uses for the same refusal.
-PARENT_UNKNOWN = -4
+# ``reason_code`` of the venue's refusals: the shared negative codes (``engine.venue``:
+# ``NOT_SIMULATED``, ``PARENT_UNKNOWN``) or, where IB refuses the same request, IB's code, so a
+# strategy reads a shadowed order's refusals as it reads the live venue's.
 #: A CANCEL_REJECTED cancel of an order not working here that it does not remember (IB's 10147,
 #: "the order to cancel is not found"): cancelled, rejected, expired, or never seen.
 CANCEL_NOT_FOUND = 10147
