@@ -61,12 +61,27 @@ Durability policy
 * A damaged record in the middle of the file (a bad checksum with intact records after it) is not
   something a crash produces: reading stops there and reports ``corrupt_at``; ``Journal.open``
   refuses to append to such a file.
+
+When the file cannot be written (disk full, an I/O error, a file size limit, a short write)
+------------------------------------------------------------------------------------------
+An append never raises for it. The failed record and every record appended after it are held in
+memory (``backlog``), in order, and ``append_*`` returns False; what a failed write left of its
+record is cut off at once (``ftruncate`` back to the last whole record), so a later successful
+write never leaves a torn record in the middle of the file. ``on_failure`` is called once, when
+writes start failing (the engine halts trading there). ``retry()`` (the engine calls it from a
+timer) writes the held records, in order, and syncs; once it returns True the journal takes
+writes again. A caller that must not act on what is not journaled (a new order, a modify)
+checks the return value; facts that happened anyway (a venue's order event, a cancel that goes
+out regardless) are simply held. Held records die with the process: the venues'
+reconciliation at the next start fills in what they said.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -74,6 +89,8 @@ import os
 import struct
 import time
 import zlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -110,7 +127,9 @@ _POLICIES = {"never": _NEVER, "batch": _BATCH, "always": _ALWAYS}
 
 
 class JournalError(Exception):
-    """The journal cannot be opened or written; the message says which file and what to do."""
+    """The journal cannot be opened, a record cannot be encoded, or it is closed; the message
+    says which file and what to do. (A file that refuses writes raises nothing: see the module
+    docstring.)"""
 
 
 class JournalCorruptError(JournalError):
@@ -471,10 +490,16 @@ class Journal:
         "_fd",
         "_interval_ns",
         "_policy",
+        "_size",
+        "backlog",
+        "backlog_bytes",
         "bytes",
         "contents",
+        "error",
+        "failures",
         "fsync",
         "next_sync_ns",
+        "on_failure",
         "path",
         "records",
         "syncs",
@@ -493,6 +518,17 @@ class Journal:
         self.records = 0  # appended since open
         self.bytes = 0
         self.syncs = 0
+        self._size = contents.end  # the file's length: just past the last whole record
+        #: Why the file cannot be written now ("" while it can): the OS error, e.g.
+        #: "No space left on device (ENOSPC)".
+        self.error = ""
+        self.failures = 0  # times writes started failing
+        #: Records appended while the file could not be written, in order, whole (header
+        #: included): ``retry`` writes them.
+        self.backlog: deque[bytes] = deque()
+        self.backlog_bytes = 0
+        #: Called with the journal once each time writes start failing (not per record).
+        self.on_failure: Callable[[Journal], object] | None = None
 
     @classmethod
     def open(
@@ -542,18 +578,30 @@ class Journal:
             raise
         return cls(file, fd, fsync, fsync_interval_ms, contents)
 
-    def _append(self, kind: int, payload: bytes) -> None:
+    def _append(self, kind: int, payload: bytes) -> bool:
+        """Write one record; False if it could not be written now (then it is held, in order,
+        for ``retry``; see the module docstring)."""
         rec = _pack_header(len(payload), _crc32(payload, kind), kind) + payload
+        if self.error:  # behind what is held: records reach the file in the order they came
+            self.backlog.append(rec)
+            self.backlog_bytes += len(rec)
+            return False
         fd = self._fd
         size = len(rec)
         try:
-            if _write(fd, rec) != size:
-                raise OSError(errno.EIO, "short write")
+            n = _write(fd, rec)
+            if n != size:  # a regular file writes less only at a limit: the rest says which
+                _write_rest(fd, rec, n)
         except OSError as e:
-            raise JournalError(
-                f"journal {self.path}: cannot append ({e.strerror}); the order path must stop "
-                "until the journal is writable again (disk full? check the file system)"
-            ) from None
+            if fd < 0:
+                raise JournalError(
+                    f"journal {self.path} is closed: nothing can be appended"
+                ) from None
+            self.backlog.append(rec)
+            self.backlog_bytes += size
+            self._fail(e)
+            return False
+        self._size += size
         self.records += 1
         self.bytes += size
         policy = self._policy
@@ -561,8 +609,73 @@ class Journal:
             if not self.next_sync_ns:
                 self.next_sync_ns = time.monotonic_ns() + self._interval_ns
         elif policy == _ALWAYS:
-            os.fdatasync(fd)
+            try:
+                os.fdatasync(fd)
+            except OSError as e:  # written, but not known to be on the disk: not acted on
+                self._fail(e)
+                return False
             self.syncs += 1
+        return True
+
+    def _fail(self, e: OSError) -> None:
+        """Writes fail: cut off what the failed write left (a torn record must not end up in
+        the middle of the file once writes succeed again), note why, and tell ``on_failure``
+        the first time."""
+        with contextlib.suppress(OSError):  # ``retry`` cuts it again before it writes
+            os.ftruncate(self._fd, self._size)
+        first = not self.error
+        self.error = _describe(e)
+        if not first:
+            return
+        self.failures += 1
+        hook = self.on_failure
+        if hook is not None:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("journal %s: the on_failure hook raised", self.path)
+
+    @property
+    def problem(self) -> str:
+        """What is wrong and what to do, for an operator ("" while the file can be written)."""
+        if not self.error:
+            return ""
+        return f"journal {self.path} cannot be written: {self.error}; {_remedy(self.error)}"
+
+    def retry(self) -> bool:
+        """Write the records held while the file could not be written, in order, then sync
+        (unless the policy is never); True once the journal takes writes again (nothing held,
+        no error), False if the file still refuses them (``error`` says why; nothing held is
+        lost or written twice)."""
+        if not self.error:
+            return True
+        fd = self._fd
+        backlog = self.backlog
+        try:
+            os.ftruncate(fd, self._size)  # a write that failed may have left part of a record
+            while backlog:
+                chunk, n = _chunk(backlog)
+                done = _write(fd, chunk)
+                if done != len(chunk):
+                    _write_rest(fd, chunk, done)
+                for _ in range(n):
+                    backlog.popleft()
+                size = len(chunk)
+                self._size += size
+                self.backlog_bytes -= size
+                self.records += n
+                self.bytes += size
+            if self._policy != _NEVER:
+                os.fdatasync(fd)
+                self.syncs += 1
+                self.next_sync_ns = 0
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+            self.error = _describe(e)
+            return False
+        self.error = ""
+        return True
 
     def _encode(self, kind: int, vals: Any) -> bytes:
         try:
@@ -574,8 +687,9 @@ class Journal:
                 f"journal {self.path}: cannot encode a record of kind {kind} ({e}): {vals!r}"
             ) from None
 
-    def append_order(self, order: Order, ts_ns: int, venue: str = "", shadow: bool = False) -> None:
-        """A new order that passed the risk gate; call before sending it."""
+    def append_order(self, order: Order, ts_ns: int, venue: str = "", shadow: bool = False) -> bool:
+        """A new order that passed the risk gate; call before sending it, and do not send it
+        when this returns False (the file cannot be written: the record is held)."""
         e = order.extras
         vals = (
             ts_ns, *_get_order_core(order), venue, shadow or getattr(order, "shadow", False),
@@ -583,10 +697,10 @@ class Journal:
             getattr(order, "oca_group", ""), getattr(order, "oca_type", 0),
             getattr(order, "transmit", True),
         )  # fmt: skip
-        self._append(K_ORDER, self._encode(K_ORDER, vals))
+        return self._append(K_ORDER, self._encode(K_ORDER, vals))
 
-    def append_cancel(self, client_order_id: int, ts_ns: int) -> None:
-        self._append(K_CANCEL, self._encode(K_CANCEL, (client_order_id, ts_ns)))
+    def append_cancel(self, client_order_id: int, ts_ns: int) -> bool:
+        return self._append(K_CANCEL, self._encode(K_CANCEL, (client_order_id, ts_ns)))
 
     def append_modify(
         self,
@@ -595,16 +709,18 @@ class Journal:
         price_ticks: int,
         ts_ns: int,
         extras: OrderExtras | None = None,
-    ) -> None:
-        """A modify request; ``extras`` when it moves the order's stop or trail."""
+    ) -> bool:
+        """A modify request; ``extras`` when it moves the order's stop or trail. False: not
+        written now (held), do not send it."""
         if extras is None:
             vals = (client_order_id, qty_lots, price_ticks, ts_ns)
         else:
             vals = (client_order_id, qty_lots, price_ticks, ts_ns, _extras_out(extras))
-        self._append(K_MODIFY, self._encode(K_MODIFY, vals))
+        return self._append(K_MODIFY, self._encode(K_MODIFY, vals))
 
-    def append_event(self, ev: OrderEvent) -> None:
-        """An order event or fill as the venue reported it; call before the OMS applies it."""
+    def append_event(self, ev: OrderEvent) -> bool:
+        """An order event or fill as the venue reported it; call before the OMS applies it
+        (False: held until the file takes writes again; apply it all the same)."""
         vals = _get_event(ev)
         c = ev.commission
         if c - c != 0.0:  # NaN or infinite: JSON cannot say it
@@ -614,30 +730,30 @@ class Journal:
             payload = _dumps(vals)
         except orjson.JSONEncodeError:
             payload = _dumps(_clean_strings(vals, self.path))
-        self._append(K_EVENT, payload)
+        return self._append(K_EVENT, payload)
 
     def append_venue_ids(
         self, client_order_id: int, venue: str, venue_order_id: int, broker_id: int, ts_ns: int = 0
-    ) -> None:
+    ) -> bool:
         """The venue's ids for an order (IB: order id and permId), as soon as they are known."""
         vals = (client_order_id, venue, venue_order_id, broker_id, ts_ns)
-        self._append(K_VENUE_IDS, self._encode(K_VENUE_IDS, vals))
+        return self._append(K_VENUE_IDS, self._encode(K_VENUE_IDS, vals))
 
-    def append_state(self, state: str, reason: str, ts_ns: int) -> None:
+    def append_state(self, state: str, reason: str, ts_ns: int) -> bool:
         vals = (state, reason, ts_ns)
         try:
             payload = _dumps(vals)
         except orjson.JSONEncodeError:
             payload = _dumps(_clean_strings(vals, self.path))
-        self._append(K_STATE, payload)
+        return self._append(K_STATE, payload)
 
-    def append_meta(self, kind: str, data: dict[str, Any], ts_ns: int) -> None:
+    def append_meta(self, kind: str, data: dict[str, Any], ts_ns: int) -> bool:
         """A meta record; ``data`` must be JSON-like (NaN and infinities survive)."""
         try:
             text = json.dumps(data, allow_nan=True, separators=(",", ":"))
         except (TypeError, ValueError) as e:
             raise JournalError(f"journal {self.path}: meta record {kind!r}: {e}") from None
-        self._append(K_META, self._encode(K_META, (kind, text, ts_ns)))
+        return self._append(K_META, self._encode(K_META, (kind, text, ts_ns)))
 
     def sync_due(self, now_ns: int | None = None) -> bool:
         """True if unsynced records are older than the batch interval (``now_ns``: monotonic)."""
@@ -646,25 +762,41 @@ class Journal:
 
     def maybe_sync(self, now_ns: int | None = None) -> bool:
         """Batch mode: fdatasync if the interval since the first unsynced record has passed
-        (call from a loop timer at ``next_sync_ns``); True if it synced."""
-        if self.sync_due(now_ns):
-            self.sync()
-            return True
+        (call from a loop timer at ``next_sync_ns``); True if it synced. While the file cannot
+        be written, ``retry`` syncs instead."""
+        if self.sync_due(now_ns) and not self.error:
+            return self.sync()
         return False
 
-    def sync(self) -> None:
-        """Make everything appended so far survive a power cut (fdatasync)."""
-        os.fdatasync(self._fd)
+    def sync(self) -> bool:
+        """Make everything appended so far survive a power cut (fdatasync); False if the disk
+        refused (then the journal fails as a refused write does: see ``retry``)."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._fail(e)
+            return False
         self.syncs += 1
         self.next_sync_ns = 0
+        return True
 
     def close(self) -> None:
-        """Sync (unless the policy is never) and close; appending afterwards raises."""
+        """Write what is held (``retry``), sync (unless the policy is never) and close;
+        appending afterwards raises. Records the file still refuses are logged as lost."""
         if self._fd < 0:
             return
         try:
-            if self._policy != _NEVER:
+            if self.error:
+                self.retry()
+            elif self._policy != _NEVER:
                 self.sync()
+            if self.error:
+                log.critical(
+                    "%s. Closing it with %d records (%d bytes) that could not be written: they "
+                    "are lost with this process; at the next start the venues' reconciliation "
+                    "reports those orders' states", self.problem, len(self.backlog),
+                    self.backlog_bytes,
+                )  # fmt: skip
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -678,6 +810,57 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_RETRY_CHUNK = 1 << 20  # held records are written back in writes of about this size
+
+
+def _chunk(backlog: deque[bytes]) -> tuple[bytes, int]:
+    """The first held records joined, up to about ``_RETRY_CHUNK`` bytes, and how many."""
+    size = n = 0
+    for rec in backlog:
+        if n and size + len(rec) > _RETRY_CHUNK:
+            break
+        size += len(rec)
+        n += 1
+    return b"".join(itertools.islice(backlog, n)), n
+
+
+def _write_rest(fd: int, data: bytes, done: int) -> None:
+    """Finish a write that stopped short after ``done`` bytes: a regular file writes less than
+    asked only at a limit (full disk, file size limit), and the next write raises with it."""
+    view = memoryview(data)
+    while done < len(data):
+        n = os.write(fd, view[done:])
+        if n <= 0:
+            raise OSError(errno.ENOSPC, f"short write: {done} of {len(data)} bytes written")
+        done += n
+
+
+def _describe(e: OSError) -> str:
+    """An OS error as an operator reads it: "No space left on device (ENOSPC)"."""
+    name = errno.errorcode.get(e.errno or 0, "")
+    text = e.strerror or str(e)
+    return f"{text} ({name})" if name else text
+
+
+_REMEDIES = {
+    "ENOSPC": "free space on its file system",
+    "EDQUOT": "free space or raise the disk quota",
+    "EFBIG": (
+        "the file reached a size limit (the process's ulimit -f / RLIMIT_FSIZE, or the file "
+        "system's largest file): raise the limit or free space"
+    ),
+    "EIO": "the disk reported an I/O error: check the disk and the kernel log (dmesg)",
+    "EROFS": "the file system went read-only (after errors?): check it and remount it writable",
+}
+
+
+def _remedy(error: str) -> str:
+    for name, what in _REMEDIES.items():
+        if f"({name})" in error:
+            return what
+    return "check the file system it is on"
 
 
 def _write_all(fd: int, data: bytes) -> None:

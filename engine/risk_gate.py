@@ -84,6 +84,7 @@ _UNKNOWN_ORDER = int(Verdict.UNKNOWN_ORDER)
 _BAD_ORDER_PARAMS = int(Verdict.BAD_ORDER_PARAMS)
 _NOT_OWN_ORDER = int(Verdict.NOT_OWN_ORDER)
 _CANCEL_PENDING = int(Verdict.CANCEL_PENDING)
+_TRADING_HALTED = int(Verdict.TRADING_HALTED)
 _NAN = math.nan
 # ``order_type & _NOT_PLAIN_TYPE`` and ``tif & _NOT_PLAIN_TIF`` are non-zero for anything but
 # MARKET/LIMIT and DAY/GTC/IOC/FOK (negative values included): one test on the plain path.
@@ -195,6 +196,8 @@ class RiskGate:
         self._router = router
         self._clock = clock
         self.state = TradingState.ACTIVE
+        # A TRADING_HALTED refusal's reason, saying why trading is halted (``set_state``).
+        self._halted_text = _REASON_TEXT[_TRADING_HALTED]
         self.rejects = [0] * len(Verdict)
         self.passed = 0
         self.journal = None  # the order journal (``Engine.attach_journal``)
@@ -840,7 +843,8 @@ class RiskGate:
         ev.client_order_id = it.client_order_id
         ev.side = it.side
         ev.reason_code = int(verdict)
-        ev.reason = f"{_REASON_TEXT[verdict]} ({detail})" if detail else _REASON_TEXT[verdict]
+        text = self._halted_text if verdict == _TRADING_HALTED else _REASON_TEXT[verdict]
+        ev.reason = f"{text} ({detail})" if detail else text
         ev.ts_event = ev.ts_recv = self._now()
         if numbers is not None:
             # Formatting floats costs more than the rest of a refusal. Nothing reads an event
@@ -864,3 +868,9 @@ class RiskGate:
         announces the transition; call that instead)."""
         self.state = state
         self.arrays.gst[rk.GS_TRADING_STATE] = _STATE_CODE[state]
+        if state is TradingState.HALTED:
+            # Said in every refusal while it lasts: a strategy reads why (the kill switch,
+            # the daily loss, a journal that cannot be written), not only that.
+            self._halted_text = (
+                f"TRADING_HALTED: trading is halted ({reason}): only cancels are accepted"
+            )

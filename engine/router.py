@@ -45,7 +45,7 @@ from engine.journal import Journal
 from engine.messages import NO_PRICE, EventKind, OrderEvent, OrderIntent
 from engine.metrics import LatencyRecorder
 from engine.orders import Order, OrderExtras
-from engine.venue import Venue, VenuePorts
+from engine.venue import NOT_JOURNALED, Venue, VenuePorts
 
 if TYPE_CHECKING:
     from engine.portfolio import Portfolio
@@ -65,6 +65,7 @@ _LIVE = int(VenueMode.LIVE)
 _FILL = int(EventKind.FILL)
 _ACCEPTED = int(EventKind.ACCEPTED)
 _CANCEL_REJECTED = EventKind.CANCEL_REJECTED
+_REJECTED = EventKind.REJECTED
 _NAN = math.nan
 _M64 = (1 << 64) - 1
 BOOKS = ("live", "shadow")
@@ -297,16 +298,19 @@ class Router:
         mode = self._mode[i]
         journal = self.journal
         if mode == _LIVE:
-            if journal is not None and order is not None:
-                journal.append_order(order, now)  # before it can reach the venue
+            # Journaled before it can reach the venue; not sent if the journal cannot write it.
+            if journal is not None and order is not None and not journal.append_order(order, now):
+                self._not_journaled(order, _REJECTED, "order")
+                return
             self._live[i].submit(it, order)
         else:
             coid = it.client_order_id
             shadow = mode == _SHADOW or mix64(coid) % 10_000 >= self._cut[i]
             if order is not None:
                 order.shadow = shadow
-                if journal is not None:
-                    journal.append_order(order, now, shadow=shadow)
+                if journal is not None and not journal.append_order(order, now, shadow=shadow):
+                    self._not_journaled(order, _REJECTED, "order")
+                    return
             top = self._books.tops[i] if self._books is not None else None
             mid = (
                 (top[0] + top[2]) / 2
@@ -368,7 +372,30 @@ class Router:
             ev.ts_event = ev.ts_recv = self._now()
         return venue
 
+    def _not_journaled(self, order: Order, kind: EventKind, what: str) -> None:
+        """Answer an order or modify the journal could not write with ``kind`` (REJECTED or
+        CANCEL_REJECTED), code ``NOT_JOURNALED``: it was not sent. The journal's failure has
+        halted trading already; this is the request that met it."""
+        journal = self.journal
+        ev = self._ports.events.claim()
+        ev.clear()
+        ev.kind = kind
+        ev.strategy_id = order.strategy_id
+        ev.instrument_id = order.instrument_id
+        ev.client_order_id = order.client_order_id
+        ev.side = order.side
+        ev.reason_code = NOT_JOURNALED
+        ev.reason = (
+            f"trading halted: the journal cannot be written "
+            f"({journal.error if journal is not None else 'closed'}); the {what} was not sent"
+        )
+        ev.ts_event = ev.ts_recv = self._now()
+
     def cancel(self, order: Order) -> None:
+        """Send a cancel, journaled first. If the journal cannot write it, the cancel still
+        goes out (the journal holds the record for later): taking an order out of the market
+        is worth more than a complete journal, and after a restart the venue's reconciliation
+        shows the order cancelled anyway."""
         self.cancels += 1
         if self.journal is not None:
             self.journal.append_cancel(order.client_order_id, self._now())
@@ -380,12 +407,15 @@ class Router:
         self, order: Order, qty_lots: int, price_ticks: int, extras: OrderExtras | None = None
     ) -> None:
         """Send a modify; ``extras`` are the order's new extras when it moves the stop or
-        trail (None: the order keeps its own), journaled with it."""
+        trail (None: the order keeps its own), journaled with it. A modify the journal cannot
+        write is not sent: CANCEL_REJECTED (``NOT_JOURNALED``), and the order stays as it was."""
+        journal = self.journal
+        if journal is not None and not journal.append_modify(
+            order.client_order_id, qty_lots, price_ticks, self._now(), extras
+        ):
+            self._not_journaled(order, _CANCEL_REJECTED, "modify")
+            return
         self.modifies += 1
-        if self.journal is not None:
-            self.journal.append_modify(
-                order.client_order_id, qty_lots, price_ticks, self._now(), extras
-            )
         venue = self._holder(order, "modify") if order.shadow else self._live[order.instrument_id]
         if venue is None:
             return

@@ -10,6 +10,7 @@ drive it directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
@@ -64,6 +65,11 @@ _COMMISSION = EventKind.COMMISSION
 _CANCELLED = EventKind.CANCELLED
 _CANCEL = int(IntentKind.CANCEL)
 _BUY = int(Side.BUY)
+#: How often a journal that cannot be written is retried, and how often that is logged again.
+JOURNAL_RETRY_NS = 1_000_000_000
+JOURNAL_REMINDER_NS = 60_000_000_000
+#: ``TradingStateChange.source`` of a halt because the journal cannot be written.
+JOURNAL = "journal"
 _OMS_DROP = DUPLICATE  # OrderTracker outcomes from here on are dropped
 _PENDING_CANCEL = OrderState.PENDING_CANCEL
 _INITIALIZED = OrderState.INITIALIZED
@@ -80,8 +86,8 @@ _HELP = {
     "ring_conflated_total": "Market data folded into newer values by conflation.",
     "ring_overflow_total": "Order messages queued past a full ring (trading halts).",
     "ring_handler_errors_total": (
-        "Order messages whose handler raised (logged with the traceback; a journal that "
-        "cannot be written fails every one): the message was not processed."
+        "Order messages whose handler raised (logged with the traceback): the message was not "
+        "processed."
     ),
     "strategy_callback_errors_total": "Strategy callbacks on market data that raised (logged).",
     "orders_total": "Orders sent to venues.",
@@ -114,6 +120,14 @@ _HELP = {
         "blocked in a call, or the vCPU itself away (hypervisor steal, a late wake-up)."
     ),
     "trading_state": "1 for the current trading state.",
+    "journal_writable": (
+        "1 while the order journal takes writes, 0 while its file refuses them (disk full, I/O "
+        "error, file size limit): trading is HALTED and records are held in memory."
+    ),
+    "journal_backlog_records": (
+        "Journal records held in memory because the file refused them; written in order once "
+        "it takes writes again."
+    ),
     "strategy_pnl": "Strategy P&L: realised + unrealised - fees.",
     "router_fill_rate": "Share of routed orders with a fill, by venue and book (live/shadow).",
     "router_slippage_bp": "Mean slippage of fills vs the arrival mid in bp (+ = worse for us).",
@@ -220,10 +234,14 @@ class Engine:
         self.state_changes: dict[tuple[str, str], int] = {}  # (new state, source) -> count
         self.on_state_change: Callable[[TradingStateChange], None] | None = None
         #: The order journal (``attach_journal``): every order, request and event is appended
-        #: to it before it is sent or before the OMS and the strategy see it.
+        #: to it before it is sent or before the OMS and the strategy see it (while its file
+        #: refuses writes, see ``_journal_failed``).
         self.journal: Journal | None = None
         """Called with every trading-state transition before the strategies hear of it (the
         journal's hook)."""
+        self._journal_timer: TimerHandle | None = None  # retries a journal that refuses writes
+        self._journal_failed_at = 0  # engine-clock ns when it started refusing them
+        self._journal_reminded_at = 0
         self.kill_switches = 0
         self.breakers = Breakers(risk.breakers, self)
         self._risk_config = risk
@@ -336,6 +354,8 @@ class Engine:
         self._arm_roll_day()
         if self.keep_warm_ms > 0:
             self._arm_keep_warm()
+        if self.journal is not None and self.journal.error:
+            self._arm_journal_retry()  # it failed before the loop could run timers
         for s in self.strategies:
             if s.disabled:
                 continue
@@ -440,6 +460,14 @@ class Engine:
         old = self.risk.state
         if state is old:
             log.info("trading state is already %s (%s asked: %s)", state.name, source, reason)
+            return None
+        journal = self.journal
+        if journal is not None and journal.error and state is not TradingState.HALTED:
+            log.warning(
+                "trading state %s not lifted to %s: %s (asked by %s: %s). Set it again once "
+                "the journal logs that it takes writes again",
+                old.name, state.name, journal.problem, source, reason,
+            )  # fmt: skip
             return None
         if _RANK[state] < _RANK[old] and source not in ("operator", self.state_source):
             log.warning(
@@ -704,7 +732,10 @@ class Engine:
     def _on_event(self, ev: OrderEvent) -> None:
         journal = self.journal
         if journal is not None:
-            journal.append_event(ev)  # before the OMS, the portfolio and the strategy see it
+            # Before the OMS, the portfolio and the strategy see it. If the file refuses it,
+            # the journal holds it for later and the event is applied all the same: the venue
+            # has acted, and an OMS that ignored it would be wrong about the orders.
+            journal.append_event(ev)
         self.apply_event(ev, self.running)
 
     def apply_event(self, ev: OrderEvent, deliver: bool = True) -> None:
@@ -778,6 +809,7 @@ class Engine:
         self.journal = journal
         self.router.journal = journal
         self.risk.journal = journal
+        journal.on_failure = self._journal_failed
         previous = self.on_state_change
 
         def journal_state(change: TradingStateChange) -> None:
@@ -787,12 +819,70 @@ class Engine:
                 previous(change)
 
         self.on_state_change = journal_state
+        if journal.error:
+            self._journal_failed(journal)
+
+    def _journal_failed(self, journal: Journal) -> None:
+        """The journal's file started refusing writes (``Journal.on_failure``): trading is
+        HALTED, once, loudly; the journal holds what it cannot write and a timer retries it.
+        Order events are still applied, new orders and modifies are refused (the router
+        does not send what it cannot journal), cancels still go out."""
+        self._journal_failed_at = self._journal_reminded_at = self.clock.now()
+        log.critical(
+            "%s. Trading is HALTED: new orders and modifies are refused, cancels still go out; "
+            "order events are still applied (OMS, risk, portfolio, strategies) and held in "
+            "memory, in order, until the journal takes writes again (retried every %g s). "
+            "Trading stays HALTED after that until the operator sets it ACTIVE",
+            journal.problem, JOURNAL_RETRY_NS / 1e9,
+        )  # fmt: skip
+        self.set_trading_state(
+            TradingState.HALTED, f"the journal {journal.path} cannot be written ({journal.error})",
+            JOURNAL,
+        )  # fmt: skip
+        self._arm_journal_retry()
+
+    def _arm_journal_retry(self) -> None:
+        if self._journal_timer is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no event loop yet: ``start`` arms it
+            self._journal_timer = self.clock.call_later(JOURNAL_RETRY_NS, self._retry_journal)
+
+    def _retry_journal(self) -> None:
+        """Write what the journal holds; a reminder every ``JOURNAL_REMINDER_NS`` while its
+        file still refuses it."""
+        self._journal_timer = None
+        journal = self.journal
+        if journal is None:
+            return
+        held, nbytes = len(journal.backlog), journal.backlog_bytes
+        now = self.clock.now()
+        if journal.retry():
+            log.warning(
+                "journal %s takes writes again after %.0f s: the %d records held in memory "
+                "(%d bytes) are written, in order. Trading stays %s until the operator sets it "
+                "ACTIVE", journal.path, (now - self._journal_failed_at) / 1e9, held, nbytes,
+                self.risk.state.name,
+            )  # fmt: skip
+            return
+        if now - self._journal_reminded_at >= JOURNAL_REMINDER_NS:
+            self._journal_reminded_at = now
+            log.error(
+                "%s (for %.0f s now): %d records (%d bytes) held in memory; trading %s",
+                journal.problem, (now - self._journal_failed_at) / 1e9, held, nbytes,
+                self.risk.state.name,
+            )  # fmt: skip
+        self._arm_journal_retry()
 
     def close_journal(self) -> None:
-        """Stop journaling and close the file (at shutdown, after the venues stopped)."""
+        """Stop journaling and close the file (at shutdown, after the venues stopped): what it
+        holds is written if the file takes it now, else logged as lost."""
         journal, self.journal = self.journal, None
         self.router.journal = self.risk.journal = None
+        if self._journal_timer is not None:
+            self._journal_timer.cancel()
+            self._journal_timer = None
         if journal is not None:
+            journal.on_failure = None  # shutting down: nothing left to halt
             journal.close()
 
     def restore_trading_state(self, state: str, reason: str) -> str:
@@ -902,6 +992,11 @@ class Engine:
         for s in self.strategies:
             pnl = self.portfolio.total_pnl(s.id)
             yield "strategy_pnl", _HELP["strategy_pnl"], {"strategy": s.name}, pnl
+        journal = self.journal
+        if journal is not None:
+            yield "journal_writable", _HELP["journal_writable"], {}, float(not journal.error)
+            held = float(len(journal.backlog))
+            yield "journal_backlog_records", _HELP["journal_backlog_records"], {}, held
         if self.router.any_shadow:
             for venue, row in self.router.comparison().items():
                 for book in ("live", "shadow"):

@@ -16,10 +16,10 @@ from engine.orders import Order, OrderExtras
 from engine.portfolio import Portfolio
 from engine.ring import ArrayRing, ObjectRing
 
-# ``reason_code`` of a venue's own refusals (REJECTED, CANCEL_REJECTED). A venue answers with 0,
-# one of these (negative: its own reasons, the same value whichever venue gives it) or IB's
-# error code (100 and up), never with a risk-gate verdict code (1 and up, below 100): the OMS
-# and the gate take a CANCEL_REJECTED carrying one for the gate's own refusal
+# ``reason_code`` of refusals that are not the risk gate's (REJECTED, CANCEL_REJECTED): a venue's
+# own and the router's. They carry 0, one of these (negative: each value one reason, whichever
+# venue gives it) or IB's error code (100 and up), never a risk-gate verdict code (1 to 99):
+# the OMS and the gate take a CANCEL_REJECTED carrying one for the gate's own refusal
 # (``engine.orders.refused_by_gate``).
 
 #: Refused by the venue itself, not the broker: disconnected, in IB's 1100, reconciling, or in
@@ -40,6 +40,10 @@ NOT_SIMULATED = -6
 #: Open at a venue that kept no state across a restart (in-process simulated or shadow):
 #: reported cancelled by recovery (``Engine.report_lost``).
 LOST_WITH_PROCESS = -7
+#: A new order (REJECTED) or modify (CANCEL_REJECTED) the router did not send because the
+#: journal could not write it (not a verdict code: the OMS takes the modify's refusal as the
+#: venue's, so the order goes back to where it was).
+NOT_JOURNALED = -8
 
 
 def _at_once(fn: Callable[[], object]) -> None:
