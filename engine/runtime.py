@@ -366,6 +366,8 @@ class Engine:
             except Exception as e:
                 log.exception("strategy %r: on_start raised", s.name)
                 self.disable_strategy(s, f"on_start raised {type(e).__name__}: {e}")
+            else:
+                s.started = True
         self.pump()
 
     def stop(self) -> list[Order]:
@@ -379,6 +381,7 @@ class Engine:
         for s in self.strategies:
             if s.disabled:
                 continue
+            s.started = False
             try:
                 s.on_stop()
             except Exception:
@@ -493,7 +496,7 @@ class Engine:
             except Exception:
                 log.exception("on_state_change hook raised for %s -> %s", old.name, state.name)
         for s in self.strategies:
-            if s.disabled:
+            if s.disabled or not s.started:
                 continue
             try:
                 s.on_trading_state(change)

@@ -149,6 +149,9 @@ class Strategy:
         self.id = strategy_id
         #: Why the engine disabled this strategy ("" while it runs): it gets no callbacks.
         self.disabled = ""
+        #: Its ``on_start`` has run and ``on_stop`` not yet: only then is it told of trading
+        #: state changes (a state restored before the start is ``trading_state`` in on_start).
+        self.started = False
         self._engine = engine
         self.instruments: list[Instrument] = []
         # The order path's collaborators, looked up once (an action runs on every requote).
@@ -185,7 +188,8 @@ class Strategy:
     def on_trading_state(self, change: TradingStateChange) -> None:
         """The engine's trading state changed (``change.old`` -> ``change.new``, with
         ``change.reason`` and ``change.source``): ACTIVE, REDUCING (only orders that reduce a
-        position pass) or HALTED (only cancels pass)."""
+        position pass) or HALTED (only cancels pass). Only between ``on_start`` and ``on_stop``:
+        a state the engine had before (restored from the journal) is ``self.trading_state``."""
 
     def on_timer(self, name: str) -> None:
         """A timer set with ``set_timer`` fired."""

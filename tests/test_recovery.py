@@ -9,6 +9,7 @@ import asyncio
 import io
 import logging
 import shutil
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_a_restart_rebuilds_orders_positions_pnl_and_risk_state(tmp_path):
     engine.close_journal()
 
 
-def test_a_halted_engine_comes_back_halted(tmp_path):
+def test_a_halted_engine_comes_back_halted(tmp_path, caplog):
     journal = tmp_path / "orders.twj"
     data = _config(journal)
     first = _trade(data, 1.0, halt=True).engine
@@ -119,12 +120,33 @@ def test_a_halted_engine_comes_back_halted(tmp_path):
     states = [r for r in read_journal(journal).records if isinstance(r, StateRecord)]
     assert states and states[-1].state == "halted" and "kill_switch" in states[-1].reason
 
-    second = build_app(parse_config(data, "recovery-test"), LiveClock())
-    assert second.engine.trading_state is TradingState.HALTED
-    assert second.recovery.trading_state == "halted"
-    # A breaker may not lift it; the operator may.
-    assert second.engine.set_trading_state("active", "breaker", source="daily_loss") is None
-    assert second.engine.set_trading_state("active", "checked: resume", "operator") is not None
+    told: list[tuple[str, str]] = []  # (strategy, what it heard), in order
+
+    def noting(name: str, what: str, fn):
+        def noted(*args):
+            told.append((name, what))
+            return fn(*args)
+
+        return noted
+
+    with caplog.at_level(logging.ERROR):
+        second = build_app(parse_config(data, "recovery-test"), SimClock(time.time_ns()))
+        for s in second.engine.strategies:
+            s.on_start = noting(s.name, "start", s.on_start)
+            s.on_trading_state = noting(s.name, "state", s.on_trading_state)
+        assert second.engine.trading_state is TradingState.HALTED
+        assert second.recovery.trading_state == "halted"
+        # The state restored before the start is not told as a change (the market maker
+        # sample raised in on_trading_state before its on_start): on_start reads it.
+        second.engine.start()
+        assert sorted(told) == [("mm", "start"), ("sma", "start")]
+        # A breaker may not lift it; the operator may, and the strategies hear of that.
+        assert second.engine.set_trading_state("active", "breaker", source="daily_loss") is None
+        assert second.engine.set_trading_state("active", "checked: resume", "operator") is not None
+        assert sorted(told[2:]) == [("mm", "state"), ("sma", "state")]
+        second.engine.stop()
+    assert not [r for r in caplog.records if "raised" in r.getMessage()], caplog.text
+    assert not any(s.disabled for s in second.engine.strategies)
     second.engine.close_journal()
 
 
