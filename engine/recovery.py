@@ -176,6 +176,7 @@ def recover(engine: Engine, contents: JournalContents, path: str) -> RecoveryRep
                     # A new stop or trail is the order's once its MODIFIED is replayed (or the
                     # venue's reconciliation confirms it), as live.
                     modifies[rec.client_order_id] = (rec.qty_lots, rec.price_ticks, rec.extras)
+                    risk.restore_modify(order, rec.qty_lots, rec.price_ticks)
                     tracker.request_modify(order, rec.qty_lots, rec.extras)
             elif isinstance(rec, StateRecord):
                 last_state = rec

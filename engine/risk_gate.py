@@ -782,10 +782,26 @@ class RiskGate:
         without checking it again (it was sent; limits apply to the orders still to come).
         Buying power is reserved at the order's limit price, or at the last mark for a market
         order (the kernel's rule when the order passed)."""
+        if self._reserve(order, order.qty_lots, order.price_ticks):
+            self.arrays.ist[order.instrument_id, rk.IS_OPEN_ORDERS] += 1.0
+            order.reserved = order.qty_lots
+
+    def restore_modify(self, order: Order, qty_lots: int, price_ticks: int) -> None:
+        """Recovery: a journaled modify of ``order`` to ``qty_lots`` (the venue's answer
+        replayed next, if any): until it is answered the order holds the larger of its old and
+        new size, as passing the modify's checks reserved it live; the extra lots' buying power
+        at the new price. Without this, an order modified up came back reserving its old size."""
+        extra = qty_lots - order.filled_lots - order.reserved
+        if extra > 0 and self._reserve(order, extra, price_ticks):
+            order.reserved += extra
+
+    def _reserve(self, order: Order, lots: int, price_ticks: int) -> bool:
+        """Add ``lots`` of ``order`` to the kernels' working lots and buying power; False when
+        there is nothing to reserve (no lots, or an order outside the risk state)."""
         a = self.arrays
-        s, i, side, lots = order.strategy_id, order.instrument_id, int(order.side), order.qty_lots
+        s, i, side = order.strategy_id, order.instrument_id, int(order.side)
         if not (0 <= s < a.pst.shape[0] and 0 <= i < a.ist.shape[0]) or lots <= 0:
-            return
+            return False
         ilim, ist, pst, gst = a.ilim, a.ist, a.pst, a.gst
         buy = side == 1
         net = ist[i, rk.IS_NET_LOTS]
@@ -793,15 +809,14 @@ class RiskGate:
         ist[i, rk.IS_OPEN_BUY if buy else rk.IS_OPEN_SELL] += lots
         after = max(abs(net + ist[i, rk.IS_OPEN_BUY]), abs(net - ist[i, rk.IS_OPEN_SELL]))
         pst[s, i, rk.PS_OPEN_BUY if buy else rk.PS_OPEN_SELL] += lots
-        ist[i, rk.IS_OPEN_ORDERS] += 1.0
-        px = order.price_ticks if order.price_ticks != NO_PRICE else ist[i, rk.IS_MARK_TICKS]
+        px = price_ticks if price_ticks != NO_PRICE else ist[i, rk.IS_MARK_TICKS]
         tick_value = ilim[i, rk.IL_TICK_SIZE] * ilim[i, rk.IL_LOT_SIZE] * ilim[i, rk.IL_MULTIPLIER]
         if after > before and px > 0:
             required = lots * px * tick_value * ilim[i, rk.IL_MARGIN]
             pst[s, i, rk.PS_BP_BUY if buy else rk.PS_BP_SELL] += required
             gst[rk.GS_BP_RESERVED] += required
         rk._revalue_exposure(ilim, ist, gst, i)
-        order.reserved = lots
+        return True
 
     def on_book(self, ids: np.ndarray, top: np.ndarray, n: int) -> None:
         """New reference prices (the book's mid) for the instruments a batch changed."""

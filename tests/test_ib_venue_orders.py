@@ -491,10 +491,13 @@ class JournaledHarness(IBHarness):
     """An ``IBHarness`` whose engine journals to ``path`` and starts from what the journal
     holds, trading on a simulator that outlives it: a process restart, the broker unchanged."""
 
-    def __init__(self, server: GatewaySimServer, path: str, reconnect_s: float = 0.05) -> None:
+    def __init__(
+        self, server: GatewaySimServer, path: str, reconnect_s: float = 0.05, **engine: object
+    ) -> None:
         super().__init__(
-            server=server, reconnect_initial_s=reconnect_s, reconnect_max_s=max(reconnect_s, 0.5)
-        )
+            server=server, engine=engine, reconnect_initial_s=reconnect_s,
+            reconnect_max_s=max(reconnect_s, 0.5),
+        )  # fmt: skip
         self.path = path
 
     def prepare(self) -> None:
@@ -559,5 +562,36 @@ async def test_after_a_restart_a_pending_cancel_goes_and_a_correction_reverses_t
             assert (pos.lots, pos.avg_ticks) == (5, p - 50)
             assert pos.realised == pytest.approx(0.0, abs=1e-9)
             assert pos.commission == pytest.approx(0.8)
+    finally:
+        await server.stop()
+
+
+async def test_an_order_modified_up_holds_its_new_size_in_the_risk_state_after_a_restart(
+    tmp_path,
+) -> None:
+    """Buy 3, modified to 4 at IB; the process stops leaving it working. Restarted from the
+    journal, the risk kernels hold the 4 lots working (live they did; the replay of the modify
+    used to reserve only the 3 it was sent with), and its cancel releases them all."""
+    path = str(tmp_path / "orders.twj")
+    server = GatewaySimServer(sim_config())
+    await server.start()
+    try:
+        async with JournaledHarness(server, path, cancel_on_stop=False) as h:
+            await settled(h)
+            coid = h.strat.buy("AAPL", 3, rest_px(h))
+            await h.wait_kind(coid, A)
+            h.strat.modify(coid, qty=4)
+            await h.wait_kind(coid, EventKind.MODIFIED)
+            aapl = h.registry.resolve("AAPL")
+            live = h.engine.risk.arrays.ist[aapl.id, rk.IS_OPEN_BUY]
+            assert live == 4
+        async with JournaledHarness(server, path) as h:
+            ist = h.engine.risk.arrays.ist
+            assert h.engine.tracker.get(coid).qty_lots == 4
+            assert ist[aapl.id, rk.IS_OPEN_BUY] == 4
+            assert h.engine.tracker.get(coid).reserved == 4
+            h.strat.cancel(coid)
+            await h.wait_kind(coid, C)
+            assert ist[aapl.id, rk.IS_OPEN_BUY] == 0
     finally:
         await server.stop()
