@@ -42,8 +42,9 @@ Rules the checks follow (``tests/risk_reference.py`` restates them as plain Pyth
 * Order quantity, order value and position are held to the smaller of the instrument's limit
   (``IL_*``) and the strategy's (``SL_*``).
 * Exposure is lots times the instrument's mark times the tick value; the mark is the reference
-  price (mid) when the book has one, else the last passing order's or fill's price. Unrealised
-  P&L uses the same mark. Equity is start-of-day equity plus today's account P&L.
+  price (mid) when the book has one, else the last mid or fill's price, else (never priced) the
+  first passing order's limit price. Unrealised P&L uses the same mark. Equity is
+  start-of-day equity plus today's account P&L.
 * A modify is checked as the order it becomes (position and REDUCING use the new size in place of
   the old), and until the venue answers it holds the larger of the old and new size.
 * Limit-priced order types (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE) are checked and valued at their
@@ -558,7 +559,11 @@ def _check(
                 return PRICE_COLLAR, 0, NO_PRICE, NO_PRICE
             mark = ref
         else:
-            mark = px
+            # An order is no trade: its price marks only an instrument never priced, else a
+            # limit far from the market would move everyone's unrealised P&L and equity.
+            mark = ist[i, IS_MARK_TICKS]
+            if not mark > 0.0:
+                mark = px
     else:
         if not ref > 0.0:
             return NO_REFERENCE_PRICE, 0, NO_PRICE, NO_PRICE

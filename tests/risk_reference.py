@@ -304,7 +304,7 @@ class RiskModel:
                 distance = abs(price - book.ref)
                 if distance > inst.collar_ticks or distance > inst.collar_pct * book.ref:
                     return "PRICE_COLLAR", order
-            value_at = book.ref if book.ref > 0 else price
+            value_at = book.ref if book.ref > 0 else (book.mark if book.mark > 0 else price)
         else:
             if not book.ref > 0:
                 return "NO_REFERENCE_PRICE", order

@@ -875,3 +875,22 @@ def test_marker_refuses_arrays_the_kernel_cannot_take() -> None:
         gate.marker(np.zeros(2, dtype=np.int32), np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(TypeError, match="int64"):
         gate.marker(np.zeros(2, dtype=np.int64), np.zeros((4, 2), dtype=np.int64).T)
+
+
+def test_a_resting_limit_does_not_mark_positions_while_the_book_is_empty() -> None:
+    """Long 2 ES bought at 100.00; the book empties (the data stopped); a buy limit at 10.00
+    rests. Positions stay marked at the last mid (99.875): the limit's price made up a loss of
+    9000 against the daily loss limit."""
+    h = Harness(RiskConfig(equity=EQUITY, daily_loss_limit=5000.0))
+    h.es_book()
+    h.buy(ES, 2)  # fills at the ask, 100.00
+    assert h.lots(h.es) == 2
+    h.book(h.es.id, (BID, 399, 0), (ASK, 400, 0))
+    a = h.engine.risk.arrays
+    unreal = a.gst[rk.GS_UNREAL]
+    assert unreal == -12.5
+    resting = h.buy(ES, 1, 10.0)
+    assert h.strat.kinds(resting) == [EventKind.ACCEPTED]
+    assert a.ist[h.es.id, rk.IS_MARK_TICKS] == 399.5 and a.gst[rk.GS_UNREAL] == unreal
+    more = h.buy(ES, 1, 9.0)
+    assert h.strat.kinds(more) == [EventKind.ACCEPTED]  # not ACCOUNT_DAILY_LOSS

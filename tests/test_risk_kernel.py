@@ -678,6 +678,24 @@ def test_a_modify_holds_the_larger_size_until_the_venue_answers():
     assert check_both(a, partly, NOW) == "MODIFY_BELOW_FILLED"
 
 
+def test_an_order_price_does_not_move_the_mark_of_a_priced_instrument():
+    """With the book emptied (data stopped), a resting limit far from the last mid is no trade:
+    positions stay marked at the last mid, not at the limit (which made up a loss of 90%)."""
+    a, _ = base()
+    assert fill(a, 0, 0, BUY, 10, BASE_TICKS, 0.0)
+    mark(a, {0: (NO_PRICE, NO_PRICE)})
+    unreal = a.gst[r.GS_UNREAL]
+    far = Intent(0, 0, BUY, LIMIT, 1.0, 10.0)
+    assert check_both(a, far, NOW) == "PASS"
+    assert a.ist[0, r.IS_MARK_TICKS] == BASE_TICKS and a.gst[r.GS_UNREAL] == unreal
+    assert a.ist[0, r.IS_EXPOSURE] == pytest.approx(11 * 100.0)  # valued at the mark too
+    fresh = new_risk_arrays(1, 1, 1)
+    fresh.ilim[0, r.IL_TRADABLE] = 1.0
+    first = Intent(0, 0, BUY, LIMIT, 2.0, 50.0)
+    assert check_both(fresh, first, NOW) == "PASS"  # never priced: the order's price values it
+    assert fresh.ist[0, r.IS_MARK_TICKS] == 50.0
+
+
 @settings(deadline=None, max_examples=150)
 @given(
     st.lists(
