@@ -46,7 +46,10 @@ Rules the checks follow (``tests/risk_reference.py`` restates them as plain Pyth
   first passing order's limit price. Unrealised P&L uses the same mark. Equity is
   start-of-day equity plus today's account P&L.
 * A modify is checked as the order it becomes (position and REDUCING use the new size in place of
-  the old), and until the venue answers it holds the larger of the old and new size.
+  the old), and until the venue answers it holds the larger of the old and new size. The lots it
+  keeps need buying power at the new price beyond their share of what the side's working orders
+  reserved (a working order's reservation is its lots' share, as ``release_order`` frees it);
+  what a price rise adds stays reserved until the order stops working.
 * Limit-priced order types (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE) are checked and valued at their
   limit price; the others (MARKET, STOP, MARKET_ON_CLOSE, TRAILING_STOP, TRAILING_STOP_LIMIT,
   whose limit follows the stop) at the reference price, and need one. STOP and STOP_LIMIT need a
@@ -621,9 +624,21 @@ def _check(
             return STRATEGY_DAILY_LOSS, 0, NO_PRICE, NO_PRICE
     if increases and pnl <= -glim[GL_MAX_DAILY_LOSS]:
         return ACCOUNT_DAILY_LOSS, 0, NO_PRICE, NO_PRICE
-    required = added * px * tick_value * ilim[i, IL_MARGIN] if increases else 0.0
+    per_lot = px * tick_value * ilim[i, IL_MARGIN]
+    required = added * per_lot if increases else 0.0
+    if kind == KIND_MODIFY:
+        # The lots the modify keeps are held at its new price too: a buy moved from 80 to 100
+        # needs a quarter more. Their reservation is their share of the side's (as released).
+        held = pst[s, i, PS_BP_BUY if side == SIDE_BUY else PS_BP_SELL]
+        working = pst[s, i, open_col]
+        if held > 0.0 and working > 0.0:
+            kept = float(min(lots_new, replaced_leaves))
+            share = held * min(float(replaced_leaves), working) / working
+            extra = kept * per_lot - share
+            if extra > GRID_TOLERANCE * (1.0 + share):  # not the float noise of an unmoved price
+                required += extra
     reserved = gst[GS_BP_RESERVED] + required
-    if increases and reserved > gst[GS_BUYING_POWER]:
+    if required > 0.0 and reserved > gst[GS_BUYING_POWER]:
         return BUYING_POWER, 0, NO_PRICE, NO_PRICE
     day_trades = glim[GL_PDT_MAX_DAY_TRADES]
     if (

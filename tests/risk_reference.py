@@ -354,9 +354,18 @@ class RiskModel:
             return "STRATEGY_DAILY_LOSS", order
         if increases and pnl <= -self.limits.max_daily_loss:
             return "ACCOUNT_DAILY_LOSS", order
-        required = added * price * inst.tick_value * inst.margin if increases else 0.0
+        per_lot = price * inst.tick_value * inst.margin
+        required = added * per_lot if increases else 0.0
+        held = pos.reserved[it.side]
+        if it.kind == MODIFY and held > 0 and pos.working[it.side] > 0:
+            # The kept lots at the new price, less their share of what the side reserved.
+            working_lots = pos.working[it.side]
+            share = held * min(it.replaced_leaves, working_lots) / working_lots
+            extra = min(lots_after, it.replaced_leaves) * per_lot - share
+            if extra > TOLERANCE * (1 + share):  # not the float noise of an unmoved price
+                required += extra
         reserved = self.account.reserved + required
-        if increases and reserved > self.account.buying_power:
+        if required > 0 and reserved > self.account.buying_power:
             return "BUYING_POWER", order
         would_day_trade = book.net * it.side < 0 and book.opened_today > 0
         if (

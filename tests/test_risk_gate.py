@@ -877,6 +877,26 @@ def test_marker_refuses_arrays_the_kernel_cannot_take() -> None:
         gate.marker(np.zeros(2, dtype=np.int64), np.zeros((4, 2), dtype=np.int64).T)
 
 
+def test_a_modify_that_raises_a_buys_price_is_held_to_buying_power() -> None:
+    """An ES buy at 80.00 reserves 4000 of 4500; moved to 99.75 it needs 4987.50: refused, the
+    order keeps working at 80.00 and 4000 stay reserved."""
+    h = Harness(RiskConfig(equity=EQUITY, buying_power=4500.0))
+    h.es_book()
+    coid = h.buy(ES, 1, 80.0)
+    a = h.engine.risk.arrays
+    assert a.gst[rk.GS_BP_RESERVED] == 4000.0
+    h.modify(coid, price=99.75)
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED and ev.reason_code == Verdict.BUYING_POWER
+    assert "modify refused" in ev.reason
+    assert h.order(coid).price_ticks == 320 and a.gst[rk.GS_BP_RESERVED] == 4000.0
+    h.modify(coid, price=89.75)  # 4487.50: fits
+    assert h.strat.kinds(coid)[-1] == EventKind.MODIFIED
+    assert a.gst[rk.GS_BP_RESERVED] == 4487.5
+    h.cancel(coid)
+    assert a.gst[rk.GS_BP_RESERVED] == 0.0
+
+
 def test_a_resting_limit_does_not_mark_positions_while_the_book_is_empty() -> None:
     """Long 2 ES bought at 100.00; the book empties (the data stopped); a buy limit at 10.00
     rests. Positions stay marked at the last mid (99.875): the limit's price made up a loss of

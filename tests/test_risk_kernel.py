@@ -678,6 +678,27 @@ def test_a_modify_holds_the_larger_size_until_the_venue_answers():
     assert check_both(a, partly, NOW) == "MODIFY_BELOW_FILLED"
 
 
+def test_a_modify_that_raises_the_price_needs_buying_power_at_the_new_price():
+    """10 bought at 100.00 reserve 1000; moved to 100.50 they need 1005: a price rise was
+    never checked against buying power (only added lots were)."""
+    a, it = base()
+    a.gst[r.GS_BUYING_POWER] = 1004.0
+    assert check_both(a, it, NOW) == "PASS"
+    assert a.gst[r.GS_BP_RESERVED] == 1000.0
+    up = Intent(0, 0, BUY, LIMIT, 10.0, 100.5, MODIFY, replaced_leaves=10)
+    assert check_both(a, up, NOW) == "BUYING_POWER"
+    a.gst[r.GS_BUYING_POWER] = 1005.0
+    assert check_both(a, up, NOW) == "PASS"
+    assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0)
+    # A lower price or a smaller size needs nothing more, and the same price nothing either.
+    for price, qty in ((99.0, 10.0), (100.5, 4.0), (100.5, 10.0)):
+        same = Intent(0, 0, BUY, LIMIT, qty, price, MODIFY, replaced_leaves=10)
+        assert check_both(a, same, NOW) == "PASS"
+        assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0)
+    assert r.release_order(a.ilim, a.ist, a.pst, a.gst, 0, 0, BUY, 10, True)
+    assert a.gst[r.GS_BP_RESERVED] == 0.0
+
+
 def test_an_order_price_does_not_move_the_mark_of_a_priced_instrument():
     """With the book emptied (data stopped), a resting limit far from the last mid is no trade:
     positions stay marked at the last mid, not at the limit (which made up a loss of 90%)."""
