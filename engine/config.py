@@ -684,6 +684,15 @@ def _cross_check(cfg: Config, file: str) -> None:
             f"{base} is the base currency, its rate is 1 by definition: remove it "
             "(or set portfolio.base_currency to the currency the rates are in)",
         )
+    rates = {**pf.fx, base: 1.0}
+    for i, inst in enumerate(cfg.instruments):
+        if inst.currency not in rates:  # the risk limits would compare it one to one
+            raise ConfigError(
+                file,
+                f"portfolio.fx.{inst.currency}",
+                f"instruments[{i}] {inst.symbol} trades in {inst.currency}; the risk limits are "
+                f"in {base}: set the rate ({base} per {inst.currency})",
+            )
     seen: set[str] = set()
     for i, inst in enumerate(cfg.instruments):
         k = f"{inst.symbol}.{inst.venue}"
