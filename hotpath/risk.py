@@ -212,7 +212,7 @@ CHECK_ORDER: tuple[int, ...] = (
     BAD_PRICE,  # limit-priced types
     OFF_TICK_GRID,  # limit-priced types
     NO_REFERENCE_PRICE,  # the other types
-    PRICE_COLLAR,  # limit-priced types, when there is a reference price
+    PRICE_COLLAR,  # limit-priced types, against the reference price, else the last one
     REDUCING_ONLY,
     MAX_ORDER_NOTIONAL,
     MAX_POSITION,
@@ -326,7 +326,8 @@ IS_OPEN_SELL = 4
 IS_OPEN_ORDERS = 5  # orders working
 IS_EXPOSURE = 6  # worst-case |net + open one side| * mark * tick value (currency)
 IS_OPENED_TODAY = 7  # lots opened today and not yet closed (pattern day trading)
-N_IS = 8
+IS_LAST_REF_TICKS = 8  # the last mid the book had, 0 if never: the collar's reference without one
+N_IS = 9
 
 # ---- sst[strategy, SS_*]: today's P&L per strategy ------------------------------------------
 
@@ -556,10 +557,14 @@ def _check(
         if ticks == 0 or abs(ticks_f - ticks) > GRID_TOLERANCE * (1.0 + abs(ticks_f)):
             return OFF_TICK_GRID, 0, NO_PRICE, NO_PRICE
         px = float(ticks)
-        if ref > 0.0:
-            away = abs(px - ref)
-            if away > ilim[i, IL_COLLAR_TICKS] or away > ilim[i, IL_COLLAR_PCT] * ref:
+        # A book that lost a side (a one-sided market, or emptied: IB's data stopped) collars
+        # against its last mid: without one, any price passed, a buy at 10x included.
+        collar_ref = ref if ref > 0.0 else ist[i, IS_LAST_REF_TICKS]
+        if collar_ref > 0.0:
+            away = abs(px - collar_ref)
+            if away > ilim[i, IL_COLLAR_TICKS] or away > ilim[i, IL_COLLAR_PCT] * collar_ref:
                 return PRICE_COLLAR, 0, NO_PRICE, NO_PRICE
+        if ref > 0.0:
             mark = ref
         else:
             # An order is no trade: its price marks only an instrument never priced, else a
@@ -874,6 +879,7 @@ def mark_to_market(ilim, ist, sst, pst, gst, ids, top, n):  # pragma: no cover
             continue
         ref = (bid + ask) / 2
         ist[i, IS_REF_TICKS] = ref
+        ist[i, IS_LAST_REF_TICKS] = ref
         ist[i, IS_MARK_TICKS] = ref
         _revalue_positions(ilim, ist, sst, pst, gst, i)
         _revalue_exposure(ilim, ist, gst, i)

@@ -126,6 +126,7 @@ class InstrumentState:
     open_orders: float = 0.0
     exposure: float = 0.0
     opened_today: float = 0.0
+    last_ref: float = 0.0  # the last mid: the collar's reference while there is none
 
     def worst_case(self) -> float:
         return max(abs(self.net + self.working[BUY]), abs(self.net - self.working[SELL]))
@@ -300,9 +301,10 @@ class RiskModel:
             if not ok:
                 return "OFF_TICK_GRID", order
             price = float(ticks)
-            if book.ref > 0:
-                distance = abs(price - book.ref)
-                if distance > inst.collar_ticks or distance > inst.collar_pct * book.ref:
+            collar_ref = book.ref if book.ref > 0 else book.last_ref
+            if collar_ref > 0:
+                distance = abs(price - collar_ref)
+                if distance > inst.collar_ticks or distance > inst.collar_pct * collar_ref:
                     return "PRICE_COLLAR", order
             value_at = book.ref if book.ref > 0 else (book.mark if book.mark > 0 else price)
         else:
@@ -533,7 +535,7 @@ class RiskModel:
             if bid == NO_PRICE or ask == NO_PRICE:
                 book.ref = 0.0
                 continue
-            book.ref = book.mark = (bid + ask) / 2
+            book.ref = book.mark = book.last_ref = (bid + ask) / 2
             self._revalue_positions(i)
             self._revalue_exposure(i)
 

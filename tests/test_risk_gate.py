@@ -914,3 +914,19 @@ def test_a_resting_limit_does_not_mark_positions_while_the_book_is_empty() -> No
     assert a.ist[h.es.id, rk.IS_MARK_TICKS] == 399.5 and a.gst[rk.GS_UNREAL] == unreal
     more = h.buy(ES, 1, 9.0)
     assert h.strat.kinds(more) == [EventKind.ACCEPTED]  # not ACCOUNT_DAILY_LOSS
+
+
+def test_the_collar_holds_when_the_book_loses_a_side_or_empties() -> None:
+    """A 5% collar: with the bid gone (a one-sided book) a buy at 150.00 passed and filled,
+    and with the book empty (IB's data stopped) any limit price passed. Now both are collared
+    against the last mid (99.875) and never reach the venue."""
+    h = Harness(RiskConfig(equity=EQUITY, price_collar_pct=5.0))
+    h.es_book()
+    h.book(h.es.id, (BID, 399, 0))  # the ask alone is left
+    assert_rejected(h, h.buy(ES, 1, 150.0), Verdict.PRICE_COLLAR)
+    assert_rejected(h, h.sell(ES, 1, 10.0), Verdict.PRICE_COLLAR)
+    h.book(h.es.id, (ASK, 400, 0))  # empty
+    assert_rejected(h, h.buy(ES, 1, 1000.0), Verdict.PRICE_COLLAR)
+    assert h.venue.received == 0
+    near = h.buy(ES, 1, 99.0)
+    assert h.strat.kinds(near) == [EventKind.ACCEPTED]

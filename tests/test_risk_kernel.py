@@ -130,6 +130,7 @@ def to_model(a: RiskArrays) -> RiskModel:
             open_orders=row[r.IS_OPEN_ORDERS],
             exposure=row[r.IS_EXPOSURE],
             opened_today=row[r.IS_OPENED_TODAY],
+            last_ref=row[r.IS_LAST_REF_TICKS],
         )
     for s, rows in enumerate(a.pst.tolist()):
         for i, p in enumerate(rows):
@@ -181,6 +182,7 @@ def model_state(m: RiskModel, like: RiskArrays) -> dict[str, np.ndarray]:
         ist[i, r.IS_OPEN_ORDERS] = b.open_orders
         ist[i, r.IS_EXPOSURE] = b.exposure
         ist[i, r.IS_OPENED_TODAY] = b.opened_today
+        ist[i, r.IS_LAST_REF_TICKS] = b.last_ref
     pst = np.zeros_like(like.pst)
     for (s, i), p in m.positions.items():
         pst[s, i] = [
@@ -697,6 +699,23 @@ def test_a_modify_that_raises_the_price_needs_buying_power_at_the_new_price():
         assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0)
     assert r.release_order(a.ilim, a.ist, a.pst, a.gst, 0, 0, BUY, 10, True)
     assert a.gst[r.GS_BP_RESERVED] == 0.0
+
+
+def test_the_collar_holds_against_the_last_mid_when_the_book_has_none():
+    """A book that lost a side has no reference price; limits are collared against the last mid
+    (before, any limit price passed). An instrument never priced has nothing to collar against."""
+    a, _ = base()
+    a.ilim[:, r.IL_COLLAR_PCT] = 0.05
+    for top in ((NO_PRICE, BASE_TICKS + 1), (BASE_TICKS - 1, NO_PRICE), (NO_PRICE, NO_PRICE)):
+        mark(a, {0: top})
+        assert a.ist[0, r.IS_REF_TICKS] == 0 and a.ist[0, r.IS_LAST_REF_TICKS] == BASE_TICKS
+        for price in (150.0, 50.0):
+            far = Intent(0, 0, BUY, LIMIT, 1.0, price)
+            assert check_both(a, far, NOW) == "PRICE_COLLAR"
+        assert check_both(a, Intent(0, 0, SELL, LIMIT, 1.0, 104.0), NOW) == "PASS"
+    fresh = new_risk_arrays(1, 1, 1)
+    fresh.ilim[0, [r.IL_TRADABLE, r.IL_COLLAR_PCT]] = (1.0, 0.05)
+    assert check_both(fresh, Intent(0, 0, BUY, LIMIT, 1.0, 50.0), NOW) == "PASS"
 
 
 def test_an_order_price_does_not_move_the_mark_of_a_priced_instrument():
