@@ -40,7 +40,8 @@ Rules the checks follow (``tests/risk_reference.py`` restates them as plain Pyth
   concentration breaker (``IL_REDUCE_ONLY``), gross exposure, leverage, concentration, the
   account's daily loss and buying power.
 * Order quantity, order value and position are held to the smaller of the instrument's limit
-  (``IL_*``) and the strategy's (``SL_*``).
+  (``IL_*``) and the strategy's (``SL_*``); the account's position (all strategies, with their
+  open orders on the order's side) to the instrument's.
 * Exposure is lots times the instrument's mark times the tick value; the mark is the reference
   price (mid) when the book has one, else the last mid or fill's price, else (never priced) the
   first passing order's limit price. Unrealised P&L uses the same mark. Equity is
@@ -284,7 +285,7 @@ IL_LOT_SIZE = 4  # instrument units
 IL_MULTIPLIER = 5  # contract multiplier x FX rate to the base currency: amounts are in base
 IL_MAX_ORDER_QTY = 6  # instrument units
 IL_MAX_ORDER_NOTIONAL = 7  # currency
-IL_MAX_POSITION = 8  # instrument units, absolute, per strategy with its open orders
+IL_MAX_POSITION = 8  # instrument units, absolute, with open orders: per strategy and account
 IL_MAX_OPEN_ORDERS = 9  # orders working on the instrument, all strategies
 IL_COLLAR_PCT = 10  # fraction of the reference price a limit price may be away from it
 IL_COLLAR_TICKS = 11  # ticks a limit price may be away from the reference price
@@ -593,12 +594,18 @@ def _check(
     position = abs(pos + pending * side) * lot_size
     if position > ilim[i, IL_MAX_POSITION] or position > slim[s, SL_MAX_POSITION]:
         return MAX_POSITION, 0, NO_PRICE, NO_PRICE
+    # The instrument's limit holds for the account too: two strategies each within it could
+    # together hold twice it. All strategies' orders on this side, this one as it would become.
+    net = ist[i, IS_NET_LOTS]
+    account_open = ist[i, IS_OPEN_BUY] if side == SIDE_BUY else ist[i, IS_OPEN_SELL]
+    account_position = abs(net + (account_open - replaced_leaves + lots_new) * side) * lot_size
+    if account_position > ilim[i, IL_MAX_POSITION]:
+        return MAX_POSITION, 0, NO_PRICE, NO_PRICE
     if kind == KIND_NEW and ist[i, IS_OPEN_ORDERS] >= ilim[i, IL_MAX_OPEN_ORDERS]:
         return MAX_OPEN_ORDERS, 0, NO_PRICE, NO_PRICE
 
     # The account's worst case on this instrument; a modify holds the larger of old and new.
     added = float(max(lots_new - replaced_leaves, 0))
-    net = ist[i, IS_NET_LOTS]
     open_buy = ist[i, IS_OPEN_BUY]
     open_sell = ist[i, IS_OPEN_SELL]
     before = max(abs(net + open_buy), abs(net - open_sell))

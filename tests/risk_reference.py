@@ -325,6 +325,9 @@ class RiskModel:
         position = abs(pos.lots + working_after * it.side) * inst.lot_size
         if position > min(inst.max_position, caps.max_position):
             return "MAX_POSITION", order
+        account_working = book.working[it.side] - it.replaced_leaves + lots_after
+        if abs(book.net + account_working * it.side) * inst.lot_size > inst.max_position:
+            return "MAX_POSITION", order
         if it.kind == NEW and book.open_orders >= inst.max_open_orders:
             return "MAX_OPEN_ORDERS", order
 

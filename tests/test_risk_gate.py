@@ -930,3 +930,21 @@ def test_the_collar_holds_when_the_book_loses_a_side_or_empties() -> None:
     assert h.venue.received == 0
     near = h.buy(ES, 1, 99.0)
     assert h.strat.kinds(near) == [EventKind.ACCEPTED]
+
+
+def test_max_position_holds_for_the_account_across_strategies() -> None:
+    """[risk] max_position = 10: two strategies each working 8 ES buys made the account's
+    worst case 16 lots; the second is now refused, and fills cannot take the account past 10."""
+    h = Harness(RiskConfig(equity=EQUITY, max_position=10))
+    other: Recorder = h.engine.add_strategy(Recorder, "rec2", None, [ES])
+    h.es_book()
+    first = h.buy(ES, 8, 99.0)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED]
+    second = other.buy(ES, 8, 99.0)
+    h.engine.pump()
+    (ev,) = other.of(second)
+    assert ev.kind == EventKind.REJECTED and ev.reason_code == Verdict.MAX_POSITION
+    third = other.buy(ES, 2)  # at market: 8 working + 2 = 10
+    h.engine.pump()
+    assert other.kinds(third)[-1] == EventKind.FILL
+    assert h.venue.received == 2

@@ -701,6 +701,23 @@ def test_a_modify_that_raises_the_price_needs_buying_power_at_the_new_price():
     assert a.gst[r.GS_BP_RESERVED] == 0.0
 
 
+def test_the_instruments_position_limit_holds_for_the_account_across_strategies():
+    """Two strategies each within IL_MAX_POSITION (10) together passed it: 8 + 8 working buys
+    made the account's worst case 16. The strategy's own limit still holds on its own."""
+    a, _ = base()
+    a.ilim[0, r.IL_MAX_POSITION] = 10.0
+    assert check_both(a, Intent(0, 0, BUY, LIMIT, 8.0, 100.0), NOW) == "PASS"
+    assert check_both(a, Intent(1, 0, BUY, LIMIT, 8.0, 100.0), NOW) == "MAX_POSITION"
+    assert check_both(a, Intent(1, 0, BUY, LIMIT, 2.0, 100.0), NOW) == "PASS"
+    # Sells of strategy 1 open a short of its own, within both limits.
+    assert check_both(a, Intent(1, 0, SELL, LIMIT, 9.0, 100.0), NOW) == "PASS"
+    # A modify is checked as the order it becomes: 8 -> 9 passes 10 with the other's 2.
+    up = Intent(0, 0, BUY, LIMIT, 9.0, 100.0, MODIFY, replaced_leaves=8)
+    assert check_both(a, up, NOW) == "MAX_POSITION"
+    down = Intent(0, 0, BUY, LIMIT, 7.0, 100.0, MODIFY, replaced_leaves=8)
+    assert check_both(a, down, NOW) == "PASS"
+
+
 def test_the_collar_holds_against_the_last_mid_when_the_book_has_none():
     """A book that lost a side has no reference price; limits are collared against the last mid
     (before, any limit price passed). An instrument never priced has nothing to collar against."""
