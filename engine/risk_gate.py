@@ -226,6 +226,9 @@ class RiskGate:
         self._fill = entry(rk.apply_fill)
         self._release = entry(rk.release_order)
         self._mark = entry(rk.mark_to_market)  # ids and top: the BookStore's own arrays
+        self._charge = entry(rk.charge_message)
+        # Each instrument's venue pacing bucket: a cancel is a message to the venue too.
+        self._venue_row = [lim.venue_bucket(a, int(v)) for v in a.ilim[:, rk.IL_VENUE]]
         self._check_args = tuple(a)
         self._unfinished: list[tuple[OrderEvent, tuple[str, float, float, float]]] = []
         self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once
@@ -389,7 +392,11 @@ class RiskGate:
         to the shadow venue for a shadowed order), and mark it PENDING_CANCEL. Not for an order
         this gate refused (it never left) or one whose cancel is already pending (its answer is
         on its way): False, nothing sent. If the venue raises, the order keeps its state (a
-        later cancel is sent) and the exception propagates."""
+        later cancel is sent) and the exception propagates.
+
+        A cancel is never refused, but it counts against its venue's pacing bucket
+        (``venue_msgs_per_s``): credit may go below zero and hold back the next orders, so
+        orders and cancels together stay within the venue's message rate (IB: 50 a second)."""
         state = order.state
         if state is _INITIALIZED or state is _PENDING_CANCEL:
             return False
@@ -399,6 +406,9 @@ class RiskGate:
         except Exception:
             order.state = state
             raise
+        i = order.instrument_id
+        if 0 <= i < len(self._venue_row):
+            self._charge(self.arrays.buckets, self._venue_row[i], self._now())
         return True
 
     def _not_changeable(self, it: OrderIntent, order: Order | None) -> bool:

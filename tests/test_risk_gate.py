@@ -948,3 +948,20 @@ def test_max_position_holds_for_the_account_across_strategies() -> None:
     h.engine.pump()
     assert other.kinds(third)[-1] == EventKind.FILL
     assert h.venue.received == 2
+
+
+def test_cancels_count_against_the_venues_pacing() -> None:
+    """venue_msgs_per_s = 10 with a burst of 2: an order and its cancel are two messages to the
+    venue, so the next order waits for the bucket (VENUE_PACING) instead of going out as a third
+    message in the same instant; a cancel itself is never refused. Before, cancels were free."""
+    h = Harness(RiskConfig(equity=EQUITY, venue_msgs_per_s=10.0, venue_burst=2))
+    h.es_book()
+    first = h.buy(ES, 1, 99.0)
+    h.cancel(first)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.VENUE_PACING)
+    h.advance(100_000_000)  # one message's credit back
+    again = h.buy(ES, 1, 99.0)
+    assert h.strat.kinds(again) == [EventKind.ACCEPTED]
+    h.cancel(again)  # on credit: sent all the same
+    assert h.strat.kinds(again)[-1] == EventKind.CANCELLED
