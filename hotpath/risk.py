@@ -173,7 +173,8 @@ VERDICT_REASONS: tuple[str, ...] = (
     "instrument is not on the allow list",
     "outside the instrument's trading hours",
     "modified quantity is not above the quantity already filled",
-    "limit price is too far from the reference price (fat-finger collar)",
+    "limit price is too far from the reference price, a stop-limit's from its stop price "
+    "(fat-finger collar)",
     "account gross exposure would pass risk.max_gross_exposure",
     "account gross exposure would pass risk.max_leverage times equity",
     "instrument exposure would pass risk.max_concentration of equity",
@@ -213,7 +214,7 @@ CHECK_ORDER: tuple[int, ...] = (
     BAD_PRICE,  # limit-priced types
     OFF_TICK_GRID,  # limit-priced types
     NO_REFERENCE_PRICE,  # the other types
-    PRICE_COLLAR,  # limit-priced types, against the reference price, else the last one
+    PRICE_COLLAR,  # limit-priced types against the mid (else the last), STOP_LIMIT its stop
     REDUCING_ONLY,
     MAX_ORDER_NOTIONAL,
     MAX_POSITION,
@@ -559,8 +560,13 @@ def _check(
             return OFF_TICK_GRID, 0, NO_PRICE, NO_PRICE
         px = float(ticks)
         # A book that lost a side (a one-sided market, or emptied: IB's data stopped) collars
-        # against its last mid: without one, any price passed, a buy at 10x included.
-        collar_ref = ref if ref > 0.0 else ist[i, IS_LAST_REF_TICKS]
+        # against its last mid: without one, any price passed, a buy at 10x included. A
+        # stop-limit's limit goes live at its stop, not at today's mid: a stop-loss 10% away
+        # is no fat finger, a limit far from its own stop is.
+        if order_type == STOP_LIMIT:
+            collar_ref = float(stop_ticks)
+        else:
+            collar_ref = ref if ref > 0.0 else ist[i, IS_LAST_REF_TICKS]
         if collar_ref > 0.0:
             away = abs(px - collar_ref)
             if away > ilim[i, IL_COLLAR_TICKS] or away > ilim[i, IL_COLLAR_PCT] * collar_ref:

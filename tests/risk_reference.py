@@ -301,7 +301,10 @@ class RiskModel:
             if not ok:
                 return "OFF_TICK_GRID", order
             price = float(ticks)
-            collar_ref = book.ref if book.ref > 0 else book.last_ref
+            if it.order_type == STOP_LIMIT:  # its limit goes live at its stop
+                collar_ref = float(stop_ticks)
+            else:
+                collar_ref = book.ref if book.ref > 0 else book.last_ref
             if collar_ref > 0:
                 distance = abs(price - collar_ref)
                 if distance > inst.collar_ticks or distance > inst.collar_pct * collar_ref:

@@ -965,3 +965,18 @@ def test_cancels_count_against_the_venues_pacing() -> None:
     assert h.strat.kinds(again) == [EventKind.ACCEPTED]
     h.cancel(again)  # on credit: sent all the same
     assert h.strat.kinds(again)[-1] == EventKind.CANCELLED
+
+
+def test_a_stop_limits_limit_is_collared_against_its_stop_not_the_mid() -> None:
+    """A 5% collar, mid 99.875: a protective sell stop at 90.00, limit 89.50, was refused as a
+    fat finger (its limit is 10% from the mid), leaving the position without its stop-loss.
+    Its limit goes live at its stop: it is collared there, and a limit far from it still is."""
+    h = Harness(RiskConfig(equity=EQUITY, price_collar_pct=5.0))
+    h.es_book()
+    h.buy(ES, 2)
+    stop = h.sell(ES, 2, 89.5, order_type=OrderType.STOP_LIMIT, stop=90.0)
+    assert h.venue.received == 2  # passed the gate (the simulated venue has no stop-limits)
+    assert h.strat.of(stop)[-1].reason_code != Verdict.PRICE_COLLAR
+    far = h.sell(ES, 2, 80.0, order_type=OrderType.STOP_LIMIT, stop=99.0)
+    assert_rejected(h, far, Verdict.PRICE_COLLAR)
+    assert h.venue.received == 2

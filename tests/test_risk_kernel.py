@@ -735,6 +735,18 @@ def test_the_collar_holds_against_the_last_mid_when_the_book_has_none():
     assert check_both(fresh, Intent(0, 0, BUY, LIMIT, 1.0, 50.0), NOW) == "PASS"
 
 
+def test_a_stop_limits_limit_is_collared_against_its_stop():
+    """Mid 100.00, a 5% collar: a sell stop at 90.00 with its limit at 89.50 passes (it was
+    refused against the mid), one with its limit at 80.00 is refused against its stop."""
+    a, _ = base()
+    a.ilim[:, r.IL_COLLAR_PCT] = 0.05
+    near = Intent(0, 0, SELL, STOP_LIMIT, 1.0, 89.5, stop_price=90.0)
+    assert check_both(a, near, NOW) == "PASS"
+    far = Intent(0, 0, SELL, STOP_LIMIT, 1.0, 80.0, stop_price=90.0)
+    assert check_both(a, far, NOW, "extended") == "PRICE_COLLAR"
+    assert check_both(a, Intent(0, 0, SELL, LIMIT, 1.0, 89.5), NOW) == "PRICE_COLLAR"
+
+
 def test_an_order_price_does_not_move_the_mark_of_a_priced_instrument():
     """With the book emptied (data stopped), a resting limit far from the last mid is no trade:
     positions stay marked at the last mid, not at the limit (which made up a loss of 90%)."""
