@@ -209,6 +209,9 @@ class InstrumentRiskConfig:
     price_collar_pct: float | None = field(default=None, metadata=_check(_positive))
     price_collar_ticks: float | None = field(default=None, metadata=_check(_positive))
     max_concentration: float | None = field(default=None, metadata=_check(_positive))
+    #: Buying power an order uses per unit of its notional: 1.0 (the default) for cash
+    #: stocks; a future's initial margin over its notional (say 0.06 for ES).
+    margin: float | None = field(default=None, metadata=_check(_positive))
 
 
 @dataclass(frozen=True, slots=True)

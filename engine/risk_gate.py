@@ -285,6 +285,7 @@ class RiskGate:
                     (rk.IL_COLLAR_PCT, _percent_to_fraction(override.price_collar_pct)),
                     (rk.IL_COLLAR_TICKS, override.price_collar_ticks),
                     (rk.IL_MAX_CONCENTRATION, override.max_concentration),
+                    (rk.IL_MARGIN, override.margin),
                 ):
                     if value is not None:
                         row[column] = value

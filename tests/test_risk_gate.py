@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
-from engine.config import RingsConfig, RiskConfig, SimVenueConfig
+from engine.config import InstrumentRiskConfig, RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
     BOOK_DELTA,
@@ -980,3 +980,18 @@ def test_a_stop_limits_limit_is_collared_against_its_stop_not_the_mid() -> None:
     far = h.sell(ES, 2, 80.0, order_type=OrderType.STOP_LIMIT, stop=99.0)
     assert_rejected(h, far, Verdict.PRICE_COLLAR)
     assert h.venue.received == 2
+
+
+def test_an_instruments_margin_sets_the_buying_power_its_orders_use() -> None:
+    """buying_power = 2,000 and ES's margin 0.1: one ES lot at 99.00 (4,950 of notional) uses
+    495, so four pass and a fifth does not. Nothing set the kernels' margin, so a future used its
+    whole notional: the first lot was refused, and buying_power was unusable with futures."""
+    risk = RiskConfig(
+        equity=EQUITY, buying_power=2_000.0, instruments={ES: InstrumentRiskConfig(margin=0.1)}
+    )
+    h = Harness(risk)
+    h.es_book()
+    for _ in range(4):
+        assert h.strat.kinds(h.buy(ES, 1, 99.0)) == [EventKind.ACCEPTED]
+    assert h.engine.risk.arrays.gst[rk.GS_BP_RESERVED] == pytest.approx(4 * 495.0)
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.BUYING_POWER)
