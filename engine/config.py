@@ -209,6 +209,9 @@ class InstrumentRiskConfig:
     price_collar_pct: float | None = field(default=None, metadata=_check(_positive))
     price_collar_ticks: float | None = field(default=None, metadata=_check(_positive))
     max_concentration: float | None = field(default=None, metadata=_check(_positive))
+    #: Buying power an order uses per unit of its notional: 1.0 (the default) for cash
+    #: stocks; a future's initial margin over its notional (say 0.06 for ES).
+    margin: float | None = field(default=None, metadata=_check(_positive))
 
 
 @dataclass(frozen=True, slots=True)
@@ -684,6 +687,15 @@ def _cross_check(cfg: Config, file: str) -> None:
             f"{base} is the base currency, its rate is 1 by definition: remove it "
             "(or set portfolio.base_currency to the currency the rates are in)",
         )
+    rates = {**pf.fx, base: 1.0}
+    for i, inst in enumerate(cfg.instruments):
+        if inst.currency not in rates:  # the risk limits would compare it one to one
+            raise ConfigError(
+                file,
+                f"portfolio.fx.{inst.currency}",
+                f"instruments[{i}] {inst.symbol} trades in {inst.currency}; the risk limits are "
+                f"in {base}: set the rate ({base} per {inst.currency})",
+            )
     seen: set[str] = set()
     for i, inst in enumerate(cfg.instruments):
         k = f"{inst.symbol}.{inst.venue}"

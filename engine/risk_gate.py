@@ -34,7 +34,7 @@ from functools import partial
 import numpy as np
 
 from engine.clock import Clock
-from engine.config import RiskConfig
+from engine.config import PortfolioConfig, RiskConfig
 from engine.instruments import InstrumentRegistry
 from engine.messages import (
     NO_PRICE,
@@ -187,8 +187,13 @@ class RiskGate:
         venues: list[str],
         max_strategies: int = 32,
         trading_hours: dict[int, tuple[int, list[tuple[int, int]]]] | None = None,
+        portfolio: PortfolioConfig | None = None,
     ) -> None:
         self._registry = registry
+        # Every limit is in the base currency: amounts in an instrument's currency convert at
+        # [portfolio.fx] (``_fx_rates``), as the portfolio converts them.
+        self._fx = self._fx_rates(portfolio or PortfolioConfig())
+        self._converts = any(rate != 1.0 for rate in self._fx)
         self._limits = limits
         self._tracker = tracker
         self._open_order = tracker.open.get  # ``tracker.get`` without its Python frame
@@ -221,6 +226,9 @@ class RiskGate:
         self._fill = entry(rk.apply_fill)
         self._release = entry(rk.release_order)
         self._mark = entry(rk.mark_to_market)  # ids and top: the BookStore's own arrays
+        self._charge = entry(rk.charge_message)
+        # Each instrument's venue pacing bucket: a cancel is a message to the venue too.
+        self._venue_row = [lim.venue_bucket(a, int(v)) for v in a.ilim[:, rk.IL_VENUE]]
         self._check_args = tuple(a)
         self._unfinished: list[tuple[OrderEvent, tuple[str, float, float, float]]] = []
         self.after_dispatch: Callable[[Callable[[], object]], None] = _at_once
@@ -256,7 +264,7 @@ class RiskGate:
             row[rk.IL_TRADABLE] = 1.0
             row[rk.IL_TICK_SIZE] = inst.tick_size
             row[rk.IL_LOT_SIZE] = inst.lot_size
-            row[rk.IL_MULTIPLIER] = inst.multiplier
+            row[rk.IL_MULTIPLIER] = inst.multiplier * self._fx[inst.id]
             row[rk.IL_VENUE] = venues.index(inst.venue)
             row[rk.IL_MAX_ORDER_QTY] = cfg.max_order_qty
             row[rk.IL_MAX_ORDER_NOTIONAL] = cfg.max_order_notional
@@ -277,6 +285,7 @@ class RiskGate:
                     (rk.IL_COLLAR_PCT, _percent_to_fraction(override.price_collar_pct)),
                     (rk.IL_COLLAR_TICKS, override.price_collar_ticks),
                     (rk.IL_MAX_CONCENTRATION, override.max_concentration),
+                    (rk.IL_MARGIN, override.margin),
                 ):
                     if value is not None:
                         row[column] = value
@@ -310,6 +319,30 @@ class RiskGate:
                 "exposure; set risk.equity to the account's start-of-day equity"
             )
         return a
+
+    def _fx_rates(self, portfolio: PortfolioConfig) -> list[float]:
+        """Base-currency units per unit of each instrument's currency, by instrument id.
+
+        The kernels compare notional, exposure, P&L and buying power with limits and equity in
+        the base currency; an instrument priced in another currency without a rate would be
+        compared one to one (a EUR future's notional against a USD limit), so it is an error.
+        """
+        currencies = [inst.currency for inst in self._registry]
+        base = portfolio.base_currency or (currencies[0] if currencies else "USD")
+        table = {**portfolio.fx, base: 1.0}
+        missing = sorted({c for c in currencies if c not in table})
+        if missing:
+            names = ", ".join(
+                f"{inst.key} ({inst.currency})"
+                for inst in self._registry
+                if inst.currency in missing
+            )
+            raise ValueError(
+                f"risk: {names} trade in {', '.join(missing)}, but [portfolio.fx] has no rate for "
+                f"{', '.join(missing)}: the risk limits are in {base}; set portfolio.fx."
+                f"{missing[0]} ({base} per {missing[0]})"
+            )
+        return [table[c] for c in currencies]
 
     def configure_strategy(self, strategy_id: int, name: str) -> None:
         """Apply ``[risk.strategies.NAME]`` to the strategy's row (the engine calls it when the
@@ -360,7 +393,11 @@ class RiskGate:
         to the shadow venue for a shadowed order), and mark it PENDING_CANCEL. Not for an order
         this gate refused (it never left) or one whose cancel is already pending (its answer is
         on its way): False, nothing sent. If the venue raises, the order keeps its state (a
-        later cancel is sent) and the exception propagates."""
+        later cancel is sent) and the exception propagates.
+
+        A cancel is never refused, but it counts against its venue's pacing bucket
+        (``venue_msgs_per_s``): credit may go below zero and hold back the next orders, so
+        orders and cancels together stay within the venue's message rate (IB: 50 a second)."""
         state = order.state
         if state is _INITIALIZED or state is _PENDING_CANCEL:
             return False
@@ -370,6 +407,9 @@ class RiskGate:
         except Exception:
             order.state = state
             raise
+        i = order.instrument_id
+        if 0 <= i < len(self._venue_row):
+            self._charge(self.arrays.buckets, self._venue_row[i], self._now())
         return True
 
     def _not_changeable(self, it: OrderIntent, order: Order | None) -> bool:
@@ -713,12 +753,16 @@ class RiskGate:
                 order.reserved -= release
             else:
                 done = False
+            commission = ev.commission
+            if self._converts and commission:
+                commission = self._in_base(ev.instrument_id, commission)
             self._fill(
                 *self._fill_args, ev.strategy_id, ev.instrument_id, int(ev.side), ev.fill_lots,
-                ev.fill_price_ticks, ev.commission, release, done,
+                ev.fill_price_ticks, commission, release, done,
             )  # fmt: skip
         elif kind == _COMMISSION:
-            self._add_fees(ev.strategy_id, ev.instrument_id, ev.commission)
+            commission = self._in_base(ev.instrument_id, ev.commission)
+            self._add_fees(ev.strategy_id, ev.instrument_id, commission)
         elif order is None or not order.is_open or order.state is _INITIALIZED:
             return  # nothing reserved: unknown, finished, or refused by this gate
         elif kind in _ENDED:
@@ -740,6 +784,12 @@ class RiskGate:
                 self._release_reserved(order, order.reserved, True)
             elif order.state is _PENDING_MODIFY:
                 self._release_reserved(order, order.reserved - leaves, False)
+
+    def _in_base(self, instrument_id: int, amount: float) -> float:
+        """A fee in the instrument's currency, in the base currency (an unknown instrument's
+        is left as it is: the kernels refuse its fill, ``_add_fees`` logs it)."""
+        fx = self._fx
+        return amount * fx[instrument_id] if 0 <= instrument_id < len(fx) else amount
 
     def _add_fees(self, strategy_id: int, instrument_id: int, commission: float) -> None:
         """A commission reported after its fill: today's fees of the strategy's position, the
@@ -765,7 +815,7 @@ class RiskGate:
         day_trades = gst[rk.GS_DAY_TRADES]
         self._fill(
             *self._fill_args, ev.strategy_id, ev.instrument_id, -int(ev.side), -ev.fill_lots,
-            ev.fill_price_ticks, ev.commission, 0, False,
+            ev.fill_price_ticks, self._in_base(ev.instrument_id, ev.commission), 0, False,
         )  # fmt: skip
         gst[rk.GS_DAY_TRADES] = day_trades
 

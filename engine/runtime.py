@@ -206,7 +206,7 @@ class Engine:
         self.router.shadow_portfolio = self.shadow_portfolio
         self.risk = RiskGate(
             registry, risk, self.tracker, self.events, self.router, clock,
-            list(venues), max_strategies, trading_hours,
+            list(venues), max_strategies, trading_hours, portfolio,
         )  # fmt: skip
         self._on_intent = self.risk.on_intent
         self.strategies: list[Strategy] = []

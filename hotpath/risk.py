@@ -40,12 +40,17 @@ Rules the checks follow (``tests/risk_reference.py`` restates them as plain Pyth
   concentration breaker (``IL_REDUCE_ONLY``), gross exposure, leverage, concentration, the
   account's daily loss and buying power.
 * Order quantity, order value and position are held to the smaller of the instrument's limit
-  (``IL_*``) and the strategy's (``SL_*``).
+  (``IL_*``) and the strategy's (``SL_*``); the account's position (all strategies, with their
+  open orders on the order's side) to the instrument's.
 * Exposure is lots times the instrument's mark times the tick value; the mark is the reference
-  price (mid) when the book has one, else the last passing order's or fill's price. Unrealised
-  P&L uses the same mark. Equity is start-of-day equity plus today's account P&L.
+  price (mid) when the book has one, else the last mid or fill's price, else (never priced) the
+  first passing order's limit price. Unrealised P&L uses the same mark. Equity is
+  start-of-day equity plus today's account P&L.
 * A modify is checked as the order it becomes (position and REDUCING use the new size in place of
-  the old), and until the venue answers it holds the larger of the old and new size.
+  the old), and until the venue answers it holds the larger of the old and new size. The lots it
+  keeps need buying power at the new price beyond their share of what the side's working orders
+  reserved (a working order's reservation is its lots' share, as ``release_order`` frees it);
+  what a price rise adds stays reserved until the order stops working.
 * Limit-priced order types (LIMIT, STOP_LIMIT, LIMIT_ON_CLOSE) are checked and valued at their
   limit price; the others (MARKET, STOP, MARKET_ON_CLOSE, TRAILING_STOP, TRAILING_STOP_LIMIT,
   whose limit follows the stop) at the reference price, and need one. STOP and STOP_LIMIT need a
@@ -168,7 +173,8 @@ VERDICT_REASONS: tuple[str, ...] = (
     "instrument is not on the allow list",
     "outside the instrument's trading hours",
     "modified quantity is not above the quantity already filled",
-    "limit price is too far from the reference price (fat-finger collar)",
+    "limit price is too far from the reference price, a stop-limit's from its stop price "
+    "(fat-finger collar)",
     "account gross exposure would pass risk.max_gross_exposure",
     "account gross exposure would pass risk.max_leverage times equity",
     "instrument exposure would pass risk.max_concentration of equity",
@@ -208,7 +214,7 @@ CHECK_ORDER: tuple[int, ...] = (
     BAD_PRICE,  # limit-priced types
     OFF_TICK_GRID,  # limit-priced types
     NO_REFERENCE_PRICE,  # the other types
-    PRICE_COLLAR,  # limit-priced types, when there is a reference price
+    PRICE_COLLAR,  # limit-priced types against the mid (else the last), STOP_LIMIT its stop
     REDUCING_ONLY,
     MAX_ORDER_NOTIONAL,
     MAX_POSITION,
@@ -277,10 +283,10 @@ IL_BLOCKED = 1  # flag: on the block list
 IL_ALLOWED = 2  # flag: on the allow list (read when GL_ALLOW_LIST is on)
 IL_TICK_SIZE = 3  # currency
 IL_LOT_SIZE = 4  # instrument units
-IL_MULTIPLIER = 5
+IL_MULTIPLIER = 5  # contract multiplier x FX rate to the base currency: amounts are in base
 IL_MAX_ORDER_QTY = 6  # instrument units
 IL_MAX_ORDER_NOTIONAL = 7  # currency
-IL_MAX_POSITION = 8  # instrument units, absolute, per strategy with its open orders
+IL_MAX_POSITION = 8  # instrument units, absolute, with open orders: per strategy and account
 IL_MAX_OPEN_ORDERS = 9  # orders working on the instrument, all strategies
 IL_COLLAR_PCT = 10  # fraction of the reference price a limit price may be away from it
 IL_COLLAR_TICKS = 11  # ticks a limit price may be away from the reference price
@@ -322,7 +328,8 @@ IS_OPEN_SELL = 4
 IS_OPEN_ORDERS = 5  # orders working
 IS_EXPOSURE = 6  # worst-case |net + open one side| * mark * tick value (currency)
 IS_OPENED_TODAY = 7  # lots opened today and not yet closed (pattern day trading)
-N_IS = 8
+IS_LAST_REF_TICKS = 8  # the last mid the book had, 0 if never: the collar's reference without one
+N_IS = 9
 
 # ---- sst[strategy, SS_*]: today's P&L per strategy ------------------------------------------
 
@@ -552,13 +559,26 @@ def _check(
         if ticks == 0 or abs(ticks_f - ticks) > GRID_TOLERANCE * (1.0 + abs(ticks_f)):
             return OFF_TICK_GRID, 0, NO_PRICE, NO_PRICE
         px = float(ticks)
-        if ref > 0.0:
-            away = abs(px - ref)
-            if away > ilim[i, IL_COLLAR_TICKS] or away > ilim[i, IL_COLLAR_PCT] * ref:
+        # A book that lost a side (a one-sided market, or emptied: IB's data stopped) collars
+        # against its last mid: without one, any price passed, a buy at 10x included. A
+        # stop-limit's limit goes live at its stop, not at today's mid: a stop-loss 10% away
+        # is no fat finger, a limit far from its own stop is.
+        if order_type == STOP_LIMIT:
+            collar_ref = float(stop_ticks)
+        else:
+            collar_ref = ref if ref > 0.0 else ist[i, IS_LAST_REF_TICKS]
+        if collar_ref > 0.0:
+            away = abs(px - collar_ref)
+            if away > ilim[i, IL_COLLAR_TICKS] or away > ilim[i, IL_COLLAR_PCT] * collar_ref:
                 return PRICE_COLLAR, 0, NO_PRICE, NO_PRICE
+        if ref > 0.0:
             mark = ref
         else:
-            mark = px
+            # An order is no trade: its price marks only an instrument never priced, else a
+            # limit far from the market would move everyone's unrealised P&L and equity.
+            mark = ist[i, IS_MARK_TICKS]
+            if not mark > 0.0:
+                mark = px
     else:
         if not ref > 0.0:
             return NO_REFERENCE_PRICE, 0, NO_PRICE, NO_PRICE
@@ -580,12 +600,18 @@ def _check(
     position = abs(pos + pending * side) * lot_size
     if position > ilim[i, IL_MAX_POSITION] or position > slim[s, SL_MAX_POSITION]:
         return MAX_POSITION, 0, NO_PRICE, NO_PRICE
+    # The instrument's limit holds for the account too: two strategies each within it could
+    # together hold twice it. All strategies' orders on this side, this one as it would become.
+    net = ist[i, IS_NET_LOTS]
+    account_open = ist[i, IS_OPEN_BUY] if side == SIDE_BUY else ist[i, IS_OPEN_SELL]
+    account_position = abs(net + (account_open - replaced_leaves + lots_new) * side) * lot_size
+    if account_position > ilim[i, IL_MAX_POSITION]:
+        return MAX_POSITION, 0, NO_PRICE, NO_PRICE
     if kind == KIND_NEW and ist[i, IS_OPEN_ORDERS] >= ilim[i, IL_MAX_OPEN_ORDERS]:
         return MAX_OPEN_ORDERS, 0, NO_PRICE, NO_PRICE
 
     # The account's worst case on this instrument; a modify holds the larger of old and new.
     added = float(max(lots_new - replaced_leaves, 0))
-    net = ist[i, IS_NET_LOTS]
     open_buy = ist[i, IS_OPEN_BUY]
     open_sell = ist[i, IS_OPEN_SELL]
     before = max(abs(net + open_buy), abs(net - open_sell))
@@ -616,9 +642,21 @@ def _check(
             return STRATEGY_DAILY_LOSS, 0, NO_PRICE, NO_PRICE
     if increases and pnl <= -glim[GL_MAX_DAILY_LOSS]:
         return ACCOUNT_DAILY_LOSS, 0, NO_PRICE, NO_PRICE
-    required = added * px * tick_value * ilim[i, IL_MARGIN] if increases else 0.0
+    per_lot = px * tick_value * ilim[i, IL_MARGIN]
+    required = added * per_lot if increases else 0.0
+    if kind == KIND_MODIFY:
+        # The lots the modify keeps are held at its new price too: a buy moved from 80 to 100
+        # needs a quarter more. Their reservation is their share of the side's (as released).
+        held = pst[s, i, PS_BP_BUY if side == SIDE_BUY else PS_BP_SELL]
+        working = pst[s, i, open_col]
+        if held > 0.0 and working > 0.0:
+            kept = float(min(lots_new, replaced_leaves))
+            share = held * min(float(replaced_leaves), working) / working
+            extra = kept * per_lot - share
+            if extra > GRID_TOLERANCE * (1.0 + share):  # not the float noise of an unmoved price
+                required += extra
     reserved = gst[GS_BP_RESERVED] + required
-    if increases and reserved > gst[GS_BUYING_POWER]:
+    if required > 0.0 and reserved > gst[GS_BUYING_POWER]:
         return BUYING_POWER, 0, NO_PRICE, NO_PRICE
     day_trades = glim[GL_PDT_MAX_DAY_TRADES]
     if (
@@ -854,6 +892,7 @@ def mark_to_market(ilim, ist, sst, pst, gst, ids, top, n):  # pragma: no cover
             continue
         ref = (bid + ask) / 2
         ist[i, IS_REF_TICKS] = ref
+        ist[i, IS_LAST_REF_TICKS] = ref
         ist[i, IS_MARK_TICKS] = ref
         _revalue_positions(ilim, ist, sst, pst, gst, i)
         _revalue_exposure(ilim, ist, gst, i)

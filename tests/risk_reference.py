@@ -126,6 +126,7 @@ class InstrumentState:
     open_orders: float = 0.0
     exposure: float = 0.0
     opened_today: float = 0.0
+    last_ref: float = 0.0  # the last mid: the collar's reference while there is none
 
     def worst_case(self) -> float:
         return max(abs(self.net + self.working[BUY]), abs(self.net - self.working[SELL]))
@@ -300,11 +301,15 @@ class RiskModel:
             if not ok:
                 return "OFF_TICK_GRID", order
             price = float(ticks)
-            if book.ref > 0:
-                distance = abs(price - book.ref)
-                if distance > inst.collar_ticks or distance > inst.collar_pct * book.ref:
+            if it.order_type == STOP_LIMIT:  # its limit goes live at its stop
+                collar_ref = float(stop_ticks)
+            else:
+                collar_ref = book.ref if book.ref > 0 else book.last_ref
+            if collar_ref > 0:
+                distance = abs(price - collar_ref)
+                if distance > inst.collar_ticks or distance > inst.collar_pct * collar_ref:
                     return "PRICE_COLLAR", order
-            value_at = book.ref if book.ref > 0 else price
+            value_at = book.ref if book.ref > 0 else (book.mark if book.mark > 0 else price)
         else:
             if not book.ref > 0:
                 return "NO_REFERENCE_PRICE", order
@@ -322,6 +327,9 @@ class RiskModel:
             return "MAX_ORDER_NOTIONAL", order
         position = abs(pos.lots + working_after * it.side) * inst.lot_size
         if position > min(inst.max_position, caps.max_position):
+            return "MAX_POSITION", order
+        account_working = book.working[it.side] - it.replaced_leaves + lots_after
+        if abs(book.net + account_working * it.side) * inst.lot_size > inst.max_position:
             return "MAX_POSITION", order
         if it.kind == NEW and book.open_orders >= inst.max_open_orders:
             return "MAX_OPEN_ORDERS", order
@@ -354,9 +362,18 @@ class RiskModel:
             return "STRATEGY_DAILY_LOSS", order
         if increases and pnl <= -self.limits.max_daily_loss:
             return "ACCOUNT_DAILY_LOSS", order
-        required = added * price * inst.tick_value * inst.margin if increases else 0.0
+        per_lot = price * inst.tick_value * inst.margin
+        required = added * per_lot if increases else 0.0
+        held = pos.reserved[it.side]
+        if it.kind == MODIFY and held > 0 and pos.working[it.side] > 0:
+            # The kept lots at the new price, less their share of what the side reserved.
+            working_lots = pos.working[it.side]
+            share = held * min(it.replaced_leaves, working_lots) / working_lots
+            extra = min(lots_after, it.replaced_leaves) * per_lot - share
+            if extra > TOLERANCE * (1 + share):  # not the float noise of an unmoved price
+                required += extra
         reserved = self.account.reserved + required
-        if increases and reserved > self.account.buying_power:
+        if required > 0 and reserved > self.account.buying_power:
             return "BUYING_POWER", order
         would_day_trade = book.net * it.side < 0 and book.opened_today > 0
         if (
@@ -524,7 +541,7 @@ class RiskModel:
             if bid == NO_PRICE or ask == NO_PRICE:
                 book.ref = 0.0
                 continue
-            book.ref = book.mark = (bid + ask) / 2
+            book.ref = book.mark = book.last_ref = (bid + ask) / 2
             self._revalue_positions(i)
             self._revalue_exposure(i)
 

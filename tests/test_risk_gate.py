@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
-from engine.config import RingsConfig, RiskConfig, SimVenueConfig
+from engine.config import InstrumentRiskConfig, RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
     BOOK_DELTA,
@@ -875,3 +875,123 @@ def test_marker_refuses_arrays_the_kernel_cannot_take() -> None:
         gate.marker(np.zeros(2, dtype=np.int32), np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(TypeError, match="int64"):
         gate.marker(np.zeros(2, dtype=np.int64), np.zeros((4, 2), dtype=np.int64).T)
+
+
+def test_a_modify_that_raises_a_buys_price_is_held_to_buying_power() -> None:
+    """An ES buy at 80.00 reserves 4000 of 4500; moved to 99.75 it needs 4987.50: refused, the
+    order keeps working at 80.00 and 4000 stay reserved."""
+    h = Harness(RiskConfig(equity=EQUITY, buying_power=4500.0))
+    h.es_book()
+    coid = h.buy(ES, 1, 80.0)
+    a = h.engine.risk.arrays
+    assert a.gst[rk.GS_BP_RESERVED] == 4000.0
+    h.modify(coid, price=99.75)
+    ev = h.strat.of(coid)[-1]
+    assert ev.kind == EventKind.CANCEL_REJECTED and ev.reason_code == Verdict.BUYING_POWER
+    assert "modify refused" in ev.reason
+    assert h.order(coid).price_ticks == 320 and a.gst[rk.GS_BP_RESERVED] == 4000.0
+    h.modify(coid, price=89.75)  # 4487.50: fits
+    assert h.strat.kinds(coid)[-1] == EventKind.MODIFIED
+    assert a.gst[rk.GS_BP_RESERVED] == 4487.5
+    h.cancel(coid)
+    assert a.gst[rk.GS_BP_RESERVED] == 0.0
+
+
+def test_a_resting_limit_does_not_mark_positions_while_the_book_is_empty() -> None:
+    """Long 2 ES bought at 100.00; the book empties (the data stopped); a buy limit at 10.00
+    rests. Positions stay marked at the last mid (99.875): the limit's price made up a loss of
+    9000 against the daily loss limit."""
+    h = Harness(RiskConfig(equity=EQUITY, daily_loss_limit=5000.0))
+    h.es_book()
+    h.buy(ES, 2)  # fills at the ask, 100.00
+    assert h.lots(h.es) == 2
+    h.book(h.es.id, (BID, 399, 0), (ASK, 400, 0))
+    a = h.engine.risk.arrays
+    unreal = a.gst[rk.GS_UNREAL]
+    assert unreal == -12.5
+    resting = h.buy(ES, 1, 10.0)
+    assert h.strat.kinds(resting) == [EventKind.ACCEPTED]
+    assert a.ist[h.es.id, rk.IS_MARK_TICKS] == 399.5 and a.gst[rk.GS_UNREAL] == unreal
+    more = h.buy(ES, 1, 9.0)
+    assert h.strat.kinds(more) == [EventKind.ACCEPTED]  # not ACCOUNT_DAILY_LOSS
+
+
+def test_the_collar_holds_when_the_book_loses_a_side_or_empties() -> None:
+    """A 5% collar: with the bid gone (a one-sided book) a buy at 150.00 passed and filled,
+    and with the book empty (IB's data stopped) any limit price passed. Now both are collared
+    against the last mid (99.875) and never reach the venue."""
+    h = Harness(RiskConfig(equity=EQUITY, price_collar_pct=5.0))
+    h.es_book()
+    h.book(h.es.id, (BID, 399, 0))  # the ask alone is left
+    assert_rejected(h, h.buy(ES, 1, 150.0), Verdict.PRICE_COLLAR)
+    assert_rejected(h, h.sell(ES, 1, 10.0), Verdict.PRICE_COLLAR)
+    h.book(h.es.id, (ASK, 400, 0))  # empty
+    assert_rejected(h, h.buy(ES, 1, 1000.0), Verdict.PRICE_COLLAR)
+    assert h.venue.received == 0
+    near = h.buy(ES, 1, 99.0)
+    assert h.strat.kinds(near) == [EventKind.ACCEPTED]
+
+
+def test_max_position_holds_for_the_account_across_strategies() -> None:
+    """[risk] max_position = 10: two strategies each working 8 ES buys made the account's
+    worst case 16 lots; the second is now refused, and fills cannot take the account past 10."""
+    h = Harness(RiskConfig(equity=EQUITY, max_position=10))
+    other: Recorder = h.engine.add_strategy(Recorder, "rec2", None, [ES])
+    h.es_book()
+    first = h.buy(ES, 8, 99.0)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED]
+    second = other.buy(ES, 8, 99.0)
+    h.engine.pump()
+    (ev,) = other.of(second)
+    assert ev.kind == EventKind.REJECTED and ev.reason_code == Verdict.MAX_POSITION
+    third = other.buy(ES, 2)  # at market: 8 working + 2 = 10
+    h.engine.pump()
+    assert other.kinds(third)[-1] == EventKind.FILL
+    assert h.venue.received == 2
+
+
+def test_cancels_count_against_the_venues_pacing() -> None:
+    """venue_msgs_per_s = 10 with a burst of 2: an order and its cancel are two messages to the
+    venue, so the next order waits for the bucket (VENUE_PACING) instead of going out as a third
+    message in the same instant; a cancel itself is never refused. Before, cancels were free."""
+    h = Harness(RiskConfig(equity=EQUITY, venue_msgs_per_s=10.0, venue_burst=2))
+    h.es_book()
+    first = h.buy(ES, 1, 99.0)
+    h.cancel(first)
+    assert h.strat.kinds(first) == [EventKind.ACCEPTED, EventKind.CANCELLED]
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.VENUE_PACING)
+    h.advance(100_000_000)  # one message's credit back
+    again = h.buy(ES, 1, 99.0)
+    assert h.strat.kinds(again) == [EventKind.ACCEPTED]
+    h.cancel(again)  # on credit: sent all the same
+    assert h.strat.kinds(again)[-1] == EventKind.CANCELLED
+
+
+def test_a_stop_limits_limit_is_collared_against_its_stop_not_the_mid() -> None:
+    """A 5% collar, mid 99.875: a protective sell stop at 90.00, limit 89.50, was refused as a
+    fat finger (its limit is 10% from the mid), leaving the position without its stop-loss.
+    Its limit goes live at its stop: it is collared there, and a limit far from it still is."""
+    h = Harness(RiskConfig(equity=EQUITY, price_collar_pct=5.0))
+    h.es_book()
+    h.buy(ES, 2)
+    stop = h.sell(ES, 2, 89.5, order_type=OrderType.STOP_LIMIT, stop=90.0)
+    assert h.venue.received == 2  # passed the gate (the simulated venue has no stop-limits)
+    assert h.strat.of(stop)[-1].reason_code != Verdict.PRICE_COLLAR
+    far = h.sell(ES, 2, 80.0, order_type=OrderType.STOP_LIMIT, stop=99.0)
+    assert_rejected(h, far, Verdict.PRICE_COLLAR)
+    assert h.venue.received == 2
+
+
+def test_an_instruments_margin_sets_the_buying_power_its_orders_use() -> None:
+    """buying_power = 2,000 and ES's margin 0.1: one ES lot at 99.00 (4,950 of notional) uses
+    495, so four pass and a fifth does not. Nothing set the kernels' margin, so a future used its
+    whole notional: the first lot was refused, and buying_power was unusable with futures."""
+    risk = RiskConfig(
+        equity=EQUITY, buying_power=2_000.0, instruments={ES: InstrumentRiskConfig(margin=0.1)}
+    )
+    h = Harness(risk)
+    h.es_book()
+    for _ in range(4):
+        assert h.strat.kinds(h.buy(ES, 1, 99.0)) == [EventKind.ACCEPTED]
+    assert h.engine.risk.arrays.gst[rk.GS_BP_RESERVED] == pytest.approx(4 * 495.0)
+    assert_rejected(h, h.buy(ES, 1, 99.0), Verdict.BUYING_POWER)

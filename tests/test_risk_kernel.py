@@ -130,6 +130,7 @@ def to_model(a: RiskArrays) -> RiskModel:
             open_orders=row[r.IS_OPEN_ORDERS],
             exposure=row[r.IS_EXPOSURE],
             opened_today=row[r.IS_OPENED_TODAY],
+            last_ref=row[r.IS_LAST_REF_TICKS],
         )
     for s, rows in enumerate(a.pst.tolist()):
         for i, p in enumerate(rows):
@@ -181,6 +182,7 @@ def model_state(m: RiskModel, like: RiskArrays) -> dict[str, np.ndarray]:
         ist[i, r.IS_OPEN_ORDERS] = b.open_orders
         ist[i, r.IS_EXPOSURE] = b.exposure
         ist[i, r.IS_OPENED_TODAY] = b.opened_today
+        ist[i, r.IS_LAST_REF_TICKS] = b.last_ref
     pst = np.zeros_like(like.pst)
     for (s, i), p in m.positions.items():
         pst[s, i] = [
@@ -676,6 +678,91 @@ def test_a_modify_holds_the_larger_size_until_the_venue_answers():
     assert a.pst[0, 0, r.PS_OPEN_BUY] == 12  # until the venue confirms; then a release of 7
     partly = Intent(0, 0, BUY, LIMIT, 3.0, 100.0, MODIFY, replaced_leaves=8, replaced_filled=4)
     assert check_both(a, partly, NOW) == "MODIFY_BELOW_FILLED"
+
+
+def test_a_modify_that_raises_the_price_needs_buying_power_at_the_new_price():
+    """10 bought at 100.00 reserve 1000; moved to 100.50 they need 1005: a price rise was
+    never checked against buying power (only added lots were)."""
+    a, it = base()
+    a.gst[r.GS_BUYING_POWER] = 1004.0
+    assert check_both(a, it, NOW) == "PASS"
+    assert a.gst[r.GS_BP_RESERVED] == 1000.0
+    up = Intent(0, 0, BUY, LIMIT, 10.0, 100.5, MODIFY, replaced_leaves=10)
+    assert check_both(a, up, NOW) == "BUYING_POWER"
+    a.gst[r.GS_BUYING_POWER] = 1005.0
+    assert check_both(a, up, NOW) == "PASS"
+    assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0)
+    # A lower price or a smaller size needs nothing more, and the same price nothing either.
+    for price, qty in ((99.0, 10.0), (100.5, 4.0), (100.5, 10.0)):
+        same = Intent(0, 0, BUY, LIMIT, qty, price, MODIFY, replaced_leaves=10)
+        assert check_both(a, same, NOW) == "PASS"
+        assert a.gst[r.GS_BP_RESERVED] == pytest.approx(1005.0)
+    assert r.release_order(a.ilim, a.ist, a.pst, a.gst, 0, 0, BUY, 10, True)
+    assert a.gst[r.GS_BP_RESERVED] == 0.0
+
+
+def test_the_instruments_position_limit_holds_for_the_account_across_strategies():
+    """Two strategies each within IL_MAX_POSITION (10) together passed it: 8 + 8 working buys
+    made the account's worst case 16. The strategy's own limit still holds on its own."""
+    a, _ = base()
+    a.ilim[0, r.IL_MAX_POSITION] = 10.0
+    assert check_both(a, Intent(0, 0, BUY, LIMIT, 8.0, 100.0), NOW) == "PASS"
+    assert check_both(a, Intent(1, 0, BUY, LIMIT, 8.0, 100.0), NOW) == "MAX_POSITION"
+    assert check_both(a, Intent(1, 0, BUY, LIMIT, 2.0, 100.0), NOW) == "PASS"
+    # Sells of strategy 1 open a short of its own, within both limits.
+    assert check_both(a, Intent(1, 0, SELL, LIMIT, 9.0, 100.0), NOW) == "PASS"
+    # A modify is checked as the order it becomes: 8 -> 9 passes 10 with the other's 2.
+    up = Intent(0, 0, BUY, LIMIT, 9.0, 100.0, MODIFY, replaced_leaves=8)
+    assert check_both(a, up, NOW) == "MAX_POSITION"
+    down = Intent(0, 0, BUY, LIMIT, 7.0, 100.0, MODIFY, replaced_leaves=8)
+    assert check_both(a, down, NOW) == "PASS"
+
+
+def test_the_collar_holds_against_the_last_mid_when_the_book_has_none():
+    """A book that lost a side has no reference price; limits are collared against the last mid
+    (before, any limit price passed). An instrument never priced has nothing to collar against."""
+    a, _ = base()
+    a.ilim[:, r.IL_COLLAR_PCT] = 0.05
+    for top in ((NO_PRICE, BASE_TICKS + 1), (BASE_TICKS - 1, NO_PRICE), (NO_PRICE, NO_PRICE)):
+        mark(a, {0: top})
+        assert a.ist[0, r.IS_REF_TICKS] == 0 and a.ist[0, r.IS_LAST_REF_TICKS] == BASE_TICKS
+        for price in (150.0, 50.0):
+            far = Intent(0, 0, BUY, LIMIT, 1.0, price)
+            assert check_both(a, far, NOW) == "PRICE_COLLAR"
+        assert check_both(a, Intent(0, 0, SELL, LIMIT, 1.0, 104.0), NOW) == "PASS"
+    fresh = new_risk_arrays(1, 1, 1)
+    fresh.ilim[0, [r.IL_TRADABLE, r.IL_COLLAR_PCT]] = (1.0, 0.05)
+    assert check_both(fresh, Intent(0, 0, BUY, LIMIT, 1.0, 50.0), NOW) == "PASS"
+
+
+def test_a_stop_limits_limit_is_collared_against_its_stop():
+    """Mid 100.00, a 5% collar: a sell stop at 90.00 with its limit at 89.50 passes (it was
+    refused against the mid), one with its limit at 80.00 is refused against its stop."""
+    a, _ = base()
+    a.ilim[:, r.IL_COLLAR_PCT] = 0.05
+    near = Intent(0, 0, SELL, STOP_LIMIT, 1.0, 89.5, stop_price=90.0)
+    assert check_both(a, near, NOW) == "PASS"
+    far = Intent(0, 0, SELL, STOP_LIMIT, 1.0, 80.0, stop_price=90.0)
+    assert check_both(a, far, NOW, "extended") == "PRICE_COLLAR"
+    assert check_both(a, Intent(0, 0, SELL, LIMIT, 1.0, 89.5), NOW) == "PRICE_COLLAR"
+
+
+def test_an_order_price_does_not_move_the_mark_of_a_priced_instrument():
+    """With the book emptied (data stopped), a resting limit far from the last mid is no trade:
+    positions stay marked at the last mid, not at the limit (which made up a loss of 90%)."""
+    a, _ = base()
+    assert fill(a, 0, 0, BUY, 10, BASE_TICKS, 0.0)
+    mark(a, {0: (NO_PRICE, NO_PRICE)})
+    unreal = a.gst[r.GS_UNREAL]
+    far = Intent(0, 0, BUY, LIMIT, 1.0, 10.0)
+    assert check_both(a, far, NOW) == "PASS"
+    assert a.ist[0, r.IS_MARK_TICKS] == BASE_TICKS and a.gst[r.GS_UNREAL] == unreal
+    assert a.ist[0, r.IS_EXPOSURE] == pytest.approx(11 * 100.0)  # valued at the mark too
+    fresh = new_risk_arrays(1, 1, 1)
+    fresh.ilim[0, r.IL_TRADABLE] = 1.0
+    first = Intent(0, 0, BUY, LIMIT, 2.0, 50.0)
+    assert check_both(fresh, first, NOW) == "PASS"  # never priced: the order's price values it
+    assert fresh.ist[0, r.IS_MARK_TICKS] == 50.0
 
 
 @settings(deadline=None, max_examples=150)
