@@ -314,7 +314,8 @@ class RiskGate:
             cfg.max_leverage < math.inf or cfg.max_concentration < math.inf
         ):
             log.warning(
-                "risk.equity is not set: until it is (or the broker reports equity), "
+                "risk.equity is not set: until it is (or a broker venue reports the account's "
+                "net liquidation value, as IB does after connecting), "
                 "risk.max_leverage and risk.max_concentration refuse every order that adds "
                 "exposure; set risk.equity to the account's start-of-day equity"
             )

@@ -215,8 +215,10 @@ class Engine:
         self.router.after_dispatch = self.book_actor.after_dispatch
         ports = VenuePorts(
             self.events, self.books, registry, clock, self.pump, self.book_actor.after_dispatch,
-            self.deltas, self.quotes, self.trades, self.portfolio,
+            self.deltas, self.quotes, self.trades, self.portfolio, self.broker_equity,
         )  # fmt: skip
+        self._equity_warned = False
+        self._equity_taken = False  # ``broker_equity`` took the account's as the equity
         for venue in venues.values():
             venue.bind(ports)
         self.router.bind(ports)  # its shadow venues: same books, same order-event ring
@@ -571,6 +573,39 @@ class Engine:
         change = self.set_trading_state(TradingState.HALTED, reason, source="kill_switch")
         self.pump()
         return change
+
+    def broker_equity(self, value: float, currency: str, venue: str) -> None:
+        """The broker's net liquidation value of the account (IB: ``NetLiquidation`` from the
+        account updates), which includes today's P&L. While the risk checks have no
+        start-of-day equity (``[risk] equity`` not set, and none taken yet), it becomes theirs:
+        ``value`` less today's P&L as the kernels count it, so leverage, concentration and the
+        loss breaker measure against the account. Taken once: from then on the engine carries
+        it (each day roll starts the day at the close's equity), and a ``[risk] equity`` the
+        operator set is never replaced. A value in another currency than the base one is not
+        converted (the account's base currency should be the engine's): warned once."""
+        if (
+            self._equity_taken
+            or not math.isnan(self._risk_config.equity)
+            or not (math.isfinite(value) and value > 0)
+        ):
+            return
+        base = self.portfolio.base_currency
+        if currency != base:
+            if not self._equity_warned:
+                self._equity_warned = True
+                log.warning(
+                    "venue %s reports the account's net liquidation value in %s, not the base "
+                    "currency %s: not taken as the risk checks' equity; set [risk] equity, or "
+                    "portfolio.base_currency = %r", venue, currency, base, currency,
+                )  # fmt: skip
+            return
+        sod = value - self.breakers.day_pnl()
+        self.risk.arrays.gst[rk.GS_EQUITY_SOD] = sod
+        self._equity_taken = True
+        log.info(
+            "start-of-day equity %.2f %s for the risk checks, from venue %s's net liquidation "
+            "value %.2f less today's P&L", sod, base, venue, value,
+        )  # fmt: skip
 
     def roll_day(self) -> None:
         """Start a new trading day: the risk kernels' daily P&L and counts are reset (equity

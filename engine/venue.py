@@ -71,6 +71,10 @@ class VenuePorts:
     trades: ArrayRing | None = None
     #: Where a broker's own view (positions, account values) is kept beside the engine's.
     portfolio: Portfolio | None = None
+    #: A broker venue reports the account's net liquidation value here (value, currency,
+    #: venue name): the risk checks' equity when ``[risk] equity`` is not set
+    #: (``Engine.broker_equity``).
+    equity: Callable[[float, str, str], None] | None = None
 
 
 class JournaledFill(NamedTuple):

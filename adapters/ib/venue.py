@@ -1983,11 +1983,18 @@ class IBVenue:
             view.positions[iid] = (qty, avg_cost)
 
     def _on_account_value(self, key: str, val: str, currency: str, account: str) -> None:
-        if self.ports is None or self.ports.portfolio is None:
+        ports = self.ports
+        if ports is None or ports.portfolio is None:
             return
-        view = self.ports.portfolio.broker_account(self.name)
+        view = ports.portfolio.broker_account(self.name)
         view.values[(key, currency)] = val
-        view.updated_ns = self.ports.clock.now()
+        view.updated_ns = ports.clock.now()
+        if key == "NetLiquidation" and ports.equity is not None and account == self.account:
+            try:
+                value = float(val)
+            except ValueError:
+                return
+            ports.equity(value, currency, self.name)
 
     # ---- errors ------------------------------------------------------------------------------
 
