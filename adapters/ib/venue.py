@@ -185,6 +185,11 @@ _IB_TYPE = {
     int(OrderType.TRAILING_STOP_LIMIT): "TRAIL LIMIT",
 }
 _LIMIT_PRICED = frozenset({"LMT", "STP LMT", "LOC"})
+_MARKET = int(OrderType.MARKET)
+_IOC = int(TimeInForce.IOC)
+#: IB code for an order it rejects ("Order rejected - reason: ..."), also given to the orders
+#: refused here by IB's own rules, before sending, so a strategy reads both the same way.
+IB_ORDER_REJECTED = 201
 _IB_ALGO = {int(Algo.VWAP): "Vwap", int(Algo.TWAP): "Twap", int(Algo.ADAPTIVE): "Adaptive"}
 _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
@@ -475,6 +480,7 @@ class IBVenue:
         self._contracts: dict[int, Contract] = {}
         self._price_digits: dict[int, int] = {}
         self._lot_dec: dict[int, Decimal] = {}
+        self._crypto: frozenset[int] = frozenset()  # instruments traded as IB CRYPTO
         self.qualified: dict[int, ib_contracts.Qualified] = {}
         #: Instruments orders are refused for (``NOT_QUALIFIED``), with why: IB has not
         #: confirmed the contract, or it disagrees with the config. Retried at every connect.
@@ -524,6 +530,7 @@ class IBVenue:
             self._contracts[inst.id] = ib_contracts.to_contract(spec)
             self._price_digits[inst.id] = _digits(inst.tick_size)
             self._lot_dec[inst.id] = Decimal(repr(inst.lot_size))
+        self._crypto = frozenset(i for i, spec in self._specs.items() if spec.sec_type == "CRYPTO")
         n = len(registry)
         if 3 * len(self._instruments) + 1 > MD_REQ_IDS:
             raise ValueError(
@@ -1311,6 +1318,14 @@ class IBVenue:
             why = self.unqualified.get(intent.instrument_id)
             if why is not None:
                 self._reject_intent(intent, NOT_QUALIFIED, f"IB venue {self.name}: {why}")
+                return
+        if intent.order_type == _MARKET and intent.instrument_id in self._crypto:
+            why = _crypto_market_refusal(intent)
+            if why:
+                key = self.ports.registry[intent.instrument_id].key  # type: ignore[union-attr]
+                self._reject_intent(
+                    intent, IB_ORDER_REJECTED, f"IB venue {self.name}: {key}: not sent: {why}"
+                )
                 return
         parent_ib = 0
         if intent.extended and intent.parent_id:
@@ -2279,6 +2294,20 @@ def _farm_name(code: int, msg: str) -> str:
     """The farm a farm notice names (``...connection is OK:usfarm``), else its kind."""
     _, colon, name = msg.rpartition(":")
     return name.strip() if colon and name.strip() else _FARM_KIND[code]
+
+
+def _crypto_market_refusal(it: OrderIntent) -> str:
+    """Why IB would reject this crypto market order, or "": IB (PAXOS, ZEROHASH) takes crypto
+    market orders only as IOC, and a market buy only sized in cash (``cashQty``), which tickwire
+    orders, sized in coins, never are."""
+    if it.side == _BUY:
+        return (
+            "IB takes a crypto market buy only sized in cash (cashQty), and tickwire sizes "
+            "orders in coins; buy with a marketable limit order (a price, tif IOC) instead"
+        )
+    if it.tif != _IOC:
+        return f"IB takes crypto market orders only with tif IOC, not {_TIF[it.tif]}"
+    return ""
 
 
 def _digits(tick: float) -> int:
