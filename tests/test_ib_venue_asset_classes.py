@@ -3,14 +3,16 @@ what IB requires of its contracts and orders, and what comes back (fills, P&L)."
 
 from __future__ import annotations
 
-import pytest
+from decimal import Decimal
+
 from ib_venue_support import IBHarness, until
+from ibapi.const import UNSET_DECIMAL
+from ibapi.contract import ContractDetails
 
-from adapters.ib.venue import IB_ORDER_REJECTED
-from engine.instruments import AssetClass
+from adapters.ib.contracts import ContractSpec, Qualified, check_against, qualify
+from adapters.ib.venue import IB_ORDER_REJECTED, NOT_QUALIFIED
+from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import EventKind, TimeInForce
-
-pytestmark = pytest.mark.asyncio
 
 BTC = {"BTC": (0.25, 0.0001, 1.0, "USD")}
 
@@ -52,3 +54,57 @@ async def test_crypto_market_orders_ib_would_reject_are_refused_with_what_to_do(
         assert h.sim_order(limit).order.totalQuantity == h.sim_order(sell).order.totalQuantity
         assert str(h.sim_order(sell).order.totalQuantity) == "0.0012"
         assert h.engine.portfolio.net_lots(h.registry.resolve("BTC").id) == 0
+
+
+def _btc_details(size_increment: Decimal) -> ContractDetails:
+    d = ContractDetails()
+    c = d.contract
+    c.conId, c.symbol, c.secType, c.exchange, c.currency = (
+        479624278,
+        "BTC",
+        "CRYPTO",
+        "PAXOS",
+        "USD",
+    )
+    d.minTick, d.timeZoneId, d.sizeIncrement = 0.25, "US/Eastern", size_increment
+    return d
+
+
+def test_lot_size_must_be_a_multiple_of_ibs_size_increment() -> None:
+    spec = ContractSpec("CRYPTO", "BTC", exchange="PAXOS", currency="USD")
+    q = qualify(spec, [_btc_details(Decimal("0.0001"))])
+    assert q.size_increment == 0.0001
+    assert Qualified.from_json(q.to_json()).size_increment == 0.0001
+    r = InstrumentRegistry()
+    for lot in (0.0001, 0.001, 1.0):
+        assert check_against(r.add(f"B{lot:g}", "IB", AssetClass.CRYPTO, 0.25, lot), q) == []
+    (problem,) = check_against(r.add("FINE", "IB", AssetClass.CRYPTO, 0.25, 0.00001), q)
+    assert (
+        "FINE.IB" in problem and "lot_size 1e-05" in problem and "size increment 0.0001" in problem
+    )
+    assert "Set lot_size = 0.0001" in problem
+    # Servers before 164 send no sizeIncrement: nothing to check against.
+    unset = qualify(spec, [_btc_details(UNSET_DECIMAL)])
+    assert unset.size_increment == 0.0
+    assert check_against(r.add("OLD", "IB", AssetClass.CRYPTO, 0.25, 0.00001), unset) == []
+
+
+async def test_orders_in_part_of_ibs_size_increment_are_refused_until_the_config_is_fixed() -> None:
+    # IB trades AAPL in whole shares through the API and BTC in 0.0001: configured finer, an
+    # order of 0.5 share or 0.00015 BTC would go to IB and be rejected there.
+    facts = {"AAPL": (0.01, 0.1, 1.0, "USD"), "BTC": (0.25, 0.00001, 1.0, "USD")}
+    classes = {"BTC": AssetClass.CRYPTO}
+    async with IBHarness(symbols=("AAPL", "BTC", "MSFT"), facts=facts, classes=classes) as h:
+        for sym, inc in (("AAPL", "1"), ("BTC", "0.0001")):
+            iid = h.registry.resolve(sym).id
+            assert iid in h.venue.qualified
+            assert f"size increment {inc}" in h.venue.unqualified[iid]
+        aapl = h.strat.buy("AAPL", 0.5, 10.0)
+        btc = h.strat.buy("BTC", 0.00015, 50_000.0, tif=TimeInForce.IOC)
+        for coid, sym in ((aapl, "AAPL"), (btc, "BTC")):
+            await h.wait_kind(coid, EventKind.REJECTED)
+            ev = _rejection(h, coid)
+            assert ev.reason_code == NOT_QUALIFIED and "lot_size" in ev.reason and sym in ev.reason
+        assert not h.sim_orders()
+        msft = h.strat.buy("MSFT", 1, 10.0)
+        await h.wait_kind(msft, EventKind.ACCEPTED)

@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibapi.client import EClient
+from ibapi.const import UNSET_DECIMAL
 from ibapi.contract import Contract, ContractDetails
 
 from engine.instruments import AssetClass, Instrument
@@ -265,6 +266,8 @@ class Qualified:
     valid_exchanges: tuple[str, ...]
     long_name: str
     contract: Contract = field(compare=False)
+    #: IB's ``sizeIncrement``: order quantities are multiples of it (0: IB did not say).
+    size_increment: float = 0.0
 
     def sessions(self, liquid: bool = False) -> list[tuple[datetime, datetime]]:
         """Trading (or liquid) sessions in UTC, from IB's hours strings."""
@@ -303,6 +306,7 @@ class Qualified:
             valid_exchanges=tuple(map(str, d["valid_exchanges"])),
             long_name=str(d["long_name"]),
             contract=c,
+            size_increment=float(d.get("size_increment", 0.0)),
         )
 
 
@@ -355,7 +359,17 @@ def qualify(spec: ContractSpec, details: list[ContractDetails]) -> Qualified:
         valid_exchanges=tuple(e for e in (d.validExchanges or "").split(",") if e),
         long_name=d.longName or "",
         contract=c,
+        size_increment=_size_increment(d.sizeIncrement),
     )
+
+
+def _size_increment(value: Any) -> float:
+    """IB's sizeIncrement as a float; 0 when unset (servers before 164 do not send it)."""
+    try:
+        inc = float(value)
+    except (TypeError, ValueError, ArithmeticError):
+        return 0.0
+    return inc if math.isfinite(inc) and 0 < inc < float(UNSET_DECIMAL) else 0.0
 
 
 def _ambiguous(spec: ContractSpec, candidates: list[ContractDetails]) -> str:
@@ -656,18 +670,28 @@ def parse_sessions(trading_hours: str, time_zone: str) -> list[tuple[datetime, d
 # ---- config against IB ----------------------------------------------------------------------
 
 
+def _multiple_of(value: float, step: float) -> bool:
+    ratio = value / step
+    return ratio >= 1 - 1e-9 and abs(ratio - round(ratio)) <= 1e-6 * max(1.0, ratio)
+
+
 def check_against(instrument: Instrument, q: Qualified) -> list[str]:
     """Where the engine's instrument config disagrees with IB, one sentence per problem."""
     problems = []
     name = f"instrument {instrument.key} (IB conId {q.con_id})"
-    if q.min_tick > 0:
-        ratio = instrument.tick_size / q.min_tick
-        if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
-            problems.append(
-                f"{name}: tick_size {instrument.tick_size:g} is not a multiple of IB's minTick "
-                f"{q.min_tick:g}; orders would be rejected (error 110). Set tick_size = "
-                f"{q.min_tick:g} (or a multiple) in its [[instruments]] entry"
-            )
+    if q.min_tick > 0 and not _multiple_of(instrument.tick_size, q.min_tick):
+        problems.append(
+            f"{name}: tick_size {instrument.tick_size:g} is not a multiple of IB's minTick "
+            f"{q.min_tick:g}; orders would be rejected (error 110). Set tick_size = "
+            f"{q.min_tick:g} (or a multiple) in its [[instruments]] entry"
+        )
+    if q.size_increment > 0 and not _multiple_of(instrument.lot_size, q.size_increment):
+        problems.append(
+            f"{name}: lot_size {instrument.lot_size:g} is not a multiple of IB's size increment "
+            f"{q.size_increment:g}; orders for part of an increment would be rejected (error "
+            f"201). Set lot_size = {q.size_increment:g} (or a multiple) in its [[instruments]] "
+            "entry"
+        )
     if not math.isclose(instrument.multiplier, q.multiplier, rel_tol=1e-9):
         problems.append(
             f"{name}: multiplier {instrument.multiplier:g} but IB says {q.multiplier:g}; "
