@@ -108,3 +108,24 @@ async def test_orders_in_part_of_ibs_size_increment_are_refused_until_the_config
         assert not h.sim_orders()
         msft = h.strat.buy("MSFT", 1, 10.0)
         await h.wait_kind(msft, EventKind.ACCEPTED)
+
+
+async def test_a_continuous_future_streams_data_but_its_orders_are_refused() -> None:
+    # IB answers a CONTFUT with the front month (its conId), still as CONTFUT: market data
+    # only. An order for it is refused here, saying which contract month to name instead.
+    async with IBHarness(
+        symbols=("ES",),
+        facts={"ES": (0.25, 1.0, 50.0, "USD")},
+        classes={"ES": AssetClass.FUTURE},
+        contracts={"ES": {"sec_type": "CONTFUT", "exchange": "CME"}},
+    ) as h:
+        es = h.registry.resolve("ES")
+        front = next(i for i in h.core().market.instruments if i.symbol == "ES")
+        assert h.venue.qualified[es.id].con_id == front.con_id
+        await until(lambda: h.strat.book("ES").mid_ticks is not None, 5, "ES book")
+        coid = h.strat.buy("ES", 1)
+        await h.wait_kind(coid, EventKind.REJECTED)
+        ev = _rejection(h, coid)
+        assert ev.reason_code == NOT_QUALIFIED and "CONTFUT" in ev.reason
+        assert f'last_trade_date = "{front.last_trade_date[:6]}"' in ev.reason
+        assert not h.sim_orders()

@@ -679,6 +679,13 @@ def check_against(instrument: Instrument, q: Qualified) -> list[str]:
     """Where the engine's instrument config disagrees with IB, one sentence per problem."""
     problems = []
     name = f"instrument {instrument.key} (IB conId {q.con_id})"
+    if q.contract.secType == "CONTFUT":
+        problems.append(
+            f"{name}: CONTFUT is IB's continuous future, for market data only (IB takes no "
+            'orders for it); to trade, name the contract month: sec_type = "FUT" with '
+            f'last_trade_date = "{q.contract.lastTradeDateOrContractMonth[:6] or "YYYYMM"}" '
+            "in its contract keys"
+        )
     if q.min_tick > 0 and not _multiple_of(instrument.tick_size, q.min_tick):
         problems.append(
             f"{name}: tick_size {instrument.tick_size:g} is not a multiple of IB's minTick "
