@@ -9,7 +9,7 @@ from ib_venue_support import IBHarness, until
 from ibapi.const import UNSET_DECIMAL
 from ibapi.contract import ContractDetails
 
-from adapters.ib.contracts import ContractSpec, Qualified, check_against, qualify
+from adapters.ib.contracts import ContractSpec, Qualified, check_against, qualify, spec_for
 from adapters.ib.venue import IB_ORDER_REJECTED, NOT_QUALIFIED
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import EventKind, TimeInForce
@@ -129,3 +129,28 @@ async def test_a_continuous_future_streams_data_but_its_orders_are_refused() -> 
         assert ev.reason_code == NOT_QUALIFIED and "CONTFUT" in ev.reason
         assert f'last_trade_date = "{front.last_trade_date[:6]}"' in ev.reason
         assert not h.sim_orders()
+
+
+def test_a_multiplier_given_as_a_number_goes_to_ib_as_its_digits() -> None:
+    r = InstrumentRegistry()
+    six_j = r.add("6J", "IB", AssetClass.FUTURE, 0.0000005, multiplier=12_500_000)
+    keys = {"exchange": "CME", "last_trade_date": "202612"}
+    for given, sent in (
+        (12_500_000, "12500000"),
+        (1_234_567, "1234567"),
+        (0.1, "0.1"),
+        (50.0, "50"),
+    ):
+        assert spec_for(six_j, keys | {"multiplier": given}).multiplier == sent
+
+
+async def test_a_future_configured_on_an_expired_month_is_refused_saying_it_expired() -> None:
+    contracts = {"NQ": {"exchange": "CME", "last_trade_date": "202003"}}
+    facts = {"NQ": (0.25, 1.0, 20.0, "USD")}
+    classes = {"NQ": AssetClass.FUTURE}
+    async with IBHarness(symbols=("NQ",), facts=facts, classes=classes, contracts=contracts) as h:
+        coid = h.strat.buy("NQ", 1, 20_000.0)
+        await h.wait_kind(coid, EventKind.REJECTED)
+        ev = _rejection(h, coid)
+        assert ev.reason_code == NOT_QUALIFIED and "error 200" in ev.reason
+        assert "last_trade_date 202003 has passed" in ev.reason and "expired" in ev.reason

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,7 +117,11 @@ def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
                 raise SpecError(key, f"must be a positive price, got {value!r}")
             value = float(value)
         elif key == "multiplier" and isinstance(value, int | float) and not isinstance(value, bool):
-            value = f"{value:g}"
+            # As IB writes multipliers (plain digits): "{:g}" turned 12500000 into "1.25e+07"
+            # and 1234567 into "1.23457e+06", another contract.
+            if not math.isfinite(value):
+                raise SpecError(key, f"must be a number, got {value!r}")
+            value = format(Decimal(repr(value)).normalize(), "f")
         elif not isinstance(value, str):
             raise SpecError(key, f"must be a string, got {value!r}")
         out[key] = value.strip() if isinstance(value, str) else value
@@ -329,8 +334,7 @@ def qualify(spec: ContractSpec, details: list[ContractDetails]) -> Qualified:
     if not details:
         raise ContractError(
             f"IB knows no contract for {spec.describe()} (error 200 / no security definition): "
-            "check symbol, sec_type, exchange, currency and expiry in the instrument's contract "
-            "keys"
+            + _what_to_check(spec)
         )
     by_con: dict[int, list[ContractDetails]] = {}
     for d in details:
@@ -478,9 +482,22 @@ class ContractQualifier:
 def _no_definition(spec: ContractSpec, msg: str) -> str:
     return (
         f"IB knows no contract for {spec.describe()} (error 200 / no security definition: "
-        f"{msg}): check symbol, sec_type, exchange, currency and expiry in the instrument's "
-        "contract keys"
+        f"{msg}): " + _what_to_check(spec)
     )
+
+
+def _what_to_check(spec: ContractSpec, today: date | None = None) -> str:
+    """What to fix after error 200: an expiry already past first (IB does not qualify expired
+    contracts for trading: a config left on last quarter's future reads just like a typo)."""
+    d = spec.last_trade_date
+    today = today or datetime.now(UTC).date()
+    if d and (d < f"{today:%Y%m}" if len(d) == 6 else d < f"{today:%Y%m%d}"):
+        return (
+            f"its last_trade_date {d} has passed, so the contract has expired; set "
+            "last_trade_date (or local_symbol, con_id) to a contract still trading in the "
+            "instrument's contract keys"
+        )
+    return "check symbol, sec_type, exchange, currency and expiry in the instrument's contract keys"
 
 
 # ---- the cache ------------------------------------------------------------------------------
