@@ -3,14 +3,17 @@ what IB requires of its contracts and orders, and what comes back (fills, P&L)."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from ib_venue_support import IBHarness, until
 from ibapi.const import UNSET_DECIMAL
 from ibapi.contract import ContractDetails
 
 from adapters.ib.contracts import ContractSpec, Qualified, check_against, qualify, spec_for
-from adapters.ib.venue import IB_ORDER_REJECTED, NOT_QUALIFIED
+from adapters.ib.gateway_sim.market import default_universe
+from adapters.ib.venue import IB_OFF_TICK, IB_ORDER_REJECTED, NOT_QUALIFIED
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import EventKind, TimeInForce
 
@@ -154,3 +157,38 @@ async def test_a_future_configured_on_an_expired_month_is_refused_saying_it_expi
         ev = _rejection(h, coid)
         assert ev.reason_code == NOT_QUALIFIED and "error 200" in ev.reason
         assert "last_trade_date 202003 has passed" in ev.reason and "expired" in ev.reason
+
+
+@pytest.mark.parametrize("version", [176, 225], ids=["text", "protobuf"])
+async def test_option_prices_off_ibs_market_rule_are_refused_before_sending(version: int) -> None:
+    # IB's minTick for the AAPL option is 0.01, but its market rule prices it in 0.05 from 3:
+    # 8.53 is on the engine's 0.01 grid and IB would reject it (110); it is refused here with
+    # the rule's band, and a modify to it too. 8.55 and 2.53 (below 3: 0.01) go to IB.
+    today = datetime.now(UTC).date()  # the simulator's universe: an option a month out
+    option = next(i for i in default_universe(today) if i.sec_type == "OPT")
+    keys = {"symbol": "AAPL", "last_trade_date": option.last_trade_date, "strike": 200.0}
+    async with IBHarness(
+        symbols=("AAPL_C200",),
+        facts={"AAPL_C200": (0.01, 1.0, 100.0, "USD")},
+        classes={"AAPL_C200": AssetClass.OPTION},
+        contracts={"AAPL_C200": keys | {"right": "C"}},
+        sim={"gateway": {"max_server_version": version}},
+    ) as h:
+        # The rule is asked for at qualification, before the market data: it is in by now.
+        await until(lambda: h.strat.book("AAPL_C200").mid_ticks is not None, 5, "option book")
+        off = h.strat.buy("AAPL_C200", 1, 8.53)
+        await h.wait_kind(off, EventKind.REJECTED)
+        ev = _rejection(h, off)
+        assert ev.reason_code == IB_OFF_TICK
+        assert "8.53" in ev.reason and "from 3 in steps of 0.05" in ev.reason
+        assert "AAPL_C200.IB" in ev.reason
+        low = h.strat.buy("AAPL_C200", 1, 2.53)
+        on = h.strat.buy("AAPL_C200", 1, 8.55)
+        await h.wait_kind(low, EventKind.ACCEPTED)
+        await until(lambda: EventKind.ACCEPTED in h.kinds(on) or EventKind.FILL in h.kinds(on))
+        assert not [o for o in h.sim_orders() if o.order.orderRef == str(off)]
+        h.strat.modify(low, price=3.02)
+        await h.wait_kind(low, EventKind.CANCEL_REJECTED)
+        rej = next(e for e in h.strat.of(low) if e.kind == EventKind.CANCEL_REJECTED)
+        assert rej.reason_code == IB_OFF_TICK and "3.02" in rej.reason
+        assert h.sim_order(low).order.lmtPrice == 2.53  # unchanged at IB

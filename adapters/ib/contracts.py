@@ -273,6 +273,16 @@ class Qualified:
     contract: Contract = field(compare=False)
     #: IB's ``sizeIncrement``: order quantities are multiples of it (0: IB did not say).
     size_increment: float = 0.0
+    #: IB's ``marketRuleIds``, one per ``valid_exchanges`` entry (the price bands of each:
+    #: ``reqMarketRule``).
+    market_rule_ids: tuple[int, ...] = ()
+
+    def market_rule(self) -> int:
+        """The market rule id for the exchange orders go to (``contract.exchange``), or 0."""
+        ids = self.market_rule_ids
+        if len(ids) == len(self.valid_exchanges) and self.contract.exchange in self.valid_exchanges:
+            return ids[self.valid_exchanges.index(self.contract.exchange)]
+        return ids[0] if ids and len(set(ids)) == 1 else 0
 
     def sessions(self, liquid: bool = False) -> list[tuple[datetime, datetime]]:
         """Trading (or liquid) sessions in UTC, from IB's hours strings."""
@@ -292,6 +302,7 @@ class Qualified:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "contract"}
         d["order_types"] = sorted(self.order_types)
         d["valid_exchanges"] = list(self.valid_exchanges)
+        d["market_rule_ids"] = list(self.market_rule_ids)
         d["contract"] = {name: getattr(self.contract, name) for name, _ in _CONTRACT_FIELDS}
         return d
 
@@ -312,6 +323,7 @@ class Qualified:
             long_name=str(d["long_name"]),
             contract=c,
             size_increment=float(d.get("size_increment", 0.0)),
+            market_rule_ids=tuple(map(int, d.get("market_rule_ids", ()))),
         )
 
 
@@ -364,6 +376,9 @@ def qualify(spec: ContractSpec, details: list[ContractDetails]) -> Qualified:
         long_name=d.longName or "",
         contract=c,
         size_increment=_size_increment(d.sizeIncrement),
+        market_rule_ids=tuple(
+            int(r) for r in (getattr(d, "marketRuleIds", "") or "").split(",") if r.isdigit()
+        ),
     )
 
 

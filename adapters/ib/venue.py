@@ -190,6 +190,15 @@ _IOC = int(TimeInForce.IOC)
 #: IB code for an order it rejects ("Order rejected - reason: ..."), also given to the orders
 #: refused here by IB's own rules, before sending, so a strategy reads both the same way.
 IB_ORDER_REJECTED = 201
+#: IB's code for a price off the contract's price grid, also given to those refused here by
+#: its market rule, before sending.
+IB_OFF_TICK = 110
+
+
+class _OffMarketRule(ValueError):
+    """A limit or stop price off the instrument's IB market rule (the message says which)."""
+
+
 _IB_ALGO = {int(Algo.VWAP): "Vwap", int(Algo.TWAP): "Twap", int(Algo.ADAPTIVE): "Adaptive"}
 _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
@@ -361,6 +370,9 @@ class _Wrapper(EWrapper):
     def contractDetails(self, reqId, contractDetails):
         self.v.contracts.on_contract_details(reqId, contractDetails)
 
+    def marketRule(self, marketRuleId, priceIncrements):
+        self.v._on_market_rule(marketRuleId, priceIncrements)
+
     def contractDetailsEnd(self, reqId):
         self.v.contracts.on_contract_details_end(reqId)
 
@@ -481,6 +493,12 @@ class IBVenue:
         self._price_digits: dict[int, int] = {}
         self._lot_dec: dict[int, Decimal] = {}
         self._crypto: frozenset[int] = frozenset()  # instruments traded as IB CRYPTO
+        #: IB's market rules (``reqMarketRule``): (low edge, increment) price bands by rule id,
+        #: and each instrument's rule id (``Qualified.market_rule``).
+        self._rules: dict[int, tuple[tuple[float, float], ...]] = {}
+        self._rule_of: dict[int, int] = {}
+        #: Instruments whose rule has bands coarser than their tick_size: (rule id, bands).
+        self._bands: dict[int, tuple[int, tuple[tuple[float, float], ...]]] = {}
         self.qualified: dict[int, ib_contracts.Qualified] = {}
         #: Instruments orders are refused for (``NOT_QUALIFIED``), with why: IB has not
         #: confirmed the contract, or it disagrees with the config. Retried at every connect.
@@ -1002,6 +1020,13 @@ class IBVenue:
             self.unqualified[inst.id] = "; ".join(problems)
         else:
             self.unqualified.pop(inst.id, None)
+        rule = q.market_rule()
+        if rule:
+            self._rule_of[inst.id] = rule
+            if rule in self._rules:
+                self._note_bands(inst.id)
+            else:
+                self._send_data(lambda client: client.reqMarketRule(rule))
         if self.ports is not None:
             self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
             if self.ports.portfolio is not None:
@@ -1011,6 +1036,50 @@ class IBVenue:
                 suffix = f" {q.con_id}"
                 for key in [k for k in view.other_positions if k.endswith(suffix)]:
                     view.positions[inst.id] = view.other_positions.pop(key)
+
+    def _on_market_rule(self, rule_id: int, increments: Iterable[Any]) -> None:
+        bands = tuple(sorted((float(p.lowEdge), float(p.increment)) for p in increments))
+        if not bands or any(not (inc > 0 and math.isfinite(inc)) for _, inc in bands):
+            log.error("IB %s: market rule %d has no usable price bands: %s", self.name, rule_id,
+                      bands)  # fmt: skip
+            return
+        self._rules[rule_id] = bands
+        for iid, rule in self._rule_of.items():
+            if rule == rule_id:
+                self._note_bands(iid)
+
+    def _note_bands(self, iid: int) -> None:
+        """Check prices against the instrument's market rule where a band's increment is
+        coarser than its tick_size (US options: 0.01 below 3, 0.05 from 3): IB rejects prices
+        off it (110) though they are on the engine's grid."""
+        rule = self._rule_of[iid]
+        bands = self._rules[rule]
+        inst = self.ports.registry[iid]  # type: ignore[union-attr]
+        coarser = [(low, inc) for low, inc in bands if not _on_step(inst.tick_size, inc)]
+        if not coarser:
+            self._bands.pop(iid, None)
+            return
+        self._bands[iid] = (rule, bands)
+        log.info(
+            "IB %s: %s: IB's market rule %d prices %s; limit and stop prices off it are refused "
+            "(tick_size %g is finer there)",
+            self.name, inst.key, rule, _describe_bands(coarser), inst.tick_size,
+        )  # fmt: skip
+
+    def _check_band(self, iid: int, what: str, price: float) -> None:
+        """Raise ``_OffMarketRule`` when ``price`` is off the instrument's market rule."""
+        rule, bands = self._bands[iid]
+        low, inc = bands[0]
+        for edge, step in bands:
+            if abs(price) < edge - 1e-12:
+                break
+            low, inc = edge, step
+        if not _on_step(price, inc):
+            key = self.ports.registry[iid].key  # type: ignore[union-attr]
+            raise _OffMarketRule(
+                f"{what} {price:g} for {key} is off IB's price grid: its market rule {rule} "
+                f"prices from {low:g} in steps of {inc:g} (IB would reject it, error 110)"
+            )
 
     # ---- historical bars -----------------------------------------------------------------------
 
@@ -1343,6 +1412,9 @@ class IBVenue:
             live.parent_ib = parent_ib
         try:
             frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
+        except _OffMarketRule as e:
+            self._reject_intent(intent, IB_OFF_TICK, f"IB venue {self.name}: not sent: {e}")
+            return
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._reject_intent(intent, NOT_ENCODABLE, f"IB cannot take this order: {e}")
             return
@@ -1502,6 +1574,9 @@ class IBVenue:
             return
         try:
             frame = self._place_frame(live, qty_lots, price_ticks, extras)
+        except _OffMarketRule as e:
+            self._emit(_CANCEL_REJECTED, live, IB_OFF_TICK, f"IB venue {self.name}: not sent: {e}")
+            return
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
             return
@@ -1587,6 +1662,8 @@ class IBVenue:
         else:
             tick = self.ports.registry[iid].tick_size  # type: ignore[union-attr]
             o.lmtPrice = lmt = round(price_ticks * tick, self._price_digits[iid])
+            if iid in self._bands:
+                self._check_band(iid, "limit price", lmt)
         o.orderRef = ref = str(live.client_order_id)
         contract = self._contracts[iid]
         x = live.extras if extras is None else extras
@@ -1604,6 +1681,8 @@ class IBVenue:
             return found[1].encode(live.ib_id, qty, lmt, ref)
         self._prepared.pop(o, None)
         self._apply_extras(o, x, iid)
+        if iid in self._bands and o.orderType in ("STP", "STP LMT") and o.auxPrice != UNSET_DOUBLE:
+            self._check_band(iid, "stop price", o.auxPrice)
         # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
         # a modify of it must be too (else TWS would hold the change untransmitted).
         o.parentId = live.parent_ib
@@ -2294,6 +2373,15 @@ def _farm_name(code: int, msg: str) -> str:
     """The farm a farm notice names (``...connection is OK:usfarm``), else its kind."""
     _, colon, name = msg.rpartition(":")
     return name.strip() if colon and name.strip() else _FARM_KIND[code]
+
+
+def _on_step(value: float, step: float) -> bool:
+    n = value / step
+    return abs(n - round(n)) <= 1e-9 * max(1.0, abs(n))
+
+
+def _describe_bands(bands: list[tuple[float, float]]) -> str:
+    return ", ".join(f"from {low:g} in steps of {inc:g}" for low, inc in bands)
 
 
 def _crypto_market_refusal(it: OrderIntent) -> str:

@@ -620,6 +620,13 @@ class GatewayCore:
     def _req_ids(self, s: Session, req: rq.ReqIds) -> None:
         s.send(s.encoder.next_valid_id(self.next_order_id))
 
+    def _market_rule(self, s: Session, req: rq.ReqMarketRule) -> None:
+        """The price bands of a rule id some instrument's ``marketRuleIds`` names (an unknown
+        id gets no answer)."""
+        rule = self.market.market_rule(req.market_rule_id)
+        if rule is not None:
+            s.send(s.encoder.market_rule(req.market_rule_id, rule))
+
     def _managed_accts(self, s: Session, req: rq.ReqManagedAccts) -> None:
         s.send(s.encoder.managed_accounts(self.config.gateway.accounts))
 
@@ -1964,6 +1971,7 @@ GatewayCore._handlers = {
     rq.ReqCurrentTime: GatewayCore._current_time,
     rq.ReqCurrentTimeMillis: GatewayCore._current_time_millis,
     rq.ReqIds: GatewayCore._req_ids,
+    rq.ReqMarketRule: GatewayCore._market_rule,
     rq.ReqManagedAccts: GatewayCore._managed_accts,
     rq.ReqContractDetails: GatewayCore._contract_details,
     rq.ReqMktData: GatewayCore._mkt_data,
