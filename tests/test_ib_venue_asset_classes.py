@@ -3,6 +3,7 @@ what IB requires of its contracts and orders, and what comes back (fills, P&L)."
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -192,3 +193,25 @@ async def test_option_prices_off_ibs_market_rule_are_refused_before_sending(vers
         rej = next(e for e in h.strat.of(low) if e.kind == EventKind.CANCEL_REJECTED)
         assert rej.reason_code == IB_OFF_TICK and "3.02" in rej.reason
         assert h.sim_order(low).order.lmtPrice == 2.53  # unchanged at IB
+
+
+async def test_a_fill_between_the_engines_ticks_is_said_loudly_and_counted(caplog) -> None:
+    # tick_size 0.05 is a multiple of IB's minTick 0.01, so it qualifies; IB's fills at 0.01
+    # steps are booked at the nearest 0.05. The first is a WARNING with both prices.
+    caplog.set_level(logging.DEBUG, logger="tickwire.ib")
+    async with IBHarness(symbols=("AAPL",), facts={"AAPL": (0.05, 1.0, 1.0, "USD")}) as h:
+        await until(lambda: h.strat.book("AAPL").mid_ticks is not None, 5, "AAPL book")
+        off = 0
+        for _ in range(20):
+            coid = h.strat.buy("AAPL", 1)
+            await h.wait_kind(coid, EventKind.FILL)
+            (ex,) = [e for e in h.core().executions if e.execution.orderRef == str(coid)]
+            if abs(ex.execution.price * 20 - round(ex.execution.price * 20)) > 1e-6:
+                off += 1
+                assert h.strat.fills(coid)[0].fill_price_ticks == round(ex.execution.price / 0.05)
+        assert off > 0, "the simulator never filled between 0.05 steps"
+        assert h.venue.status()["off_grid_fills"] == off
+        said = [r for r in caplog.records if "between the engine's ticks" in r.getMessage()]
+        assert len(said) == off
+        assert [r.levelno for r in said] == [logging.WARNING] + [logging.DEBUG] * (off - 1)
+        assert "AAPL.IB" in said[0].getMessage() and "booked at" in said[0].getMessage()

@@ -529,6 +529,8 @@ class IBVenue:
         self.reconnects = 0
         self.errors: list[tuple[int, int, str]] = []
         self.malformed = 0
+        self.off_grid_fills = 0  # fills IB priced between the engine's ticks (``_fill_ticks``)
+        self._off_grid_said: set[int] = set()
 
     # ---- engine side -------------------------------------------------------------------------
 
@@ -2021,8 +2023,24 @@ class IBVenue:
         self._wake()
 
     def _fill_ticks(self, live: _Live, price: float) -> int:
-        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
-        return round(price / tick)
+        inst = self.ports.registry[live.instrument_id]  # type: ignore[union-attr]
+        ticks = round(price / inst.tick_size)
+        booked = ticks * inst.tick_size
+        if abs(price - booked) > 1e-9 * max(1.0, abs(price)):
+            # Fills are whole ticks: a price between them (a sub-penny fill, a tick_size coarser
+            # than IB's minTick) is booked at the nearest, and P&L drifts from IB's. Said loudly
+            # once per instrument, then counted.
+            self.off_grid_fills += 1
+            level = logging.DEBUG if inst.id in self._off_grid_said else logging.WARNING
+            self._off_grid_said.add(inst.id)
+            log.log(
+                level,
+                "IB %s: %s filled at %r, between the engine's ticks of %g: booked at %r, so "
+                "positions' cost and P&L differ from IB's by %+.6g a unit (a tick_size equal to "
+                "IB's minTick avoids it unless IB fills below it); status off_grid_fills counts",
+                self.name, inst.key, price, inst.tick_size, booked, booked - price,
+            )  # fmt: skip
+        return ticks
 
     def _emit_fill(self, live: _Live, lots: int, ticks: int, exec_id: str, fee: float) -> None:
         live.cum_lots += lots
@@ -2362,6 +2380,7 @@ class IBVenue:
             "reconnects": self.reconnects,
             "resubscribes": self.resubscribes,
             "queued": self.pacer.pending,
+            "off_grid_fills": self.off_grid_fills,
         }
 
 
