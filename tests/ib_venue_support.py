@@ -43,6 +43,7 @@ class IBHarness:
         engine: dict[str, Any] | None = None,
         facts: dict[str, tuple[float, float, float, str]] | None = None,
         server: GatewaySimServer | None = None,
+        classes: dict[str, AssetClass] | None = None,
         **venue: Any,
     ) -> None:
         self.symbols = symbols
@@ -52,6 +53,9 @@ class IBHarness:
         #: Per symbol (tick size, lot size, multiplier, currency) in the engine's registry
         #: instead of the stocks' (0.01, 1, 1, USD).
         self.facts = facts or {}
+        #: Per symbol the asset class, instead of STOCK (its IB contract keys go in the venue
+        #: option ``contracts``).
+        self.classes = classes or {}
         self.router = router
         self.sim_sections = sim or {}
         self.risk = risk or RiskConfig(equity=1e9)
@@ -71,7 +75,10 @@ class IBHarness:
         self.registry = InstrumentRegistry()
         for s in self.symbols:
             self.registry.add(
-                s, "IB", AssetClass.STOCK, *self.facts.get(s, (0.01, 1.0, 1.0, "USD"))
+                s,
+                "IB",
+                self.classes.get(s, AssetClass.STOCK),
+                *self.facts.get(s, (0.01, 1.0, 1.0, "USD")),
             )
         options = {
             "port": self.server.port,

@@ -537,6 +537,8 @@ VWAP, TWAP = "Vwap", "Twap"
         (BTC, ("BUY", "0.00005", "MKT"), {}, 201, "size increment"),
         (AAPL, ("BUY", 1, "PEG BENCH"), {}, 201, "unknown order type"),
         (BTC, ("SELL", 1, "TRAIL"), {"auxPrice": 100.0}, 201, "not supported"),
+        (BTC, ("SELL", "0.001", "MKT"), {}, 201, "only the time in force IOC"),
+        (BTC, ("BUY", "0.001", "MKT"), {"tif": "IOC"}, 201, "cash quantity (cashQty)"),
         (ES, ("SELL", 1, "MOC"), {}, 201, "not supported"),
         (AAPL, ("BUY", 1, "LMT"), {}, 201, "limit price"),
         (AAPL, ("BUY", 1, "LMT"), {"lmtPrice": 200.005}, 110, "minimum price variation"),
@@ -834,7 +836,8 @@ def test_futures_and_fractional_crypto_fills() -> None:
         (2, 5900.0, 4.5)
     ]
     d.book(BTC, bids=[(104999.75, "0.5")], asks=[(105000.00, "0.0003"), (105000.25, "0.5")])
-    o, evs = d.submit("BUY", "0.0005", "MKT", inst=BTC)
+    # A marketable limit: IB takes crypto market buys only sized in cash (cashQty).
+    o, evs = d.submit("BUY", "0.0005", "LMT", inst=BTC, lmtPrice=105000.25, tif="IOC")
     assert fills(evs) == [
         (Decimal("0.0003"), 105000.0, LIQ_REMOVED),
         (Decimal("0.0002"), 105000.25, LIQ_REMOVED),

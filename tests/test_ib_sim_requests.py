@@ -77,6 +77,7 @@ from adapters.ib.gateway_sim.requests import (
     ReqIds,
     ReqManagedAccts,
     ReqMarketDataType,
+    ReqMarketRule,
     ReqMktData,
     ReqMktDepth,
     ReqOpenOrders,
@@ -434,6 +435,8 @@ def request_cases(v: int) -> dict[str, tuple[str, tuple[Any, ...], Any]]:
             ReqTickByTickData(17, crypto(), "AllLast", 25, False),
         )
         cases["cancelTickByTickData"] = ("cancelTickByTickData", (16,), CancelTickByTickData(16))
+    if v >= 126:  # MIN_SERVER_VER_MARKET_RULES
+        cases["reqMarketRule"] = ("reqMarketRule", (32,), ReqMarketRule(32))
     if v >= 197:  # MIN_SERVER_VER_CURRENT_TIME_IN_MILLIS
         cases["reqCurrentTimeInMillis"] = ("reqCurrentTimeInMillis", (), ReqCurrentTimeMillis())
     return cases
@@ -444,6 +447,7 @@ OUT_IDS = {
     "reqCurrentTime": OUT.REQ_CURRENT_TIME,
     "reqCurrentTimeInMillis": OUT.REQ_CURRENT_TIME_IN_MILLIS,
     "reqIds": OUT.REQ_IDS,
+    "reqMarketRule": OUT.REQ_MARKET_RULE,
     "reqContractDetails": OUT.REQ_CONTRACT_DATA,
     "reqMktData": OUT.REQ_MKT_DATA,
     "cancelMktData": OUT.CANCEL_MKT_DATA,

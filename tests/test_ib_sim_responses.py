@@ -25,7 +25,14 @@ from hypothesis import strategies as st
 from ib_async.decoder import Decoder as AsyncDecoder
 from ibapi import comm
 from ibapi.commission_and_fees_report import CommissionAndFeesReport
-from ibapi.common import PROTOBUF_MSG_ID, BarData, TickAttrib, TickAttribBidAsk, TickAttribLast
+from ibapi.common import (
+    PROTOBUF_MSG_ID,
+    BarData,
+    PriceIncrement,
+    TickAttrib,
+    TickAttribBidAsk,
+    TickAttribLast,
+)
 from ibapi.const import UNSET_DECIMAL, UNSET_DOUBLE, UNSET_INTEGER
 from ibapi.contract import (
     ComboLeg,
@@ -65,6 +72,7 @@ EXPECTED_PROTOBUF_FROM = {
     **dict.fromkeys((15, 61, 62, 63, 64, 6, 7, 8, 54, 73, 74), 207),
     **dict.fromkeys((17, 90, 108, 99), 208),
     **dict.fromkeys((9, 49, 109), 213),
+    93: 212,  # marketRule
 }
 
 VERSIONS = (163, 176, 178, 200, 201, 213, 225)
@@ -334,6 +342,12 @@ def _commission() -> CommissionAndFeesReport:
     return report
 
 
+def _increment(low: float, inc: float) -> PriceIncrement:
+    p = PriceIncrement()
+    p.lowEdge, p.increment = low, inc
+    return p
+
+
 Calls = list[tuple[str, tuple[Any, ...]]]
 
 
@@ -362,6 +376,11 @@ CASES: dict[str, Case] = {
     ),
     "current_time": Case(
         lambda e: e.current_time(T_S), lambda v, pb: [("currentTime", (T_S,))], _one(49)
+    ),
+    "market_rule": Case(
+        lambda e: e.market_rule(32, ((0.0, 0.01), (3.0, 0.05))),
+        lambda v, pb: [("marketRule", (32, [_increment(0.0, 0.01), _increment(3.0, 0.05)]))],
+        _one(93),
     ),
     "current_time_millis": Case(
         lambda e: e.current_time_millis(T_MS),

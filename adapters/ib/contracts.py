@@ -22,11 +22,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibapi.client import EClient
+from ibapi.const import UNSET_DECIMAL
 from ibapi.contract import Contract, ContractDetails
 
 from engine.instruments import AssetClass, Instrument
@@ -115,7 +117,11 @@ def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
                 raise SpecError(key, f"must be a positive price, got {value!r}")
             value = float(value)
         elif key == "multiplier" and isinstance(value, int | float) and not isinstance(value, bool):
-            value = f"{value:g}"
+            # As IB writes multipliers (plain digits): "{:g}" turned 12500000 into "1.25e+07"
+            # and 1234567 into "1.23457e+06", another contract.
+            if not math.isfinite(value):
+                raise SpecError(key, f"must be a number, got {value!r}")
+            value = format(Decimal(repr(value)).normalize(), "f")
         elif not isinstance(value, str):
             raise SpecError(key, f"must be a string, got {value!r}")
         out[key] = value.strip() if isinstance(value, str) else value
@@ -265,6 +271,18 @@ class Qualified:
     valid_exchanges: tuple[str, ...]
     long_name: str
     contract: Contract = field(compare=False)
+    #: IB's ``sizeIncrement``: order quantities are multiples of it (0: IB did not say).
+    size_increment: float = 0.0
+    #: IB's ``marketRuleIds``, one per ``valid_exchanges`` entry (the price bands of each:
+    #: ``reqMarketRule``).
+    market_rule_ids: tuple[int, ...] = ()
+
+    def market_rule(self) -> int:
+        """The market rule id for the exchange orders go to (``contract.exchange``), or 0."""
+        ids = self.market_rule_ids
+        if len(ids) == len(self.valid_exchanges) and self.contract.exchange in self.valid_exchanges:
+            return ids[self.valid_exchanges.index(self.contract.exchange)]
+        return ids[0] if ids and len(set(ids)) == 1 else 0
 
     def sessions(self, liquid: bool = False) -> list[tuple[datetime, datetime]]:
         """Trading (or liquid) sessions in UTC, from IB's hours strings."""
@@ -284,6 +302,7 @@ class Qualified:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "contract"}
         d["order_types"] = sorted(self.order_types)
         d["valid_exchanges"] = list(self.valid_exchanges)
+        d["market_rule_ids"] = list(self.market_rule_ids)
         d["contract"] = {name: getattr(self.contract, name) for name, _ in _CONTRACT_FIELDS}
         return d
 
@@ -303,6 +322,8 @@ class Qualified:
             valid_exchanges=tuple(map(str, d["valid_exchanges"])),
             long_name=str(d["long_name"]),
             contract=c,
+            size_increment=float(d.get("size_increment", 0.0)),
+            market_rule_ids=tuple(map(int, d.get("market_rule_ids", ()))),
         )
 
 
@@ -325,8 +346,7 @@ def qualify(spec: ContractSpec, details: list[ContractDetails]) -> Qualified:
     if not details:
         raise ContractError(
             f"IB knows no contract for {spec.describe()} (error 200 / no security definition): "
-            "check symbol, sec_type, exchange, currency and expiry in the instrument's contract "
-            "keys"
+            + _what_to_check(spec)
         )
     by_con: dict[int, list[ContractDetails]] = {}
     for d in details:
@@ -355,7 +375,20 @@ def qualify(spec: ContractSpec, details: list[ContractDetails]) -> Qualified:
         valid_exchanges=tuple(e for e in (d.validExchanges or "").split(",") if e),
         long_name=d.longName or "",
         contract=c,
+        size_increment=_size_increment(d.sizeIncrement),
+        market_rule_ids=tuple(
+            int(r) for r in (getattr(d, "marketRuleIds", "") or "").split(",") if r.isdigit()
+        ),
     )
+
+
+def _size_increment(value: Any) -> float:
+    """IB's sizeIncrement as a float; 0 when unset (servers before 164 do not send it)."""
+    try:
+        inc = float(value)
+    except (TypeError, ValueError, ArithmeticError):
+        return 0.0
+    return inc if math.isfinite(inc) and 0 < inc < float(UNSET_DECIMAL) else 0.0
 
 
 def _ambiguous(spec: ContractSpec, candidates: list[ContractDetails]) -> str:
@@ -464,9 +497,22 @@ class ContractQualifier:
 def _no_definition(spec: ContractSpec, msg: str) -> str:
     return (
         f"IB knows no contract for {spec.describe()} (error 200 / no security definition: "
-        f"{msg}): check symbol, sec_type, exchange, currency and expiry in the instrument's "
-        "contract keys"
+        f"{msg}): " + _what_to_check(spec)
     )
+
+
+def _what_to_check(spec: ContractSpec, today: date | None = None) -> str:
+    """What to fix after error 200: an expiry already past first (IB does not qualify expired
+    contracts for trading: a config left on last quarter's future reads just like a typo)."""
+    d = spec.last_trade_date
+    today = today or datetime.now(UTC).date()
+    if d and (d < f"{today:%Y%m}" if len(d) == 6 else d < f"{today:%Y%m%d}"):
+        return (
+            f"its last_trade_date {d} has passed, so the contract has expired; set "
+            "last_trade_date (or local_symbol, con_id) to a contract still trading in the "
+            "instrument's contract keys"
+        )
+    return "check symbol, sec_type, exchange, currency and expiry in the instrument's contract keys"
 
 
 # ---- the cache ------------------------------------------------------------------------------
@@ -656,18 +702,35 @@ def parse_sessions(trading_hours: str, time_zone: str) -> list[tuple[datetime, d
 # ---- config against IB ----------------------------------------------------------------------
 
 
+def _multiple_of(value: float, step: float) -> bool:
+    ratio = value / step
+    return ratio >= 1 - 1e-9 and abs(ratio - round(ratio)) <= 1e-6 * max(1.0, ratio)
+
+
 def check_against(instrument: Instrument, q: Qualified) -> list[str]:
     """Where the engine's instrument config disagrees with IB, one sentence per problem."""
     problems = []
     name = f"instrument {instrument.key} (IB conId {q.con_id})"
-    if q.min_tick > 0:
-        ratio = instrument.tick_size / q.min_tick
-        if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
-            problems.append(
-                f"{name}: tick_size {instrument.tick_size:g} is not a multiple of IB's minTick "
-                f"{q.min_tick:g}; orders would be rejected (error 110). Set tick_size = "
-                f"{q.min_tick:g} (or a multiple) in its [[instruments]] entry"
-            )
+    if q.contract.secType == "CONTFUT":
+        problems.append(
+            f"{name}: CONTFUT is IB's continuous future, for market data only (IB takes no "
+            'orders for it); to trade, name the contract month: sec_type = "FUT" with '
+            f'last_trade_date = "{q.contract.lastTradeDateOrContractMonth[:6] or "YYYYMM"}" '
+            "in its contract keys"
+        )
+    if q.min_tick > 0 and not _multiple_of(instrument.tick_size, q.min_tick):
+        problems.append(
+            f"{name}: tick_size {instrument.tick_size:g} is not a multiple of IB's minTick "
+            f"{q.min_tick:g}; orders would be rejected (error 110). Set tick_size = "
+            f"{q.min_tick:g} (or a multiple) in its [[instruments]] entry"
+        )
+    if q.size_increment > 0 and not _multiple_of(instrument.lot_size, q.size_increment):
+        problems.append(
+            f"{name}: lot_size {instrument.lot_size:g} is not a multiple of IB's size increment "
+            f"{q.size_increment:g}; orders for part of an increment would be rejected (error "
+            f"201). Set lot_size = {q.size_increment:g} (or a multiple) in its [[instruments]] "
+            "entry"
+        )
     if not math.isclose(instrument.multiplier, q.multiplier, rel_tol=1e-9):
         problems.append(
             f"{name}: multiplier {instrument.multiplier:g} but IB says {q.multiplier:g}; "

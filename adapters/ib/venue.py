@@ -185,6 +185,20 @@ _IB_TYPE = {
     int(OrderType.TRAILING_STOP_LIMIT): "TRAIL LIMIT",
 }
 _LIMIT_PRICED = frozenset({"LMT", "STP LMT", "LOC"})
+_MARKET = int(OrderType.MARKET)
+_IOC = int(TimeInForce.IOC)
+#: IB code for an order it rejects ("Order rejected - reason: ..."), also given to the orders
+#: refused here by IB's own rules, before sending, so a strategy reads both the same way.
+IB_ORDER_REJECTED = 201
+#: IB's code for a price off the contract's price grid, also given to those refused here by
+#: its market rule, before sending.
+IB_OFF_TICK = 110
+
+
+class _OffMarketRule(ValueError):
+    """A limit or stop price off the instrument's IB market rule (the message says which)."""
+
+
 _IB_ALGO = {int(Algo.VWAP): "Vwap", int(Algo.TWAP): "Twap", int(Algo.ADAPTIVE): "Adaptive"}
 _WORKING = frozenset({"PreSubmitted", "Submitted"})
 _CANCEL_STATES = frozenset({"Cancelled", "ApiCancelled"})
@@ -356,6 +370,9 @@ class _Wrapper(EWrapper):
     def contractDetails(self, reqId, contractDetails):
         self.v.contracts.on_contract_details(reqId, contractDetails)
 
+    def marketRule(self, marketRuleId, priceIncrements):
+        self.v._on_market_rule(marketRuleId, priceIncrements)
+
     def contractDetailsEnd(self, reqId):
         self.v.contracts.on_contract_details_end(reqId)
 
@@ -475,6 +492,13 @@ class IBVenue:
         self._contracts: dict[int, Contract] = {}
         self._price_digits: dict[int, int] = {}
         self._lot_dec: dict[int, Decimal] = {}
+        self._crypto: frozenset[int] = frozenset()  # instruments traded as IB CRYPTO
+        #: IB's market rules (``reqMarketRule``): (low edge, increment) price bands by rule id,
+        #: and each instrument's rule id (``Qualified.market_rule``).
+        self._rules: dict[int, tuple[tuple[float, float], ...]] = {}
+        self._rule_of: dict[int, int] = {}
+        #: Instruments whose rule has bands coarser than their tick_size: (rule id, bands).
+        self._bands: dict[int, tuple[int, tuple[tuple[float, float], ...]]] = {}
         self.qualified: dict[int, ib_contracts.Qualified] = {}
         #: Instruments orders are refused for (``NOT_QUALIFIED``), with why: IB has not
         #: confirmed the contract, or it disagrees with the config. Retried at every connect.
@@ -505,6 +529,8 @@ class IBVenue:
         self.reconnects = 0
         self.errors: list[tuple[int, int, str]] = []
         self.malformed = 0
+        self.off_grid_fills = 0  # fills IB priced between the engine's ticks (``_fill_ticks``)
+        self._off_grid_said: set[int] = set()
 
     # ---- engine side -------------------------------------------------------------------------
 
@@ -524,6 +550,7 @@ class IBVenue:
             self._contracts[inst.id] = ib_contracts.to_contract(spec)
             self._price_digits[inst.id] = _digits(inst.tick_size)
             self._lot_dec[inst.id] = Decimal(repr(inst.lot_size))
+        self._crypto = frozenset(i for i, spec in self._specs.items() if spec.sec_type == "CRYPTO")
         n = len(registry)
         if 3 * len(self._instruments) + 1 > MD_REQ_IDS:
             raise ValueError(
@@ -995,6 +1022,13 @@ class IBVenue:
             self.unqualified[inst.id] = "; ".join(problems)
         else:
             self.unqualified.pop(inst.id, None)
+        rule = q.market_rule()
+        if rule:
+            self._rule_of[inst.id] = rule
+            if rule in self._rules:
+                self._note_bands(inst.id)
+            else:
+                self._send_data(lambda client: client.reqMarketRule(rule))
         if self.ports is not None:
             self.ports.registry.update_venue_facts(inst.id, **q.venue_facts())
             if self.ports.portfolio is not None:
@@ -1004,6 +1038,50 @@ class IBVenue:
                 suffix = f" {q.con_id}"
                 for key in [k for k in view.other_positions if k.endswith(suffix)]:
                     view.positions[inst.id] = view.other_positions.pop(key)
+
+    def _on_market_rule(self, rule_id: int, increments: Iterable[Any]) -> None:
+        bands = tuple(sorted((float(p.lowEdge), float(p.increment)) for p in increments))
+        if not bands or any(not (inc > 0 and math.isfinite(inc)) for _, inc in bands):
+            log.error("IB %s: market rule %d has no usable price bands: %s", self.name, rule_id,
+                      bands)  # fmt: skip
+            return
+        self._rules[rule_id] = bands
+        for iid, rule in self._rule_of.items():
+            if rule == rule_id:
+                self._note_bands(iid)
+
+    def _note_bands(self, iid: int) -> None:
+        """Check prices against the instrument's market rule where a band's increment is
+        coarser than its tick_size (US options: 0.01 below 3, 0.05 from 3): IB rejects prices
+        off it (110) though they are on the engine's grid."""
+        rule = self._rule_of[iid]
+        bands = self._rules[rule]
+        inst = self.ports.registry[iid]  # type: ignore[union-attr]
+        coarser = [(low, inc) for low, inc in bands if not _on_step(inst.tick_size, inc)]
+        if not coarser:
+            self._bands.pop(iid, None)
+            return
+        self._bands[iid] = (rule, bands)
+        log.info(
+            "IB %s: %s: IB's market rule %d prices %s; limit and stop prices off it are refused "
+            "(tick_size %g is finer there)",
+            self.name, inst.key, rule, _describe_bands(coarser), inst.tick_size,
+        )  # fmt: skip
+
+    def _check_band(self, iid: int, what: str, price: float) -> None:
+        """Raise ``_OffMarketRule`` when ``price`` is off the instrument's market rule."""
+        rule, bands = self._bands[iid]
+        low, inc = bands[0]
+        for edge, step in bands:
+            if abs(price) < edge - 1e-12:
+                break
+            low, inc = edge, step
+        if not _on_step(price, inc):
+            key = self.ports.registry[iid].key  # type: ignore[union-attr]
+            raise _OffMarketRule(
+                f"{what} {price:g} for {key} is off IB's price grid: its market rule {rule} "
+                f"prices from {low:g} in steps of {inc:g} (IB would reject it, error 110)"
+            )
 
     # ---- historical bars -----------------------------------------------------------------------
 
@@ -1312,6 +1390,14 @@ class IBVenue:
             if why is not None:
                 self._reject_intent(intent, NOT_QUALIFIED, f"IB venue {self.name}: {why}")
                 return
+        if intent.order_type == _MARKET and intent.instrument_id in self._crypto:
+            why = _crypto_market_refusal(intent)
+            if why:
+                key = self.ports.registry[intent.instrument_id].key  # type: ignore[union-attr]
+                self._reject_intent(
+                    intent, IB_ORDER_REJECTED, f"IB venue {self.name}: {key}: not sent: {why}"
+                )
+                return
         parent_ib = 0
         if intent.extended and intent.parent_id:
             parent_ib = self._parent_ib(intent)
@@ -1328,6 +1414,9 @@ class IBVenue:
             live.parent_ib = parent_ib
         try:
             frame = self._place_frame(live, intent.qty_lots, intent.price_ticks)
+        except _OffMarketRule as e:
+            self._reject_intent(intent, IB_OFF_TICK, f"IB venue {self.name}: not sent: {e}")
+            return
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._reject_intent(intent, NOT_ENCODABLE, f"IB cannot take this order: {e}")
             return
@@ -1487,6 +1576,9 @@ class IBVenue:
             return
         try:
             frame = self._place_frame(live, qty_lots, price_ticks, extras)
+        except _OffMarketRule as e:
+            self._emit(_CANCEL_REJECTED, live, IB_OFF_TICK, f"IB venue {self.name}: not sent: {e}")
+            return
         except (IbEncodeError, ValueError, OverflowError) as e:
             self._emit(_CANCEL_REJECTED, live, NOT_ENCODABLE, f"IB cannot take this modify: {e}")
             return
@@ -1572,6 +1664,8 @@ class IBVenue:
         else:
             tick = self.ports.registry[iid].tick_size  # type: ignore[union-attr]
             o.lmtPrice = lmt = round(price_ticks * tick, self._price_digits[iid])
+            if iid in self._bands:
+                self._check_band(iid, "limit price", lmt)
         o.orderRef = ref = str(live.client_order_id)
         contract = self._contracts[iid]
         x = live.extras if extras is None else extras
@@ -1589,6 +1683,8 @@ class IBVenue:
             return found[1].encode(live.ib_id, qty, lmt, ref)
         self._prepared.pop(o, None)
         self._apply_extras(o, x, iid)
+        if iid in self._bands and o.orderType in ("STP", "STP LMT") and o.auxPrice != UNSET_DOUBLE:
+            self._check_band(iid, "stop price", o.auxPrice)
         # IB's attached orders and OCA groups. An order IB has acknowledged is transmitted:
         # a modify of it must be too (else TWS would hold the change untransmitted).
         o.parentId = live.parent_ib
@@ -1927,8 +2023,24 @@ class IBVenue:
         self._wake()
 
     def _fill_ticks(self, live: _Live, price: float) -> int:
-        tick = self.ports.registry[live.instrument_id].tick_size  # type: ignore[union-attr]
-        return round(price / tick)
+        inst = self.ports.registry[live.instrument_id]  # type: ignore[union-attr]
+        ticks = round(price / inst.tick_size)
+        booked = ticks * inst.tick_size
+        if abs(price - booked) > 1e-9 * max(1.0, abs(price)):
+            # Fills are whole ticks: a price between them (a sub-penny fill, a tick_size coarser
+            # than IB's minTick) is booked at the nearest, and P&L drifts from IB's. Said loudly
+            # once per instrument, then counted.
+            self.off_grid_fills += 1
+            level = logging.DEBUG if inst.id in self._off_grid_said else logging.WARNING
+            self._off_grid_said.add(inst.id)
+            log.log(
+                level,
+                "IB %s: %s filled at %r, between the engine's ticks of %g: booked at %r, so "
+                "positions' cost and P&L differ from IB's by %+.6g a unit (a tick_size equal to "
+                "IB's minTick avoids it unless IB fills below it); status off_grid_fills counts",
+                self.name, inst.key, price, inst.tick_size, booked, booked - price,
+            )  # fmt: skip
+        return ticks
 
     def _emit_fill(self, live: _Live, lots: int, ticks: int, exec_id: str, fee: float) -> None:
         live.cum_lots += lots
@@ -2275,6 +2387,7 @@ class IBVenue:
             "reconnects": self.reconnects,
             "resubscribes": self.resubscribes,
             "queued": self.pacer.pending,
+            "off_grid_fills": self.off_grid_fills,
         }
 
 
@@ -2286,6 +2399,29 @@ def _farm_name(code: int, msg: str) -> str:
     """The farm a farm notice names (``...connection is OK:usfarm``), else its kind."""
     _, colon, name = msg.rpartition(":")
     return name.strip() if colon and name.strip() else _FARM_KIND[code]
+
+
+def _on_step(value: float, step: float) -> bool:
+    n = value / step
+    return abs(n - round(n)) <= 1e-9 * max(1.0, abs(n))
+
+
+def _describe_bands(bands: list[tuple[float, float]]) -> str:
+    return ", ".join(f"from {low:g} in steps of {inc:g}" for low, inc in bands)
+
+
+def _crypto_market_refusal(it: OrderIntent) -> str:
+    """Why IB would reject this crypto market order, or "": IB (PAXOS, ZEROHASH) takes crypto
+    market orders only as IOC, and a market buy only sized in cash (``cashQty``), which tickwire
+    orders, sized in coins, never are."""
+    if it.side == _BUY:
+        return (
+            "IB takes a crypto market buy only sized in cash (cashQty), and tickwire sizes "
+            "orders in coins; buy with a marketable limit order (a price, tif IOC) instead"
+        )
+    if it.tif != _IOC:
+        return f"IB takes crypto market orders only with tif IOC, not {_TIF[it.tif]}"
+    return ""
 
 
 def _digits(tick: float) -> int:

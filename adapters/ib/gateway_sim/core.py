@@ -36,6 +36,7 @@ follows with 161, which the simulator leaves out). A global cancel discards them
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import logging
@@ -619,6 +620,13 @@ class GatewayCore:
     def _req_ids(self, s: Session, req: rq.ReqIds) -> None:
         s.send(s.encoder.next_valid_id(self.next_order_id))
 
+    def _market_rule(self, s: Session, req: rq.ReqMarketRule) -> None:
+        """The price bands of a rule id some instrument's ``marketRuleIds`` names (an unknown
+        id gets no answer)."""
+        rule = self.market.market_rule(req.market_rule_id)
+        if rule is not None:
+            s.send(s.encoder.market_rule(req.market_rule_id, rule))
+
     def _managed_accts(self, s: Session, req: rq.ReqManagedAccts) -> None:
         s.send(s.encoder.managed_accounts(self.config.gateway.accounts))
 
@@ -637,12 +645,30 @@ class GatewayCore:
         return None
 
     def _contract_details(self, s: Session, req: rq.ReqContractDetails) -> None:
+        if (req.contract.secType or "").upper() == "CONTFUT":
+            self._continuous_details(s, req)
+            return
         found = self.market.resolve(req.contract)
         if not found:
             s.error(req.req_id, 200)  # no contractDataEnd follows, as at IB
             return
         for inst in found:
             s.send(s.encoder.contract_data(req.req_id, inst.details(self.now_ns)))
+        s.send(s.encoder.contract_data_end(req.req_id))
+
+    def _continuous_details(self, s: Session, req: rq.ReqContractDetails) -> None:
+        """IB's continuous future: the front month's details (its conId) with secType CONTFUT.
+        It is for market data only: an order for it matches no contract (FUT) here."""
+        as_future = copy.copy(req.contract)
+        as_future.secType = "FUT"
+        as_future.lastTradeDateOrContractMonth = as_future.lastTradeDate = ""
+        found = self.market.resolve(as_future)
+        if not found:
+            s.error(req.req_id, 200)
+            return
+        details = min(found, key=lambda i: i.last_trade_date).details(self.now_ns)
+        details.contract.secType = "CONTFUT"
+        s.send(s.encoder.contract_data(req.req_id, details))
         s.send(s.encoder.contract_data_end(req.req_id))
 
     # -- market data ----------------------------------------------------------------------
@@ -1260,6 +1286,9 @@ class GatewayCore:
             return
         perm_id = held.perm_id if held is not None else next(self._perm_ids)
         sim = SimOrder(req.order_id, s.client_id, perm_id, inst, req.contract, order)
+        if (req.contract.secType or "").upper() == "CONTFUT":
+            self._reject(s, sim, 201, "continuous futures (CONTFUT) are for market data only")
+            return
         if self.link_down:
             self._reject(s, sim, 201, "Connectivity between IB and TWS has been lost")
             return
@@ -1942,6 +1971,7 @@ GatewayCore._handlers = {
     rq.ReqCurrentTime: GatewayCore._current_time,
     rq.ReqCurrentTimeMillis: GatewayCore._current_time_millis,
     rq.ReqIds: GatewayCore._req_ids,
+    rq.ReqMarketRule: GatewayCore._market_rule,
     rq.ReqManagedAccts: GatewayCore._managed_accts,
     rq.ReqContractDetails: GatewayCore._contract_details,
     rq.ReqMktData: GatewayCore._mkt_data,

@@ -552,6 +552,14 @@ class Market:
         except KeyError:
             raise KeyError(f"no instrument with conId {con_id}") from None
 
+    def market_rule(self, rule_id: int) -> tuple[tuple[float, float], ...] | None:
+        """IB's market rule ``rule_id`` as (low edge, increment) bands: the price increments of
+        the instruments whose ``market_rule_ids`` name it (one ``min_tick`` without them)."""
+        for inst in self._instruments.values():
+            if str(rule_id) in inst.market_rule_ids.split(","):
+                return tuple(sorted(inst.price_increments)) or ((0.0, inst.min_tick),)
+        return None
+
     def resolve(self, contract: Contract) -> list[SimInstrument]:
         """The instruments a (possibly partial) contract describes, as IB resolves it.
 

@@ -519,6 +519,21 @@ class MatchingEngine:
                 f"Order rejected - reason: the time in force {tif} is invalid for {kind} "
                 f"orders on {what}",
             )
+        if kind == "MKT" and inst.sec_type == "CRYPTO":
+            # IB's crypto rules (PAXOS/ZEROHASH): a market order is IOC only, and a market buy
+            # is sized in cash (cashQty), never in coins.
+            if tif != "IOC":
+                return _r(
+                    201,
+                    f"Order rejected - reason: crypto market orders support only the time in "
+                    f"force IOC, not {tif}, for {what}",
+                )
+            if action == "BUY" and not (_set(order.cashQty) and order.cashQty > 0):
+                return _r(
+                    201,
+                    "Order rejected - reason: a crypto market BUY order must be sized by cash "
+                    f"quantity (cashQty), not by totalQuantity, for {what}",
+                )
         rej = self._check_prices(order, kind, g)
         if rej is not None:
             return rej

@@ -100,6 +100,7 @@ from ibapi.protobuf.MarketDataTypeRequest_pb2 import (
     MarketDataTypeRequest as MarketDataTypeRequestProto,
 )
 from ibapi.protobuf.MarketDepthRequest_pb2 import MarketDepthRequest as MarketDepthRequestProto
+from ibapi.protobuf.MarketRuleRequest_pb2 import MarketRuleRequest as MarketRuleRequestProto
 from ibapi.protobuf.OpenOrdersRequest_pb2 import OpenOrdersRequest as OpenOrdersRequestProto
 from ibapi.protobuf.PlaceOrderRequest_pb2 import PlaceOrderRequest as PlaceOrderRequestProto
 from ibapi.protobuf.PositionsRequest_pb2 import PositionsRequest as PositionsRequestProto
@@ -182,6 +183,11 @@ class ReqCurrentTimeMillis:
 @dataclass(slots=True)
 class ReqIds:
     num_ids: int
+
+
+@dataclass(slots=True)
+class ReqMarketRule:
+    market_rule_id: int
 
 
 @dataclass(slots=True)
@@ -356,6 +362,7 @@ Request = (
     | ReqCurrentTime
     | ReqCurrentTimeMillis
     | ReqIds
+    | ReqMarketRule
     | ReqContractDetails
     | ReqMktData
     | CancelMktData
@@ -1017,6 +1024,7 @@ _TEXT_PARSERS: dict[int, _TextParser] = {
     OUT.REQ_CURRENT_TIME: _simple(ReqCurrentTime, "-version"),
     OUT.REQ_CURRENT_TIME_IN_MILLIS: _simple(ReqCurrentTimeMillis),
     OUT.REQ_IDS: _simple(ReqIds, "-version", "numIds:int"),
+    OUT.REQ_MARKET_RULE: _simple(ReqMarketRule, "marketRuleId:int"),  # no version field
     OUT.REQ_CONTRACT_DATA: _req_contract_details,
     OUT.REQ_MKT_DATA: _req_mkt_data,
     OUT.CANCEL_MKT_DATA: _simple(CancelMktData, "-version", "reqId:int"),
@@ -1256,6 +1264,7 @@ _PROTOBUF_PARSERS: dict[int, _ProtobufParser] = {
         CurrentTimeInMillisRequestProto, ReqCurrentTimeMillis
     ),
     _pb(OUT.REQ_IDS): _simple_pb(IdsRequestProto, ReqIds, "numIds:int"),
+    _pb(OUT.REQ_MARKET_RULE): _simple_pb(MarketRuleRequestProto, ReqMarketRule, "marketRuleId:int"),
     _pb(OUT.REQ_CONTRACT_DATA): _simple_pb(
         ContractDataRequestProto, ReqContractDetails, "reqId:int", "contract:contract"
     ),

@@ -112,6 +112,7 @@ from ibapi.protobuf.ManagedAccounts_pb2 import ManagedAccounts
 from ibapi.protobuf.MarketDataType_pb2 import MarketDataType
 from ibapi.protobuf.MarketDepth_pb2 import MarketDepth
 from ibapi.protobuf.MarketDepthL2_pb2 import MarketDepthL2
+from ibapi.protobuf.MarketRule_pb2 import MarketRule
 from ibapi.protobuf.NextValidId_pb2 import NextValidId
 from ibapi.protobuf.OpenOrder_pb2 import OpenOrder
 from ibapi.protobuf.OpenOrdersEnd_pb2 import OpenOrdersEnd
@@ -121,6 +122,7 @@ from ibapi.protobuf.OrderStatus_pb2 import OrderStatus
 from ibapi.protobuf.PortfolioValue_pb2 import PortfolioValue
 from ibapi.protobuf.Position_pb2 import Position
 from ibapi.protobuf.PositionEnd_pb2 import PositionEnd
+from ibapi.protobuf.PriceIncrement_pb2 import PriceIncrement
 from ibapi.protobuf.TickByTickData_pb2 import TickByTickData
 from ibapi.protobuf.TickGeneric_pb2 import TickGeneric
 from ibapi.protobuf.TickPrice_pb2 import TickPrice
@@ -174,6 +176,7 @@ PROTOBUF_FROM: Final[Mapping[int, int]] = MappingProxyType(
         IN.NEXT_VALID_ID: sv.MIN_SERVER_VER_PROTOBUF_REST_MESSAGES_3,
         IN.CURRENT_TIME: sv.MIN_SERVER_VER_PROTOBUF_REST_MESSAGES_3,
         IN.CURRENT_TIME_IN_MILLIS: sv.MIN_SERVER_VER_PROTOBUF_REST_MESSAGES_3,
+        IN.MARKET_RULE: sv.MIN_SERVER_VER_PROTOBUF_REST_MESSAGES_2,
     }
 )
 
@@ -518,6 +521,16 @@ class ResponseEncoder:
         if self.uses_protobuf(IN.NEXT_VALID_ID):
             return self._pb(IN.NEXT_VALID_ID, NextValidId(orderId=order_id))
         return self._text(IN.NEXT_VALID_ID, ["1", _i(order_id)])
+
+    def market_rule(self, rule_id: int, increments: Sequence[tuple[float, float]]) -> bytes:
+        """A market rule: (low edge, increment) price bands, lowest first."""
+        if self.uses_protobuf(IN.MARKET_RULE):
+            bands = [PriceIncrement(lowEdge=low, increment=inc) for low, inc in increments]
+            return self._pb(IN.MARKET_RULE, MarketRule(marketRuleId=rule_id, priceIncrements=bands))
+        fields = [_i(rule_id), _i(len(increments))]
+        for low, inc in increments:
+            fields += [_f(low), _f(inc)]
+        return self._text(IN.MARKET_RULE, fields)
 
     def managed_accounts(self, accounts: Sequence[str]) -> bytes:
         joined = ",".join(accounts)
