@@ -421,3 +421,22 @@ def test_commissions_waiting_for_an_execution_are_bounded(monkeypatch) -> None:
         v._on_commission(f"0000e0d5.6{i}.01.01", 1.0 + i)
     assert list(v._early_commission) == [f"0000e0d5.6{i}.01.01" for i in (2, 3, 4)]
     assert v._early_commission["0000e0d5.64.01.01"] == 5.0
+
+
+async def test_a_cancel_or_modify_of_an_order_the_venue_finished_carries_ibs_code() -> None:
+    """The engine still thinks an order open that the venue has finished (their answers
+    crossed): the venue answers the cancel or modify itself, with IB's code for it, as the
+    simulated venue does (10147: no order to cancel; 104: cannot modify)."""
+    async with IBHarness() as h:
+        await h.book_ready("AAPL")
+        coid = h.strat.buy("AAPL", 1, round(h.mid("AAPL") * 1.01, 2))
+        await h.wait_kind(coid, EventKind.FILL)
+        order = h.engine.tracker.get(coid) or h.engine.tracker.finished[coid]
+        answers = []
+        for request in (lambda: h.venue.cancel(order), lambda: h.venue.modify(order, 2, 1)):
+            request()
+            answers.append(h.engine.events.last())
+        assert [(e.kind, e.reason_code) for e in answers] == [
+            (EventKind.CANCEL_REJECTED, 10147),
+            (EventKind.CANCEL_REJECTED, 104),
+        ]

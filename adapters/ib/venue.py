@@ -163,6 +163,11 @@ from engine.venue import (  # the venue's own refusal codes, shared with the oth
 
 log = logging.getLogger("tickwire.ib")
 
+#: IB's codes for a cancel / a modify of an order it is not working, which the venue answers
+#: itself for an order it knows has finished.
+_IB_CANCEL_NOT_FOUND = 10147
+_IB_MODIFY_NOT_WORKING = 104
+
 
 _ACCEPTED = EventKind.ACCEPTED
 _REJECTED = EventKind.REJECTED
@@ -2348,8 +2353,12 @@ class IBVenue:
         it.ts_sent = ev.ts_recv
 
     def _emit_unknown(self, order: Order, what: str) -> None:
+        """A cancel or modify of an order this venue is not working (finished, or never sent):
+        answered here, with IB's code for it (10147 order to cancel not found, 104 cannot
+        modify a filled order), as the simulated venue answers the same request."""
+        code = _IB_CANCEL_NOT_FOUND if what == "cancel" else _IB_MODIFY_NOT_WORKING
         reason = f"{what} refused: order {order.client_order_id} is not working at {self.name}"
-        self._event(_CANCEL_REJECTED, order, 0, reason)
+        self._event(_CANCEL_REJECTED, order, code, reason)
 
     def _wake(self) -> None:
         if self.ports is not None:
