@@ -16,7 +16,7 @@ import tomllib
 import types
 import typing
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -553,8 +553,7 @@ def build(cls: type[T], data: Any, file: str, key: str) -> T:
     if unknown:
         k = unknown[0]
         public = [n for n, f in by_toml_key.items() if not f.metadata.get("internal")]
-        hint = difflib.get_close_matches(k, public, n=1)
-        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+        did_you_mean = _did_you_mean(k, public)
         raise ConfigError(
             file,
             _join(key, k),
@@ -629,6 +628,12 @@ def _coerce(tp: Any, value: Any, file: str, key: str) -> Any:
             raise ConfigError(file, key, f"expected a string, got {_describe(value)}")
         return value
     raise TypeError(f"config field {key} has an unsupported type {tp!r}")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``known`` to a misspelt ``name``, or ""."""
+    hint = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def _secret(value: Any, file: str, key: str) -> Secret:
@@ -749,8 +754,7 @@ def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
     strategy_names = [s.name for s in cfg.strategies]
     for name in risk.strategies:
         if name not in strategy_names:
-            hint = difflib.get_close_matches(name, strategy_names, n=1)
-            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            did_you_mean = _did_you_mean(name, strategy_names)
             raise ConfigError(
                 file,
                 f"risk.strategies.{name}",
@@ -759,8 +763,7 @@ def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
             )
     for symbol in risk.instruments:
         if symbol not in symbols:
-            hint = difflib.get_close_matches(symbol, sorted(symbols), n=1)
-            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            did_you_mean = _did_you_mean(symbol, symbols)
             raise ConfigError(
                 file,
                 f"risk.instruments.{symbol}",
@@ -772,8 +775,7 @@ def _check_risk(cfg: Config, file: str, symbols: set[str]) -> None:
     ):
         for j, ref in enumerate(getattr(risk, list_key)):
             if ref not in symbols:
-                hint = difflib.get_close_matches(ref, sorted(symbols), n=1)
-                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                did_you_mean = _did_you_mean(ref, symbols)
                 raise ConfigError(
                     file,
                     f"risk.{list_key}[{j}]",
