@@ -294,7 +294,9 @@ def test_hang_keeps_the_socket_open_and_answers_nothing_until_it_ends(sim: SimTh
         assert sim.call(lambda: sim.server.core.status()["hung"])
         app.wait("currentTime", timeout=3)
         app.wait("tickPrice", lambda rid, *a: len(app.all("tickPrice")) > ticks + 1)
-    with connected(sim) as again:  # a connection made while hung would wait; now it is served
+    # A connection made while hung would wait; now it is served. Another client id: the first
+    # one's close may not have reached the gateway yet (then its id is still in use: 326).
+    with connected(sim, client_id=2) as again:
         again.reqCurrentTime()
         again.wait("currentTime")
 
