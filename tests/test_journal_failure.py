@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from event_recorder import Recorder
 
@@ -29,13 +28,14 @@ from engine.clock import SimClock
 from engine.config import RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.journal import Journal, OrderRecord, StateRecord, read_journal
-from engine.messages import BOOK_DELTA, BookSide, DeltaAction
+from engine.messages import BookSide
 from engine.orders import OrderState
 from engine.recovery import recover
 from engine.risk_gate import TradingState, Verdict
 from engine.router import NOT_JOURNALED
 from engine.runtime import JOURNAL_REMINDER_NS, JOURNAL_RETRY_NS, Engine
 from hotpath import risk as rk
+from tests.book_support import set_levels
 
 START_NS = 1_000_000_000
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
@@ -81,15 +81,7 @@ class Session:
         self.path = path
 
     def book(self, *levels: tuple[int, int, int]) -> None:
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["instrument_id"] = self.es.id
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        d["ts_recv"] = self.clock.now()
-        self.engine.deltas.write(d)
-        self.engine.pump()
+        set_levels(self.engine, self.es.id, self.clock.now(), levels)
 
     def buy(self, qty: float, price: float) -> int:
         coid = self.strat.buy(self.es, qty, price)

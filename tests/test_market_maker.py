@@ -6,16 +6,15 @@ position; only a change of the mid or of the position can move them.
 
 from __future__ import annotations
 
-import numpy as np
-
 from adapters.sim.venue import SimVenue
 from engine.clock import SimClock
 from engine.config import RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
-from engine.messages import BOOK_DELTA, BookSide, DeltaAction
+from engine.messages import BookSide
 from engine.risk_gate import Verdict
 from engine.runtime import Engine
 from engine.strategies.market_maker import MarketMaker, MarketMakerParams
+from tests.book_support import set_levels
 
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
 
@@ -33,15 +32,7 @@ class Harness:
         self.engine.start()
 
     def book(self, *levels: tuple[int, int, int]) -> None:
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["instrument_id"] = self.es.id
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        d["ts_recv"] = self.clock.now()
-        self.engine.deltas.write(d)
-        self.engine.pump()
+        set_levels(self.engine, self.es.id, self.clock.now(), levels)
 
     def quotes(self) -> list[tuple[int, int, int]]:
         """Working orders as (side, ticks, lots), bid first."""
@@ -151,7 +142,7 @@ def test_inventory_limits_count_lots_not_float_sums() -> None:
     # Lots of 0.1, size 0.1, max_inventory 0.3: three bids may fill (0.1 + 0.2 is
     # 0.30000000000000004, above 0.3 as a float, not as lots).
     registry = InstrumentRegistry()
-    registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.1, 1.0, currency="USD")
+    btc = registry.add("BTC", "SIM", AssetClass.CRYPTO, 0.01, 0.1, 1.0, currency="USD")
     clock = SimClock(1_000_000_000)
     engine = Engine(registry, {"SIM": SimVenue("SIM")}, clock, risk=RiskConfig(equity=1e9))
     params = MarketMakerParams(size=0.1, skew_ticks=0.0, max_inventory=0.3)
@@ -159,13 +150,7 @@ def test_inventory_limits_count_lots_not_float_sums() -> None:
     engine.start()
 
     def book(*levels: tuple[int, int, int]) -> None:
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        engine.deltas.write(d)
-        engine.pump()
+        set_levels(engine, btc.id, clock.now(), levels)
 
     book((BID, 9_990, 10), (ASK, 10_010, 10))
     for filled in range(3):

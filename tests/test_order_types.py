@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 from event_recorder import Recorder
 
@@ -21,11 +20,9 @@ from engine.clock import SimClock
 from engine.config import RingsConfig, RiskConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
-    BOOK_DELTA,
     NO_PRICE,
     Algo,
     BookSide,
-    DeltaAction,
     EventKind,
     OrderIntent,
     OrderType,
@@ -36,6 +33,7 @@ from engine.risk_gate import Verdict
 from engine.runtime import Engine
 from engine.venue import VenuePorts
 from hotpath import risk as rk
+from tests.book_support import set_levels
 
 START_NS = 1_700_000_000 * 10**9
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
@@ -181,15 +179,7 @@ class Harness:
         self.book(self.es.id, (BID, 399, 100), (ASK, 400, 100))
 
     def book(self, inst_id: int, *levels: tuple[int, int, int]) -> None:
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["instrument_id"] = inst_id
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        d["ts_recv"] = self.clock.now()
-        self.engine.deltas.write(d)
-        self.engine.pump()
+        set_levels(self.engine, inst_id, self.clock.now(), levels)
 
     def buy(self, *args, **kw) -> int:
         coid = self.strat.buy(*args, **kw)

@@ -20,10 +20,8 @@ from engine.clock import SimClock
 from engine.config import InstrumentRiskConfig, RingsConfig, RiskConfig, SimVenueConfig
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
-    BOOK_DELTA,
     NO_PRICE,
     BookSide,
-    DeltaAction,
     EventKind,
     OrderEvent,
     OrderType,
@@ -33,13 +31,13 @@ from engine.risk_gate import REASONS, TradingState, Verdict
 from engine.runtime import Engine
 from engine.strategy import Strategy
 from hotpath import risk as rk
+from tests.book_support import set_levels
 
 START_NS = 1_000_000_000
 # Start-of-day equity: large enough that the default leverage (1.0) and concentration (0.2)
 # limits never bind on these tests' orders.
 EQUITY = 1e9
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
-
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -70,15 +68,7 @@ class Harness:
         self.engine.start()
 
     def book(self, inst_id: int, *levels: tuple[int, int, int]) -> None:
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["instrument_id"] = inst_id
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        d["ts_recv"] = self.clock.now()
-        self.engine.deltas.write(d)
-        self.engine.pump()
+        set_levels(self.engine, inst_id, self.clock.now(), levels)
 
     def es_book(self) -> None:
         """ES bid 99.75 (399 ticks) x 100, ask 100.00 (400 ticks) x 100."""

@@ -32,22 +32,20 @@ from engine.config import (
 )
 from engine.instruments import AssetClass, InstrumentRegistry
 from engine.messages import (
-    BOOK_DELTA,
     NO_PRICE,
     TRADE,
     BookSide,
-    DeltaAction,
     EventKind,
     TimeInForce,
 )
 from engine.orders import Order, OrderState
 from engine.risk_gate import Verdict
 from engine.runtime import Engine
+from tests.book_support import set_levels
 
 START_NS = 1_000_000_000
 TICK = 0.25  # ES tick size
 BID, ASK = int(BookSide.BID), int(BookSide.ASK)
-
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -77,15 +75,7 @@ class Harness:
     # market data
     def book(self, *levels: tuple[int, int, int]) -> None:
         """SET deltas ``(side, ticks, lots)`` in one batch, then pump."""
-        d = np.zeros(len(levels), dtype=BOOK_DELTA)
-        d["instrument_id"] = self.es.id
-        d["action"] = DeltaAction.SET
-        d["side"] = [lv[0] for lv in levels]
-        d["price"] = [lv[1] for lv in levels]
-        d["size"] = [lv[2] for lv in levels]
-        d["ts_event"] = d["ts_recv"] = self.clock.now()
-        self.engine.deltas.write(d)
-        self.engine.pump()
+        set_levels(self.engine, self.es.id, self.clock.now(), levels)
 
     def trade(self, ticks: int, lots: int, aggressor: int = 0) -> None:
         """A print; ``aggressor`` is the taker's side (1 buy, -1 sell), 0 unknown as IB's."""
