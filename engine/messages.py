@@ -26,6 +26,7 @@ Slots are reused: a consumer that keeps a message beyond its callback copies wha
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 from hotpath import layouts
 
@@ -318,3 +319,18 @@ class OrderEvent:
     def clear(self) -> None:
         """Reset every field: a reused slot must not carry the previous event's values."""
         self.__init__()
+
+    def about(self, kind: int, src: Any, code: int, reason: str, ts: int) -> OrderEvent:
+        """Clear this slot and make it a ``kind`` event naming ``src``'s order (anything with
+        ``strategy_id``, ``instrument_id``, ``client_order_id`` and ``side``: an order, an
+        intent, a venue's record of one), with ``code`` and ``reason``, stamped ``ts``."""
+        self.__init__()
+        self.kind = kind
+        self.strategy_id = src.strategy_id
+        self.instrument_id = src.instrument_id
+        self.client_order_id = src.client_order_id
+        self.side = src.side
+        self.reason_code = code
+        self.reason = reason
+        self.ts_event = self.ts_recv = ts
+        return self

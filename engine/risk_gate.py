@@ -901,17 +901,9 @@ class RiskGate:
             order = self._tracker.get(it.client_order_id)
             if order is not None:
                 journal.append_order(order, self._now())
-        ev = self._events.claim()
-        ev.clear()
-        ev.kind = kind
-        ev.strategy_id = it.strategy_id
-        ev.instrument_id = it.instrument_id
-        ev.client_order_id = it.client_order_id
-        ev.side = it.side
-        ev.reason_code = int(verdict)
         text = self._halted_text if verdict == _TRADING_HALTED else _REASON_TEXT[verdict]
-        ev.reason = f"{text} ({detail})" if detail else text
-        ev.ts_event = ev.ts_recv = self._now()
+        reason = f"{text} ({detail})" if detail else text
+        ev = self._events.claim().about(kind, it, int(verdict), reason, self._now())
         if numbers is not None:
             # Formatting floats costs more than the rest of a refusal. Nothing reads an event
             # before the strategies are done with the market data being dispatched, so the

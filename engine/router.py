@@ -358,18 +358,11 @@ class Router:
         i = order.instrument_id
         venue = self._shadow[i]
         if venue is None and self._ports is not None:
-            ev = self._ports.events.claim()
-            ev.clear()
-            ev.kind = _CANCEL_REJECTED
-            ev.strategy_id = order.strategy_id
-            ev.instrument_id = i
-            ev.client_order_id = order.client_order_id
-            ev.side = order.side
-            ev.reason = (
+            reason = (
                 f"{what} refused: order {order.client_order_id} was shadowed and venue "
                 f"{self._registry[i].venue} has no shadow now (it is LIVE); nothing was sent"
             )
-            ev.ts_event = ev.ts_recv = self._now()
+            self._ports.events.claim().about(_CANCEL_REJECTED, order, 0, reason, self._now())
         return venue
 
     def _not_journaled(self, order: Order, kind: EventKind, what: str) -> None:
@@ -377,19 +370,11 @@ class Router:
         CANCEL_REJECTED), code ``NOT_JOURNALED``: it was not sent. The journal's failure has
         halted trading already; this is the request that met it."""
         journal = self.journal
-        ev = self._ports.events.claim()
-        ev.clear()
-        ev.kind = kind
-        ev.strategy_id = order.strategy_id
-        ev.instrument_id = order.instrument_id
-        ev.client_order_id = order.client_order_id
-        ev.side = order.side
-        ev.reason_code = NOT_JOURNALED
-        ev.reason = (
+        reason = (
             f"trading halted: the journal cannot be written "
             f"({journal.error if journal is not None else 'closed'}); the {what} was not sent"
         )
-        ev.ts_event = ev.ts_recv = self._now()
+        self._ports.events.claim().about(kind, order, NOT_JOURNALED, reason, self._now())
 
     def cancel(self, order: Order) -> None:
         """Send a cancel, journaled first. If the journal cannot write it, the cancel still

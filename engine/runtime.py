@@ -939,19 +939,12 @@ class Engine:
 
     def report_lost(self, order: Order, reason: str) -> None:
         """An open order whose venue kept no state across a restart: CANCELLED, with why."""
-        ev = self.events.claim()
-        ev.clear()
-        ev.kind = _CANCELLED
-        ev.strategy_id = order.strategy_id
-        ev.instrument_id = order.instrument_id
-        ev.client_order_id = order.client_order_id
-        ev.side = order.side
+        ev = self.events.claim().about(
+            _CANCELLED, order, LOST_WITH_PROCESS, f"lost in the restart: {reason}", self.clock.now()
+        )
         ev.cum_lots = order.filled_lots
         ev.qty_lots = order.qty_lots
         ev.price_ticks = order.price_ticks
-        ev.reason_code = LOST_WITH_PROCESS
-        ev.reason = f"lost in the restart: {reason}"
-        ev.ts_event = ev.ts_recv = self.clock.now()
 
     # ---- reading ---------------------------------------------------------------------------
 

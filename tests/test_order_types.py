@@ -92,13 +92,7 @@ class RecordingVenue:
                 None if order is None else order.extras,
             )
         )  # fmt: skip
-        ev = self.ports.events.claim()
-        ev.clear()
-        ev.kind = EventKind.ACCEPTED
-        ev.strategy_id = it.strategy_id
-        ev.instrument_id = it.instrument_id
-        ev.client_order_id = it.client_order_id
-        ev.side = it.side
+        ev = self.ports.events.claim().about(EventKind.ACCEPTED, it, 0, "", 0)
         ev.qty_lots = it.qty_lots
         ev.leaves_lots = it.qty_lots
         ev.price_ticks = it.price_ticks
@@ -123,23 +117,12 @@ class RecordingVenue:
         """Answer the modifies held so far with CANCEL_REJECTED, as a venue's refusal."""
         held, self._held = self._held, []
         for order, _, _ in held:
-            ev = self.ports.events.claim()
-            ev.clear()
-            ev.kind = EventKind.CANCEL_REJECTED
-            ev.strategy_id = order.strategy_id
-            ev.instrument_id = order.instrument_id
-            ev.client_order_id = order.client_order_id
-            ev.side = order.side
-            ev.reason = "modify refused by the venue"
+            self.ports.events.claim().about(
+                EventKind.CANCEL_REJECTED, order, 0, "modify refused by the venue", 0
+            )
 
     def _confirm(self, order, qty_lots: int, price_ticks: int) -> None:
-        ev = self.ports.events.claim()
-        ev.clear()
-        ev.kind = EventKind.MODIFIED
-        ev.strategy_id = order.strategy_id
-        ev.instrument_id = order.instrument_id
-        ev.client_order_id = order.client_order_id
-        ev.side = order.side
+        ev = self.ports.events.claim().about(EventKind.MODIFIED, order, 0, "", 0)
         ev.qty_lots = qty_lots
         ev.leaves_lots = qty_lots - order.filled_lots
         ev.cum_lots = order.filled_lots

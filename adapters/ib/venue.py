@@ -2291,17 +2291,7 @@ class IBVenue:
         """A cleared event slot naming ``src``'s order, stamped now."""
         ports = self.ports
         assert ports is not None
-        ev = ports.events.claim()
-        ev.clear()
-        ev.kind = kind
-        ev.strategy_id = src.strategy_id
-        ev.instrument_id = src.instrument_id
-        ev.client_order_id = src.client_order_id
-        ev.side = src.side
-        ev.reason_code = code
-        ev.reason = reason
-        ev.ts_event = ev.ts_recv = ports.clock.now()
-        return ev
+        return ports.events.claim().about(kind, src, code, reason, ports.clock.now())
 
     def _emit(self, kind: EventKind, live: _Live, code: int = 0, reason: str = "") -> Any:
         ev = self._event(kind, live, code, reason)
